@@ -1,0 +1,12 @@
+"""One module per command; each parses, calls the store, prints."""
+
+from __future__ import annotations
+
+import click
+
+from . import backup, check, diff, init, key, ls, repair, restore, snapshots, stats
+
+
+def register(group: click.Group) -> None:
+    for module in (init, backup, snapshots, ls, diff, stats, restore, check, key, repair):
+        group.add_command(module.command)

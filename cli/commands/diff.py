@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import click
+from cleancut.store.snapshot import resolve
+from cleancut.store.views import diff_trees
+
+from ..context import Common, common_options
+
+
+@click.command("diff")
+@click.argument("snap_a")
+@click.argument("snap_b")
+@common_options
+def command(common: Common, snap_a: str, snap_b: str) -> None:
+    """Show what changed from SNAP_A to SNAP_B.
+
+    + added, - removed, M modified, U metadata only, T type changed.
+    """
+    repo = common.open()
+    try:
+        snaps = repo.snapshots()
+        a, b = resolve(snaps, snap_a), resolve(snaps, snap_b)
+        changes = list(diff_trees(repo, a.tree, b.tree))
+    finally:
+        repo.close()
+    if common.json:
+        common.emit({"from": a.id, "to": b.id, "changes": [vars(c) for c in changes]})
+        return
+    for c in changes:
+        click.echo(f"{c.kind} {c.path}")
+    counts = {k: sum(1 for c in changes if c.kind == k) for k in "+-MUT"}
+    click.echo(
+        f"added {counts['+']}, removed {counts['-']}, modified {counts['M']}, "
+        f"metadata {counts['U']}, type changed {counts['T']}"
+    )

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import click
+from cleancut.store.config import ChunkerParams
+from cleancut.store.keys import KdfParams
+from cleancut.store.location import backend_for
+from cleancut.store.repository import init_repository
+
+from ..context import Common, common_options
+from .sizes import parse_size
+
+
+@click.command("init")
+@click.option("--chunk-min", default="256KiB", show_default=True, help="Smallest chunk.")
+@click.option("--chunk-avg", default="1MiB", show_default=True, help="Average chunk.")
+@click.option("--chunk-max", default="4MiB", show_default=True, help="Largest chunk.")
+@click.option("--kdf-memory", default="64MiB", show_default=True, help="Argon2id memory cost.")
+@click.option("--kdf-iterations", default=3, show_default=True, help="Argon2id passes.")
+@common_options
+def command(
+    common: Common,
+    chunk_min: str,
+    chunk_avg: str,
+    chunk_max: str,
+    kdf_memory: str,
+    kdf_iterations: int,
+) -> None:
+    """Create a repository."""
+    chunker = ChunkerParams(parse_size(chunk_min), parse_size(chunk_avg), parse_size(chunk_max))
+    try:
+        chunker.validate()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    kdf = KdfParams(memory_kib=max(8, parse_size(kdf_memory) // 1024), iterations=kdf_iterations)
+    backend = backend_for(common.location)
+    config = init_repository(backend, common.passphrase(confirm=True), chunker, kdf)
+    if common.json:
+        common.emit(
+            {"id": config.id, "location": backend.location, "chunker": vars(config.chunker)}
+        )
+    else:
+        common.say(f"created repository {config.id[:12]} at {backend.location}")
+        common.say("keep the passphrase safe: without it the data cannot be recovered")

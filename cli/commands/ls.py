@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import stat
+import time
+
+import click
+from cleancut.store.snapshot import resolve
+from cleancut.store.tree import DIR, SYMLINK
+from cleancut.store.views import list_snapshot
+
+from ..context import Common, common_options
+
+
+@click.command("ls")
+@click.argument("snapshot")
+@click.argument("path", required=False, default="")
+@common_options
+def command(common: Common, snapshot: str, path: str) -> None:
+    """List the files of a snapshot (below PATH)."""
+    repo = common.open()
+    try:
+        snap = resolve(repo.snapshots(), snapshot)
+        entries = list(list_snapshot(repo, snap, path))
+    finally:
+        repo.close()
+    if common.json:
+        common.emit(
+            [
+                {
+                    "path": p,
+                    "type": n.type,
+                    "mode": oct(n.mode),
+                    "size": n.size,
+                    "mtime_ns": n.mtime_ns,
+                    "uid": n.uid,
+                    "gid": n.gid,
+                    **({"target": n.target} if n.type == SYMLINK else {}),
+                }
+                for p, n in entries
+            ]
+        )
+        return
+    for p, n in entries:
+        kind = {DIR: stat.S_IFDIR, SYMLINK: stat.S_IFLNK}.get(n.type, stat.S_IFREG)
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(n.mtime_ns / 1e9))
+        suffix = f" -> {n.target}" if n.type == SYMLINK else ""
+        click.echo(f"{stat.filemode(kind | n.mode)} {n.size:>12} {when} {p}{suffix}")

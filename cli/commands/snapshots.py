@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..context import Common, common_options
+
+
+@click.command("snapshots")
+@click.option("--name", help="Only snapshots of this source.")
+@click.option("--tag", "tags", multiple=True, help="Only snapshots with this tag.")
+@common_options
+def command(common: Common, name: str | None, tags: tuple[str, ...]) -> None:
+    """List snapshots."""
+    repo = common.open()
+    try:
+        snaps = [
+            s
+            for s in repo.snapshots()
+            if (name is None or s.name == name) and set(tags) <= set(s.tags)
+        ]
+    finally:
+        repo.close()
+    if common.json:
+        common.emit(
+            [
+                {
+                    "id": s.id,
+                    "time": s.time,
+                    "name": s.name,
+                    "host": s.host,
+                    "user": s.user,
+                    "tags": s.tags,
+                    "paths": s.paths,
+                    "kind": s.kind,
+                    "parent": s.parent,
+                    "chain": s.chain,
+                    "seq": s.seq,
+                    "consistency": s.consistency,
+                    "tree": s.tree,
+                    "summary": s.summary,
+                }
+                for s in snaps
+            ]
+        )
+        return
+    table = Table(box=None)
+    for col in ("id", "time", "name", "host", "kind", "consistency", "tags", "files", "size"):
+        table.add_column(col)
+    for s in snaps:
+        table.add_row(
+            s.id[:12],
+            s.time[:19].replace("T", " "),
+            s.name,
+            s.host,
+            s.kind,
+            s.consistency,
+            ",".join(s.tags),
+            str(s.summary.get("files", "")),
+            str(s.summary.get("bytes_total", "")),
+        )
+    Console().print(table)
+    click.echo(f"{len(snaps)} snapshots")

@@ -1,0 +1,98 @@
+"""Options every command shares, and opening the repository they name."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from cleancut.store.errors import UsageError
+from cleancut.store.location import backend_for
+from cleancut.store.repository import Repository
+
+from .passphrase import read_passphrase
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Common:
+    repo: str | None
+    password_file: str | None
+    password_command: str | None
+    json: bool
+    quiet: bool
+    cache_dir: str | None
+
+    @property
+    def location(self) -> str:
+        if not self.repo:
+            raise UsageError("no repository: pass --repo or set CLEANCUT_REPO")
+        return self.repo
+
+    def passphrase(self, confirm: bool = False) -> str:
+        return read_passphrase(self.password_file, self.password_command, confirm)
+
+    def open(self) -> Repository:
+        backend = backend_for(self.location)
+        cache_root = Path(self.cache_dir) if self.cache_dir else None
+        from cleancut.store.repository import read_config
+
+        read_config(backend)  # "not a repository" before asking for a passphrase
+        return Repository.open(backend, self.passphrase(), cache_root)
+
+    @property
+    def show_progress(self) -> bool:
+        return not self.quiet and not self.json and sys.stderr.isatty()
+
+    def emit(self, value: Any) -> None:
+        """Machine-readable output: one JSON document on stdout."""
+        click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            click.echo(message)
+
+
+def common_options(func: F) -> F:
+    """--repo, passphrase sources, --json, --quiet, --cache-dir on every command."""
+
+    @click.option(
+        "--repo", "-r", envvar="CLEANCUT_REPO", help="Repository location (or CLEANCUT_REPO)."
+    )
+    @click.option(
+        "--password-file",
+        envvar="CLEANCUT_PASSWORD_FILE",
+        type=click.Path(dir_okay=False),
+        help="Read the passphrase from this file.",
+    )
+    @click.option(
+        "--password-command",
+        envvar="CLEANCUT_PASSWORD_COMMAND",
+        help="Run this command and read the passphrase from its output.",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @click.option("--quiet", "-q", is_flag=True, help="No progress and no chatter.")
+    @click.option(
+        "--cache-dir", envvar="CLEANCUT_CACHE_DIR", help="Where the local index cache lives."
+    )
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any,
+        repo: str | None,
+        password_file: str | None,
+        password_command: str | None,
+        as_json: bool,
+        quiet: bool,
+        cache_dir: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        common = Common(repo, password_file, password_command, as_json, quiet, cache_dir)
+        return func(common, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

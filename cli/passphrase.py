@@ -1,0 +1,48 @@
+"""Where a passphrase comes from: environment, file, command, or a prompt. Never argv."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import click
+from cleancut.store.errors import NoPassphrase, UsageError
+
+
+def read_passphrase(
+    password_file: str | None, password_command: str | None, confirm: bool = False
+) -> str:
+    if password_file:
+        try:
+            with open(password_file, encoding="utf-8") as f:
+                return f.read().rstrip("\r\n")
+        except OSError as exc:
+            raise UsageError(f"cannot read password file {password_file}: {exc.strerror}") from exc
+    if password_command:
+        proc = subprocess.run(password_command, shell=True, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise NoPassphrase(f"password command failed with exit code {proc.returncode}")
+        return proc.stdout.rstrip("\r\n")
+    env = os.environ.get("CLEANCUT_PASSWORD")
+    if env is not None:
+        return env
+    if sys.stdin.isatty():
+        return click.prompt(
+            "repository passphrase", hide_input=True, confirmation_prompt=confirm, err=True
+        )
+    raise NoPassphrase(
+        "no passphrase: set CLEANCUT_PASSWORD, or pass --password-file or --password-command"
+    )
+
+
+def read_new_passphrase(new_password_file: str | None) -> str:
+    """A second passphrase (key add / passwd): a file, CLEANCUT_NEW_PASSWORD, or a prompt."""
+    if new_password_file:
+        return read_passphrase(new_password_file, None)
+    env = os.environ.get("CLEANCUT_NEW_PASSWORD")
+    if env is not None:
+        return env
+    if sys.stdin.isatty():
+        return click.prompt("new passphrase", hide_input=True, confirmation_prompt=True, err=True)
+    raise NoPassphrase("no new passphrase: set CLEANCUT_NEW_PASSWORD or pass --new-password-file")

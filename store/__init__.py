@@ -1,0 +1,1 @@
+"""The snapshot store: content-addressed, encrypted, deduplicating. Knows nothing of agents."""

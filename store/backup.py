@@ -1,0 +1,442 @@
+"""Backup: walk a source directory and commit one snapshot of it.
+
+The walk is depth first. Files that match the previous snapshot of the same
+name (size, mtime_ns, ctime_ns, inode), and were not modified within the
+clock's granularity of that snapshot's scan, reuse its content list without
+being read. Everything else streams through the chunker into the blob saver.
+A directory's tree blob is written once all its entries are resolved; the
+root tree, then the snapshot record, are written only after every pack and
+index segment is durable (DESIGN: commit order).
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import getpass
+import os
+import socket
+import stat
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .chunker import chunk_stream
+from .errors import CleancutError, NoSpace
+from .pack import DATA, TREE
+from .repository import Repository
+from .saver import BlobSaver, Job
+from .snapshot import Snapshot
+from .tree import DIR, FILE, SYMLINK, Node, decode_tree, encode_tree
+
+# A file whose mtime is this close to the previous scan's start may have been
+# written again within the same clock tick after it was read: re-read it.
+RACY_WINDOW_NS = 2_000_000_000
+
+
+@dataclass
+class BackupOptions:
+    name: str | None = None
+    tags: list[str] = field(default_factory=list)
+    excludes: list[str] = field(default_factory=list)
+    consistency: str = "unquiesced"
+    parent: str | None = None  # explicit previous snapshot for change detection
+
+
+@dataclass
+class Progress:
+    """Counters read by a progress display on another thread."""
+
+    files_done: int = 0
+    bytes_done: int = 0
+    bytes_added: int = 0
+    files_total: int = 0
+    bytes_total: int = 0
+    scan_finished: bool = False
+    current: str = ""
+
+
+@dataclass
+class BackupResult:
+    snapshot: Snapshot
+    files: int
+    dirs: int
+    bytes_read: int
+    bytes_total: int
+    bytes_added: int
+    files_new: int
+    files_changed: int
+    files_unchanged: int
+    duration_s: float
+    warnings: list[str]
+    notes: list[str]
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "snapshot_id": self.snapshot.id,
+            "name": self.snapshot.name,
+            "kind": self.snapshot.kind,
+            "files": self.files,
+            "dirs": self.dirs,
+            "bytes_read": self.bytes_read,
+            "bytes_total": self.bytes_total,
+            "bytes_added": self.bytes_added,
+            "files_new": self.files_new,
+            "files_changed": self.files_changed,
+            "files_unchanged": self.files_unchanged,
+            "duration_s": round(self.duration_s, 3),
+            "warnings": self.warnings,
+            "notes": self.notes,
+        }
+
+
+def is_excluded(rel: str, patterns: list[str]) -> bool:
+    """A pattern with a "/" matches the path relative to the source, else the base name."""
+    base = rel.rsplit("/", 1)[-1]
+    for pattern in patterns:
+        target = rel if "/" in pattern.strip("/") else base
+        if fnmatch.fnmatchcase(target, pattern.strip("/")):
+            return True
+    return False
+
+
+class _OpenDir:
+    """A directory being walked: its entries, and the jobs its files wait on."""
+
+    __slots__ = ("rel", "node", "nodes", "jobs", "prev", "parent")
+
+    def __init__(
+        self, rel: str, node: Node, prev: dict[str, Node], parent: _OpenDir | None
+    ) -> None:
+        self.rel = rel
+        self.node = node
+        self.nodes: list[Node] = []
+        self.jobs: list[tuple[Node, list[Job]]] = []
+        self.prev = prev
+        self.parent = parent
+
+
+class Archiver:
+    def __init__(
+        self,
+        repo: Repository,
+        source: Path,
+        options: BackupOptions,
+        progress: Progress | None = None,
+    ):
+        self.repo = repo
+        self.source = source
+        self.options = options
+        self.progress = progress or Progress()
+        self.warnings: list[str] = []
+        self.notes: list[str] = []
+        self.files = self.dirs = 0
+        self.bytes_read = self.bytes_total = 0
+        self.files_new = self.files_changed = self.files_unchanged = 0
+        self.parent_snapshot: Snapshot | None = None
+        self.ready: deque[_OpenDir] = deque()
+        self.root_tree: str | None = None
+
+    # --- previous snapshot ----------------------------------------------
+
+    def _find_parent(self, name: str) -> Snapshot | None:
+        if self.options.parent:
+            return next((s for s in self.repo.snapshots() if s.id == self.options.parent), None)
+        same = [s for s in self.repo.snapshots() if s.name == name]
+        return max(same, key=lambda s: (s.time, s.id)) if same else None
+
+    def _prev_children(self, node: Node | None) -> dict[str, Node]:
+        if node is None or node.type != DIR or not node.subtree:
+            return {}
+        try:
+            data = self.repo.load_tree_blob(node.subtree)
+        except CleancutError:
+            return {}  # a damaged parent only costs re-reading
+        return {n.name: n for n in decode_tree(data, "previous tree")}
+
+    def _unchanged(self, prev: Node | None, st: os.stat_result) -> bool:
+        if prev is None or prev.type != FILE or self.parent_snapshot is None:
+            return False
+        if (prev.size, prev.mtime_ns, prev.ctime_ns, prev.inode) != (
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+            st.st_ino,
+        ):
+            return False
+        if prev.mtime_ns >= self.parent_snapshot.scan_start_ns - RACY_WINDOW_NS:
+            return False
+        return all(self.repo.has_blob(bytes.fromhex(b)) for b in prev.content)
+
+    # --- the walk -------------------------------------------------------
+
+    def run(self) -> BackupResult:
+        started = time.monotonic()
+        scan_start_ns = time.time_ns()
+        source = self.source
+        try:
+            st = os.stat(source)
+        except OSError as exc:
+            raise CleancutError(f"cannot read source {source}: {exc.strerror}") from exc
+        if not stat.S_ISDIR(st.st_mode):
+            raise CleancutError(f"source {source} is not a directory")
+        name = self.options.name or str(source)
+        self.parent_snapshot = self._find_parent(name)
+        prev_root = None
+        if self.parent_snapshot is not None:
+            prev_root = Node("", DIR, 0, 0, subtree=self.parent_snapshot.tree)
+        saver = BlobSaver(self.repo, on_blob_stored=self._on_stored)
+        try:
+            root = _OpenDir("", _dir_node("", st), self._prev_children(prev_root), None)
+            self._walk(saver, root)
+            while self.ready:
+                self._finalize_ready(saver, force=True)
+            saver.finish()
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise NoSpace(f"no space left on device: {exc.filename or ''}".strip()) from exc
+            raise
+        finally:
+            saver.close()
+        assert self.root_tree is not None
+        snapshot = Snapshot(
+            time=_iso(scan_start_ns),
+            name=name,
+            host=socket.gethostname(),
+            user=getpass.getuser(),
+            paths=[str(source)],
+            tree=self.root_tree,
+            tags=sorted(set(self.options.tags)),
+            excludes=list(self.options.excludes),
+            parent=self.parent_snapshot.id if self.parent_snapshot else None,
+            consistency=self.options.consistency,
+            scan_start_ns=scan_start_ns,
+        )
+        duration = time.monotonic() - started
+        snapshot.summary = {
+            "files": self.files,
+            "dirs": self.dirs,
+            "bytes_total": self.bytes_total,
+            "bytes_read": self.bytes_read,
+            "bytes_added": saver.bytes_added,
+            "duration_s": round(duration, 3),
+            "warnings": len(self.warnings),
+        }
+        self.repo.write_snapshot(snapshot)
+        return BackupResult(
+            snapshot=snapshot,
+            files=self.files,
+            dirs=self.dirs,
+            bytes_read=self.bytes_read,
+            bytes_total=self.bytes_total,
+            bytes_added=saver.bytes_added,
+            files_new=self.files_new,
+            files_changed=self.files_changed,
+            files_unchanged=self.files_unchanged,
+            duration_s=duration,
+            warnings=self.warnings,
+            notes=self.notes,
+        )
+
+    def _on_stored(self, nbytes: int) -> None:
+        self.progress.bytes_added += nbytes
+
+    def _walk(self, saver: BlobSaver, top: _OpenDir) -> None:
+        # Iterative depth-first walk: directories are finished in post-order.
+        stack: list[tuple[_OpenDir, list[os.DirEntry[str]]]] = [(top, self._list(top.rel))]
+        self.dirs += 1
+        while stack:
+            current, entries = stack[-1]
+            if not entries:
+                stack.pop()
+                self.ready.append(current)
+                self._finalize_ready(saver, force=False)
+                continue
+            entry = entries.pop()
+            rel = f"{current.rel}/{entry.name}" if current.rel else entry.name
+            if is_excluded(rel, self.options.excludes):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                self._warn(f"{rel}: cannot stat ({exc.strerror}), skipped")
+                continue
+            prev = current.prev.get(entry.name)
+            if stat.S_ISDIR(st.st_mode):
+                node = _dir_node(entry.name, st)
+                child = _OpenDir(rel, node, self._prev_children(prev), current)
+                current.nodes.append(node)
+                self.dirs += 1
+                stack.append((child, self._list(rel)))
+            elif stat.S_ISREG(st.st_mode):
+                self._file(saver, current, entry.name, rel, st, prev)
+            elif stat.S_ISLNK(st.st_mode):
+                try:
+                    target = os.readlink(entry.path)
+                except OSError as exc:
+                    self._warn(f"{rel}: cannot read symlink ({exc.strerror}), skipped")
+                    continue
+                current.nodes.append(_node(entry.name, SYMLINK, st, target=target))
+            else:
+                self.notes.append(f"{rel}: special file (socket, fifo or device) not backed up")
+
+    def _list(self, rel: str) -> list[os.DirEntry[str]]:
+        path = self.source / rel if rel else self.source
+        try:
+            with os.scandir(path) as it:
+                # Reverse order: entries.pop() then yields names in sorted order.
+                return sorted(it, key=lambda e: e.name, reverse=True)
+        except OSError as exc:
+            self._warn(f"{rel or '.'}: cannot list directory ({exc.strerror}), contents skipped")
+            return []
+
+    def _file(
+        self,
+        saver: BlobSaver,
+        current: _OpenDir,
+        name: str,
+        rel: str,
+        st: os.stat_result,
+        prev: Node | None,
+    ) -> None:
+        self.progress.current = rel
+        if self._unchanged(prev, st):
+            assert prev is not None
+            node = _node(name, FILE, st, content=list(prev.content))
+            current.nodes.append(node)
+            self.files += 1
+            self.files_unchanged += 1
+            self.bytes_total += st.st_size
+            self.progress.files_done += 1
+            self.progress.bytes_done += st.st_size
+            return
+        jobs: list[Job] = []
+        try:
+            fd = _open_noatime(self.source / rel)
+        except OSError as exc:
+            self._warn(f"{rel}: cannot read ({exc.strerror}), skipped")
+            return
+        read = 0
+        try:
+            opened = os.fstat(fd)
+            with os.fdopen(fd, "rb", buffering=0) as stream:
+                for chunk in chunk_stream(stream, self.repo.config.chunker):
+                    jobs.append(saver.submit(DATA, chunk))
+                    read += len(chunk)
+                    self.progress.bytes_done += len(chunk)
+                after = os.fstat(stream.fileno())
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self._warn(f"{rel}: read failed ({exc.strerror}), skipped")
+            return
+        self._note_change(rel, opened, after, read)
+        node = _node(name, FILE, opened, size=read)
+        current.nodes.append(node)
+        current.jobs.append((node, jobs))
+        self.files += 1
+        self.bytes_read += read
+        self.bytes_total += read
+        self.progress.files_done += 1
+        if prev is None or prev.type != FILE:
+            self.files_new += 1
+        else:
+            self.files_changed += 1
+
+    def _note_change(
+        self, rel: str, before: os.stat_result, after: os.stat_result, read: int
+    ) -> None:
+        if (before.st_mtime_ns, before.st_size) == (
+            after.st_mtime_ns,
+            after.st_size,
+        ) and read == before.st_size:
+            return
+        if after.st_size >= before.st_size and read >= before.st_size:
+            self.notes.append(f"{rel}: grew while read (appended); captured {read} bytes")
+        else:
+            self._warn(
+                f"{rel}: changed while read; the snapshot may hold a mix of old and new content"
+            )
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    # --- trees ----------------------------------------------------------
+
+    def _finalize_ready(self, saver: BlobSaver, force: bool) -> None:
+        """Write tree blobs of finished directories whose file jobs are all resolved."""
+        while self.ready:
+            d = self.ready[0]
+            if d.jobs:
+                last_jobs = next((jobs for _, jobs in reversed(d.jobs) if jobs), None)
+                if last_jobs is not None and last_jobs[-1].id is None:
+                    if not force:
+                        return
+                    saver.resolve(last_jobs[-1])
+            self.ready.popleft()
+            for node, jobs in d.jobs:
+                node.content = [saver.resolve(j).hex() for j in jobs]
+            data = encode_tree(d.nodes)
+            tree_id = self.repo.keys.blob_id(data)
+            saver.submit(TREE, data, tree_id)
+            d.node.subtree = tree_id.hex()
+            if d.parent is None:
+                self.root_tree = tree_id.hex()
+
+
+def _open_noatime(path: Path) -> int:
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        return os.open(path, flags | getattr(os, "O_NOATIME", 0))
+    except PermissionError:
+        return os.open(path, flags)  # O_NOATIME needs ownership; fall back
+
+
+def _node(name: str, kind: str, st: os.stat_result, **extra: object) -> Node:
+    node = Node(
+        name=name,
+        type=kind,
+        mode=stat.S_IMODE(st.st_mode),
+        mtime_ns=st.st_mtime_ns,
+        uid=st.st_uid,
+        gid=st.st_gid,
+    )
+    if kind == FILE:
+        node.size = st.st_size
+        node.ctime_ns = st.st_ctime_ns
+        node.inode = st.st_ino
+    for key, value in extra.items():
+        setattr(node, key, value)
+    return node
+
+
+def _dir_node(name: str, st: os.stat_result) -> Node:
+    return _node(name, DIR, st)
+
+
+def _iso(ns: int) -> str:
+    secs, rem = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{rem // 1000:06d}Z"
+
+
+def estimate(source: Path, excludes: list[str], progress: Progress) -> None:
+    """Count files and bytes for the progress ETA (run on a side thread; stat only)."""
+    for dirpath, dirnames, filenames in os.walk(source):
+        rel_dir = os.path.relpath(dirpath, source)
+        rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/")
+        dirnames[:] = [
+            d for d in dirnames if not is_excluded(f"{rel_dir}/{d}".lstrip("/"), excludes)
+        ]
+        for filename in filenames:
+            rel = f"{rel_dir}/{filename}".lstrip("/")
+            if is_excluded(rel, excludes):
+                continue
+            try:
+                st = os.lstat(os.path.join(dirpath, filename))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                progress.files_total += 1
+                progress.bytes_total += st.st_size
+    progress.scan_finished = True

@@ -1,0 +1,232 @@
+"""The local SQLite cache: blob index and snapshot catalog.
+
+A cache and never the truth: everything here is rebuilt from the repository's
+index segments and snapshot records, so the file can be deleted at any time.
+It is keyed by repository id and shared by concurrent processes (WAL mode,
+busy timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from sqlalchemy import (
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.engine import Connection, Engine
+
+from .index import IndexSegment
+from .pack import BlobEntry
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+meta_table = Table(
+    "meta", metadata, Column("key", String, primary_key=True), Column("value", Text, nullable=False)
+)
+segments = Table("segments", metadata, Column("id", String, primary_key=True))
+packs = Table(
+    "packs",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("salt", LargeBinary, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("segment", String, nullable=False, index=True),
+)
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("id", LargeBinary, primary_key=True),
+    Column("type", Integer, nullable=False),
+    Column("pack", String, nullable=False, index=True),
+    Column("offset", Integer, nullable=False),
+    Column("length", Integer, nullable=False),
+    Column("raw_length", Integer, nullable=False),
+)
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("time", String, nullable=False, index=True),
+    Column("name", String, nullable=False, index=True),
+    Column("record", Text, nullable=False),
+)
+
+
+def default_cache_root() -> Path:
+    override = os.environ.get("CLEANCUT_CACHE_DIR")
+    return Path(override) if override else Path(platformdirs.user_cache_dir("cleancut"))
+
+
+class BlobLocation:
+    __slots__ = ("pack_id", "salt", "entry")
+
+    def __init__(self, pack_id: str, salt: bytes, entry: BlobEntry) -> None:
+        self.pack_id = pack_id
+        self.salt = salt
+        self.entry = entry
+
+
+class Cache:
+    """One SQLite file per repository id."""
+
+    def __init__(self, repo_id: str, root: Path | None = None) -> None:
+        directory = (root or default_cache_root()) / repo_id
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / "index.sqlite"
+        self.engine: Engine = create_engine(
+            f"sqlite:///{self.path}", connect_args={"timeout": 60}, future=True
+        )
+        event.listen(self.engine, "connect", _pragmas)
+        metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            found = conn.execute(
+                select(meta_table.c.value).where(meta_table.c.key == "schema")
+            ).scalar()
+            if found is None:
+                conn.execute(insert(meta_table).values(key="schema", value=str(SCHEMA_VERSION)))
+        self._salts: dict[str, bytes] = {}
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- index segments -------------------------------------------------
+
+    def segment_ids(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(segments.c.id)).scalars())
+
+    def add_segment(self, segment_id: str, segment: IndexSegment) -> None:
+        with self.engine.begin() as conn:
+            _add_segment(conn, segment_id, segment)
+
+    def forget_segments(self, segment_ids: Iterable[str]) -> None:
+        """Drop segments that left the repository, and the blobs only they indexed."""
+        with self.engine.begin() as conn:
+            for sid in segment_ids:
+                gone = list(
+                    conn.execute(select(packs.c.id).where(packs.c.segment == sid)).scalars()
+                )
+                for pid in gone:
+                    conn.execute(delete(blobs).where(blobs.c.pack == pid))
+                conn.execute(delete(packs).where(packs.c.segment == sid))
+                conn.execute(delete(segments).where(segments.c.id == sid))
+        self._salts.clear()
+
+    def has_blob(self, blob_id: bytes) -> bool:
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(select(blobs.c.type).where(blobs.c.id == blob_id)).first() is not None
+            )
+
+    def find_blob(self, blob_id: bytes) -> BlobLocation | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(blobs, packs.c.salt)
+                .join(packs, packs.c.id == blobs.c.pack)
+                .where(blobs.c.id == blob_id)
+            ).first()
+        if row is None:
+            return None
+        entry = BlobEntry(row.type, row.id, row.offset, row.length, row.raw_length)
+        return BlobLocation(row.pack, row.salt, entry)
+
+    def blob_ids(self) -> Iterator[bytes]:
+        with self.engine.connect() as conn:
+            yield from conn.execute(select(blobs.c.id)).scalars()
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {
+                "blobs": conn.execute(select(func.count()).select_from(blobs)).scalar_one(),
+                "packs": conn.execute(select(func.count()).select_from(packs)).scalar_one(),
+                "stored_bytes": conn.execute(
+                    select(func.coalesce(func.sum(packs.c.size), 0))
+                ).scalar_one(),
+                "raw_bytes": conn.execute(
+                    select(func.coalesce(func.sum(blobs.c.raw_length), 0))
+                ).scalar_one(),
+            }
+
+    # --- snapshot catalog -----------------------------------------------
+
+    def snapshot_ids(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(snapshots.c.id)).scalars())
+
+    def add_snapshot(self, snapshot_id: str, record: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(snapshots)
+                .prefix_with("OR REPLACE")
+                .values(
+                    id=snapshot_id,
+                    time=record["time"],
+                    name=record["name"],
+                    record=json.dumps(record, sort_keys=True),
+                )
+            )
+
+    def forget_snapshots(self, snapshot_ids: Iterable[str]) -> None:
+        with self.engine.begin() as conn:
+            for sid in snapshot_ids:
+                conn.execute(delete(snapshots).where(snapshots.c.id == sid))
+
+    def snapshot_records(self) -> list[tuple[str, dict[str, Any]]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(snapshots.c.id, snapshots.c.record).order_by(
+                    snapshots.c.time, snapshots.c.id
+                )
+            )
+            return [(row.id, json.loads(row.record)) for row in rows]
+
+
+def _add_segment(conn: Connection, segment_id: str, segment: IndexSegment) -> None:
+    conn.execute(insert(segments).prefix_with("OR IGNORE").values(id=segment_id))
+    pack_rows = [
+        {"id": p.pack_id, "salt": p.salt, "size": p.size, "segment": segment_id}
+        for p in segment.packs
+    ]
+    if pack_rows:
+        conn.execute(insert(packs).prefix_with("OR IGNORE"), pack_rows)
+    blob_rows = [
+        {
+            "id": e.id,
+            "type": e.type,
+            "pack": p.pack_id,
+            "offset": e.offset,
+            "length": e.length,
+            "raw_length": e.raw_length,
+        }
+        for p in segment.packs
+        for e in p.entries
+    ]
+    if blob_rows:
+        conn.execute(insert(blobs).prefix_with("OR IGNORE"), blob_rows)
+
+
+def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.close()

@@ -1,0 +1,65 @@
+"""The repository config: the one plaintext object, fixed at init.
+
+It says what format the repository is in and how to chunk, so every host
+chunks alike and deduplicates against the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+from .errors import UnknownFormat
+
+FORMAT_VERSION = 1
+KIB = 1024
+MIB = 1024 * KIB
+
+
+@dataclass(frozen=True)
+class ChunkerParams:
+    min_size: int = 256 * KIB
+    avg_size: int = 1 * MIB
+    max_size: int = 4 * MIB
+
+    def validate(self) -> None:
+        if not (64 <= self.min_size <= self.avg_size <= self.max_size <= 64 * MIB):
+            raise ValueError("chunk sizes must satisfy 64 <= min <= avg <= max <= 64 MiB")
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    version: int
+    id: str
+    chunker: ChunkerParams
+    pack_size: int = 16 * MIB
+    compression_level: int = 3
+
+    @classmethod
+    def new(cls, chunker: ChunkerParams, pack_size: int = 16 * MIB) -> RepoConfig:
+        chunker.validate()
+        return cls(FORMAT_VERSION, os.urandom(32).hex(), chunker, pack_size)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), indent=2, sort_keys=True).encode() + b"\n"
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RepoConfig:
+        try:
+            raw = json.loads(data)
+            version = raw["version"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UnknownFormat("the repository config is not readable cleancut JSON") from exc
+        if version != FORMAT_VERSION:
+            raise UnknownFormat(
+                f"repository format version {version} is not supported "
+                f"(this cleancut reads version {FORMAT_VERSION}); upgrade cleancut"
+            )
+        return cls(
+            version=version,
+            id=raw["id"],
+            chunker=ChunkerParams(**raw["chunker"]),
+            pack_size=raw.get("pack_size", 16 * MIB),
+            compression_level=raw.get("compression_level", 3),
+        )

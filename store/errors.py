@@ -1,0 +1,69 @@
+"""Errors a user can meet, each with one clear line and a distinct exit code.
+
+The command line turns any CleancutError into its message on stderr and its
+exit code; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class ExitCode:
+    OK = 0
+    FATAL = 1
+    USAGE = 2
+    WARNINGS = 3  # the snapshot was written, but some files were skipped or changed
+    INTEGRITY = 4  # check or restore found damaged data
+    UNSAFE_ENTRY = 5  # restore refused entries that would escape the target
+    NO_REPOSITORY = 10
+    UNKNOWN_FORMAT = 11
+    LOCKED = 12
+
+
+class CleancutError(Exception):
+    """An error with a message meant for the operator."""
+
+    exit_code = ExitCode.FATAL
+
+
+class UsageError(CleancutError):
+    exit_code = ExitCode.USAGE
+
+
+class WrongPassphrase(CleancutError):
+    # The issue fixes this one at 1: scripts test "exit 1 = could not open".
+    exit_code = ExitCode.FATAL
+
+
+class NoPassphrase(CleancutError):
+    exit_code = ExitCode.FATAL
+
+
+class NotARepository(CleancutError):
+    exit_code = ExitCode.NO_REPOSITORY
+
+
+class UnknownFormat(CleancutError):
+    exit_code = ExitCode.UNKNOWN_FORMAT
+
+
+class IntegrityError(CleancutError):
+    """Stored data failed authentication, hashing or structural checks."""
+
+    exit_code = ExitCode.INTEGRITY
+
+
+class UnsafeEntry(CleancutError):
+    exit_code = ExitCode.UNSAFE_ENTRY
+
+
+class NoSpace(CleancutError):
+    # The issue fixes a full filesystem at exit 1 with a line that names it.
+    exit_code = ExitCode.FATAL
+
+
+class ObjectNotFound(CleancutError):
+    """A backend object does not exist."""
+
+
+class SnapshotNotFound(CleancutError):
+    exit_code = ExitCode.USAGE

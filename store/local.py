@@ -1,0 +1,140 @@
+"""A repository in a local directory.
+
+Every write is temp file, fsync, rename, fsync of the directory, so a crash at
+any instant leaves either the whole object or none of it (plus, at worst, a
+stray temp file that listing ignores).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from .backend import ObjectInfo
+from .errors import CleancutError, NoSpace, ObjectNotFound
+
+TEMP_SUFFIX = ".tmp"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _raise_os_error(exc: OSError, what: str) -> None:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise NoSpace(f"no space left on the repository's filesystem while writing {what}") from exc
+    raise CleancutError(f"cannot write {what}: {exc.strerror}") from exc
+
+
+class LocalBackend:
+    """Objects are files under `root`; names map to relative paths."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.location = str(self.root)
+        self._made_dirs: set[Path] = set()
+
+    def _path(self, name: str) -> Path:
+        if name.startswith("/") or ".." in name.split("/"):
+            raise ValueError(f"invalid object name {name!r}")
+        return self.root / name
+
+    def _ensure_dir(self, directory: Path) -> None:
+        if directory in self._made_dirs:
+            return
+        if not directory.is_dir():
+            directory.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(directory.parent)
+        self._made_dirs.add(directory)
+
+    def _write_temp(self, path: Path, data: bytes) -> Path:
+        self._ensure_dir(path.parent)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(data):x}{TEMP_SUFFIX}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            _raise_os_error(exc, path.name)
+        return tmp
+
+    def put(self, name: str, data: bytes) -> None:
+        path = self._path(name)
+        tmp = self._write_temp(path, data)
+        try:
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            _raise_os_error(exc, name)
+
+    def put_if_absent(self, name: str, data: bytes) -> bool:
+        path = self._path(name)
+        tmp = self._write_temp(path, data)
+        try:
+            # link() fails if the target exists: an atomic create-if-absent.
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            _raise_os_error(exc, name)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(path.parent)
+        return True
+
+    def get(self, name: str) -> bytes:
+        try:
+            return self._path(name).read_bytes()
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"object {name} is missing from the repository") from exc
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        try:
+            fd = os.open(self._path(name), os.O_RDONLY)
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"object {name} is missing from the repository") from exc
+        try:
+            return os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        # The prefix is either a directory ("data/") or a name prefix within one.
+        head, _, _ = prefix.rpartition("/")
+        base = self.root / head if head else self.root
+        if not base.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            rel_dir = os.path.relpath(dirpath, self.root)
+            for filename in sorted(filenames):
+                if filename.endswith(TEMP_SUFFIX):
+                    continue
+                rel = filename if rel_dir == "." else f"{rel_dir}/{filename}"
+                if not rel.startswith(prefix):
+                    continue
+                try:
+                    size = os.stat(os.path.join(dirpath, filename)).st_size
+                except FileNotFoundError:
+                    continue
+                yield ObjectInfo(rel.replace(os.sep, "/"), size)
+
+    def exists(self, name: str) -> bool:
+        return self._path(name).exists()
+
+    def delete(self, name: str) -> None:
+        self._path(name).unlink(missing_ok=True)

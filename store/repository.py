@@ -1,0 +1,209 @@
+"""A repository: backend + config + master keys + local cache.
+
+Opening one reads the config, unwraps the master keys with a passphrase and
+brings the SQLite cache up to date with the index segments and snapshot
+records that exist in the backend (so a deleted or stale cache heals itself).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from .backend import Backend
+from .cache import BlobLocation, Cache
+from .compress import decompress
+from .config import ChunkerParams, RepoConfig
+from .crypto import MasterKeys
+from .errors import CleancutError, IntegrityError, NotARepository, ObjectNotFound
+from .index import IndexSegment
+from .keys import KEYS_PREFIX, KdfParams, KeyRing
+from .objects import open_json, open_object, seal_json, seal_object
+from .pack import blob_aad, pack_name, pack_sealer
+from .snapshot import RECORD_KIND, SNAPSHOTS_PREFIX, Snapshot
+
+CONFIG = "config"
+INDEX_PREFIX = "index/"
+INDEX_KIND = "index"
+
+
+def init_repository(
+    backend: Backend,
+    passphrase: str,
+    chunker: ChunkerParams | None = None,
+    kdf: KdfParams | None = None,
+) -> RepoConfig:
+    """Create the config and the first key slot; refuses an existing repository."""
+    config = RepoConfig.new(chunker or ChunkerParams())
+    if backend.exists(CONFIG) or any(True for _ in backend.list(KEYS_PREFIX)):
+        raise CleancutError(f"a repository already exists at {backend.location}")
+    keys = MasterKeys.generate()
+    KeyRing(backend, config.id).add(keys, passphrase, kdf)
+    if not backend.put_if_absent(CONFIG, config.to_bytes()):
+        raise CleancutError(f"a repository already exists at {backend.location}")
+    return config
+
+
+def read_config(backend: Backend) -> RepoConfig:
+    try:
+        data = backend.get(CONFIG)
+    except ObjectNotFound as exc:
+        raise NotARepository(
+            f"{backend.location} is not a cleancut repository (no config)"
+        ) from exc
+    except IsADirectoryError as exc:
+        raise NotARepository(f"{backend.location} is not a cleancut repository") from exc
+    return RepoConfig.from_bytes(data)
+
+
+class Repository:
+    def __init__(
+        self, backend: Backend, config: RepoConfig, keys: MasterKeys, cache: Cache
+    ) -> None:
+        self.backend = backend
+        self.config = config
+        self.keys = keys
+        self.cache = cache
+        self._snapshots: list[Snapshot] | None = None
+        self._blob_cache: OrderedDict[bytes, bytes] = OrderedDict()
+        self._blob_cache_bytes = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls, backend: Backend, passphrase: str, cache_root: Path | None = None, sync: bool = True
+    ) -> Repository:
+        config = read_config(backend)
+        keys, _slot = KeyRing(backend, config.id).open(passphrase)
+        repo = cls(backend, config, keys, Cache(config.id, cache_root))
+        if sync:
+            repo.sync_cache()
+        return repo
+
+    def close(self) -> None:
+        self.cache.close()
+
+    @property
+    def keyring(self) -> KeyRing:
+        return KeyRing(self.backend, self.config.id)
+
+    # --- cache ----------------------------------------------------------
+
+    def sync_cache(self) -> dict[str, int]:
+        """Load what the cache lacks, drop what the repository no longer has."""
+        present = {info.name[len(INDEX_PREFIX) :] for info in self.backend.list(INDEX_PREFIX)}
+        cached = self.cache.segment_ids()
+        gone = cached - present
+        if gone:
+            # A segment vanished (prune): a blob may have moved, so rebuild the blob index whole.
+            self.cache.forget_segments(cached)
+            cached = set()
+        added = 0
+        for sid in sorted(present - cached):
+            self.cache.add_segment(sid, self.load_segment(sid))
+            added += 1
+        snap_present = {
+            info.name[len(SNAPSHOTS_PREFIX) :] for info in self.backend.list(SNAPSHOTS_PREFIX)
+        }
+        snap_cached = self.cache.snapshot_ids()
+        self.cache.forget_snapshots(snap_cached - snap_present)
+        for sid in sorted(snap_present - snap_cached):
+            record = open_json(
+                self.keys, RECORD_KIND, sid, self.backend.get(SNAPSHOTS_PREFIX + sid)
+            )
+            self.cache.add_snapshot(sid, record)
+        self._snapshots = None
+        return {"segments_loaded": added, "segments_dropped": len(gone)}
+
+    def rebuild_cache(self) -> dict[str, int]:
+        self.cache.forget_segments(self.cache.segment_ids())
+        self.cache.forget_snapshots(self.cache.snapshot_ids())
+        return self.sync_cache()
+
+    # --- index segments -------------------------------------------------
+
+    def load_segment(self, segment_id: str) -> IndexSegment:
+        stored = self.backend.get(INDEX_PREFIX + segment_id)
+        plain = open_object(self.keys, INDEX_KIND, segment_id, stored)
+        return IndexSegment.decode(plain, f"index segment {segment_id[:12]}")
+
+    def write_segment(self, segment: IndexSegment) -> str:
+        segment_id, stored = seal_object(self.keys, INDEX_KIND, segment.encode())
+        self.backend.put(INDEX_PREFIX + segment_id, stored)
+        self.cache.add_segment(segment_id, segment)
+        return segment_id
+
+    # --- blobs ----------------------------------------------------------
+
+    def has_blob(self, blob_id: bytes) -> bool:
+        return self.cache.has_blob(blob_id)
+
+    def locate(self, blob_id: bytes) -> BlobLocation:
+        loc = self.cache.find_blob(blob_id)
+        if loc is None:
+            raise IntegrityError(f"blob {blob_id.hex()[:12]} is in no index segment (missing data)")
+        return loc
+
+    def load_blob(self, blob_id: bytes, expected_type: int | None = None) -> bytes:
+        """Fetch, decrypt, decompress and verify one blob against its ID."""
+        loc = self.locate(blob_id)
+        entry = loc.entry
+        if expected_type is not None and entry.type != expected_type:
+            raise IntegrityError(f"blob {blob_id.hex()[:12]} has the wrong type")
+        what = f"blob {blob_id.hex()[:12]} in pack {loc.pack_id[:12]}"
+        try:
+            box = self.backend.get_range(pack_name(loc.pack_id), entry.offset, entry.length)
+        except ObjectNotFound as exc:
+            raise IntegrityError(f"{what}: the pack is missing") from exc
+        if len(box) != entry.length:
+            raise IntegrityError(f"{what}: the pack is truncated")
+        plain = decompress(
+            pack_sealer(self.keys, loc.salt).open(box, blob_aad(entry.type, blob_id), what),
+            entry.raw_length,
+        )
+        if len(plain) != entry.raw_length or self.keys.blob_id(plain) != blob_id:
+            raise IntegrityError(f"{what} does not hash to its ID")
+        return plain
+
+    def load_tree_blob(self, tree_id: str) -> bytes:
+        """Tree blobs are read often during a walk: keep a bounded LRU of them."""
+        key = bytes.fromhex(tree_id)
+        with self._lock:
+            hit = self._blob_cache.get(key)
+            if hit is not None:
+                self._blob_cache.move_to_end(key)
+                return hit
+        data = self.load_blob(key, expected_type=1)
+        with self._lock:
+            self._blob_cache[key] = data
+            self._blob_cache_bytes += len(data)
+            while self._blob_cache_bytes > 64 << 20 and self._blob_cache:
+                _, old = self._blob_cache.popitem(last=False)
+                self._blob_cache_bytes -= len(old)
+        return data
+
+    # --- snapshots ------------------------------------------------------
+
+    def snapshots(self) -> list[Snapshot]:
+        if self._snapshots is None:
+            self._snapshots = [
+                Snapshot.from_record(sid, record) for sid, record in self.cache.snapshot_records()
+            ]
+        return list(self._snapshots)
+
+    def write_snapshot(self, snapshot: Snapshot) -> str:
+        record = snapshot.to_record()
+        snapshot_id, stored = seal_json(self.keys, RECORD_KIND, record)
+        self.backend.put(SNAPSHOTS_PREFIX + snapshot_id, stored)
+        self.cache.add_snapshot(snapshot_id, record)
+        snapshot.id = snapshot_id
+        self._snapshots = None
+        return snapshot_id
+
+    def load_snapshot(self, snapshot_id: str) -> Snapshot:
+        """Read a record from the backend itself (not the cache), authenticating it."""
+        stored = self.backend.get(SNAPSHOTS_PREFIX + snapshot_id)
+        return Snapshot.from_record(
+            snapshot_id, open_json(self.keys, RECORD_KIND, snapshot_id, stored)
+        )

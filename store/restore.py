@@ -1,0 +1,277 @@
+"""Restore: write a snapshot's tree into a target directory, and nowhere else.
+
+Every path is built from directory file descriptors opened with O_NOFOLLOW,
+one validated name at a time, so no entry ("../x", "/etc/passwd", a name with
+a slash, a symlink followed by a path under it) can make a write land outside
+the target. Each file is written under a temporary name, every blob is
+verified against its ID as it is written, and only a complete, verified file
+is renamed into place: a damaged blob leaves no corrupted file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import CleancutError
+from .repository import Repository
+from .snapshot import Snapshot
+from .tree import DIR, FILE, SYMLINK, Node
+from .walk import load_tree
+
+TMP_SUFFIX = ".cleancut-restore"
+PREFETCH_BLOBS = 32
+
+
+@dataclass
+class RestoreResult:
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    bytes_written: int = 0
+    refused: list[str] = field(default_factory=list)  # unsafe entries, not written
+    damaged: list[str] = field(default_factory=list)  # files whose data failed verification
+    errors: list[str] = field(default_factory=list)  # other per-entry failures
+
+
+@dataclass
+class _FileTask:
+    dir_rel: str
+    rel: str
+    node: Node
+
+
+def unsafe_reason(name: str) -> str | None:
+    """Why a tree entry's name must not be used as a path component, or None."""
+    if name in ("", ".", ".."):
+        return "name is empty, '.' or '..'"
+    if "/" in name or "\0" in name:
+        return "name contains '/' or NUL"
+    return None
+
+
+def _included(rel: str, includes: list[str]) -> bool:
+    if not includes:
+        return True
+    return any(
+        rel == inc or rel.startswith(inc + "/") or inc.startswith(rel + "/") for inc in includes
+    )
+
+
+class _DirFds:
+    """Open directory fds under the target, by relative path; a small LRU."""
+
+    def __init__(self, root_fd: int, limit: int = 128) -> None:
+        self.root_fd = root_fd
+        self.fds: OrderedDict[str, int] = OrderedDict()
+        self.limit = limit
+
+    def get(self, rel: str) -> int:
+        if not rel:
+            return self.root_fd
+        fd = self.fds.get(rel)
+        if fd is not None:
+            self.fds.move_to_end(rel)
+            return fd
+        parent, _, name = rel.rpartition("/")
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=self.get(parent))
+        self.fds[rel] = fd
+        while len(self.fds) > self.limit:
+            _, old = self.fds.popitem(last=False)
+            os.close(old)
+        return fd
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+
+class Restorer:
+    def __init__(
+        self,
+        repo: Repository,
+        snapshot: Snapshot,
+        target: Path,
+        includes: list[str] | None = None,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
+        self.repo = repo
+        self.snapshot = snapshot
+        self.target = target
+        self.includes = [i.strip("/") for i in includes or [] if i.strip("/")]
+        self.result = RestoreResult()
+        self.on_bytes = on_bytes
+        self.is_root = os.geteuid() == 0
+
+    def run(self) -> RestoreResult:
+        self.target.mkdir(parents=True, exist_ok=True)
+        root_fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY)
+        self.fds = _DirFds(root_fd)
+        files: list[_FileTask] = []
+        links: list[tuple[str, str, Node]] = []
+        dirs: list[tuple[str, Node]] = []
+        try:
+            self._plan("", self.snapshot.tree, files, links, dirs)
+            self._write_files(files)
+            for dir_rel, rel, node in links:
+                self._symlink(dir_rel, rel, node)
+            for rel, node in reversed(dirs):  # deepest first: children change a dir's mtime
+                self._dir_metadata(rel, node)
+        finally:
+            self.fds.close()
+            os.close(root_fd)
+        return self.result
+
+    # --- planning: directories are created while the trees are read -----
+
+    def _plan(
+        self,
+        dir_rel: str,
+        tree_id: str,
+        files: list[_FileTask],
+        links: list[tuple[str, str, Node]],
+        dirs: list[tuple[str, Node]],
+    ) -> None:
+        seen: set[str] = set()
+        for node in load_tree(self.repo, tree_id):
+            shown = f"{dir_rel}/{node.name}" if dir_rel else node.name
+            reason = unsafe_reason(node.name)
+            if reason is None and node.name in seen:
+                reason = "name appears twice in its directory"
+            if reason is not None:
+                self.result.refused.append(f"{shown!r}: {reason}")
+                continue
+            seen.add(node.name)
+            rel = shown
+            if not _included(rel, self.includes):
+                continue
+            if node.type == DIR:
+                if not self._mkdir(dir_rel, rel, node):
+                    continue
+                dirs.append((rel, node))
+                self.result.dirs += 1
+                if node.subtree:
+                    self._plan(rel, node.subtree, files, links, dirs)
+            elif node.type == FILE:
+                files.append(_FileTask(dir_rel, rel, node))
+            elif node.type == SYMLINK:
+                links.append((dir_rel, rel, node))
+
+    def _mkdir(self, dir_rel: str, rel: str, node: Node) -> bool:
+        parent = self.fds.get(dir_rel)
+        try:
+            os.mkdir(node.name, 0o700, dir_fd=parent)
+        except FileExistsError:
+            st = os.stat(node.name, dir_fd=parent, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                self.result.refused.append(
+                    f"{rel!r}: something that is not a directory (a symlink?) is in the way"
+                )
+                return False
+        return True
+
+    # --- files ------------------------------------------------------------
+
+    def _blob_stream(
+        self, pool: ThreadPoolExecutor, files: list[_FileTask]
+    ) -> Iterator[tuple[_FileTask, list[Future[bytes]]]]:
+        """Per file, futures of its blobs; loads run ahead by a bounded window."""
+        window: list[Future[bytes]] = []
+
+        def load(blob_hex: str) -> bytes:
+            return self.repo.load_blob(bytes.fromhex(blob_hex))
+
+        for task in files:
+            futures = []
+            for blob_hex in task.node.content:
+                fut = pool.submit(load, blob_hex)
+                futures.append(fut)
+                window.append(fut)
+                if len(window) > PREFETCH_BLOBS:
+                    window.pop(0).exception()  # wait, but leave errors for the writer
+            yield task, futures
+
+    def _write_files(self, files: list[_FileTask]) -> None:
+        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+            for task, futures in self._blob_stream(pool, files):
+                self._write_file(task, futures)
+
+    def _write_file(self, task: _FileTask, futures: list[Future[bytes]]) -> None:
+        node = task.node
+        name = node.name
+        tmp = f".{name}{TMP_SUFFIX}"[:255]
+        try:
+            parent = self.fds.get(task.dir_rel)
+        except OSError as exc:
+            self.result.errors.append(f"{task.rel}: parent directory unusable ({exc.strerror})")
+            return
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=parent
+        )
+        written = 0
+        try:
+            try:
+                for fut in futures:
+                    data = fut.result()
+                    view = memoryview(data)
+                    while view:
+                        n = os.write(fd, view)
+                        view = view[n:]
+                    written += len(data)
+                    if self.on_bytes:
+                        self.on_bytes(len(data))
+                if written != node.size:
+                    raise CleancutError(f"size {written} differs from the recorded {node.size}")
+                self._set_file_metadata(fd, node)
+            finally:
+                os.close(fd)
+        except CleancutError as exc:
+            os.unlink(tmp, dir_fd=parent)
+            self.result.damaged.append(f"{task.rel}: {exc}")
+            return
+        except OSError:
+            os.unlink(tmp, dir_fd=parent)
+            raise
+        os.rename(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        self.result.files += 1
+        self.result.bytes_written += written
+
+    def _set_file_metadata(self, fd: int, node: Node) -> None:
+        if self.is_root:
+            with contextlib.suppress(OSError):
+                os.fchown(fd, node.uid, node.gid)
+        os.fchmod(fd, node.mode)
+        os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
+
+    # --- symlinks and directories -----------------------------------------
+
+    def _symlink(self, dir_rel: str, rel: str, node: Node) -> None:
+        parent = self.fds.get(dir_rel)
+        try:
+            os.unlink(node.name, dir_fd=parent)
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError:
+            self.result.refused.append(f"{rel!r}: a directory is in the way of the symlink")
+            return
+        os.symlink(node.target or "", node.name, dir_fd=parent)
+        if self.is_root:
+            with contextlib.suppress(OSError):
+                os.chown(node.name, node.uid, node.gid, dir_fd=parent, follow_symlinks=False)
+        os.utime(node.name, ns=(node.mtime_ns, node.mtime_ns), dir_fd=parent, follow_symlinks=False)
+        self.result.symlinks += 1
+
+    def _dir_metadata(self, rel: str, node: Node) -> None:
+        fd = self.fds.get(rel)
+        if self.is_root:
+            with contextlib.suppress(OSError):
+                os.fchown(fd, node.uid, node.gid)
+        os.fchmod(fd, node.mode)
+        os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
