@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 from cleancut.store.errors import UsageError
 from cleancut.store.location import backend_for
-from cleancut.store.repository import Repository
+from cleancut.store.repository import Repository, read_config
 
 from .passphrase import read_passphrase
 
@@ -41,10 +41,11 @@ class Common:
     def open(self) -> Repository:
         backend = backend_for(self.location)
         cache_root = Path(self.cache_dir) if self.cache_dir else None
-        from cleancut.store.repository import read_config
-
         read_config(backend)  # "not a repository" before asking for a passphrase
-        return Repository.open(backend, self.passphrase(), cache_root)
+        repo = Repository.open(backend, self.passphrase(), cache_root)
+        for warning in repo.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        return repo
 
     @property
     def show_progress(self) -> bool:

@@ -352,7 +352,9 @@ class Archiver:
             after.st_size,
         ) and read == before.st_size:
             return
-        if after.st_size >= before.st_size and read >= before.st_size:
+        # Grown and read past the old end: what an append-only writer does. A rewrite in
+        # place that also grew is indistinguishable without reading twice.
+        if after.st_size > before.st_size and read >= before.st_size:
             self.notes.append(f"{rel}: grew while read (appended); captured {read} bytes")
         else:
             self._warn(

@@ -15,6 +15,9 @@ from .errors import UnknownFormat
 FORMAT_VERSION = 1
 KIB = 1024
 MIB = 1024 * KIB
+DEFAULT_PACK_SIZE = 16 * MIB
+MIN_PACK_SIZE = 1 * MIB
+MAX_PACK_SIZE = 1024 * MIB
 
 
 @dataclass(frozen=True)
@@ -33,11 +36,11 @@ class RepoConfig:
     version: int
     id: str
     chunker: ChunkerParams
-    pack_size: int = 16 * MIB
+    pack_size: int = DEFAULT_PACK_SIZE
     compression_level: int = 3
 
     @classmethod
-    def new(cls, chunker: ChunkerParams, pack_size: int = 16 * MIB) -> RepoConfig:
+    def new(cls, chunker: ChunkerParams, pack_size: int = DEFAULT_PACK_SIZE) -> RepoConfig:
         chunker.validate()
         return cls(FORMAT_VERSION, os.urandom(32).hex(), chunker, pack_size)
 

@@ -14,13 +14,13 @@ from pathlib import Path
 from .backend import Backend
 from .cache import BlobLocation, Cache
 from .compress import decompress
-from .config import ChunkerParams, RepoConfig
-from .crypto import MasterKeys
-from .errors import CleancutError, IntegrityError, NotARepository, ObjectNotFound
-from .index import IndexSegment
+from .config import DEFAULT_PACK_SIZE, MAX_PACK_SIZE, MIN_PACK_SIZE, ChunkerParams, RepoConfig
+from .crypto import MasterKeys, content_hash
+from .errors import CleancutError, IntegrityError, NotARepository, ObjectNotFound, UsageError
+from .index import IndexSegment, PackRecord
 from .keys import KEYS_PREFIX, KdfParams, KeyRing
 from .objects import open_json, open_object, seal_json, seal_object
-from .pack import blob_aad, pack_name, pack_sealer
+from .pack import blob_aad, pack_name, pack_sealer, parse_header
 from .snapshot import RECORD_KIND, SNAPSHOTS_PREFIX, Snapshot
 
 CONFIG = "config"
@@ -33,9 +33,12 @@ def init_repository(
     passphrase: str,
     chunker: ChunkerParams | None = None,
     kdf: KdfParams | None = None,
+    pack_size: int = DEFAULT_PACK_SIZE,
 ) -> RepoConfig:
     """Create the config and the first key slot; refuses an existing repository."""
-    config = RepoConfig.new(chunker or ChunkerParams())
+    if not MIN_PACK_SIZE <= pack_size <= MAX_PACK_SIZE:
+        raise UsageError("pack size must be between 1 MiB and 1 GiB")
+    config = RepoConfig.new(chunker or ChunkerParams(), pack_size)
     if backend.exists(CONFIG) or any(True for _ in backend.list(KEYS_PREFIX)):
         raise CleancutError(f"a repository already exists at {backend.location}")
     keys = MasterKeys.generate()
@@ -69,6 +72,7 @@ class Repository:
         self._blob_cache: OrderedDict[bytes, bytes] = OrderedDict()
         self._blob_cache_bytes = 0
         self._lock = threading.Lock()
+        self.warnings: list[str] = []  # damaged objects skipped while syncing the cache
 
     @classmethod
     def open(
@@ -100,8 +104,15 @@ class Repository:
             self.cache.forget_segments(cached)
             cached = set()
         added = 0
+        self.warnings = []
         for sid in sorted(present - cached):
-            self.cache.add_segment(sid, self.load_segment(sid))
+            try:
+                segment = self.load_segment(sid)
+            except IntegrityError as exc:
+                # Never trusted, never cached; `check` reports it, `repair index` replaces it.
+                self.warnings.append(f"ignored {exc}")
+                continue
+            self.cache.add_segment(sid, segment)
             added += 1
         snap_present = {
             info.name[len(SNAPSHOTS_PREFIX) :] for info in self.backend.list(SNAPSHOTS_PREFIX)
@@ -109,9 +120,13 @@ class Repository:
         snap_cached = self.cache.snapshot_ids()
         self.cache.forget_snapshots(snap_cached - snap_present)
         for sid in sorted(snap_present - snap_cached):
-            record = open_json(
-                self.keys, RECORD_KIND, sid, self.backend.get(SNAPSHOTS_PREFIX + sid)
-            )
+            try:
+                record = open_json(
+                    self.keys, RECORD_KIND, sid, self.backend.get(SNAPSHOTS_PREFIX + sid)
+                )
+            except IntegrityError as exc:
+                self.warnings.append(f"ignored {exc}")
+                continue
             self.cache.add_snapshot(sid, record)
         self._snapshots = None
         return {"segments_loaded": added, "segments_dropped": len(gone)}
@@ -120,6 +135,47 @@ class Repository:
         self.cache.forget_segments(self.cache.segment_ids())
         self.cache.forget_snapshots(self.cache.snapshot_ids())
         return self.sync_cache()
+
+    def reindex_from_packs(self) -> dict[str, int]:
+        """Index every pack that no readable segment covers, from the pack's own header.
+
+        Damaged segments are then redundant (whatever they indexed is indexed
+        again from the packs themselves) and are removed.
+        """
+        damaged = []
+        covered: set[str] = set()
+        for info in self.backend.list(INDEX_PREFIX):
+            sid = info.name[len(INDEX_PREFIX) :]
+            try:
+                covered |= {p.pack_id for p in self.load_segment(sid).packs}
+            except IntegrityError:
+                damaged.append(sid)
+        records, unreadable = [], 0
+        for info in self.backend.list("data/"):
+            pack_id = info.name.rsplit("/", 1)[-1]
+            if pack_id in covered:
+                continue
+            data = self.backend.get(info.name)
+            try:
+                if content_hash(data) != pack_id:
+                    raise IntegrityError(f"pack {pack_id[:12]} does not match its name")
+                salt, entries = parse_header(self.keys, data, f"pack {pack_id[:12]}")
+            except IntegrityError as exc:
+                self.warnings.append(f"not indexed: {exc}")
+                unreadable += 1
+                continue
+            records.append(PackRecord(pack_id, salt, len(data), entries))
+        if records:
+            self.write_segment(IndexSegment(records))
+        for sid in damaged:
+            self.backend.delete(INDEX_PREFIX + sid)
+        result = self.rebuild_cache()
+        result.update(
+            packs_reindexed=len(records),
+            damaged_segments_removed=len(damaged),
+            unreadable_packs=unreadable,
+        )
+        return result
 
     # --- index segments -------------------------------------------------
 

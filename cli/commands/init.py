@@ -14,6 +14,7 @@ from .sizes import parse_size
 @click.option("--chunk-min", default="256KiB", show_default=True, help="Smallest chunk.")
 @click.option("--chunk-avg", default="1MiB", show_default=True, help="Average chunk.")
 @click.option("--chunk-max", default="4MiB", show_default=True, help="Largest chunk.")
+@click.option("--pack-size", default="16MiB", show_default=True, help="Target size of pack files.")
 @click.option("--kdf-memory", default="64MiB", show_default=True, help="Argon2id memory cost.")
 @click.option("--kdf-iterations", default=3, show_default=True, help="Argon2id passes.")
 @common_options
@@ -22,6 +23,7 @@ def command(
     chunk_min: str,
     chunk_avg: str,
     chunk_max: str,
+    pack_size: str,
     kdf_memory: str,
     kdf_iterations: int,
 ) -> None:
@@ -33,7 +35,9 @@ def command(
         raise click.UsageError(str(exc)) from exc
     kdf = KdfParams(memory_kib=max(8, parse_size(kdf_memory) // 1024), iterations=kdf_iterations)
     backend = backend_for(common.location)
-    config = init_repository(backend, common.passphrase(confirm=True), chunker, kdf)
+    config = init_repository(
+        backend, common.passphrase(confirm=True), chunker, kdf, parse_size(pack_size)
+    )
     if common.json:
         common.emit(
             {"id": config.id, "location": backend.location, "chunker": vars(config.chunker)}

@@ -13,10 +13,15 @@ def command() -> None:
 @command.command("index")
 @common_options
 def repair_index(common: Common) -> None:
-    """Rebuild the local SQLite index from the repository's index segments."""
+    """Rebuild the local SQLite index from the repository.
+
+    Index segments are read again; packs that no readable segment covers are
+    indexed from their own headers into a new segment, and damaged segments
+    are removed.
+    """
     repo = common.open()
     try:
-        result = repo.rebuild_cache()
+        result = repo.reindex_from_packs()
         counts = repo.cache.counts()
     finally:
         repo.close()
@@ -24,6 +29,7 @@ def repair_index(common: Common) -> None:
         common.emit({**result, **counts})
     else:
         common.say(
-            f"index rebuilt: {result['segments_loaded']} segments, {counts['blobs']} blobs "
-            f"in {counts['packs']} packs"
+            f"index rebuilt: {counts['blobs']} blobs in {counts['packs']} packs; "
+            f"{result['packs_reindexed']} packs indexed from their headers, "
+            f"{result['damaged_segments_removed']} damaged segments removed"
         )
