@@ -949,22 +949,33 @@ def _changed_pages(old: bytes, new: bytes, page: int = 4096) -> int:
 
 
 def _mutate_sqlite(root: Path, lex: Lexicon, budget: int) -> int:
-    """Update scattered rows and append a few in one memory index, as a reindex does.
+    """Reindex a few notes in the main agent's memory index: rewrite their chunk rows
+    (contiguous rowid ranges, as rows of one note were inserted together) and add new ones.
+
+    The inserts also touch scattered pages of the random-key indexes, as in real SQLite
+    stores; that scatter, not the row bytes, is what costs chunk-based backup tools.
     Counts changed 4 KiB pages, since that is what a backup tool has to pick up."""
     rng = lex.rng
     dbs = _sorted_files(root, "state/memory/*.sqlite")
     if not dbs:
         return 0
-    path = max(dbs, key=lambda p: p.stat().st_size)
+    main = root / "state" / "memory" / "main.sqlite"
+    path = main if main in dbs else dbs[0]
     old = path.read_bytes()
     con = sqlite3.connect(path)
     try:
         rowids = [r[0] for r in con.execute("SELECT rowid FROM chunks ORDER BY rowid")]
         n_update = max(1, min(len(rowids), budget // (2 * 4 * KIB)))
+        n_notes = min(rng.randint(2, 4), n_update)
+        per_note = n_update // n_notes
+        picked: set[int] = set()
+        for _ in range(n_notes):
+            first = rng.randrange(max(1, len(rowids) - per_note + 1))
+            picked.update(rowids[first : first + per_note])
         t = int(BASE_TIME) + 2 * 10**7
         updates = [
             (lex.prose(_lognorm(rng, 900, 0.6, 80, 6000)), vector_bytes(rng, 768 * 4), t, rid)
-            for rid in sorted(rng.sample(rowids, n_update))
+            for rid in sorted(picked)
         ]
         con.executemany(
             "UPDATE chunks SET text=?, embedding=?, updated_at=? WHERE rowid=?", updates
@@ -981,7 +992,8 @@ def _mutate_sqlite(root: Path, lex: Lexicon, budget: int) -> int:
 
 
 def _mutate_vectors(root: Path, rng: random.Random, budget: int) -> int:
-    """Overwrite runs of rows in place (re-embedded chunks); the file keeps its size."""
+    """Overwrite a few contiguous runs of rows in place (the re-embedded chunks of a few
+    documents); the file keeps its size."""
     files = _sorted_files(root, "state/vectors/*.f32")
     if not files:
         return 0
@@ -989,7 +1001,7 @@ def _mutate_vectors(root: Path, rng: random.Random, budget: int) -> int:
     with open(path, "r+b") as f:
         _magic, dim, count, _ = VECTOR_HEADER.unpack(f.read(VECTOR_HEADER.size))
         row = dim * 4
-        runs = max(1, min(40, budget // (row * 4)))
+        runs = max(1, min(rng.randint(2, 4), budget // row))
         rows_per_run = max(1, min(count, budget // runs // row))
         changed = 0
         for _ in range(runs):

@@ -44,7 +44,6 @@ HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 PASSWORD = "bench-password-not-secret"
 MB = 1_000_000
-STEPS = ("first", "unchanged", "mutated", "restore")
 SAMPLE_FILES = 64
 
 # (metric key, description, comparison, threshold). Targets are defined against restic; the
@@ -171,7 +170,13 @@ def run_step(
         )
         sampler = _Sampler(proc.pid, timeout)
         sampler.start()
-        _pid, status, usage = os.wait4(proc.pid, 0)
+        try:
+            _pid, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            # The child has its own session, so Ctrl-C does not reach it: end it ourselves.
+            os.killpg(proc.pid, signal.SIGKILL)
+            os.waitpid(proc.pid, 0)
+            raise
         seconds = time.perf_counter() - t0
         sampler.done.set()
         sampler.join()
@@ -455,6 +460,7 @@ def manifest(root: Path) -> dict[str, int]:
 
 
 def sha256_file(path: Path) -> str:
+    """Streamed, so large vector files do not have to fit in memory."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -472,11 +478,17 @@ def sample_paths(ref: dict[str, int]) -> list[str]:
 
 
 def find_restored_root(target: Path, source: Path) -> Path:
-    """Tools place the tree differently (full absolute path, basename or directly)."""
+    """Tools place the tree differently (full absolute path, basename or directly): take the
+    candidate sharing most top-level names with the source; extras and gaps are reported by
+    the manifest comparison afterwards."""
     want = {e.name for e in source.iterdir()}
+    best, best_overlap = None, 0
     for cand in (target / source.relative_to(source.anchor), target / source.name, target):
-        if cand.is_dir() and {e.name for e in cand.iterdir()} == want:
-            return cand
+        overlap = len(want & {e.name for e in cand.iterdir()}) if cand.is_dir() else 0
+        if overlap > best_overlap:
+            best, best_overlap = cand, overlap
+    if best is not None:
+        return best
     found = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_dir())[:10]
     raise ToolError(f"restored tree not found under {target}; top dirs: {found}")
 
@@ -511,6 +523,7 @@ def verify_restore(
 
 
 def dir_bytes(path: Path) -> int:
+    """Apparent bytes, not blocks: comparable across filesystems and tools' pack sizes."""
     return corpus.tree_size(path)[1] if path.exists() else 0
 
 
@@ -518,6 +531,7 @@ def dir_bytes(path: Path) -> int:
 
 
 def timed(run: ToolRun, label: str, cmd: list[str], cwd: Path | None, drop: bool) -> Step:
+    """One measured step; caches are dropped first so no tool profits from the previous one."""
     if drop:
         drop_caches()
     step = run_step(cmd, run.tool.env(), run.tool.logs / label, cwd=cwd)
@@ -572,6 +586,7 @@ def restore_phase(runs: list[ToolRun], source: Path, drop: bool) -> None:
 
 
 def machine_info() -> list[str]:
+    """What a reader needs to judge the numbers: cores, memory, CPU model, kernel."""
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -603,6 +618,7 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def metrics(run: ToolRun, src_bytes: int, restored_bytes: int) -> dict[str, float | None]:
+    """The headline numbers of one tool; None where a step did not run (tool failed)."""
     s = run.steps
 
     def secs(k: str) -> float | None:
@@ -626,10 +642,12 @@ def metrics(run: ToolRun, src_bytes: int, restored_bytes: int) -> dict[str, floa
 
 
 def _f(v: float | None, spec: str) -> str:
+    """Format a number, or 'n/a' for a missing one, so failed tools still get a table row."""
     return "n/a" if v is None else format(v, spec)
 
 
 def results_table(runs: list[ToolRun], src_bytes: int, restored_bytes: int) -> str:
+    """The headline table: one row per tool, failed tools included and marked."""
     header = [
         "tool",
         "first backup s",
@@ -684,6 +702,7 @@ def steps_table(runs: list[ToolRun]) -> str:
 
 
 def ratio_table(runs: list[ToolRun], src_bytes: int, restored_bytes: int) -> str:
+    """cleancut over restic (the targets) and over borg, each with a plain met / not met."""
     by_name = {r.tool.name: metrics(r, src_bytes, restored_bytes) for r in runs}
     cc = by_name.get("cleancut")
     header = [
@@ -713,6 +732,7 @@ def ratio_table(runs: list[ToolRun], src_bytes: int, restored_bytes: int) -> str
 
 
 def report(args: argparse.Namespace, runs: list[ToolRun], info: dict[str, str]) -> str:
+    """The dated markdown section: enough context (command, machine, versions) to rerun it."""
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     src, restored = int(info["src_bytes"]), int(info["restored_bytes"])
     lines = [
@@ -781,6 +801,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def make_tools(args: argparse.Namespace, work: Path) -> list[Tool]:
+    """Tools in the order given on the command line, which is the order within each phase."""
     made: dict[str, Tool] = {"restic": Restic(work), "borg": Borg(work)}
     if "cleancut" in args.tool_names:
         made["cleancut"] = Cleancut(work, cleancut_command(args.cleancut))
@@ -788,6 +809,7 @@ def make_tools(args: argparse.Namespace, work: Path) -> list[Tool]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run all phases; exit 1 if any tool failed, so scripts and CI notice."""
     args = parse_args(argv)
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)

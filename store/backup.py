@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .chunker import chunk_stream
+from .chunker import chunk_fd
 from .errors import CleancutError, NoSpace
 from .pack import DATA, TREE
 from .repository import Repository
@@ -104,17 +104,31 @@ def is_excluded(rel: str, patterns: list[str]) -> bool:
 class _OpenDir:
     """A directory being walked: its entries, and the jobs its files wait on."""
 
-    __slots__ = ("rel", "node", "nodes", "jobs", "prev", "parent")
+    __slots__ = ("rel", "node", "nodes", "jobs", "prev", "prev_tree", "prev_raw", "parent")
 
-    def __init__(
-        self, rel: str, node: Node, prev: dict[str, Node], parent: _OpenDir | None
-    ) -> None:
+    def __init__(self, rel: str, node: Node, prev: _PrevTree, parent: _OpenDir | None) -> None:
         self.rel = rel
         self.node = node
         self.nodes: list[Node] = []
         self.jobs: list[tuple[Node, list[Job]]] = []
-        self.prev = prev
+        self.prev = prev.children
+        self.prev_tree = prev.tree_id
+        self.prev_raw = prev.raw
         self.parent = parent
+
+
+class _PrevTree:
+    """The same directory in the previous snapshot: its entries and its tree blob."""
+
+    __slots__ = ("children", "tree_id", "raw")
+
+    def __init__(self, children: dict[str, Node], tree_id: str | None, raw: bytes | None) -> None:
+        self.children = children
+        self.tree_id = tree_id
+        self.raw = raw
+
+
+_NO_PREV = _PrevTree({}, None, None)
 
 
 class Archiver:
@@ -146,14 +160,15 @@ class Archiver:
         same = [s for s in self.repo.snapshots() if s.name == name]
         return max(same, key=lambda s: (s.time, s.id)) if same else None
 
-    def _prev_children(self, node: Node | None) -> dict[str, Node]:
+    def _prev_children(self, node: Node | None) -> _PrevTree:
         if node is None or node.type != DIR or not node.subtree:
-            return {}
+            return _NO_PREV
         try:
             data = self.repo.load_tree_blob(node.subtree)
+            children = {n.name: n for n in decode_tree(data, "previous tree")}
         except CleancutError:
-            return {}  # a damaged parent only costs re-reading
-        return {n.name: n for n in decode_tree(data, "previous tree")}
+            return _NO_PREV  # a damaged parent only costs re-reading
+        return _PrevTree(children, node.subtree, data)
 
     def _unchanged(self, prev: Node | None, st: os.stat_result) -> bool:
         if prev is None or prev.type != FILE or self.parent_snapshot is None:
@@ -186,7 +201,7 @@ class Archiver:
         prev_root = None
         if self.parent_snapshot is not None:
             prev_root = Node("", DIR, 0, 0, subtree=self.parent_snapshot.tree)
-        saver = BlobSaver(self.repo, on_blob_stored=self._on_stored)
+        saver = BlobSaver(self.repo, on_pack_stored=self._on_stored)
         try:
             root = _OpenDir("", _dir_node("", st), self._prev_children(prev_root), None)
             self._walk(saver, root)
@@ -282,7 +297,7 @@ class Archiver:
                 self.notes.append(f"{rel}: special file (socket, fifo or device) not backed up")
 
     def _list(self, rel: str) -> list[os.DirEntry[str]]:
-        path = self.source / rel if rel else self.source
+        path = os.path.join(self.source, rel) if rel else self.source
         try:
             with os.scandir(path) as it:
                 # Reverse order: entries.pop() then yields names in sorted order.
@@ -313,24 +328,25 @@ class Archiver:
             return
         jobs: list[Job] = []
         try:
-            fd = _open_noatime(self.source / rel)
+            fd = _open_noatime(os.path.join(self.source, rel))
         except OSError as exc:
             self._warn(f"{rel}: cannot read ({exc.strerror}), skipped")
             return
         read = 0
         try:
             opened = os.fstat(fd)
-            with os.fdopen(fd, "rb", buffering=0) as stream:
-                for chunk in chunk_stream(stream, self.repo.config.chunker):
-                    jobs.append(saver.submit(DATA, chunk))
-                    read += len(chunk)
-                    self.progress.bytes_done += len(chunk)
-                after = os.fstat(stream.fileno())
+            for chunk in chunk_fd(fd, self.repo.config.chunker, opened.st_size):
+                jobs.append(saver.submit(DATA, chunk))
+                read += len(chunk)
+                self.progress.bytes_done += len(chunk)
+            after = os.fstat(fd)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise
             self._warn(f"{rel}: read failed ({exc.strerror}), skipped")
             return
+        finally:
+            os.close(fd)
         self._note_change(rel, opened, after, read)
         node = _node(name, FILE, opened, size=read)
         current.nodes.append(node)
@@ -380,14 +396,17 @@ class Archiver:
             for node, jobs in d.jobs:
                 node.content = [saver.resolve(j).hex() for j in jobs]
             data = encode_tree(d.nodes)
-            tree_id = self.repo.keys.blob_id(data)
-            saver.submit(TREE, data, tree_id)
-            d.node.subtree = tree_id.hex()
+            if d.prev_tree is not None and data == d.prev_raw:
+                d.node.subtree = d.prev_tree  # unchanged directory: its tree blob is stored
+            else:
+                tree_id = self.repo.keys.blob_id(data)
+                saver.submit(TREE, data, tree_id)
+                d.node.subtree = tree_id.hex()
             if d.parent is None:
-                self.root_tree = tree_id.hex()
+                self.root_tree = d.node.subtree
 
 
-def _open_noatime(path: Path) -> int:
+def _open_noatime(path: str) -> int:
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
     try:
         return os.open(path, flags | getattr(os, "O_NOATIME", 0))

@@ -14,7 +14,7 @@ from .errors import IntegrityError
 
 RAW = 0
 ZSTD = 1
-DEFAULT_LEVEL = 3
+DEFAULT_LEVEL = 1
 
 _local = threading.local()
 

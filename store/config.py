@@ -10,6 +10,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
+from .compress import DEFAULT_LEVEL
 from .errors import UnknownFormat
 
 FORMAT_VERSION = 1
@@ -37,12 +38,17 @@ class RepoConfig:
     id: str
     chunker: ChunkerParams
     pack_size: int = DEFAULT_PACK_SIZE
-    compression_level: int = 3
+    compression_level: int = DEFAULT_LEVEL
 
     @classmethod
-    def new(cls, chunker: ChunkerParams, pack_size: int = DEFAULT_PACK_SIZE) -> RepoConfig:
+    def new(
+        cls,
+        chunker: ChunkerParams,
+        pack_size: int = DEFAULT_PACK_SIZE,
+        compression_level: int = DEFAULT_LEVEL,
+    ) -> RepoConfig:
         chunker.validate()
-        return cls(FORMAT_VERSION, os.urandom(32).hex(), chunker, pack_size)
+        return cls(FORMAT_VERSION, os.urandom(32).hex(), chunker, pack_size, compression_level)
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), indent=2, sort_keys=True).encode() + b"\n"
@@ -64,5 +70,5 @@ class RepoConfig:
             id=raw["id"],
             chunker=ChunkerParams(**raw["chunker"]),
             pack_size=raw.get("pack_size", 16 * MIB),
-            compression_level=raw.get("compression_level", 3),
+            compression_level=raw.get("compression_level", DEFAULT_LEVEL),
         )

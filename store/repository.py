@@ -13,9 +13,9 @@ from pathlib import Path
 
 from .backend import Backend
 from .cache import BlobLocation, Cache
-from .compress import decompress
+from .compress import DEFAULT_LEVEL, decompress
 from .config import DEFAULT_PACK_SIZE, MAX_PACK_SIZE, MIN_PACK_SIZE, ChunkerParams, RepoConfig
-from .crypto import MasterKeys, content_hash
+from .crypto import MasterKeys, Sealer, content_hash
 from .errors import CleancutError, IntegrityError, NotARepository, ObjectNotFound, UsageError
 from .index import IndexSegment, PackRecord
 from .keys import KEYS_PREFIX, KdfParams, KeyRing
@@ -34,11 +34,12 @@ def init_repository(
     chunker: ChunkerParams | None = None,
     kdf: KdfParams | None = None,
     pack_size: int = DEFAULT_PACK_SIZE,
+    compression_level: int = DEFAULT_LEVEL,
 ) -> RepoConfig:
     """Create the config and the first key slot; refuses an existing repository."""
     if not MIN_PACK_SIZE <= pack_size <= MAX_PACK_SIZE:
         raise UsageError("pack size must be between 1 MiB and 1 GiB")
-    config = RepoConfig.new(chunker or ChunkerParams(), pack_size)
+    config = RepoConfig.new(chunker or ChunkerParams(), pack_size, compression_level)
     if backend.exists(CONFIG) or any(True for _ in backend.list(KEYS_PREFIX)):
         raise CleancutError(f"a repository already exists at {backend.location}")
     keys = MasterKeys.generate()
@@ -73,6 +74,7 @@ class Repository:
         self._blob_cache_bytes = 0
         self._lock = threading.Lock()
         self.warnings: list[str] = []  # damaged objects skipped while syncing the cache
+        self._sealers: dict[bytes, Sealer] = {}
 
     @classmethod
     def open(
@@ -215,12 +217,21 @@ class Repository:
         if len(box) != entry.length:
             raise IntegrityError(f"{what}: the pack is truncated")
         plain = decompress(
-            pack_sealer(self.keys, loc.salt).open(box, blob_aad(entry.type, blob_id), what),
+            self._sealer(loc.salt).open(box, blob_aad(entry.type, blob_id), what),
             entry.raw_length,
         )
         if len(plain) != entry.raw_length or self.keys.blob_id(plain) != blob_id:
             raise IntegrityError(f"{what} does not hash to its ID")
         return plain
+
+    def _sealer(self, salt: bytes) -> Sealer:
+        """Pack keys, derived once per pack (HKDF costs more than decrypting a small blob)."""
+        sealer = self._sealers.get(salt)
+        if sealer is None:
+            if len(self._sealers) > 4096:
+                self._sealers.clear()
+            sealer = self._sealers[salt] = pack_sealer(self.keys, salt)
+        return sealer
 
     def load_tree_blob(self, tree_id: str) -> bytes:
         """Tree blobs are read often during a walk: keep a bounded LRU of them."""

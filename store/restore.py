@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from .tree import DIR, FILE, SYMLINK, Node
 from .walk import load_tree
 
 TMP_SUFFIX = ".cleancut-restore"
-PREFETCH_BLOBS = 32
+RESTORE_THREADS = 4
 
 
 @dataclass
@@ -109,10 +110,12 @@ class Restorer:
         self.result = RestoreResult()
         self.on_bytes = on_bytes
         self.is_root = os.geteuid() == 0
+        self.lock = threading.Lock()
+        self.root_fd = -1
 
     def run(self) -> RestoreResult:
         self.target.mkdir(parents=True, exist_ok=True)
-        root_fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY)
+        root_fd = self.root_fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY)
         self.fds = _DirFds(root_fd)
         files: list[_FileTask] = []
         links: list[tuple[str, str, Node]] = []
@@ -179,36 +182,34 @@ class Restorer:
 
     # --- files ------------------------------------------------------------
 
-    def _blob_stream(
-        self, pool: ThreadPoolExecutor, files: list[_FileTask]
-    ) -> Iterator[tuple[_FileTask, list[Future[bytes]]]]:
-        """Per file, futures of its blobs; loads run ahead by a bounded window."""
-        window: list[Future[bytes]] = []
-
-        def load(blob_hex: str) -> bytes:
-            return self.repo.load_blob(bytes.fromhex(blob_hex))
-
-        for task in files:
-            futures = []
-            for blob_hex in task.node.content:
-                fut = pool.submit(load, blob_hex)
-                futures.append(fut)
-                window.append(fut)
-                if len(window) > PREFETCH_BLOBS:
-                    window.pop(0).exception()  # wait, but leave errors for the writer
-            yield task, futures
-
     def _write_files(self, files: list[_FileTask]) -> None:
-        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-            for task, futures in self._blob_stream(pool, files):
-                self._write_file(task, futures)
+        """Files are restored by a few threads at once: creating, writing and renaming are
+        system calls that release the GIL, and a slow filesystem is the usual bottleneck."""
+        local = threading.local()
+        opened: list[_DirFds] = []
 
-    def _write_file(self, task: _FileTask, futures: list[Future[bytes]]) -> None:
+        def fds() -> _DirFds:
+            mine = getattr(local, "fds", None)
+            if mine is None:
+                mine = local.fds = _DirFds(self.root_fd, limit=64)
+                with self.lock:
+                    opened.append(mine)
+            return mine
+
+        with ThreadPoolExecutor(max_workers=RESTORE_THREADS) as pool:
+            try:
+                for _ in pool.map(lambda task: self._write_file(task, fds()), files):
+                    pass
+            finally:
+                for mine in opened:
+                    mine.close()
+
+    def _write_file(self, task: _FileTask, fds: _DirFds) -> None:
         node = task.node
         name = node.name
         tmp = f".{name}{TMP_SUFFIX}"[:255]
         try:
-            parent = self.fds.get(task.dir_rel)
+            parent = fds.get(task.dir_rel)
         except OSError as exc:
             self.result.errors.append(f"{task.rel}: parent directory unusable ({exc.strerror})")
             return
@@ -218,8 +219,8 @@ class Restorer:
         written = 0
         try:
             try:
-                for fut in futures:
-                    data = fut.result()
+                for blob_hex in node.content:
+                    data = self.repo.load_blob(bytes.fromhex(blob_hex))
                     view = memoryview(data)
                     while view:
                         n = os.write(fd, view)
@@ -240,8 +241,9 @@ class Restorer:
             os.unlink(tmp, dir_fd=parent)
             raise
         os.rename(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
-        self.result.files += 1
-        self.result.bytes_written += written
+        with self.lock:
+            self.result.files += 1
+            self.result.bytes_written += written
 
     def _set_file_metadata(self, fd: int, node: Node) -> None:
         if self.is_root:

@@ -1,14 +1,16 @@
-"""The blob saver: hashing, deduplication, compression and packing, in parallel.
+"""The blob saver: hashing, deduplication, compression, encryption and packing, in parallel.
 
-Workers hash each blob with the keyed BLAKE3, claim its ID (so two equal
-blobs in flight are stored once), skip it if the index already has it, and
-compress it; zstd and BLAKE3 release the GIL, so both cores work. The owner
-thread seals finished blobs into the current pack in submission order, and a
-writer thread stores full packs. Memory stays bounded: at most
-`max_pending_bytes` of plaintext is in flight.
+Worker threads take a blob from submission to sealed bytes in a pack: they
+hash it with the keyed BLAKE3, claim its ID (so two equal blobs in flight are
+stored once), skip it if the index already has it, compress it, and seal it
+under the key of the pack it joins. BLAKE3, zstd and AES-GCM release the GIL,
+so both cores work while the owner thread only reads and chunks. A writer
+thread stores full packs. Memory stays bounded: at most `max_pending_bytes`
+of plaintext is in flight, and at most `MAX_PACKS_IN_WRITE` packs wait for
+the disk.
 
 Commit order is kept by the caller: `finish()` returns only when every pack
-is durable; only then may the index segment and the snapshot be written.
+is durable and indexed; only then may the snapshot be written.
 """
 
 from __future__ import annotations
@@ -26,20 +28,28 @@ from .pack import PackBuilder, pack_name
 from .repository import Repository
 
 SEGMENT_PACKS = 256
+MAX_PACKS_IN_WRITE = 3
 
 
 class Job:
-    """One blob on its way into a pack; `id` is set once it is resolved."""
+    """One submitted blob; `id` is set once the owner has collected it."""
 
-    __slots__ = ("type", "size", "future", "id")
+    __slots__ = ("size", "future", "id")
 
-    def __init__(
-        self, blob_type: int, size: int, future: Future[tuple[bytes, bytes | None]]
-    ) -> None:
-        self.type = blob_type
+    def __init__(self, size: int, future: Future[bytes]) -> None:
         self.size = size
-        self.future: Future[tuple[bytes, bytes | None]] | None = future
+        self.future: Future[bytes] | None = future
         self.id: bytes | None = None
+
+
+class _OpenPack:
+    __slots__ = ("builder", "sealing", "closed", "stored")
+
+    def __init__(self, builder: PackBuilder) -> None:
+        self.builder = builder
+        self.sealing = 0  # workers sealing a blob under this pack's key right now
+        self.closed = False  # full: no new blob may join
+        self.stored = False  # handed to the writer (exactly once)
 
 
 class BlobSaver:
@@ -47,107 +57,130 @@ class BlobSaver:
         self,
         repo: Repository,
         workers: int | None = None,
-        max_pending_bytes: int = 128 << 20,
-        on_blob_stored: Callable[[int], None] | None = None,
+        max_pending_bytes: int = 96 << 20,
+        on_pack_stored: Callable[[int], None] | None = None,
     ) -> None:
         self.repo = repo
         self.level = repo.config.compression_level
+        self.pack_size = repo.config.pack_size
         self.pool = ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2))
         self.writer = ThreadPoolExecutor(max_workers=1)
+        self.write_slots = threading.Semaphore(MAX_PACKS_IN_WRITE)
         self.pending: deque[Job] = deque()
         self.pending_bytes = 0
         self.max_pending_bytes = max_pending_bytes
+        self.lock = threading.Lock()
         self.claimed: set[bytes] = set()
-        self.claim_lock = threading.Lock()
-        self.pack: PackBuilder | None = None
+        self.current: _OpenPack | None = None
         self.writes: deque[tuple[Future[None], PackRecord]] = deque()
         self.durable: list[PackRecord] = []
         self.segments: list[str] = []
         self.bytes_added = 0
         self.blobs_added = 0
-        self.on_blob_stored = on_blob_stored
+        self.on_pack_stored = on_pack_stored
 
-    # Runs on a worker thread.
-    def _process(self, data: bytes, blob_id: bytes | None) -> tuple[bytes, bytes | None]:
-        if blob_id is None:
-            blob_id = self.repo.keys.blob_id(data)
-        with self.claim_lock:
-            if blob_id in self.claimed:
-                return blob_id, None
-            self.claimed.add(blob_id)
-        if self.repo.has_blob(blob_id):
-            return blob_id, None
-        return blob_id, compress(data, self.level)
+    # --- owner thread ---------------------------------------------------------
 
-    def submit(self, blob_type: int, data: bytes, blob_id: bytes | None = None) -> Job:
-        job = Job(blob_type, len(data), self.pool.submit(self._process, data, blob_id))
+    def submit(self, blob_type: int, data: bytes | memoryview, blob_id: bytes | None = None) -> Job:
+        job = Job(len(data), self.pool.submit(self._process, blob_type, data, blob_id))
         self.pending.append(job)
         self.pending_bytes += len(data)
         while self.pending_bytes > self.max_pending_bytes:
-            self._drain_one()
+            self._collect_one()
         return job
 
     def resolve(self, job: Job) -> bytes:
         while job.id is None:
-            self._drain_one()
+            self._collect_one()
         return job.id
 
-    def _drain_one(self) -> None:
+    def _collect_one(self) -> None:
         job = self.pending.popleft()
         assert job.future is not None
-        blob_id, payload = job.future.result()
+        job.id = job.future.result()
         job.future = None
         self.pending_bytes -= job.size
-        if payload is not None:
-            self._add_to_pack(job.type, blob_id, payload, job.size)
-        job.id = blob_id
+        self._reap_writes(block=False)
 
-    def _add_to_pack(self, blob_type: int, blob_id: bytes, payload: bytes, raw_length: int) -> None:
-        if self.pack is None:
-            self.pack = PackBuilder(self.repo.keys)
-        box = self.pack.seal_blob(blob_type, blob_id, payload)
-        self.pack.add_sealed(blob_type, blob_id, box, raw_length)
-        self.blobs_added += 1
-        if self.pack.size >= self.repo.config.pack_size:
-            self._flush_pack()
+    def finish(self) -> None:
+        """Wait for every blob, store the last pack, wait until all are durable, index them."""
+        while self.pending:
+            self._collect_one()
+        with self.lock:
+            last, self.current = self.current, None
+            if last is not None:
+                last.closed = last.stored = True
+        if last is not None and last.builder.entries:
+            self._store_pack(last.builder)
+        self._reap_writes(block=True)
+        self._write_segment()
 
-    def _flush_pack(self) -> None:
-        pack, self.pack = self.pack, None
-        if pack is None or not pack.entries:
-            return
-        data = pack.finish()
-        pack_id = content_hash(data)
-        record = PackRecord(pack_id, pack.salt, len(data), pack.entries)
-        self.writes.append(
-            (self.writer.submit(self.repo.backend.put, pack_name(pack_id), data), record)
-        )
-        self.bytes_added += len(data)
-        if self.on_blob_stored:
-            self.on_blob_stored(len(data))
-        while len(self.writes) > 2:
-            self._complete_write()
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.writer.shutdown(wait=True, cancel_futures=True)
 
-    def _complete_write(self) -> None:
-        future, record = self.writes.popleft()
-        future.result()
-        self.durable.append(record)
-        if len(self.durable) >= SEGMENT_PACKS:
-            self._write_segment()
+    def _reap_writes(self, block: bool) -> None:
+        while self.writes and (block or self.writes[0][0].done()):
+            with self.lock:
+                future, record = self.writes.popleft()
+            future.result()
+            self.durable.append(record)
+            if len(self.durable) >= SEGMENT_PACKS:
+                self._write_segment()
 
     def _write_segment(self) -> None:
         if self.durable:
             self.segments.append(self.repo.write_segment(IndexSegment(self.durable)))
             self.durable = []
 
-    def finish(self) -> None:
-        """Drain, store the last pack, wait until every pack is durable, then index them."""
-        while self.pending:
-            self._drain_one()
-        self._flush_pack()
-        while self.writes:
-            self._complete_write()
-        self._write_segment()
+    # --- worker threads -------------------------------------------------------
 
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        self.writer.shutdown(wait=True, cancel_futures=True)
+    def _process(self, blob_type: int, data: bytes | memoryview, blob_id: bytes | None) -> bytes:
+        if blob_id is None:
+            blob_id = self.repo.keys.blob_id(data)
+        with self.lock:
+            if blob_id in self.claimed:
+                return blob_id
+            self.claimed.add(blob_id)
+        if self.repo.has_blob(blob_id):
+            return blob_id
+        payload = compress(data, self.level)
+        with self.lock:
+            pack = self.current
+            if pack is None:
+                pack = self.current = _OpenPack(PackBuilder(self.repo.keys))
+            pack.sealing += 1
+        box = pack.builder.seal_blob(blob_type, blob_id, payload)
+        full = None
+        with self.lock:
+            pack.builder.add_sealed(blob_type, blob_id, box, len(data))
+            pack.sealing -= 1
+            self.blobs_added += 1
+            if not pack.closed and pack.builder.size >= self.pack_size:
+                pack.closed = True
+                if self.current is pack:
+                    self.current = None
+            if pack.closed and pack.sealing == 0 and not pack.stored:
+                pack.stored = True
+                full = pack.builder
+        if full is not None:
+            self._store_pack(full)
+        return blob_id
+
+    def _store_pack(self, builder: PackBuilder) -> None:
+        data = builder.finish()
+        pack_id = content_hash(data)
+        record = PackRecord(pack_id, builder.salt, len(data), builder.entries)
+        self.write_slots.acquire()  # backpressure: bounded packs waiting for the disk
+        future = self.writer.submit(self._write_pack, pack_name(pack_id), data)
+        with self.lock:
+            self.writes.append((future, record))
+            self.bytes_added += len(data)
+
+    def _write_pack(self, name: str, data: bytes) -> None:
+        try:
+            self.repo.backend.put(name, data)
+        finally:
+            self.write_slots.release()
+        if self.on_pack_stored:
+            self.on_pack_stored(len(data))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import click
+from cleancut.store.compress import DEFAULT_LEVEL
 from cleancut.store.config import ChunkerParams
 from cleancut.store.keys import KdfParams
 from cleancut.store.location import backend_for
@@ -15,6 +16,13 @@ from .sizes import parse_size
 @click.option("--chunk-avg", default="1MiB", show_default=True, help="Average chunk.")
 @click.option("--chunk-max", default="4MiB", show_default=True, help="Largest chunk.")
 @click.option("--pack-size", default="16MiB", show_default=True, help="Target size of pack files.")
+@click.option(
+    "--compression-level",
+    type=click.IntRange(0, 19),
+    default=DEFAULT_LEVEL,
+    show_default=True,
+    help="zstd level for new blobs (0: store raw).",
+)
 @click.option("--kdf-memory", default="64MiB", show_default=True, help="Argon2id memory cost.")
 @click.option("--kdf-iterations", default=3, show_default=True, help="Argon2id passes.")
 @common_options
@@ -24,6 +32,7 @@ def command(
     chunk_avg: str,
     chunk_max: str,
     pack_size: str,
+    compression_level: int,
     kdf_memory: str,
     kdf_iterations: int,
 ) -> None:
@@ -36,7 +45,12 @@ def command(
     kdf = KdfParams(memory_kib=max(8, parse_size(kdf_memory) // 1024), iterations=kdf_iterations)
     backend = backend_for(common.location)
     config = init_repository(
-        backend, common.passphrase(confirm=True), chunker, kdf, parse_size(pack_size)
+        backend,
+        common.passphrase(confirm=True),
+        chunker,
+        kdf,
+        parse_size(pack_size),
+        compression_level,
     )
     if common.json:
         common.emit(
