@@ -43,3 +43,9 @@ class Backend(Protocol):
 
     def delete(self, name: str) -> None:
         """Remove an object; deleting a missing one is not an error."""
+
+    def prefetch(self, name: str, length: int = 0) -> None:
+        """A hint that an object (its first `length` bytes, 0: all) will be read soon.
+
+        Lets a backend start slow reads early; it may do nothing.
+        """

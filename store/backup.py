@@ -19,12 +19,14 @@ import socket
 import stat
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .chunker import chunk_fd
 from .errors import CleancutError, NoSpace
-from .pack import DATA, TREE
+from .local import readahead
+from .pack import DATA, TREE, pack_name
 from .repository import Repository
 from .saver import BlobSaver, Job
 from .snapshot import Snapshot
@@ -33,6 +35,8 @@ from .tree import DIR, FILE, SYMLINK, Node, decode_tree, encode_tree
 # A file whose mtime is this close to the previous scan's start may have been
 # written again within the same clock tick after it was read: re-read it.
 RACY_WINDOW_NS = 2_000_000_000
+# How much of each file to ask the kernel to read ahead while earlier files are processed.
+READAHEAD_BYTES = 32 << 20
 
 
 @dataclass
@@ -151,6 +155,13 @@ class Archiver:
         self.parent_snapshot: Snapshot | None = None
         self.ready: deque[_OpenDir] = deque()
         self.root_tree: str | None = None
+        self.readahead = ThreadPoolExecutor(max_workers=1)
+
+    def _prefetch_parent_trees(self) -> None:
+        """Start reading the packs that hold trees; comparing with the parent needs them all."""
+        if self.parent_snapshot is not None:
+            for pack_id in self.repo.cache.tree_packs()[:64]:
+                self.readahead.submit(self.repo.backend.prefetch, pack_name(pack_id))
 
     # --- previous snapshot ----------------------------------------------
 
@@ -202,6 +213,7 @@ class Archiver:
         if self.parent_snapshot is not None:
             prev_root = Node("", DIR, 0, 0, subtree=self.parent_snapshot.tree)
         saver = BlobSaver(self.repo, on_pack_stored=self._on_stored)
+        self._prefetch_parent_trees()
         try:
             root = _OpenDir("", _dir_node("", st), self._prev_children(prev_root), None)
             self._walk(saver, root)
@@ -214,6 +226,7 @@ class Archiver:
             raise
         finally:
             saver.close()
+            self.readahead.shutdown(wait=False, cancel_futures=True)
         assert self.root_tree is not None
         snapshot = Snapshot(
             time=_iso(scan_start_ns),
@@ -259,7 +272,7 @@ class Archiver:
 
     def _walk(self, saver: BlobSaver, top: _OpenDir) -> None:
         # Iterative depth-first walk: directories are finished in post-order.
-        stack: list[tuple[_OpenDir, list[os.DirEntry[str]]]] = [(top, self._list(top.rel))]
+        stack: list[tuple[_OpenDir, list[os.DirEntry[str]]]] = [(top, self._listed(top))]
         self.dirs += 1
         while stack:
             current, entries = stack[-1]
@@ -283,7 +296,7 @@ class Archiver:
                 child = _OpenDir(rel, node, self._prev_children(prev), current)
                 current.nodes.append(node)
                 self.dirs += 1
-                stack.append((child, self._list(rel)))
+                stack.append((child, self._listed(child)))
             elif stat.S_ISREG(st.st_mode):
                 self._file(saver, current, entry.name, rel, st, prev)
             elif stat.S_ISLNK(st.st_mode):
@@ -295,6 +308,23 @@ class Archiver:
                 current.nodes.append(_node(entry.name, SYMLINK, st, target=target))
             else:
                 self.notes.append(f"{rel}: special file (socket, fifo or device) not backed up")
+
+    def _listed(self, d: _OpenDir) -> list[os.DirEntry[str]]:
+        """A directory's entries; files that will be read are handed to the readahead thread."""
+        entries = self._list(d.rel)
+        wanted = []
+        for entry in entries:
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                st = entry.stat(follow_symlinks=False)  # cached on the entry for the walk
+            except OSError:
+                continue
+            if st.st_size and not self._unchanged(d.prev.get(entry.name), st):
+                wanted.append((entry.path, min(st.st_size, READAHEAD_BYTES)))
+        if wanted:
+            self.readahead.submit(_readahead_all, wanted)
+        return entries
 
     def _list(self, rel: str) -> list[os.DirEntry[str]]:
         path = os.path.join(self.source, rel) if rel else self.source
@@ -404,6 +434,11 @@ class Archiver:
                 d.node.subtree = tree_id.hex()
             if d.parent is None:
                 self.root_tree = d.node.subtree
+
+
+def _readahead_all(files: list[tuple[str, int]]) -> None:
+    for path, length in files:
+        readahead(path, length)
 
 
 def _open_noatime(path: str) -> int:

@@ -168,6 +168,14 @@ class Cache:
                 mem = self._mem
         return mem
 
+    def tree_packs(self) -> list[str]:
+        """Packs that hold tree blobs."""
+        seen: dict[str, None] = {}
+        for pack_id, blob_type, *_ in self._memory().values():
+            if blob_type == 1:
+                seen[pack_id] = None
+        return list(seen)
+
     def has_blob(self, blob_id: bytes) -> bool:
         return blob_id in self._memory()
 

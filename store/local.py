@@ -32,6 +32,23 @@ def _raise_os_error(exc: OSError, what: str) -> None:
     raise CleancutError(f"cannot write {what}: {exc.strerror}") from exc
 
 
+def readahead(path: str, length: int = 0) -> None:
+    """Ask the kernel to start reading a file into the page cache, without waiting.
+
+    On a cold cache this turns one-file-at-a-time reads into parallel I/O.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOATIME", 0) | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        os.posix_fadvise(fd, 0, length, os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class LocalBackend:
     """Objects are files under `root`; names map to relative paths."""
 
@@ -135,6 +152,9 @@ class LocalBackend:
 
     def exists(self, name: str) -> bool:
         return self._path(name).exists()
+
+    def prefetch(self, name: str, length: int = 0) -> None:
+        readahead(str(self._path(name)), length)
 
     def delete(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CleancutError
+from .pack import pack_name
 from .repository import Repository
 from .snapshot import Snapshot
 from .tree import DIR, FILE, SYMLINK, Node
@@ -28,6 +29,7 @@ from .walk import load_tree
 
 TMP_SUFFIX = ".cleancut-restore"
 RESTORE_THREADS = 4
+PREFETCH_AHEAD = 512 << 20
 
 
 @dataclass
@@ -196,6 +198,9 @@ class Restorer:
                     opened.append(mine)
             return mine
 
+        stop = threading.Event()
+        hinter = threading.Thread(target=self._prefetch_packs, args=(files, stop), daemon=True)
+        hinter.start()
         with ThreadPoolExecutor(max_workers=RESTORE_THREADS) as pool:
             try:
                 for _ in pool.map(lambda task: self._write_file(task, fds()), files):
@@ -203,6 +208,25 @@ class Restorer:
             finally:
                 for mine in opened:
                     mine.close()
+                stop.set()
+
+    def _prefetch_packs(self, files: list[_FileTask], stop: threading.Event) -> None:
+        """Hint the packs in the order restore needs them, up to PREFETCH_AHEAD ahead."""
+        order: dict[str, int] = {}
+        for task in files:
+            for blob_hex in task.node.content:
+                loc = self.repo.cache.find_blob(bytes.fromhex(blob_hex))
+                if loc is not None and loc.pack_id not in order:
+                    order[loc.pack_id] = loc.entry.offset + loc.entry.length
+        hinted = 0
+        for pack_id, size in order.items():
+            while hinted - self.result.bytes_written > PREFETCH_AHEAD:
+                if stop.wait(0.05):
+                    return
+            if stop.is_set():
+                return
+            self.repo.backend.prefetch(pack_name(pack_id))
+            hinted += size
 
     def _write_file(self, task: _FileTask, fds: _DirFds) -> None:
         node = task.node

@@ -71,7 +71,9 @@ class BlobSaver:
         self.max_pending_bytes = max_pending_bytes
         self.lock = threading.Lock()
         self.claimed: set[bytes] = set()
-        self.current: _OpenPack | None = None
+        # One open pack per blob type: trees live in their own packs, so listing and
+        # comparing snapshots reads a few small packs instead of every data pack.
+        self.current: dict[int, _OpenPack] = {}
         self.writes: deque[tuple[Future[None], PackRecord]] = deque()
         self.durable: list[PackRecord] = []
         self.segments: list[str] = []
@@ -107,11 +109,13 @@ class BlobSaver:
         while self.pending:
             self._collect_one()
         with self.lock:
-            last, self.current = self.current, None
-            if last is not None:
-                last.closed = last.stored = True
-        if last is not None and last.builder.entries:
-            self._store_pack(last.builder)
+            last = list(self.current.values())
+            self.current.clear()
+            for pack in last:
+                pack.closed = pack.stored = True
+        for pack in last:
+            if pack.builder.entries:
+                self._store_pack(pack.builder)
         self._reap_writes(block=True)
         self._write_segment()
 
@@ -146,9 +150,9 @@ class BlobSaver:
             return blob_id
         payload = compress(data, self.level)
         with self.lock:
-            pack = self.current
+            pack = self.current.get(blob_type)
             if pack is None:
-                pack = self.current = _OpenPack(PackBuilder(self.repo.keys))
+                pack = self.current[blob_type] = _OpenPack(PackBuilder(self.repo.keys))
             pack.sealing += 1
         box = pack.builder.seal_blob(blob_type, blob_id, payload)
         full = None
@@ -158,8 +162,8 @@ class BlobSaver:
             self.blobs_added += 1
             if not pack.closed and pack.builder.size >= self.pack_size:
                 pack.closed = True
-                if self.current is pack:
-                    self.current = None
+                if self.current.get(blob_type) is pack:
+                    del self.current[blob_type]
             if pack.closed and pack.sealing == 0 and not pack.stored:
                 pack.stored = True
                 full = pack.builder

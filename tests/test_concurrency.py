@@ -22,12 +22,15 @@ def test_two_concurrent_backups_both_succeed_and_restore(repo_cli: CLI, tmp_path
     procs = [
         subprocess.Popen(
             repo_cli.command("backup", str(src), "--json"),
-            env=repo_cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=repo_cli.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for src in sources
     ]
     results = [p.communicate(timeout=300) for p in procs]
-    for proc, (out, err) in zip(procs, results, strict=True):
+    for proc, (_out, err) in zip(procs, results, strict=True):
         assert proc.returncode == 0, err
     ids = [json.loads(out)["snapshot_id"] for out, _ in results]
     repo_cli.ok("check", "--read-data")

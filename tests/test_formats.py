@@ -5,9 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from cleancut.store.chunker import chunk_bytes
 from cleancut.store.compress import compress, decompress
 from cleancut.store.config import ChunkerParams, RepoConfig
@@ -17,6 +14,8 @@ from cleancut.store.index import IndexSegment, PackRecord
 from cleancut.store.objects import open_object, seal_object
 from cleancut.store.pack import BlobEntry, PackBuilder, blob_aad, pack_sealer, parse_header
 from cleancut.store.tree import DIR, FILE, SYMLINK, Node, decode_tree, encode_tree
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 KEYS = MasterKeys.generate()
 SMALL = ChunkerParams(min_size=64, avg_size=256, max_size=1024)
@@ -132,10 +131,22 @@ nodes = st.one_of(
         size=st.integers(0, 2**40),
         content=st.lists(blob_ids.map(bytes.hex), max_size=4),
     ),
-    st.builds(Node, names, st.just(DIR), st.integers(0, 0o7777), st.integers(0, 2**63),
-              subtree=blob_ids.map(bytes.hex)),
-    st.builds(Node, names, st.just(SYMLINK), st.integers(0, 0o7777), st.integers(0, 2**63),
-              target=st.text(max_size=50)),
+    st.builds(
+        Node,
+        names,
+        st.just(DIR),
+        st.integers(0, 0o7777),
+        st.integers(0, 2**63),
+        subtree=blob_ids.map(bytes.hex),
+    ),
+    st.builds(
+        Node,
+        names,
+        st.just(SYMLINK),
+        st.integers(0, 0o7777),
+        st.integers(0, 2**63),
+        target=st.text(max_size=50),
+    ),
 )
 
 

@@ -20,7 +20,9 @@ def test_add_use_change_and_remove_passphrases(repo_cli: CLI, workspace: Path, t
 
     # Change the second one; the old value stops working, the new one works.
     changed = repo_cli.ok(
-        "key", "passwd", "--json",
+        "key",
+        "passwd",
+        "--json",
         env={"CLEANCUT_PASSWORD": "second", "CLEANCUT_NEW_PASSWORD": "third"},
     ).json()
     assert changed["removed"] == added["added"]
@@ -31,7 +33,8 @@ def test_add_use_change_and_remove_passphrases(repo_cli: CLI, workspace: Path, t
     original = next(s["id"] for s in slots if s["current"])
     repo_cli.ok("key", "remove", original[:8], env={"CLEANCUT_PASSWORD": "third"})
     assert repo_cli.run("snapshots", env={"CLEANCUT_PASSWORD": PASSWORD}).code == 1
-    repo_cli.ok("restore", snap, "--target", str(tmp_path / "t"), env={"CLEANCUT_PASSWORD": "third"})
+    third = {"CLEANCUT_PASSWORD": "third"}
+    repo_cli.ok("restore", snap, "--target", str(tmp_path / "t"), env=third)
 
     packs_after = sorted(p.name for p in (repo_cli.repo / "data").rglob("*") if p.is_file())
     assert packs_after == packs_before  # no data was re-encrypted

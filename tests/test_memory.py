@@ -20,8 +20,10 @@ def test_5_gib_file_backs_up_in_well_under_1_gib_of_rss(repo_cli: CLI, tmp_path:
             f.write(os.urandom(4 << 20))
         f.truncate(5 << 30)
     proc = subprocess.Popen(
-        repo_cli.command("backup", str(src), "--json"), env=repo_cli.env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        repo_cli.command("backup", str(src), "--json"),
+        env=repo_cli.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     _pid, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)

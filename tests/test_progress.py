@@ -12,8 +12,13 @@ from conftest import CLI
 
 def _stderr_on_a_terminal(cli: CLI, *args: str) -> tuple[int, str]:
     master, slave = pty.openpty()
-    proc = subprocess.Popen(cli.command(*args), env=cli.env | {"COLUMNS": "200"},
-                            stdout=subprocess.DEVNULL, stderr=slave, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cli.command(*args),
+        env=cli.env | {"COLUMNS": "200"},
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+        stdin=subprocess.DEVNULL,
+    )
     os.close(slave)
     chunks = []
     while True:
