@@ -15,12 +15,14 @@ def read_passphrase(
 ) -> str:
     if password_file:
         try:
-            with open(password_file, encoding="utf-8") as f:
+            with open(password_file, encoding="utf-8", errors="surrogateescape") as f:
                 return f.read().rstrip("\r\n")
         except OSError as exc:
             raise UsageError(f"cannot read password file {password_file}: {exc.strerror}") from exc
     if password_command:
-        proc = subprocess.run(password_command, shell=True, capture_output=True, text=True)
+        proc = subprocess.run(
+            password_command, shell=True, capture_output=True, text=True, errors="surrogateescape"
+        )
         if proc.returncode != 0:
             raise NoPassphrase(f"password command failed with exit code {proc.returncode}")
         return proc.stdout.rstrip("\r\n")

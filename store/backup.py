@@ -19,14 +19,13 @@ import socket
 import stat
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .chunker import chunk_fd
 from .errors import CleancutError, NoSpace
-from .local import readahead
 from .pack import DATA, TREE, pack_name
+from .prefetch import MetadataPrefetcher
 from .repository import Repository
 from .saver import BlobSaver, Job
 from .snapshot import Snapshot
@@ -155,13 +154,15 @@ class Archiver:
         self.parent_snapshot: Snapshot | None = None
         self.ready: deque[_OpenDir] = deque()
         self.root_tree: str | None = None
-        self.readahead = ThreadPoolExecutor(max_workers=1)
+        self.prefetcher = MetadataPrefetcher(
+            str(source), lambda rel: is_excluded(rel, self.options.excludes)
+        )
 
     def _prefetch_parent_trees(self) -> None:
         """Start reading the packs that hold trees; comparing with the parent needs them all."""
         if self.parent_snapshot is not None:
             for pack_id in self.repo.cache.tree_packs()[:64]:
-                self.readahead.submit(self.repo.backend.prefetch, pack_name(pack_id))
+                self.repo.backend.prefetch(pack_name(pack_id))
 
     # --- previous snapshot ----------------------------------------------
 
@@ -214,6 +215,7 @@ class Archiver:
             prev_root = Node("", DIR, 0, 0, subtree=self.parent_snapshot.tree)
         saver = BlobSaver(self.repo, on_pack_stored=self._on_stored)
         self._prefetch_parent_trees()
+        self.prefetcher.start()
         try:
             root = _OpenDir("", _dir_node("", st), self._prev_children(prev_root), None)
             self._walk(saver, root)
@@ -226,7 +228,7 @@ class Archiver:
             raise
         finally:
             saver.close()
-            self.readahead.shutdown(wait=False, cancel_futures=True)
+            self.prefetcher.stop()
         assert self.root_tree is not None
         snapshot = Snapshot(
             time=_iso(scan_start_ns),
@@ -323,7 +325,7 @@ class Archiver:
             if st.st_size and not self._unchanged(d.prev.get(entry.name), st):
                 wanted.append((entry.path, min(st.st_size, READAHEAD_BYTES)))
         if wanted:
-            self.readahead.submit(_readahead_all, wanted)
+            self.prefetcher.readahead(wanted)
         return entries
 
     def _list(self, rel: str) -> list[os.DirEntry[str]]:
@@ -434,11 +436,6 @@ class Archiver:
                 d.node.subtree = tree_id.hex()
             if d.parent is None:
                 self.root_tree = d.node.subtree
-
-
-def _readahead_all(files: list[tuple[str, int]]) -> None:
-    for path, length in files:
-        readahead(path, length)
 
 
 def _open_noatime(path: str) -> int:

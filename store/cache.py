@@ -8,6 +8,7 @@ busy timeout).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -95,19 +96,23 @@ class Cache:
 
     def __init__(self, repo_id: str, root: Path | None = None) -> None:
         directory = (root or default_cache_root()) / repo_id
-        directory.mkdir(parents=True, exist_ok=True)
+        # Decrypted metadata (paths, hosts, tags) lives here: keep it to the owner.
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = directory / "index.sqlite"
         self.engine: Engine = create_engine(
             f"sqlite:///{self.path}", connect_args={"timeout": 60}, future=True
         )
         event.listen(self.engine, "connect", _pragmas)
-        metadata.create_all(self.engine)
-        with self.engine.begin() as conn:
-            found = conn.execute(
-                select(meta_table.c.value).where(meta_table.c.key == "schema")
-            ).scalar()
-            if found is None:
-                conn.execute(insert(meta_table).values(key="schema", value=str(SCHEMA_VERSION)))
+        # Several processes may open a fresh cache at once: create the schema under a lock.
+        with open(directory / "schema.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                found = conn.execute(
+                    select(meta_table.c.value).where(meta_table.c.key == "schema")
+                ).scalar()
+                if found is None:
+                    conn.execute(insert(meta_table).values(key="schema", value=str(SCHEMA_VERSION)))
         self._mem: dict[bytes, tuple[str, int, int, int, int]] | None = None
         self._salts: dict[str, bytes] = {}
         self._mem_lock = threading.Lock()

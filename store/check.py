@@ -108,8 +108,8 @@ class Checker:
         unindexed = set(sizes) - set(self.index)
         if unindexed:
             self.report.notes.append(
-                f"{len(unindexed)} pack(s) are not indexed (left by an interrupted backup; "
-                "prune reclaims them)"
+                f"{len(unindexed)} pack(s) are not indexed: left by an interrupted backup, "
+                "harmless, referenced by no snapshot"
             )
 
     def _check_snapshots(self) -> list[Snapshot]:

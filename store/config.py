@@ -28,8 +28,16 @@ class ChunkerParams:
     max_size: int = 4 * MIB
 
     def validate(self) -> None:
-        if not (64 <= self.min_size <= self.avg_size <= self.max_size <= 64 * MIB):
-            raise ValueError("chunk sizes must satisfy 64 <= min <= avg <= max <= 64 MiB")
+        # FastCDC's own bounds: min >= 64 B, avg >= 256 B, max >= 1 KiB.
+        if not (
+            64 <= self.min_size <= self.avg_size <= self.max_size <= 64 * MIB
+            and self.avg_size >= 256
+            and self.max_size >= KIB
+        ):
+            raise ValueError(
+                "chunk sizes must satisfy 64 B <= min <= avg <= max <= 64 MiB, "
+                "with avg >= 256 B and max >= 1 KiB"
+            )
 
 
 @dataclass(frozen=True)

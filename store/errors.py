@@ -67,3 +67,7 @@ class ObjectNotFound(CleancutError):
 
 class SnapshotNotFound(CleancutError):
     exit_code = ExitCode.USAGE
+
+
+class PathNotFound(CleancutError):
+    exit_code = ExitCode.USAGE

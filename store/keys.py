@@ -34,6 +34,12 @@ class KdfParams:
     iterations: int = 3
     lanes: int = 4
 
+    def validate(self) -> None:
+        if self.iterations < 1:
+            raise ValueError("Argon2id needs at least 1 iteration")
+        if self.memory_kib < 8 * self.lanes:
+            raise ValueError(f"Argon2id needs at least {8 * self.lanes} KiB of memory")
+
     def derive(self, passphrase: str, salt: bytes) -> bytes:
         kdf = Argon2id(
             salt=salt,
@@ -42,7 +48,7 @@ class KdfParams:
             lanes=self.lanes,
             memory_cost=self.memory_kib,
         )
-        return kdf.derive(passphrase.encode())
+        return kdf.derive(passphrase.encode("utf-8", "surrogateescape"))
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,9 @@ class KeyRing:
             for slot_id in self.slot_ids()
         ]
 
+    def kdf_of(self, slot_id: str) -> KdfParams:
+        return _parse(slot_id, self.backend.get(KEYS_PREFIX + slot_id))[0].kdf
+
     def open(self, passphrase: str) -> tuple[MasterKeys, str]:
         """Try every slot; returns the master keys and the slot that opened them."""
         ids = self.slot_ids()
@@ -140,7 +149,7 @@ class KeyRing:
         self.backend.put(KEYS_PREFIX + slot_id, data)
         return slot_id
 
-    def remove(self, slot_id: str) -> None:
+    def remove(self, slot_id: str) -> str:
         ids = self.slot_ids()
         matches = [s for s in ids if s.startswith(slot_id)]
         if len(matches) != 1:

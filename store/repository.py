@@ -21,7 +21,7 @@ from .index import IndexSegment, PackRecord
 from .keys import KEYS_PREFIX, KdfParams, KeyRing
 from .objects import open_json, open_object, seal_json, seal_object
 from .pack import blob_aad, pack_name, pack_sealer, parse_header
-from .snapshot import RECORD_KIND, SNAPSHOTS_PREFIX, Snapshot
+from .snapshot import RECORD_KIND, SNAPSHOTS_PREFIX, Snapshot, resolve
 
 CONFIG = "config"
 INDEX_PREFIX = "index/"
@@ -75,14 +75,16 @@ class Repository:
         self._lock = threading.Lock()
         self.warnings: list[str] = []  # damaged objects skipped while syncing the cache
         self._sealers: dict[bytes, Sealer] = {}
+        self.slot_id = ""  # the key slot this process opened the repository with
 
     @classmethod
     def open(
         cls, backend: Backend, passphrase: str, cache_root: Path | None = None, sync: bool = True
     ) -> Repository:
         config = read_config(backend)
-        keys, _slot = KeyRing(backend, config.id).open(passphrase)
+        keys, slot_id = KeyRing(backend, config.id).open(passphrase)
         repo = cls(backend, config, keys, Cache(config.id, cache_root))
+        repo.slot_id = slot_id
         if sync:
             repo.sync_cache()
         return repo
@@ -152,7 +154,8 @@ class Repository:
                 covered |= {p.pack_id for p in self.load_segment(sid).packs}
             except IntegrityError:
                 damaged.append(sid)
-        records, unreadable = [], 0
+        records: list[PackRecord] = []
+        not_indexed: list[str] = []
         for info in self.backend.list("data/"):
             pack_id = info.name.rsplit("/", 1)[-1]
             if pack_id in covered:
@@ -163,8 +166,7 @@ class Repository:
                     raise IntegrityError(f"pack {pack_id[:12]} does not match its name")
                 salt, entries = parse_header(self.keys, data, f"pack {pack_id[:12]}")
             except IntegrityError as exc:
-                self.warnings.append(f"not indexed: {exc}")
-                unreadable += 1
+                not_indexed.append(f"not indexed: {exc}")
                 continue
             records.append(PackRecord(pack_id, salt, len(data), entries))
         if records:
@@ -172,10 +174,11 @@ class Repository:
         for sid in damaged:
             self.backend.delete(INDEX_PREFIX + sid)
         result = self.rebuild_cache()
+        self.warnings += not_indexed
         result.update(
             packs_reindexed=len(records),
             damaged_segments_removed=len(damaged),
-            unreadable_packs=unreadable,
+            unreadable_packs=len(not_indexed),
         )
         return result
 
@@ -267,6 +270,14 @@ class Repository:
         snapshot.id = snapshot_id
         self._snapshots = None
         return snapshot_id
+
+    def find_snapshot(self, ref: str, name: str | None = None) -> Snapshot:
+        """Resolve an id, prefix or "latest" in the catalog, then read the record itself.
+
+        The cache only finds it; what a command acts on is authenticated again from
+        the repository, so a record damaged after it was cached is refused.
+        """
+        return self.load_snapshot(resolve(self.snapshots(), ref, name).id)
 
     def load_snapshot(self, snapshot_id: str) -> Snapshot:
         """Read a record from the backend itself (not the cache), authenticating it."""

@@ -11,6 +11,7 @@ is renamed into place: a damaged blob leaves no corrupted file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import threading
@@ -20,12 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CleancutError
+from .errors import CleancutError, NoSpace, PathNotFound
 from .pack import pack_name
 from .repository import Repository
 from .snapshot import Snapshot
 from .tree import DIR, FILE, SYMLINK, Node
-from .walk import load_tree
+from .walk import find, load_tree
 
 TMP_SUFFIX = ".cleancut-restore"
 RESTORE_THREADS = 4
@@ -48,6 +49,12 @@ class _FileTask:
     dir_rel: str
     rel: str
     node: Node
+
+
+def _unlink_quietly(name: str, dir_fd: int) -> None:
+    if dir_fd >= 0:
+        with contextlib.suppress(OSError):
+            os.unlink(name, dir_fd=dir_fd)
 
 
 def unsafe_reason(name: str) -> str | None:
@@ -116,6 +123,9 @@ class Restorer:
         self.root_fd = -1
 
     def run(self) -> RestoreResult:
+        for inc in self.includes:
+            if find(self.repo, self.snapshot.tree, inc) is None:
+                raise PathNotFound(f"no {inc!r} in snapshot {self.snapshot.id[:12]}")
         self.target.mkdir(parents=True, exist_ok=True)
         root_fd = self.root_fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY)
         self.fds = _DirFds(root_fd)
@@ -201,14 +211,14 @@ class Restorer:
         stop = threading.Event()
         hinter = threading.Thread(target=self._prefetch_packs, args=(files, stop), daemon=True)
         hinter.start()
-        with ThreadPoolExecutor(max_workers=RESTORE_THREADS) as pool:
-            try:
+        try:
+            with ThreadPoolExecutor(max_workers=RESTORE_THREADS) as pool:
                 for _ in pool.map(lambda task: self._write_file(task, fds()), files):
                     pass
-            finally:
-                for mine in opened:
-                    mine.close()
-                stop.set()
+        finally:
+            stop.set()
+            for mine in opened:  # every worker has stopped: no descriptor is in use
+                mine.close()
 
     def _prefetch_packs(self, files: list[_FileTask], stop: threading.Event) -> None:
         """Hint the packs in the order restore needs them, up to PREFETCH_AHEAD ahead."""
@@ -229,45 +239,54 @@ class Restorer:
             hinted += size
 
     def _write_file(self, task: _FileTask, fds: _DirFds) -> None:
+        """Write one file under a temporary name, verify it, rename it into place.
+
+        Damaged data and entries that cannot be written (a directory in the way,
+        a permission) are recorded and the restore goes on; a full disk stops it.
+        """
         node = task.node
-        name = node.name
-        tmp = f".{name}{TMP_SUFFIX}"[:255]
+        tmp = f".{node.name}{TMP_SUFFIX}"[:255]
+        parent = -1
         try:
             parent = fds.get(task.dir_rel)
-        except OSError as exc:
-            self.result.errors.append(f"{task.rel}: parent directory unusable ({exc.strerror})")
-            return
-        fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=parent
-        )
-        written = 0
-        try:
-            try:
-                for blob_hex in node.content:
-                    data = self.repo.load_blob(bytes.fromhex(blob_hex))
-                    view = memoryview(data)
-                    while view:
-                        n = os.write(fd, view)
-                        view = view[n:]
-                    written += len(data)
-                    if self.on_bytes:
-                        self.on_bytes(len(data))
-                if written != node.size:
-                    raise CleancutError(f"size {written} differs from the recorded {node.size}")
-                self._set_file_metadata(fd, node)
-            finally:
-                os.close(fd)
+            written = self._write_verified(parent, tmp, node)
+            os.rename(tmp, node.name, src_dir_fd=parent, dst_dir_fd=parent)
         except CleancutError as exc:
-            os.unlink(tmp, dir_fd=parent)
+            _unlink_quietly(tmp, parent)
             self.result.damaged.append(f"{task.rel}: {exc}")
             return
-        except OSError:
-            os.unlink(tmp, dir_fd=parent)
-            raise
-        os.rename(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        except OSError as exc:
+            _unlink_quietly(tmp, parent)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise NoSpace(
+                    f"no space left on the target filesystem while writing {task.rel}"
+                ) from exc
+            self.result.errors.append(f"{task.rel}: cannot write ({exc.strerror})")
+            return
         with self.lock:
             self.result.files += 1
             self.result.bytes_written += written
+
+    def _write_verified(self, parent: int, tmp: str, node: Node) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        fd = os.open(tmp, flags, 0o600, dir_fd=parent)
+        written = 0
+        try:
+            for blob_hex in node.content:
+                data = self.repo.load_blob(bytes.fromhex(blob_hex))  # verified against its ID
+                view = memoryview(data)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                written += len(data)
+                if self.on_bytes:
+                    self.on_bytes(len(data))
+            if written != node.size:
+                raise CleancutError(f"size {written} differs from the recorded {node.size}")
+            self._set_file_metadata(fd, node)
+        finally:
+            os.close(fd)
+        return written
 
     def _set_file_metadata(self, fd: int, node: Node) -> None:
         if self.is_root:

@@ -28,7 +28,7 @@ from .pack import PackBuilder, pack_name
 from .repository import Repository
 
 SEGMENT_PACKS = 256
-MAX_PACKS_IN_WRITE = 3
+MAX_PACKS_IN_WRITE = 2
 
 
 class Job:
@@ -57,7 +57,7 @@ class BlobSaver:
         self,
         repo: Repository,
         workers: int | None = None,
-        max_pending_bytes: int = 96 << 20,
+        max_pending_bytes: int = 48 << 20,
         on_pack_stored: Callable[[int], None] | None = None,
     ) -> None:
         self.repo = repo

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .errors import PathNotFound
 from .repository import INDEX_PREFIX, Repository
 from .snapshot import SNAPSHOTS_PREFIX, Snapshot
 from .tree import DIR, FILE, Node
@@ -21,7 +22,7 @@ def list_snapshot(
         return
     node = find(repo, snapshot.tree, path)
     if node is None:
-        return
+        raise PathNotFound(f"no {path!r} in snapshot {snapshot.id[:12]}")
     yield path, node
     if node.type == DIR and node.subtree:
         yield from walk(repo, node.subtree, path)

@@ -8,11 +8,12 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import CLI, assert_no_traceback, tree_state
+from conftest import CLI, Result, assert_no_traceback, tree_state
 from forge import forge_snapshot
 
 
@@ -374,29 +375,31 @@ def test_unreadable_file_is_skipped_named_and_exit_3(
     assert "secret.json" not in names and "workspace/SOUL.md" in names
 
 
+def _backup_while_writing(cli: CLI, src: Path, loop_body: str, path: Path) -> Result:
+    """Run a backup while another process keeps writing to `path` (for up to 60 s)."""
+    script = (
+        "import os,sys,time\n"
+        "fd=os.open(sys.argv[1], os.O_WRONLY)\n"
+        "end=time.time()+60\n"
+        "while time.time()<end:\n"
+        f"    {loop_body}\n"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", script, str(path)])
+    try:
+        time.sleep(0.2)
+        return cli.run("backup", str(src), "--json")
+    finally:
+        writer.kill()
+        writer.wait()
+
+
 def test_file_changing_while_read_is_warned_about(repo_cli: CLI, tmp_path: Path):
     src = tmp_path / "src"
     src.mkdir()
     busy = src / "busy.db"
     busy.write_bytes(os.urandom(64 << 20))
-    writer = subprocess.Popen(
-        [
-            "python3",
-            "-c",
-            "import os,sys,time\n"
-            "fd=os.open(sys.argv[1], os.O_WRONLY)\n"
-            "end=time.time()+60\n"
-            "while time.time()<end:\n"
-            "    os.pwrite(fd, os.urandom(4096), 0); time.sleep(0.001)\n",
-            str(busy),
-        ],
-    )
-    try:
-        time.sleep(0.2)
-        res = repo_cli.run("backup", str(src), "--json")
-    finally:
-        writer.kill()
-        writer.wait()
+    rewrite = "os.pwrite(fd, os.urandom(4096), 0); time.sleep(0.001)"
+    res = _backup_while_writing(repo_cli, src, rewrite, busy)
     assert res.code == 3, res.err
     assert any("busy.db" in w and "changed while read" in w for w in res.json()["warnings"])
     assert res.json()["snapshot_id"]
@@ -407,24 +410,8 @@ def test_growing_append_only_file_is_noted_not_warned(repo_cli: CLI, tmp_path: P
     src.mkdir()
     log = src / "transcript.jsonl"
     log.write_bytes(b'{"line": 0}\n' * 3_000_000)
-    writer = subprocess.Popen(
-        [
-            "python3",
-            "-c",
-            "import sys,time\n"
-            "f=open(sys.argv[1],'ab',buffering=0)\n"
-            "end=time.time()+60\n"
-            "while time.time()<end:\n"
-            "    f.write(b'{\"line\": 1}\\n'); time.sleep(0.0005)\n",
-            str(log),
-        ],
-    )
-    try:
-        time.sleep(0.2)
-        res = repo_cli.run("backup", str(src), "--json")
-    finally:
-        writer.kill()
-        writer.wait()
+    append = "os.lseek(fd, 0, 2); os.write(fd, b'{\"line\": 1}\\n'); time.sleep(0.0005)"
+    res = _backup_while_writing(repo_cli, src, append, log)
     assert res.code == 0, res.err
     assert res.json()["warnings"] == []
     assert any("transcript.jsonl" in n and "grew" in n for n in res.json()["notes"])

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import click
-from cleancut.store.snapshot import resolve
 from cleancut.store.views import diff_trees
 
 from ..context import Common, common_options
@@ -18,8 +17,7 @@ def command(common: Common, snap_a: str, snap_b: str) -> None:
     """
     repo = common.open()
     try:
-        snaps = repo.snapshots()
-        a, b = resolve(snaps, snap_a), resolve(snaps, snap_b)
+        a, b = repo.find_snapshot(snap_a), repo.find_snapshot(snap_b)
         changes = list(diff_trees(repo, a.tree, b.tree))
     finally:
         repo.close()

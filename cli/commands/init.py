@@ -42,7 +42,11 @@ def command(
         chunker.validate()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    kdf = KdfParams(memory_kib=max(8, parse_size(kdf_memory) // 1024), iterations=kdf_iterations)
+    kdf = KdfParams(memory_kib=parse_size(kdf_memory) // 1024, iterations=kdf_iterations)
+    try:
+        kdf.validate()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     backend = backend_for(common.location)
     config = init_repository(
         backend,

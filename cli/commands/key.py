@@ -53,7 +53,11 @@ def key_add(common: Common, new_password_file: str | None) -> None:
     """Add a passphrase."""
     repo = common.open()
     try:
-        slot = repo.keyring.add(repo.keys, read_new_passphrase(new_password_file))
+        ring = repo.keyring
+        # The new slot costs what the current one does (init's --kdf-* choice).
+        slot = ring.add(
+            repo.keys, read_new_passphrase(new_password_file), ring.kdf_of(repo.slot_id)
+        )
     finally:
         repo.close()
     common.emit({"added": slot}) if common.json else common.say(f"added key slot {slot}")
@@ -72,7 +76,7 @@ def key_passwd(common: Common, new_password_file: str | None) -> None:
     try:
         ring = repo.keyring
         _keys, old = ring.open(common.passphrase())
-        new = ring.add(repo.keys, read_new_passphrase(new_password_file))
+        new = ring.add(repo.keys, read_new_passphrase(new_password_file), ring.kdf_of(old))
         ring.remove(old)
     finally:
         repo.close()
@@ -95,7 +99,7 @@ def key_remove(common: Common, slot_id: str) -> None:
                 "refusing to remove the slot you opened the repository with; "
                 "open with another passphrase to remove it"
             )
-        ring.remove(slot_id)
+        removed = ring.remove(slot_id)
     finally:
         repo.close()
-    common.emit({"removed": slot_id}) if common.json else common.say(f"removed key slot {slot_id}")
+    common.emit({"removed": removed}) if common.json else common.say(f"removed key slot {removed}")

@@ -4,7 +4,6 @@ import stat
 import time
 
 import click
-from cleancut.store.snapshot import resolve
 from cleancut.store.tree import DIR, SYMLINK
 from cleancut.store.views import list_snapshot
 
@@ -19,7 +18,7 @@ def command(common: Common, snapshot: str, path: str) -> None:
     """List the files of a snapshot (below PATH)."""
     repo = common.open()
     try:
-        snap = resolve(repo.snapshots(), snapshot)
+        snap = repo.find_snapshot(snapshot)
         entries = list(list_snapshot(repo, snap, path))
     finally:
         repo.close()

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import sys
+
 import click
+from cleancut.store.errors import ExitCode
 
 from ..context import Common, common_options
 
 
 @click.group("repair")
 def command() -> None:
-    """Repair local state."""
+    """Repair the index (rebuilds the local cache; may write a new index segment)."""
 
 
 @command.command("index")
@@ -25,6 +28,8 @@ def repair_index(common: Common) -> None:
         counts = repo.cache.counts()
     finally:
         repo.close()
+    for warning in repo.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if common.json:
         common.emit({**result, **counts})
     else:
@@ -33,3 +38,10 @@ def repair_index(common: Common) -> None:
             f"{result['packs_reindexed']} packs indexed from their headers, "
             f"{result['damaged_segments_removed']} damaged segments removed"
         )
+    if result["unreadable_packs"]:
+        click.echo(
+            f"cleancut: {result['unreadable_packs']} damaged pack(s) could not be indexed; "
+            "run 'cleancut check --read-data' to see which snapshots depend on them",
+            err=True,
+        )
+        sys.exit(ExitCode.INTEGRITY)

@@ -6,7 +6,6 @@ from pathlib import Path
 import click
 from cleancut.store.errors import ExitCode
 from cleancut.store.restore import Restorer
-from cleancut.store.snapshot import resolve
 
 from ..context import Common, common_options
 from ..progress import format_bytes, progress_line
@@ -36,7 +35,7 @@ def command(
     """Restore SNAPSHOT (an id, an id prefix, or 'latest') into --target."""
     repo = common.open()
     try:
-        snap = resolve(repo.snapshots(), snapshot, name)
+        snap = repo.find_snapshot(snapshot, name)
         total = int(snap.summary.get("bytes_total", 0))
         done = [0]
 
@@ -75,10 +74,10 @@ def command(
             f"restored snapshot {snap.id[:12]} to {target}: {result.files} files, "
             f"{format_bytes(result.bytes_written)}"
         )
-    if result.damaged or result.errors:
+    if result.damaged:
         click.echo(
-            f"cleancut: {len(result.damaged) + len(result.errors)} file(s) not restored "
-            "because their data is damaged; run 'cleancut check --read-data'",
+            f"cleancut: {len(result.damaged)} file(s) not restored because their data is "
+            "damaged; run 'cleancut check --read-data'",
             err=True,
         )
         sys.exit(ExitCode.INTEGRITY)
@@ -90,3 +89,9 @@ def command(
             err=True,
         )
         sys.exit(ExitCode.UNSAFE_ENTRY)
+    if result.errors:
+        click.echo(
+            f"cleancut: {len(result.errors)} file(s) could not be written into {target}",
+            err=True,
+        )
+        sys.exit(ExitCode.FATAL)

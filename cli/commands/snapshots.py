@@ -60,5 +60,8 @@ def command(common: Common, name: str | None, tags: tuple[str, ...]) -> None:
             str(s.summary.get("files", "")),
             str(s.summary.get("bytes_total", "")),
         )
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # piped: never cut ids or names
+    console.print(table)
     click.echo(f"{len(snaps)} snapshots")

@@ -1,0 +1,112 @@
+"""Operator mistakes and odd states: one clear line, the right exit code, nothing lost."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import CLI, assert_no_traceback, tree_state
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--kdf-memory", "8KiB"],
+        ["--kdf-iterations", "0"],
+        ["--chunk-min", "64", "--chunk-avg", "64", "--chunk-max", "64"],
+        ["--chunk-min", "4MiB", "--chunk-avg", "1MiB"],
+        ["--pack-size", "10KiB"],
+        ["--chunk-avg", "lots"],
+    ],
+)
+def test_init_refuses_bad_settings(cli: CLI, args: list[str]):
+    res = cli.run("init", *args)
+    assert res.code == 2, res.err
+    assert "Traceback" not in res.err
+    assert not (cli.repo / "config").exists()
+
+
+def test_a_fresh_cache_opened_by_several_processes_at_once(repo_cli: CLI, workspace: Path):
+    repo_cli.ok("backup", str(workspace))
+    for _ in range(5):
+        shutil.rmtree(repo_cli.cache)
+        procs = [
+            subprocess.Popen(
+                repo_cli.command("snapshots", "--json"),
+                env=repo_cli.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        for proc in procs:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+
+
+def test_non_utf8_password_file(cli: CLI, tmp_path: Path, workspace: Path):
+    pw = tmp_path / "pw"
+    pw.write_bytes(b"caf\xe9 \xff\n")
+    env = {"CLEANCUT_PASSWORD": "ignored"}
+    assert cli.run("init", "--password-file", str(pw), "--kdf-memory", "8MiB", env=env).code == 0
+    assert cli.run("backup", str(workspace), "--password-file", str(pw), env=env).code == 0
+    assert cli.run("snapshots", env={"CLEANCUT_PASSWORD": "café \xff"}).code == 1
+
+
+def test_restore_goes_on_past_a_directory_in_the_way(
+    repo_cli: CLI, workspace: Path, tmp_path: Path
+):
+    repo_cli.ok("backup", str(workspace))
+    target = tmp_path / "t"
+    (target / "workspace" / "MEMORY.md").mkdir(parents=True)
+    res = repo_cli.run("restore", "latest", "--target", str(target))
+    assert res.code == 1
+    assert "workspace/MEMORY.md: cannot write" in res.err
+    (target / "workspace" / "MEMORY.md").rmdir()
+    left = tree_state(target)
+    expected = tree_state(workspace)
+    assert set(left) == set(expected) - {"workspace/MEMORY.md"}
+    assert not [p for p in target.rglob("*cleancut-restore*")]
+    assert left["workspace/SOUL.md"] == expected["workspace/SOUL.md"]
+    assert left["workspace/CURRENT.md"] == expected["workspace/CURRENT.md"]  # symlinks too
+
+
+def test_paths_that_are_not_in_the_snapshot(repo_cli: CLI, workspace: Path, tmp_path: Path):
+    repo_cli.ok("backup", str(workspace))
+    res = repo_cli.run("ls", "latest", "no/such/path")
+    assert res.code == 2 and "no/such/path" in res.err
+    assert_no_traceback(res)
+    res = repo_cli.run("restore", "latest", "--target", str(tmp_path / "t"), "--include", "nope")
+    assert res.code == 2 and "'nope'" in res.err
+    assert not (tmp_path / "t").exists() or not any((tmp_path / "t").iterdir())
+
+
+def test_a_record_damaged_after_it_was_cached_is_refused(
+    repo_cli: CLI, workspace: Path, tmp_path: Path
+):
+    sid = repo_cli.ok("backup", str(workspace), "--json").json()["snapshot_id"]
+    repo_cli.ok("snapshots")  # now in the cache
+    record = repo_cli.repo / "snapshots" / sid
+    record.write_bytes(record.read_bytes()[:-1] + b"\x00")
+    res = repo_cli.run("restore", sid[:12], "--target", str(tmp_path / "t"))
+    assert res.code == 4 and "does not match its name" in res.err
+    assert_no_traceback(res)
+
+
+def test_repair_index_names_packs_it_cannot_read(repo_cli: CLI, workspace: Path):
+    repo_cli.ok("backup", str(workspace))
+    for segment in (repo_cli.repo / "index").iterdir():
+        segment.unlink()
+    pack = max(
+        (p for p in (repo_cli.repo / "data").rglob("*") if p.is_file()),
+        key=lambda p: p.stat().st_size,
+    )
+    data = bytearray(pack.read_bytes())
+    data[100] ^= 0xFF
+    pack.write_bytes(bytes(data))
+    res = repo_cli.run("repair", "index")
+    assert res.code == 4
+    assert pack.name[:12] in res.err and "could not be indexed" in res.err
