@@ -22,14 +22,19 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import clock
+from .chain import snapshot_state
 from .chunker import chunk_fd
 from .errors import CleancutError, NoSpace
-from .pack import DATA, TREE, pack_name
+from .pack import DATA, DELTA, TREE, pack_name
+from .policy import Decision, decide, latest_of
 from .prefetch import MetadataPrefetcher
+from .records import failed_snapshots
 from .repository import Repository
 from .saver import BlobSaver, Job
 from .snapshot import Snapshot
-from .tree import DIR, FILE, SYMLINK, Node, decode_tree, encode_tree
+from .state import State, diff_states
+from .tree import DIR, FILE, SYMLINK, Node, encode_tree
 
 # A file whose mtime is this close to the previous scan's start may have been
 # written again within the same clock tick after it was read: re-read it.
@@ -44,7 +49,8 @@ class BackupOptions:
     tags: list[str] = field(default_factory=list)
     excludes: list[str] = field(default_factory=list)
     consistency: str = "unquiesced"
-    parent: str | None = None  # explicit previous snapshot for change detection
+    force_full: bool = False
+    max_full_age: float = 24 * 3600  # the profile's; the 72 h chain cap applies regardless
 
 
 @dataclass
@@ -80,6 +86,9 @@ class BackupResult:
             "snapshot_id": self.snapshot.id,
             "name": self.snapshot.name,
             "kind": self.snapshot.kind,
+            "chain": self.snapshot.chain,
+            "seq": self.snapshot.seq,
+            "reason": self.snapshot.reason,
             "files": self.files,
             "dirs": self.dirs,
             "bytes_read": self.bytes_read,
@@ -107,31 +116,17 @@ def is_excluded(rel: str, patterns: list[str]) -> bool:
 class _OpenDir:
     """A directory being walked: its entries, and the jobs its files wait on."""
 
-    __slots__ = ("rel", "node", "nodes", "jobs", "prev", "prev_tree", "prev_raw", "parent")
+    __slots__ = ("rel", "node", "nodes", "jobs", "prev", "parent")
 
-    def __init__(self, rel: str, node: Node, prev: _PrevTree, parent: _OpenDir | None) -> None:
+    def __init__(
+        self, rel: str, node: Node, prev: dict[str, Node], parent: _OpenDir | None
+    ) -> None:
         self.rel = rel
         self.node = node
         self.nodes: list[Node] = []
         self.jobs: list[tuple[Node, list[Job]]] = []
-        self.prev = prev.children
-        self.prev_tree = prev.tree_id
-        self.prev_raw = prev.raw
+        self.prev = prev
         self.parent = parent
-
-
-class _PrevTree:
-    """The same directory in the previous snapshot: its entries and its tree blob."""
-
-    __slots__ = ("children", "tree_id", "raw")
-
-    def __init__(self, children: dict[str, Node], tree_id: str | None, raw: bytes | None) -> None:
-        self.children = children
-        self.tree_id = tree_id
-        self.raw = raw
-
-
-_NO_PREV = _PrevTree({}, None, None)
 
 
 class Archiver:
@@ -154,6 +149,9 @@ class Archiver:
         self.parent_snapshot: Snapshot | None = None
         self.ready: deque[_OpenDir] = deque()
         self.root_tree: str | None = None
+        self.decision: Decision | None = None
+        self.prev_children: dict[str, dict[str, Node]] = {}
+        self.state: State = {}  # what this snapshot holds, path by path
         self.prefetcher = MetadataPrefetcher(
             str(source), lambda rel: is_excluded(rel, self.options.excludes)
         )
@@ -166,21 +164,43 @@ class Archiver:
 
     # --- previous snapshot ----------------------------------------------
 
-    def _find_parent(self, name: str) -> Snapshot | None:
-        if self.options.parent:
-            return next((s for s in self.repo.snapshots() if s.id == self.options.parent), None)
-        same = [s for s in self.repo.snapshots() if s.name == name]
-        return max(same, key=lambda s: (s.time, s.id)) if same else None
-
-    def _prev_children(self, node: Node | None) -> _PrevTree:
-        if node is None or node.type != DIR or not node.subtree:
-            return _NO_PREV
-        try:
-            data = self.repo.load_tree_blob(node.subtree)
-            children = {n.name: n for n in decode_tree(data, "previous tree")}
-        except CleancutError:
-            return _NO_PREV  # a damaged parent only costs re-reading
-        return _PrevTree(children, node.subtree, data)
+    def _plan(self, name: str) -> None:
+        """Decide full or incremental, and load the state files are compared with."""
+        failed = failed_snapshots(self.repo)
+        snapshots = self.repo.snapshots()
+        decision = decide(
+            snapshots,
+            name,
+            clock.now(),
+            self.options.max_full_age,
+            failed,
+            self.options.force_full,
+        )
+        latest = latest_of(snapshots, name)
+        prev_state: State = {}
+        if latest is not None and latest.id not in failed:
+            self.parent_snapshot = latest
+            self._prefetch_parent_trees()
+            try:
+                prev_state = snapshot_state(self.repo, self.repo.load_snapshot(latest.id))
+            except CleancutError as exc:
+                # Never build on a chain that does not verify: start a new one.
+                self.warnings.append(f"previous snapshot unusable ({exc}); taking a full")
+                self.parent_snapshot = None
+                prev_state = {}
+                if decision.kind == "incremental":
+                    decision = Decision(
+                        "full",
+                        f"parent failed verification: {exc}",
+                        None,
+                        os.urandom(16).hex(),
+                        0,
+                    )
+        self.decision = decision
+        self.prev_state = prev_state
+        for path, node in prev_state.items():
+            parent, _, base = path.rpartition("/")
+            self.prev_children.setdefault(parent, {})[base] = node
 
     def _unchanged(self, prev: Node | None, st: os.stat_result) -> bool:
         if prev is None or prev.type != FILE or self.parent_snapshot is None:
@@ -200,7 +220,7 @@ class Archiver:
 
     def run(self) -> BackupResult:
         started = time.monotonic()
-        scan_start_ns = time.time_ns()
+        scan_start_ns = clock.now_ns()
         source = self.source
         try:
             st = os.stat(source)
@@ -209,18 +229,21 @@ class Archiver:
         if not stat.S_ISDIR(st.st_mode):
             raise CleancutError(f"source {source} is not a directory")
         name = self.options.name or str(source)
-        self.parent_snapshot = self._find_parent(name)
-        prev_root = None
-        if self.parent_snapshot is not None:
-            prev_root = Node("", DIR, 0, 0, subtree=self.parent_snapshot.tree)
-        saver = BlobSaver(self.repo, on_pack_stored=self._on_stored)
-        self._prefetch_parent_trees()
         self.prefetcher.start()
+        self._plan(name)
+        assert self.decision is not None
+        saver = BlobSaver(self.repo, on_pack_stored=self._on_stored)
+        delta_id: str | None = None
         try:
-            root = _OpenDir("", _dir_node("", st), self._prev_children(prev_root), None)
+            root = _OpenDir("", _dir_node("", st), self.prev_children.get("", {}), None)
             self._walk(saver, root)
             while self.ready:
                 self._finalize_ready(saver, force=True)
+            if self.decision.kind == "incremental":
+                raw = diff_states(self.prev_state, self.state).encode()
+                blob_id = self.repo.keys.blob_id(raw)
+                saver.submit(DELTA, raw, blob_id)
+                delta_id = blob_id.hex()
             saver.finish()
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -229,19 +252,26 @@ class Archiver:
         finally:
             saver.close()
             self.prefetcher.stop()
-        assert self.root_tree is not None
+        decision = self.decision
+        parent = decision.parent
         snapshot = Snapshot(
             time=_iso(scan_start_ns),
             name=name,
             host=socket.gethostname(),
             user=getpass.getuser(),
             paths=[str(source)],
-            tree=self.root_tree,
+            tree=self.root_tree or "",
             tags=sorted(set(self.options.tags)),
             excludes=list(self.options.excludes),
-            parent=self.parent_snapshot.id if self.parent_snapshot else None,
+            kind=decision.kind,
+            parent=parent.id if parent else None,
+            chain=decision.chain,
+            seq=decision.seq,
+            parent_hash=parent.record_hash if parent else None,
             consistency=self.options.consistency,
             scan_start_ns=scan_start_ns,
+            reason=decision.reason,
+            delta=delta_id,
         )
         duration = time.monotonic() - started
         snapshot.summary = {
@@ -295,7 +325,7 @@ class Archiver:
             prev = current.prev.get(entry.name)
             if stat.S_ISDIR(st.st_mode):
                 node = _dir_node(entry.name, st)
-                child = _OpenDir(rel, node, self._prev_children(prev), current)
+                child = _OpenDir(rel, node, self.prev_children.get(rel, {}), current)
                 current.nodes.append(node)
                 self.dirs += 1
                 stack.append((child, self._listed(child)))
@@ -427,13 +457,15 @@ class Archiver:
             self.ready.popleft()
             for node, jobs in d.jobs:
                 node.content = [saver.resolve(j).hex() for j in jobs]
+            for node in d.nodes:
+                self.state[f"{d.rel}/{node.name}" if d.rel else node.name] = node
+            if self.decision is not None and self.decision.kind == "incremental":
+                continue  # an incremental stores a delta, not trees
             data = encode_tree(d.nodes)
-            if d.prev_tree is not None and data == d.prev_raw:
-                d.node.subtree = d.prev_tree  # unchanged directory: its tree blob is stored
-            else:
-                tree_id = self.repo.keys.blob_id(data)
+            tree_id = self.repo.keys.blob_id(data)
+            if not self.repo.has_blob(tree_id):  # unchanged directories are already stored
                 saver.submit(TREE, data, tree_id)
-                d.node.subtree = tree_id.hex()
+            d.node.subtree = tree_id.hex()
             if d.parent is None:
                 self.root_tree = d.node.subtree
 

@@ -14,9 +14,10 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .chain import load_delta, verified_chain
 from .compress import decompress
 from .crypto import Sealer, content_hash
-from .errors import CleancutError
+from .errors import ChainBroken, CleancutError
 from .index import PackRecord
 from .pack import BlobEntry, blob_aad, pack_name, pack_sealer, parse_header
 from .repository import INDEX_PREFIX, Repository
@@ -127,8 +128,45 @@ class Checker:
     def _check_trees(self, snapshots: list[Snapshot]) -> _Refs:
         refs = _Refs()
         for snap in snapshots:
-            self._check_tree(snap.tree, refs, f"snapshot {snap.id[:12]}")
+            where = f"snapshot {snap.id[:12]}"
+            if snap.is_full:
+                self._check_tree(snap.tree, refs, where)
+                continue
+            try:
+                verified_chain(self.repo, snap)
+            except ChainBroken as exc:
+                if str(exc) not in self.report.errors:
+                    self.report.errors.append(str(exc))
+                self._mark_damaged(snap, "depends on a broken chain")
+                continue
+            self._check_delta(snap, refs, where)
         return refs
+
+    def _check_delta(self, snap: Snapshot, refs: _Refs, where: str) -> None:
+        did = bytes.fromhex(snap.delta or "00")
+        if did not in self.blob_pack:
+            self.report.errors.append(f"{where}: its delta manifest is in no index segment")
+            refs.missing.add(did)
+            return
+        try:
+            delta = load_delta(self.repo, snap)
+        except CleancutError as exc:
+            self.report.errors.append(f"{where}: {exc}")
+            refs.missing.add(did)
+            return
+        for path, node in delta.changed.items():
+            for blob_hex in node.content:
+                bid = bytes.fromhex(blob_hex)
+                if bid not in self.blob_pack and bid not in refs.missing:
+                    refs.missing.add(bid)
+                    self.report.errors.append(
+                        f"{where}: blob {blob_hex[:12]} of {path!r} is in no index segment"
+                    )
+
+    def _mark_damaged(self, snap: Snapshot, why: str) -> None:
+        if snap.id not in self.report.damaged_snapshots:
+            self.report.damaged_snapshots.append(snap.id)
+            self.report.errors.append(f"snapshot {snap.id[:12]} ({snap.name}) {why}")
 
     def _check_tree(self, tree_id: str, refs: _Refs, where: str) -> None:
         if tree_id in refs.trees:
@@ -236,12 +274,35 @@ class Checker:
             memo[tree_id] = hit
             return hit
 
+        by_id = {snap.id: snap for snap in snapshots}
+        snap_memo: dict[str, bool] = {}
+
+        def snapshot_uses_bad(snap: Snapshot) -> bool:
+            # An incremental depends on its whole chain: its full's trees and every delta.
+            if snap.id not in snap_memo:
+                if snap.is_full:
+                    snap_memo[snap.id] = uses_bad(snap.tree)
+                else:
+                    parent = by_id.get(snap.parent or "")
+                    snap_memo[snap.id] = (
+                        self._delta_uses_bad(snap, bad)
+                        or parent is None
+                        or snapshot_uses_bad(parent)
+                    )
+            return snap_memo[snap.id]
+
         for snap in snapshots:
-            if uses_bad(snap.tree) and snap.id not in self.report.damaged_snapshots:
-                self.report.damaged_snapshots.append(snap.id)
-                self.report.errors.append(
-                    f"snapshot {snap.id[:12]} ({snap.name}) depends on damaged data"
-                )
+            if snapshot_uses_bad(snap):
+                self._mark_damaged(snap, "depends on damaged data")
+
+    def _delta_uses_bad(self, snap: Snapshot, bad: set[bytes]) -> bool:
+        if bytes.fromhex(snap.delta or "00") in bad:
+            return True
+        try:
+            delta = load_delta(self.repo, snap)
+        except CleancutError:
+            return True
+        return any(bytes.fromhex(b) in bad for n in delta.changed.values() for b in n.content)
 
 
 @dataclass

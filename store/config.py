@@ -47,6 +47,7 @@ class RepoConfig:
     chunker: ChunkerParams
     pack_size: int = DEFAULT_PACK_SIZE
     compression_level: int = DEFAULT_LEVEL
+    profile: str = "standard"  # DEFAULT_PROFILE: the profile sources use unless configured
 
     @classmethod
     def new(
@@ -54,9 +55,12 @@ class RepoConfig:
         chunker: ChunkerParams,
         pack_size: int = DEFAULT_PACK_SIZE,
         compression_level: int = DEFAULT_LEVEL,
+        profile: str = "standard",
     ) -> RepoConfig:
         chunker.validate()
-        return cls(FORMAT_VERSION, os.urandom(32).hex(), chunker, pack_size, compression_level)
+        return cls(
+            FORMAT_VERSION, os.urandom(32).hex(), chunker, pack_size, compression_level, profile
+        )
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), indent=2, sort_keys=True).encode() + b"\n"
@@ -73,10 +77,18 @@ class RepoConfig:
                 f"repository format version {version} is not supported "
                 f"(this cleancut reads version {FORMAT_VERSION}); upgrade cleancut"
             )
+        try:
+            chunker = ChunkerParams(**raw["chunker"])
+            chunker.validate()
+        except (TypeError, ValueError, KeyError) as exc:
+            raise UnknownFormat(
+                f"the repository config has invalid chunker settings: {exc}"
+            ) from exc
         return cls(
             version=version,
             id=raw["id"],
-            chunker=ChunkerParams(**raw["chunker"]),
+            chunker=chunker,
             pack_size=raw.get("pack_size", 16 * MIB),
             compression_level=raw.get("compression_level", DEFAULT_LEVEL),
+            profile=raw.get("profile", "standard"),
         )

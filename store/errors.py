@@ -17,6 +17,7 @@ class ExitCode:
     NO_REPOSITORY = 10
     UNKNOWN_FORMAT = 11
     LOCKED = 12
+    CHAIN_BROKEN = 6  # a chain link is missing or altered
 
 
 class CleancutError(Exception):
@@ -71,3 +72,9 @@ class SnapshotNotFound(CleancutError):
 
 class PathNotFound(CleancutError):
     exit_code = ExitCode.USAGE
+
+
+class ChainBroken(CleancutError):
+    """A chain's sequence or hash links do not hold."""
+
+    exit_code = ExitCode.CHAIN_BROKEN

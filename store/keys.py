@@ -159,3 +159,4 @@ class KeyRing:
                 "refusing to remove the last key slot: the repository would be lost"
             )
         self.backend.delete(KEYS_PREFIX + matches[0])
+        return matches[0]

@@ -32,7 +32,8 @@ ENTRY = struct.Struct("<B32sQII")  # type, id, offset, length, raw length
 
 DATA = 0
 TREE = 1
-BLOB_TYPES = {DATA: "data", TREE: "tree"}
+DELTA = 2  # an incremental snapshot's delta manifest
+BLOB_TYPES = {DATA: "data", TREE: "tree", DELTA: "delta"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from .index import IndexSegment, PackRecord
 from .keys import KEYS_PREFIX, KdfParams, KeyRing
 from .objects import open_json, open_object, seal_json, seal_object
 from .pack import blob_aad, pack_name, pack_sealer, parse_header
-from .snapshot import RECORD_KIND, SNAPSHOTS_PREFIX, Snapshot, resolve
+from .snapshot import RECORD_KIND, SNAPSHOTS_PREFIX, Snapshot, record_hash, resolve
 
 CONFIG = "config"
 INDEX_PREFIX = "index/"
@@ -35,11 +35,12 @@ def init_repository(
     kdf: KdfParams | None = None,
     pack_size: int = DEFAULT_PACK_SIZE,
     compression_level: int = DEFAULT_LEVEL,
+    profile: str = "standard",
 ) -> RepoConfig:
     """Create the config and the first key slot; refuses an existing repository."""
     if not MIN_PACK_SIZE <= pack_size <= MAX_PACK_SIZE:
         raise UsageError("pack size must be between 1 MiB and 1 GiB")
-    config = RepoConfig.new(chunker or ChunkerParams(), pack_size, compression_level)
+    config = RepoConfig.new(chunker or ChunkerParams(), pack_size, compression_level, profile)
     if backend.exists(CONFIG) or any(True for _ in backend.list(KEYS_PREFIX)):
         raise CleancutError(f"a repository already exists at {backend.location}")
     keys = MasterKeys.generate()
@@ -268,6 +269,7 @@ class Repository:
         self.backend.put(SNAPSHOTS_PREFIX + snapshot_id, stored)
         self.cache.add_snapshot(snapshot_id, record)
         snapshot.id = snapshot_id
+        snapshot.record_hash = record_hash(record)
         self._snapshots = None
         return snapshot_id
 

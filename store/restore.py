@@ -21,12 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .chain import snapshot_state
 from .errors import CleancutError, NoSpace, PathNotFound
 from .pack import pack_name
 from .repository import Repository
 from .snapshot import Snapshot
+from .state import State
 from .tree import DIR, FILE, SYMLINK, Node
-from .walk import find, load_tree
 
 TMP_SUFFIX = ".cleancut-restore"
 RESTORE_THREADS = 4
@@ -55,15 +56,6 @@ def _unlink_quietly(name: str, dir_fd: int) -> None:
     if dir_fd >= 0:
         with contextlib.suppress(OSError):
             os.unlink(name, dir_fd=dir_fd)
-
-
-def unsafe_reason(name: str) -> str | None:
-    """Why a tree entry's name must not be used as a path component, or None."""
-    if name in ("", ".", ".."):
-        return "name is empty, '.' or '..'"
-    if "/" in name or "\0" in name:
-        return "name contains '/' or NUL"
-    return None
 
 
 def _included(rel: str, includes: list[str]) -> bool:
@@ -123,8 +115,11 @@ class Restorer:
         self.root_fd = -1
 
     def run(self) -> RestoreResult:
+        # An incremental's state is its chain replayed from the full, every link verified
+        # first; names that cannot be paths are refused, not written.
+        state = snapshot_state(self.repo, self.snapshot, self.result.refused)
         for inc in self.includes:
-            if find(self.repo, self.snapshot.tree, inc) is None:
+            if inc not in state:
                 raise PathNotFound(f"no {inc!r} in snapshot {self.snapshot.id[:12]}")
         self.target.mkdir(parents=True, exist_ok=True)
         root_fd = self.root_fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY)
@@ -133,7 +128,7 @@ class Restorer:
         links: list[tuple[str, str, Node]] = []
         dirs: list[tuple[str, Node]] = []
         try:
-            self._plan("", self.snapshot.tree, files, links, dirs)
+            self._plan(state, files, links, dirs)
             self._write_files(files)
             for dir_rel, rel, node in links:
                 self._symlink(dir_rel, rel, node)
@@ -144,36 +139,28 @@ class Restorer:
             os.close(root_fd)
         return self.result
 
-    # --- planning: directories are created while the trees are read -----
+    # --- planning: directories are created in path order ------------------
 
     def _plan(
         self,
-        dir_rel: str,
-        tree_id: str,
+        state: State,
         files: list[_FileTask],
         links: list[tuple[str, str, Node]],
         dirs: list[tuple[str, Node]],
     ) -> None:
-        seen: set[str] = set()
-        for node in load_tree(self.repo, tree_id):
-            shown = f"{dir_rel}/{node.name}" if dir_rel else node.name
-            reason = unsafe_reason(node.name)
-            if reason is None and node.name in seen:
-                reason = "name appears twice in its directory"
-            if reason is not None:
-                self.result.refused.append(f"{shown!r}: {reason}")
-                continue
-            seen.add(node.name)
-            rel = shown
+        made = {""}  # directories that exist in the target and may hold entries
+        for rel in sorted(state, key=lambda p: p.split("/")):
+            node = state[rel]
+            dir_rel = rel.rpartition("/")[0]
+            if dir_rel not in made:
+                continue  # its directory was refused or left out
             if not _included(rel, self.includes):
                 continue
             if node.type == DIR:
-                if not self._mkdir(dir_rel, rel, node):
-                    continue
-                dirs.append((rel, node))
-                self.result.dirs += 1
-                if node.subtree:
-                    self._plan(rel, node.subtree, files, links, dirs)
+                if self._mkdir(dir_rel, rel, node):
+                    made.add(rel)
+                    dirs.append((rel, node))
+                    self.result.dirs += 1
             elif node.type == FILE:
                 files.append(_FileTask(dir_rel, rel, node))
             elif node.type == SYMLINK:

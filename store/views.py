@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .chain import snapshot_state
 from .errors import PathNotFound
 from .repository import INDEX_PREFIX, Repository
 from .snapshot import SNAPSHOTS_PREFIX, Snapshot
-from .tree import DIR, FILE, Node
-from .walk import find, load_tree, walk
+from .state import same_node
+from .tree import FILE, Node
 
 
-def list_snapshot(
-    repo: Repository, snapshot: Snapshot, path: str = ""
-) -> Iterator[tuple[str, Node]]:
-    """Entries at and below `path` in a snapshot."""
+def list_snapshot(repo: Repository, snapshot: Snapshot, path: str = "") -> list[tuple[str, Node]]:
+    """Entries at and below `path` in a snapshot, in path order."""
+    state = snapshot_state(repo, snapshot)
     path = path.strip("/")
-    if not path:
-        yield from walk(repo, snapshot.tree)
-        return
-    node = find(repo, snapshot.tree, path)
-    if node is None:
+    if path and path not in state:
         raise PathNotFound(f"no {path!r} in snapshot {snapshot.id[:12]}")
-    yield path, node
-    if node.type == DIR and node.subtree:
-        yield from walk(repo, node.subtree, path)
+    prefix = path + "/"
+    keys = [p for p in state if not path or p == path or p.startswith(prefix)]
+    return [(p, state[p]) for p in sorted(keys, key=lambda p: p.split("/"))]
 
 
 @dataclass
@@ -34,46 +29,22 @@ class Change:
     path: str
 
 
-def _same_meta(a: Node, b: Node) -> bool:
-    return (a.mode, a.mtime_ns, a.uid, a.gid, a.target) == (
-        b.mode,
-        b.mtime_ns,
-        b.uid,
-        b.gid,
-        b.target,
-    )
-
-
-def diff_trees(
-    repo: Repository, a: str | None, b: str | None, prefix: str = ""
-) -> Iterator[Change]:
-    """Changes from tree a to tree b; identical subtrees (same blob id) are skipped unread."""
-    if a == b:
-        return
-    left = {n.name: n for n in load_tree(repo, a)} if a else {}
-    right = {n.name: n for n in load_tree(repo, b)} if b else {}
-    for name in sorted(left.keys() | right.keys()):
-        path = f"{prefix}/{name}" if prefix else name
-        old, new = left.get(name), right.get(name)
-        if old is None and new is not None:
-            yield Change("+", path)
-            if new.type == DIR:
-                yield from diff_trees(repo, None, new.subtree, path)
-        elif new is None and old is not None:
-            yield Change("-", path)
-            if old.type == DIR:
-                yield from diff_trees(repo, old.subtree, None, path)
-        elif old is not None and new is not None:
-            if old.type != new.type:
-                yield Change("T", path)
-            elif old.type == DIR:
-                if not _same_meta(old, new):
-                    yield Change("U", path)
-                yield from diff_trees(repo, old.subtree, new.subtree, path)
-            elif old.type == FILE and (old.content != new.content or old.size != new.size):
-                yield Change("M", path)
-            elif not _same_meta(old, new):
-                yield Change("U", path)
+def diff_snapshots(repo: Repository, a: Snapshot, b: Snapshot) -> list[Change]:
+    old, new = snapshot_state(repo, a), snapshot_state(repo, b)
+    changes = []
+    for path in sorted(old.keys() | new.keys(), key=lambda p: p.split("/")):
+        before, after = old.get(path), new.get(path)
+        if before is None:
+            changes.append(Change("+", path))
+        elif after is None:
+            changes.append(Change("-", path))
+        elif before.type != after.type:
+            changes.append(Change("T", path))
+        elif before.type == FILE and (before.content, before.size) != (after.content, after.size):
+            changes.append(Change("M", path))
+        elif not same_node(before, after):
+            changes.append(Change("U", path))
+    return changes
 
 
 def repository_stats(repo: Repository) -> dict[str, object]:

@@ -68,7 +68,7 @@ def test_unchanged_files_are_not_read_again(repo_cli: CLI, workspace: Path):
     again = repo_cli.ok("backup", str(workspace), "--json").json()
     assert again["bytes_read"] == 0
     assert again["files_unchanged"] == again["files"]
-    assert again["bytes_added"] == 0
+    assert again["bytes_added"] < 1024  # an (empty) delta manifest at most
 
     note = workspace / "workspace" / "MEMORY.md"
     note.write_text(note.read_text() + "one more line\n")
@@ -82,7 +82,7 @@ def test_a_file_modified_within_the_racy_window_is_read_again(repo_cli: CLI, wor
     repo_cli.ok("backup", str(workspace), "--json")
     again = repo_cli.ok("backup", str(workspace), "--json").json()
     assert again["files_unchanged"] == 0
-    assert again["bytes_added"] == 0  # re-read, but deduplicated
+    assert again["bytes_added"] < 1024  # re-read, but deduplicated: only a delta manifest
 
 
 def test_snapshots_listing_and_selection(repo_cli: CLI, workspace: Path, tmp_path: Path):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from . import backup, check, diff, init, key, ls, repair, restore, snapshots, stats
+from . import backup, check, config, diff, init, key, ls, repair, restore, snapshots, stats
 
 
 def register(group: click.Group) -> None:
-    for module in (init, backup, snapshots, ls, diff, stats, restore, check, key, repair):
+    for module in (init, backup, snapshots, ls, diff, stats, restore, check, key, repair, config):
         group.add_command(module.command)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import click
-from cleancut.store.views import diff_trees
+from cleancut.store.views import diff_snapshots
 
 from ..context import Common, common_options
 
@@ -18,7 +18,7 @@ def command(common: Common, snap_a: str, snap_b: str) -> None:
     repo = common.open()
     try:
         a, b = repo.find_snapshot(snap_a), repo.find_snapshot(snap_b)
-        changes = list(diff_trees(repo, a.tree, b.tree))
+        changes = diff_snapshots(repo, a, b)
     finally:
         repo.close()
     if common.json:

@@ -3,8 +3,10 @@ from __future__ import annotations
 import click
 from cleancut.store.compress import DEFAULT_LEVEL
 from cleancut.store.config import ChunkerParams
+from cleancut.store.errors import UsageError
 from cleancut.store.keys import KdfParams
 from cleancut.store.location import backend_for
+from cleancut.store.profiles import DEFAULT_PROFILE, PROFILES
 from cleancut.store.repository import init_repository
 
 from ..context import Common, common_options
@@ -23,6 +25,13 @@ from .sizes import parse_size
     show_default=True,
     help="zstd level for new blobs (0: store raw).",
 )
+@click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default=DEFAULT_PROFILE,
+    show_default=True,
+    help="Default backup profile of the repository's sources.",
+)
 @click.option("--kdf-memory", default="64MiB", show_default=True, help="Argon2id memory cost.")
 @click.option("--kdf-iterations", default=3, show_default=True, help="Argon2id passes.")
 @common_options
@@ -33,6 +42,7 @@ def command(
     chunk_max: str,
     pack_size: str,
     compression_level: int,
+    profile: str,
     kdf_memory: str,
     kdf_iterations: int,
 ) -> None:
@@ -41,12 +51,12 @@ def command(
     try:
         chunker.validate()
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     kdf = KdfParams(memory_kib=parse_size(kdf_memory) // 1024, iterations=kdf_iterations)
     try:
         kdf.validate()
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     backend = backend_for(common.location)
     config = init_repository(
         backend,
@@ -55,6 +65,7 @@ def command(
         kdf,
         parse_size(pack_size),
         compression_level,
+        profile,
     )
     if common.json:
         common.emit(

@@ -4,15 +4,17 @@ import sys
 from pathlib import Path
 
 import click
+from cleancut.store.clock import parse_time
 from cleancut.store.errors import ExitCode
 from cleancut.store.restore import Restorer
+from cleancut.store.snapshot import snapshot_at
 
 from ..context import Common, common_options
 from ..progress import format_bytes, progress_line
 
 
 @click.command("restore")
-@click.argument("snapshot")
+@click.argument("snapshot", required=False)
 @click.option(
     "--target",
     "-t",
@@ -27,15 +29,35 @@ from ..progress import format_bytes, progress_line
     metavar="PATH",
     help="Restore only this path of the snapshot (repeatable).",
 )
-@click.option("--name", help="With 'latest': the latest snapshot of this source.")
+@click.option("--name", help="With 'latest' or --at: the snapshot of this source.")
+@click.option(
+    "--at",
+    "at",
+    metavar="TIME",
+    help="The newest snapshot at or before TIME (ISO 8601, or like '2h ago').",
+)
 @common_options
 def command(
-    common: Common, snapshot: str, target: Path, includes: tuple[str, ...], name: str | None
+    common: Common,
+    snapshot: str | None,
+    target: Path,
+    includes: tuple[str, ...],
+    name: str | None,
+    at: str | None,
 ) -> None:
-    """Restore SNAPSHOT (an id, an id prefix, or 'latest') into --target."""
+    """Restore SNAPSHOT (an id, an id prefix, or 'latest') into --target.
+
+    An incremental is restored by replaying its chain from the full, after every
+    link of the chain has been verified.
+    """
+    if (snapshot is None) == (at is None):
+        raise click.UsageError("give either SNAPSHOT or --at TIME")
     repo = common.open()
     try:
-        snap = repo.find_snapshot(snapshot, name)
+        if at is not None:
+            snap = repo.load_snapshot(snapshot_at(repo.snapshots(), parse_time(at), name).id)
+        else:
+            snap = repo.find_snapshot(snapshot or "latest", name)
         total = int(snap.summary.get("bytes_total", 0))
         done = [0]
 

@@ -1,0 +1,68 @@
+"""Which kind of snapshot to take next: a full, or an incremental on the current chain.
+
+A full is taken when the source has no chain, when the chain's full is older
+than the profile's maximum full age, when the chain has reached the 72 h cap
+(no setting lifts it), when the parent failed verification, or on request.
+Otherwise the next snapshot is an incremental on the latest one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+
+from .clock import age_text, from_iso
+from .profiles import CHAIN_CAP
+from .snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: str  # "full" or "incremental"
+    reason: str
+    parent: Snapshot | None  # the snapshot an incremental follows
+    chain: str
+    seq: int
+
+
+def latest_of(snapshots: list[Snapshot], name: str) -> Snapshot | None:
+    same = [s for s in snapshots if s.name == name]
+    return max(same, key=lambda s: (s.time, s.seq, s.id)) if same else None
+
+
+def decide(
+    snapshots: list[Snapshot],
+    name: str,
+    now: datetime,
+    max_full_age: float,
+    failed: set[str],
+    force_full: bool = False,
+) -> Decision:
+    """`failed`: ids of snapshots that failed verification (a restore test, a check)."""
+    latest = latest_of(snapshots, name)
+
+    def full(reason: str) -> Decision:
+        return Decision("full", reason, None, os.urandom(16).hex(), 0)
+
+    if force_full:
+        return full("requested with --full")
+    if latest is None or not latest.chain:
+        return full("no chain yet for this source")
+    head = next((s for s in snapshots if s.chain == latest.chain and s.is_full), None)
+    if head is None:
+        return full(f"chain {latest.chain[:12]} has no full snapshot")
+    age = (now - from_iso(head.time)).total_seconds()
+    if age >= CHAIN_CAP:
+        return full(f"chain {latest.chain[:12]} reached the 72h cap ({age_text(age)} old)")
+    if age >= max_full_age:
+        return full(f"last full is {age_text(age)} old (max {age_text(max_full_age)})")
+    if latest.id in failed:
+        return full(f"parent {latest.id[:12]} failed verification")
+    return Decision(
+        "incremental",
+        f"chain {latest.chain[:12]} at seq {latest.seq}, full is {age_text(age)} old",
+        latest,
+        latest.chain,
+        latest.seq + 1,
+    )

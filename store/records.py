@@ -1,0 +1,55 @@
+"""Operational records: backup attempts, restore-test results, verification marks.
+
+Each is a small encrypted object under records/, written once and never
+changed, so the history of what was tried and what passed lives in the
+repository itself: a fresh host with the passphrase sees it all.
+A record is a JSON object with at least "type" and "time" (ISO 8601 UTC).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import IntegrityError
+from .objects import open_json, seal_json
+from .repository import Repository
+
+RECORDS_PREFIX = "records/"
+RECORD_KIND = "record"
+
+BACKUP_ATTEMPT = "backup-attempt"
+RESTORE_TEST = "restore-test"
+
+
+def write_record(repo: Repository, record: dict[str, Any]) -> str:
+    if "type" not in record or "time" not in record:
+        raise ValueError("a record needs a type and a time")
+    record_id, stored = seal_json(repo.keys, RECORD_KIND, record)
+    repo.backend.put(RECORDS_PREFIX + record_id, stored)
+    return record_id
+
+
+def list_records(repo: Repository, record_type: str | None = None) -> list[dict[str, Any]]:
+    """Every readable record (of one type), oldest first; damaged ones are skipped with a
+    warning on the repository."""
+    out = []
+    for info in repo.backend.list(RECORDS_PREFIX):
+        rid = info.name[len(RECORDS_PREFIX) :]
+        try:
+            record = open_json(repo.keys, RECORD_KIND, rid, repo.backend.get(info.name))
+        except IntegrityError as exc:
+            repo.warnings.append(f"ignored {exc}")
+            continue
+        if record_type is None or record.get("type") == record_type:
+            record["id"] = rid
+            out.append(record)
+    out.sort(key=lambda r: (r.get("time", ""), r["id"]))
+    return out
+
+
+def failed_snapshots(repo: Repository) -> set[str]:
+    """Snapshots whose latest restore test failed: never a parent again."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in list_records(repo, RESTORE_TEST):
+        latest[record["snapshot"]] = record
+    return {sid for sid, record in latest.items() if not record.get("passed")}

@@ -1,0 +1,353 @@
+"""The config file (cleancut.toml) and the effective settings of a source, with provenance.
+
+A schedule should not need long command lines, so the repository, the
+sources and their settings live in one TOML file. Settings stack in seven
+layers; when a value surprises the operator, the layer it came from is what
+they need to know, so every effective value carries its origin.
+
+Precedence, lowest to highest: the built-in default profile < the
+repository's profile (chosen at init) < the config file's `profile` < the
+source's `profile` < the config file's [overrides] < the source's overrides
+< command-line overrides.
+
+Every mistake in the file is a UsageError of one line naming the file and
+the key, found when the file is loaded rather than hours later in a backup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .profiles import DEFAULT_PROFILE, Profile, get_profile, parse_value
+
+CONFIG_ENV = "CLEANCUT_CONFIG"
+DEFAULT_CONFIG_NAME = "cleancut.toml"
+COMMAND_LINE = "command line"
+
+_TOP_KEYS = ("repository", "password_file", "profile", "overrides", "sources")
+_SOURCE_KEYS = ("path", "profile", "exclude", "tags", "overrides")
+
+Overrides = dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One [sources.NAME] table; paths already resolved against the file's directory."""
+
+    name: str
+    path: Path
+    profile: str | None = None
+    exclude: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    overrides: Overrides = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A parsed config file; path None means there is none (every field empty)."""
+
+    path: Path | None = None
+    repository: str | None = None
+    password_file: str | None = None
+    profile: str | None = None
+    overrides: Overrides = field(default_factory=dict)
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return str(self.path) if self.path else "no config file"
+
+
+@dataclass(frozen=True)
+class Effective:
+    """The settings a source runs with, and for each field the layer that set it."""
+
+    profile: Profile
+    origin: dict[str, str]
+    profile_name: str
+    profile_origin: str
+    source: SourceConfig | None = None
+
+
+@dataclass(frozen=True)
+class Located:
+    """A value found in the first layer that sets it (e.g. the repository location)."""
+
+    value: str | None
+    origin: str
+
+
+# --- finding and reading the file ------------------------------------------
+
+
+def find_config(path: Path | None) -> Path | None:
+    """The file to read: the given path, else CLEANCUT_CONFIG, else ./cleancut.toml if present.
+
+    A path that was asked for explicitly must exist; only the implicit
+    ./cleancut.toml may be absent, so a typo in --config is never ignored.
+    """
+    if path is not None:
+        return path
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    default = Path(DEFAULT_CONFIG_NAME)
+    return default if default.is_file() else None
+
+
+def load_config(path: Path | None) -> ConfigFile:
+    """The config at `path` (or found as find_config says); an empty ConfigFile if none."""
+    found = find_config(path)
+    if found is None:
+        return ConfigFile()
+    # Absolute, so the paths in it stay right whatever directory a later step runs in,
+    # and `config show` names exactly which file was read.
+    found = found.absolute()
+    return parse_config(_read_toml(found), found)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"config file {path}: not found") from None
+    except IsADirectoryError:
+        raise UsageError(f"config file {path}: is a directory") from None
+    except OSError as exc:
+        raise UsageError(f"config file {path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        detail = " ".join(str(exc).split())
+        raise UsageError(f"{path}: not valid TOML: {detail}") from None
+
+
+# --- parsing ---------------------------------------------------------------
+
+
+def parse_config(raw: dict[str, Any], path: Path) -> ConfigFile:
+    """Check and convert a decoded TOML document; relative paths are taken from its directory.
+
+    Relative to the file, not the working directory, because a scheduler
+    (cron, systemd) runs cleancut from wherever it likes.
+    """
+    where = _Where(path)
+    where.no_unknown_keys(raw, _TOP_KEYS)
+    base = path.parent
+    repository = where.optional_str(raw, "repository")
+    password_file = where.optional_str(raw, "password_file")
+    sources_raw = where.table(raw, "sources")
+    return ConfigFile(
+        path=path,
+        repository=_resolve_location(repository, base) if repository else None,
+        password_file=str(_resolve_path(password_file, base)) if password_file else None,
+        profile=where.profile_name(raw, "profile"),
+        overrides=where.overrides(where.table(raw, "overrides"), "overrides"),
+        sources={
+            name: _parse_source(where, name, value, base) for name, value in sources_raw.items()
+        },
+    )
+
+
+def _parse_source(where: _Where, name: str, raw: object, base: Path) -> SourceConfig:
+    prefix = _key("sources", name)
+    if not name:
+        raise where.fail(prefix, "a source needs a non-empty name")
+    if not isinstance(raw, dict):
+        raise where.fail(prefix, f"expected a table ([{prefix}]), got {_toml_type(raw)}")
+    where.no_unknown_keys(raw, _SOURCE_KEYS, prefix)
+    path = where.optional_str(raw, "path", prefix)
+    if path is None:
+        raise where.fail(prefix, "missing 'path' (the directory to back up)")
+    return SourceConfig(
+        name=name,
+        path=_resolve_path(path, base),
+        profile=where.profile_name(raw, "profile", prefix),
+        exclude=where.str_list(raw, "exclude", prefix),
+        tags=where.str_list(raw, "tags", prefix),
+        overrides=where.overrides(where.table(raw, "overrides", prefix), _key(prefix, "overrides")),
+    )
+
+
+class _Where:
+    """Reads values out of the document, raising errors that name the file and the key."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, key: str, message: str) -> UsageError:
+        return UsageError(f"{self.path}: {key}: {message}")
+
+    def no_unknown_keys(
+        self, raw: dict[str, Any], known: tuple[str, ...], prefix: str = ""
+    ) -> None:
+        for name in raw:
+            if name not in known:
+                raise self.fail(_key(prefix, name), f"unknown key (known here: {', '.join(known)})")
+
+    def optional_str(self, raw: dict[str, Any], name: str, prefix: str = "") -> str | None:
+        value = raw.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise self.fail(_key(prefix, name), f"expected a non-empty string, got {_shown(value)}")
+        return value
+
+    def str_list(self, raw: dict[str, Any], name: str, prefix: str) -> tuple[str, ...]:
+        value = raw.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(_key(prefix, name), f"expected a list of strings, got {_shown(value)}")
+        return tuple(value)
+
+    def table(self, raw: dict[str, Any], name: str, prefix: str = "") -> dict[str, Any]:
+        value = raw.get(name, {})
+        if not isinstance(value, dict):
+            raise self.fail(_key(prefix, name), f"expected a table, got {_toml_type(value)}")
+        return value
+
+    def profile_name(self, raw: dict[str, Any], name: str, prefix: str = "") -> str | None:
+        value = self.optional_str(raw, name, prefix)
+        if value is not None:
+            try:
+                get_profile(value)
+            except ValueError as exc:
+                raise self.fail(_key(prefix, name), str(exc)) from None
+        return value
+
+    def overrides(self, raw: dict[str, Any], prefix: str) -> Overrides:
+        parsed: Overrides = {}
+        for name, value in raw.items():
+            try:
+                parsed[name] = parse_value(name, value)
+            except ValueError as exc:
+                raise self.fail(_key(prefix, name), str(exc)) from None
+        return parsed
+
+
+def _key(prefix: str, name: str) -> str:
+    """`name` under an already-written dotted key, quoted if TOML needs it: sources."my agent"."""
+    part = name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
+    return f"{prefix}.{part}" if prefix else part
+
+
+def _shown(value: object) -> str:
+    """A wrong value as the error shows it: its TOML type, and the value if it is short."""
+    if isinstance(value, dict | list):
+        return _toml_type(value)
+    return f"{_toml_type(value)} {value!r}"
+
+
+def _toml_type(value: object) -> str:
+    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array"}
+    if isinstance(value, dict):
+        return "a table"
+    return names.get(type(value), type(value).__name__)
+
+
+def _resolve_path(text: str, base: Path) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _resolve_location(text: str, base: Path) -> str:
+    """A repository location: URLs as written, local paths relative to the config file."""
+    return text if "://" in text else str(_resolve_path(text, base))
+
+
+# --- the effective settings ------------------------------------------------
+
+
+def effective(
+    config: ConfigFile,
+    source: str | None,
+    repo_profile: str | None,
+    cli_overrides: dict[str, str],
+) -> Effective:
+    """Stack the seven layers for `source` (None: settings shared by every source)."""
+    src = _find_source(config, source)
+    profile_name, profile_origin = _choose_profile(config, src, repo_profile)
+    values: dict[str, Any] = asdict(get_profile(profile_name))
+    origin = dict.fromkeys(values, profile_origin)
+    layers = [(config.overrides, "config file [overrides]")]
+    if src is not None:
+        layers.append((src.overrides, f"source {src.name} overrides"))
+    layers.append((parse_cli_overrides(cli_overrides), COMMAND_LINE))
+    for overrides, label in layers:
+        for name, value in overrides.items():
+            values[name] = value
+            origin[name] = label
+    return Effective(Profile(**values), origin, profile_name, profile_origin, src)
+
+
+def _find_source(config: ConfigFile, name: str | None) -> SourceConfig | None:
+    if name is None:
+        return None
+    if config.path is None:
+        raise UsageError(
+            f"no source {name!r}: no config file "
+            f"(pass --config, set {CONFIG_ENV}, or create ./{DEFAULT_CONFIG_NAME})"
+        )
+    try:
+        return config.sources[name]
+    except KeyError:
+        known = ", ".join(config.sources) or "none"
+        raise UsageError(f"{config.path}: no source {name!r} (sources: {known})") from None
+
+
+def _choose_profile(
+    config: ConfigFile, src: SourceConfig | None, repo_profile: str | None
+) -> tuple[str, str]:
+    """The profile of the highest layer that names one, and that layer's label."""
+    if repo_profile is not None:
+        try:
+            get_profile(repo_profile)
+        except ValueError as exc:
+            raise UsageError(f"repository profile: {exc}") from None
+    candidates = [
+        (src.profile if src else None, f"source {src.name}" if src else ""),
+        (config.profile, "config file"),
+        (repo_profile, "repository"),
+    ]
+    for name, label in candidates:
+        if name is not None:
+            return name, f"profile {name} ({label})"
+    return DEFAULT_PROFILE, f"profile {DEFAULT_PROFILE} (default)"
+
+
+def parse_cli_overrides(raw: dict[str, str]) -> Overrides:
+    """Command-line KEY=VALUE settings, checked like the file's (errors name the key)."""
+    parsed: Overrides = {}
+    for name, text in raw.items():
+        try:
+            parsed[name] = parse_value(name, text)
+        except ValueError as exc:
+            raise UsageError(f"{COMMAND_LINE}: {name}={text}: {exc}") from None
+    return parsed
+
+
+def parse_assignments(items: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """["max_full_age=6h", ...] as a dict; the last of repeated keys wins, as on a shell line."""
+    result: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"{COMMAND_LINE}: {item!r} is not KEY=VALUE (e.g. max_full_age=6h)")
+        result[name.strip()] = value.strip()
+    return result
+
+
+def first_set(*candidates: tuple[str | None, str]) -> Located:
+    """The first (value, origin) pair with a value: --repo, then CLEANCUT_REPO, then the file."""
+    for value, origin in candidates:
+        if value:
+            return Located(value, origin)
+    return Located(None, "not set")
