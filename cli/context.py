@@ -14,6 +14,7 @@ import click
 from cleancut.store.errors import UsageError
 from cleancut.store.location import backend_for
 from cleancut.store.repository import Repository, read_config
+from cleancut.store.settings import ConfigFile, load_config
 
 from .passphrase import read_passphrase
 
@@ -28,15 +29,27 @@ class Common:
     json: bool
     quiet: bool
     cache_dir: str | None
+    config_path: Path | None = None
+
+    @functools.cached_property
+    def config(self) -> ConfigFile:
+        """The config file (--config, CLEANCUT_CONFIG, or ./cleancut.toml), read once."""
+        return load_config(self.config_path)
 
     @property
     def location(self) -> str:
-        if not self.repo:
-            raise UsageError("no repository: pass --repo or set CLEANCUT_REPO")
-        return self.repo
+        location = self.repo or self.config.repository
+        if not location:
+            raise UsageError(
+                "no repository: pass --repo, set CLEANCUT_REPO, or name one in the config file"
+            )
+        return location
 
     def passphrase(self, confirm: bool = False) -> str:
-        return read_passphrase(self.password_file, self.password_command, confirm)
+        password_file = self.password_file
+        if not password_file and not self.password_command:
+            password_file = self.config.password_file
+        return read_passphrase(password_file, self.password_command, confirm)
 
     def open(self) -> Repository:
         backend = backend_for(self.location)
@@ -82,6 +95,13 @@ def common_options(func: F) -> F:
     @click.option(
         "--cache-dir", envvar="CLEANCUT_CACHE_DIR", help="Where the local index cache lives."
     )
+    @click.option(
+        "--config",
+        "config_path",
+        envvar="CLEANCUT_CONFIG",
+        type=click.Path(path_type=Path),
+        help="Config file (or CLEANCUT_CONFIG; default ./cleancut.toml if it exists).",
+    )
     @functools.wraps(func)
     def wrapper(
         *args: Any,
@@ -91,9 +111,12 @@ def common_options(func: F) -> F:
         as_json: bool,
         quiet: bool,
         cache_dir: str | None,
+        config_path: Path | None,
         **kwargs: Any,
     ) -> Any:
-        common = Common(repo, password_file, password_command, as_json, quiet, cache_dir)
+        common = Common(
+            repo, password_file, password_command, as_json, quiet, cache_dir, config_path
+        )
         return func(common, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -220,7 +220,10 @@ class Archiver:
 
     def run(self) -> BackupResult:
         started = time.monotonic()
-        scan_start_ns = clock.now_ns()
+        # Real time for the racy-file rule (it compares with filesystem timestamps); the
+        # injectable clock for the snapshot's time, which policy and retention read.
+        scan_start_ns = time.time_ns()
+        taken_at = clock.iso(clock.now())
         source = self.source
         try:
             st = os.stat(source)
@@ -255,7 +258,7 @@ class Archiver:
         decision = self.decision
         parent = decision.parent
         snapshot = Snapshot(
-            time=_iso(scan_start_ns),
+            time=taken_at,
             name=name,
             host=socket.gethostname(),
             user=getpass.getuser(),
@@ -498,11 +501,6 @@ def _node(name: str, kind: str, st: os.stat_result, **extra: object) -> Node:
 
 def _dir_node(name: str, st: os.stat_result) -> Node:
     return _node(name, DIR, st)
-
-
-def _iso(ns: int) -> str:
-    secs, rem = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{rem // 1000:06d}Z"
 
 
 def estimate(source: Path, excludes: list[str], progress: Progress) -> None:

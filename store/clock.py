@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from datetime import UTC, datetime, timedelta
 
 from .errors import UsageError
@@ -19,13 +18,6 @@ def now() -> datetime:
     if fixed:
         return parse_time(fixed, reference=datetime.now(UTC))
     return datetime.now(UTC)
-
-
-def now_ns() -> int:
-    fixed = os.environ.get("CLEANCUT_NOW")
-    if fixed:
-        return int(now().timestamp() * 1e9)
-    return time.time_ns()
 
 
 def iso(moment: datetime) -> str:

@@ -2,19 +2,21 @@ from __future__ import annotations
 
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import click
 from cleancut.store.backup import Archiver, BackupOptions, Progress, estimate
-from cleancut.store.errors import ExitCode
+from cleancut.store.errors import ExitCode, UsageError
 from cleancut.store.profiles import get_profile
+from cleancut.store.settings import effective, parse_assignments, parse_cli_overrides
 
 from ..context import Common, common_options
 from ..progress import format_bytes, progress_line
 
 
 @click.command("backup")
-@click.argument("source", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("source")
 @click.option("--tag", "tags", multiple=True, help="Tag the snapshot (repeatable).")
 @click.option(
     "--exclude",
@@ -25,35 +27,64 @@ from ..progress import format_bytes, progress_line
 )
 @click.option("--name", help="The source's name in the catalog (default: its absolute path).")
 @click.option("--full", "force_full", is_flag=True, help="Start a new chain with a full snapshot.")
-@click.option("--profile", help="Profile for this run (default: the repository's).")
+@click.option("--profile", help="Profile for this run (default: config file, then repository).")
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override one profile setting for this run, e.g. --set max_full_age=6h.",
+)
 @common_options
 def command(
     common: Common,
-    source: Path,
+    source: str,
     tags: tuple[str, ...],
     excludes: tuple[str, ...],
     name: str | None,
     force_full: bool,
     profile: str | None,
+    assignments: tuple[str, ...],
 ) -> None:
-    """Snapshot one directory."""
-    source = source.absolute()
+    """Snapshot one directory: SOURCE is a path, or the name of a source in the config file.
+
+    The policy decides a full or an incremental (see --full and the profile).
+    """
+    configured = common.config.sources.get(source)
+    path = configured.path if configured else Path(source).absolute()
+    if configured:
+        name = name or configured.name
+        excludes = (*configured.exclude, *excludes)
+        tags = (*configured.tags, *tags)
     repo = common.open()
     try:
         progress = Progress()
         if common.show_progress:
             threading.Thread(
-                target=estimate, args=(source, list(excludes), progress), daemon=True
+                target=estimate, args=(path, list(excludes), progress), daemon=True
             ).start()
-        settings = get_profile(profile or repo.config.profile)
+        overrides = parse_assignments(assignments)
+        if profile:  # this run's profile wins over the config file's and the repository's
+            try:
+                base = get_profile(profile)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            settings = replace(base, **parse_cli_overrides(overrides))
+        else:
+            settings = effective(
+                common.config,
+                configured.name if configured else None,
+                repo.config.profile,
+                overrides,
+            ).profile
         options = BackupOptions(
-            name=name or str(source),
+            name=name or str(path),
             tags=list(tags),
             excludes=list(excludes),
             force_full=force_full,
             max_full_age=settings.max_full_age,
         )
-        archiver = Archiver(repo, source, options, progress)
+        archiver = Archiver(repo, path, options, progress)
 
         def sample() -> tuple[int, int, int, int]:
             p = progress

@@ -8,7 +8,6 @@ repository's own profile, chosen at init, is given with --profile.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -29,7 +28,6 @@ from cleancut.store.settings import (
     Located,
     effective,
     first_set,
-    load_config,
     parse_assignments,
 )
 from click.core import ParameterSource
@@ -37,21 +35,6 @@ from click.core import ParameterSource
 from ..context import Common, common_options
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def config_option(func: F) -> F:
-    """--config PATH (or CLEANCUT_CONFIG), passed to the command as `config_path`.
-
-    No click.Path checks: a missing or unreadable file is reported by
-    load_config as one line naming the file, like every other config mistake.
-    """
-    return click.option(
-        "--config",
-        "config_path",
-        envvar=CONFIG_ENV,
-        type=click.Path(path_type=Path),
-        help=f"Config file (or {CONFIG_ENV}; default ./{DEFAULT_CONFIG_NAME} if it exists).",
-    )(func)
 
 
 @click.group("config")
@@ -73,17 +56,15 @@ def command() -> None:
     metavar="KEY=VALUE",
     help="Override one setting, as a command would (repeatable), e.g. --set max_full_age=6h.",
 )
-@config_option
 @common_options
 def show(
     common: Common,
     source: str | None,
     profile: str | None,
     assignments: tuple[str, ...],
-    config_path: Path | None,
 ) -> None:
     """Print the effective settings and where each value came from."""
-    config = load_config(config_path)
+    config = common.config
     result = effective(config, source, profile, parse_assignments(assignments))
     ctx = click.get_current_context()
     places = {
