@@ -27,7 +27,7 @@ from .chain import snapshot_state
 from .chunker import chunk_fd
 from .errors import CleancutError, NoSpace
 from .pack import DATA, DELTA, TREE, pack_name
-from .policy import Decision, decide, latest_of
+from .policy import Decision, chain_failure, decide, latest_of
 from .prefetch import MetadataPrefetcher
 from .records import failed_snapshots
 from .repository import Repository
@@ -178,7 +178,7 @@ class Archiver:
         )
         latest = latest_of(snapshots, name)
         prev_state: State = {}
-        if latest is not None and latest.id not in failed:
+        if latest is not None and chain_failure(snapshots, latest, failed) is None:
             self.parent_snapshot = latest
             self._prefetch_parent_trees()
             try:

@@ -78,3 +78,9 @@ class ChainBroken(CleancutError):
     """A chain's sequence or hash links do not hold."""
 
     exit_code = ExitCode.CHAIN_BROKEN
+
+
+class RepositoryLocked(CleancutError):
+    """Another process holds (or a crashed one left) the repository's prune lock."""
+
+    exit_code = ExitCode.LOCKED

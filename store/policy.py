@@ -57,12 +57,26 @@ def decide(
         return full(f"chain {latest.chain[:12]} reached the 72h cap ({age_text(age)} old)")
     if age >= max_full_age:
         return full(f"last full is {age_text(age)} old (max {age_text(max_full_age)})")
-    if latest.id in failed:
-        return full(f"parent {latest.id[:12]} failed verification")
+    bad = chain_failure(snapshots, latest, failed)
+    if bad is not None:
+        return full(f"parent {bad.id[:12]} failed verification")
     return Decision(
         "incremental",
         f"chain {latest.chain[:12]} at seq {latest.seq}, full is {age_text(age)} old",
         latest,
         latest.chain,
         latest.seq + 1,
+    )
+
+
+def chain_failure(snapshots: list[Snapshot], latest: Snapshot, failed: set[str]) -> Snapshot | None:
+    """The first snapshot of `latest`'s chain, up to it, that failed verification, if any:
+    everything after it depends on it, so the chain must not grow."""
+    return next(
+        (
+            s
+            for s in sorted(snapshots, key=lambda s: s.seq)
+            if s.chain == latest.chain and s.seq <= latest.seq and s.id in failed
+        ),
+        None,
     )

@@ -25,16 +25,30 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .profiles import DEFAULT_PROFILE, Profile, get_profile, parse_value
+from .profiles import DEFAULT_PROFILE, Profile, get_profile, parse_duration, parse_value
 
 CONFIG_ENV = "CLEANCUT_CONFIG"
 DEFAULT_CONFIG_NAME = "cleancut.toml"
 COMMAND_LINE = "command line"
 
-_TOP_KEYS = ("repository", "password_file", "profile", "overrides", "sources")
-_SOURCE_KEYS = ("path", "profile", "exclude", "tags", "overrides")
+_TOP_KEYS = (
+    "repository",
+    "password_file",
+    "profile",
+    "overrides",
+    "sources",
+    "retention",
+    "prune_interval",
+    "prune_safety_margin",
+)
+_SOURCE_KEYS = ("path", "profile", "exclude", "tags", "overrides", "retention")
 
 Overrides = dict[str, float | None]
+# Keep rules for `forget`, as in [retention]: keep_last, keep_hourly, keep_daily, keep_weekly,
+# keep_monthly (counts) and keep_within (seconds).
+Retention = dict[str, float]
+RETENTION_COUNTS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")
+RETENTION_KEYS = (*RETENTION_COUNTS, "keep_within")
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,7 @@ class SourceConfig:
     exclude: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     overrides: Overrides = field(default_factory=dict)
+    retention: Retention = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,14 @@ class ConfigFile:
     profile: str | None = None
     overrides: Overrides = field(default_factory=dict)
     sources: dict[str, SourceConfig] = field(default_factory=dict)
+    retention: Retention = field(default_factory=dict)  # [retention]: every source's default
+    prune_interval: float | None = None  # how often `tick` prunes; None: never
+    prune_safety_margin: float | None = None
+
+    def retention_for(self, source: str) -> Retention:
+        """A source's keep rules: its own [sources.NAME.retention], else the file's."""
+        src = self.sources.get(source)
+        return dict(src.retention) if src and src.retention else dict(self.retention)
 
     @property
     def label(self) -> str:
@@ -155,6 +178,9 @@ def parse_config(raw: dict[str, Any], path: Path) -> ConfigFile:
         sources={
             name: _parse_source(where, name, value, base) for name, value in sources_raw.items()
         },
+        retention=where.retention(where.table(raw, "retention"), "retention"),
+        prune_interval=where.duration(raw, "prune_interval"),
+        prune_safety_margin=where.duration(raw, "prune_safety_margin"),
     )
 
 
@@ -175,6 +201,7 @@ def _parse_source(where: _Where, name: str, raw: object, base: Path) -> SourceCo
         exclude=where.str_list(raw, "exclude", prefix),
         tags=where.str_list(raw, "tags", prefix),
         overrides=where.overrides(where.table(raw, "overrides", prefix), _key(prefix, "overrides")),
+        retention=where.retention(where.table(raw, "retention", prefix), _key(prefix, "retention")),
     )
 
 
@@ -222,6 +249,32 @@ class _Where:
             except ValueError as exc:
                 raise self.fail(_key(prefix, name), str(exc)) from None
         return value
+
+    def duration(self, raw: dict[str, Any], name: str, prefix: str = "") -> float | None:
+        value = raw.get(name)
+        if value is None:
+            return None
+        try:
+            seconds = parse_duration(str(value)) if isinstance(value, str) else float(value)
+        except (TypeError, ValueError) as exc:
+            raise self.fail(_key(prefix, name), str(exc)) from None
+        if seconds <= 0 or isinstance(value, bool):
+            raise self.fail(_key(prefix, name), "expected a positive duration like 1d or 6h")
+        return seconds
+
+    def retention(self, raw: dict[str, Any], prefix: str) -> Retention:
+        self.no_unknown_keys(raw, RETENTION_KEYS, prefix)
+        rules: Retention = {}
+        for name, value in raw.items():
+            if name == "keep_within":
+                seconds = self.duration(raw, name, prefix)
+                assert seconds is not None
+                rules[name] = seconds
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise self.fail(_key(prefix, name), f"expected a count >= 0, got {_shown(value)}")
+            else:
+                rules[name] = value
+        return rules
 
     def overrides(self, raw: dict[str, Any], prefix: str) -> Overrides:
         parsed: Overrides = {}

@@ -224,3 +224,24 @@ def test_a_configured_source_needs_no_long_command_line(cli: CLI, workspace: Pat
     assert second["kind"] == "incremental"
     third = cli.run("backup", "agent", "--json", env=env | at(3)).json()
     assert third["kind"] == "full" and "max 2h" in third["reason"]
+
+
+def test_a_failed_ancestor_ends_the_chain(repo_cli: CLI, workspace: Path):
+    full = backup(repo_cli, workspace, at(0))
+    touch(workspace, 1)
+    inc = backup(repo_cli, workspace, at(1))
+    assert inc["kind"] == "incremental"
+    repo = Repository.open(LocalBackend(repo_cli.repo), PASSWORD, repo_cli.cache)
+    write_record(
+        repo,
+        {
+            "type": RESTORE_TEST,
+            "time": "2026-11-20T01:30:00Z",
+            "snapshot": full["snapshot_id"],
+            "passed": False,
+        },
+    )
+    repo.close()
+    nxt = backup(repo_cli, workspace, at(2))
+    assert nxt["kind"] == "full" and full["snapshot_id"][:12] in nxt["reason"]
+    assert nxt["files_unchanged"] == 0  # nothing is trusted from the failed chain

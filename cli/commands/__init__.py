@@ -4,9 +4,46 @@ from __future__ import annotations
 
 import click
 
-from . import backup, check, config, diff, init, key, ls, repair, restore, snapshots, stats
+from . import (
+    backup,
+    check,
+    config,
+    diff,
+    forget,
+    init,
+    key,
+    ls,
+    prune,
+    repair,
+    restore,
+    restore_test,
+    snapshots,
+    stats,
+    status,
+    tick,
+    unlock,
+)
 
 
 def register(group: click.Group) -> None:
-    for module in (init, backup, snapshots, ls, diff, stats, restore, check, key, repair, config):
+    for module in (
+        init,
+        backup,
+        snapshots,
+        ls,
+        diff,
+        stats,
+        restore,
+        restore_test,
+        check,
+        forget,
+        prune,
+        unlock,
+        status,
+        key,
+        repair,
+        config,
+        tick,
+    ):
         group.add_command(module.command)
+    group.add_command(tick.daemon)

@@ -6,9 +6,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
-from cleancut.store.backup import Archiver, BackupOptions, Progress, estimate
+from cleancut.store.backup import BackupOptions, Progress, estimate
 from cleancut.store.errors import ExitCode, UsageError
 from cleancut.store.profiles import get_profile
+from cleancut.store.runner import run_backup
 from cleancut.store.settings import effective, parse_assignments, parse_cli_overrides
 
 from ..context import Common, common_options
@@ -84,14 +85,13 @@ def command(
             force_full=force_full,
             max_full_age=settings.max_full_age,
         )
-        archiver = Archiver(repo, path, options, progress)
 
         def sample() -> tuple[int, int, int, int]:
             p = progress
             return p.files_done, p.bytes_done, p.files_total, p.bytes_total
 
         with progress_line(common.show_progress, sample):
-            result = archiver.run()
+            result = run_backup(repo, path, options, progress)
     finally:
         repo.close()
     for warning in result.warnings:

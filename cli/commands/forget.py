@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from cleancut.store import clock
+from cleancut.store.errors import UsageError
+from cleancut.store.profiles import get_profile, parse_duration
+from cleancut.store.prune import prune
+from cleancut.store.retention import KeepRules, Verdict, forget_snapshots, plan_forget
+
+from ..context import Common, common_options
+from .prune import report_lines
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+_PERIODS = {"hourly": "hours", "daily": "days", "weekly": "ISO weeks", "monthly": "months"}
+
+
+def _count(rule: str) -> Callable[[F], F]:
+    if rule == "last":
+        text = "Keep the N newest snapshots, full or incremental."
+    else:
+        text = f"Keep the newest full of each of the N latest {_PERIODS[rule]} that have one (UTC)."
+    return click.option(
+        f"--keep-{rule}",
+        f"keep_{rule}",
+        type=click.IntRange(min=0),
+        default=0,
+        metavar="N",
+        help=text,
+    )
+
+
+def _row(verdict: Verdict) -> str:
+    snap = verdict.snapshot
+    action = "keep  " if verdict.keep else "forget"
+    when = snap.time[:19].replace("T", " ")
+    reasons = ", ".join(verdict.reasons)
+    return f"  {action}  {snap.id[:12]}  {when}  {snap.kind:<11}  seq {snap.seq:<4}  {reasons}"
+
+
+@click.command("forget")
+@click.option("--name", help="Only snapshots of this source.")
+@_count("last")
+@_count("hourly")
+@_count("daily")
+@_count("weekly")
+@_count("monthly")
+@click.option(
+    "--keep-within",
+    metavar="DURATION",
+    help="Keep every snapshot taken within DURATION before the source's newest (e.g. 2d).",
+)
+@click.option(
+    "--profile", help="Profile whose incremental retention applies (default: the repository's)."
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be kept and forgotten, and why.")
+@click.option("--prune", "then_prune", is_flag=True, help="Run prune afterwards.")
+@common_options
+def command(
+    common: Common,
+    name: str | None,
+    keep_last: int,
+    keep_hourly: int,
+    keep_daily: int,
+    keep_weekly: int,
+    keep_monthly: int,
+    keep_within: str | None,
+    profile: str | None,
+    dry_run: bool,
+    then_prune: bool,
+) -> None:
+    """Forget snapshots that no keep rule (and no kept snapshot) needs; prune frees the space."""
+    try:
+        within = parse_duration(keep_within) if keep_within else 0.0
+    except ValueError as exc:
+        raise UsageError(f"--keep-within: {exc}") from exc
+    rules = KeepRules(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, within)
+    rules.require()  # before asking for a passphrase
+    repo = common.open()
+    try:
+        try:
+            settings = get_profile(profile or repo.config.profile)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        snaps = [s for s in repo.snapshots() if name is None or s.name == name]
+        verdicts = plan_forget(snaps, rules, clock.now(), settings.incremental_retention)
+        gone = (
+            [] if dry_run else forget_snapshots(repo, [v.snapshot for v in verdicts if not v.keep])
+        )
+        report = prune(repo) if then_prune and not dry_run else None
+    finally:
+        repo.close()
+    forgotten = [v for v in verdicts if not v.keep]
+    if common.json:
+        common.emit(
+            {
+                "dry_run": dry_run,
+                "snapshots": [
+                    {
+                        "id": v.snapshot.id,
+                        "name": v.snapshot.name,
+                        "time": v.snapshot.time,
+                        "kind": v.snapshot.kind,
+                        "chain": v.snapshot.chain,
+                        "seq": v.snapshot.seq,
+                        "keep": v.keep,
+                        "reasons": v.reasons,
+                    }
+                    for v in verdicts
+                ],
+                "forgotten": [v.snapshot.id for v in forgotten] if dry_run else gone,
+                "prune": report.to_json() if report else None,
+            }
+        )
+        return
+    sources: dict[str, list[Verdict]] = {}
+    for verdict in verdicts:
+        sources.setdefault(verdict.snapshot.name, []).append(verdict)
+    for source, items in sources.items():
+        kept = sum(1 for v in items if v.keep)
+        common.say(f"{source}: keep {kept}, forget {len(items) - kept}")
+        for verdict in items:
+            common.say(_row(verdict))
+    if dry_run:
+        skipped = "; --prune skipped" if then_prune else ""
+        common.say(f"would forget {len(forgotten)} snapshot(s) (dry run: nothing deleted{skipped})")
+    else:
+        hint = "" if report or not gone else "; 'cleancut prune' reclaims their space"
+        common.say(f"forgot {len(gone)} snapshot(s){hint}")
+    if report:
+        for line in report_lines(report):
+            common.say(line)

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+import click
+from cleancut.store.daemon import MetricsServer, run_daemon
+from cleancut.store.errors import ExitCode
+from cleancut.store.profiles import parse_duration
+from cleancut.store.tick import Action, tick
+
+from ..context import Common, common_options
+
+
+def _print(common: Common, actions: list[Action]) -> None:
+    if common.json:
+        common.emit([a.to_json() for a in actions])
+        return
+    if not actions:
+        common.say("nothing is due")
+    for a in actions:
+        mark = "ok" if a.ok else "FAILED"
+        click.echo(f"{a.source}: {a.what} {mark}: {a.detail}", err=not a.ok)
+
+
+@click.command("tick")
+@click.argument("sources", nargs=-1)
+@common_options
+def command(common: Common, sources: tuple[str, ...]) -> None:
+    """Do what is due for each configured source (backup, restore test, forget, prune).
+
+    Safe to run from cron or a systemd timer every minute: it reads what is due
+    from the repository, does it once, and exits.
+    """
+    repo = common.open()
+    try:
+        actions = tick(repo, common.config, list(sources) or None)
+    finally:
+        repo.close()
+    _print(common, actions)
+    if any(not a.ok for a in actions):
+        sys.exit(ExitCode.FATAL)
+
+
+@click.command("daemon")
+@click.option("--interval", default="60s", show_default=True, help="Time between ticks.")
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=9187,
+    show_default=True,
+    help="Prometheus metrics port on loopback (0: any free port; -1: none).",
+)
+@click.option("--metrics-address", default="127.0.0.1", show_default=True)
+@common_options
+def daemon(common: Common, interval: str, metrics_port: int, metrics_address: str) -> None:
+    """Run ticks in a loop and serve Prometheus metrics at /metrics."""
+    seconds = parse_duration(interval)
+    repo = common.open()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server = None
+    if metrics_port >= 0:
+        server = MetricsServer(metrics_address, metrics_port)
+        server.start()
+        click.echo(f"metrics on http://{metrics_address}:{server.port}/metrics", err=True)
+    try:
+        run_daemon(repo, common.config, seconds, server, stop, lambda a: _print(common, a))
+    finally:
+        if server is not None:
+            server.stop()
+        repo.close()

@@ -1,0 +1,203 @@
+"""Retention: which snapshots `forget` keeps, and why.
+
+`plan_forget` is a pure function of the snapshots, the rules and the time, so it
+can be shown (`forget --dry-run`) exactly as it will be applied, and tested
+without a repository; `forget_snapshots` then deletes the records.
+
+The rules, per source name (restic's, adapted to chains):
+
+- `last N` and `within D` match any snapshot, full or incremental: "the last N
+  backups" and "everything from the last D before the newest" mean what an
+  operator would restore from now. `within` counts back from the source's newest
+  snapshot, not from the clock, so a source that stopped backing up is not
+  emptied by the passing of time. `last >= 1` therefore always keeps the newest.
+- `hourly/daily/weekly/monthly N` match FULL snapshots only: the newest full of
+  each of the N most recent UTC hours/days/ISO weeks/months that have one. Long
+  term history is then made of snapshots that restore without a chain, and does
+  not pin whole chains of incrementals.
+- An incremental is also kept while it is younger than the profile's
+  incremental retention (DESIGN: journal / incremental retention), counted from
+  now. Older ones go, unless a rule above matches them.
+- Dependency closure last: every ancestor of a kept incremental, back to its
+  chain's full, is kept with the reason "needed by <child>". Retention never
+  deletes a snapshot that a kept snapshot depends on, so old incrementals leave
+  from the tail of their chain, never from the middle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .clock import from_iso
+from .errors import UsageError
+from .profiles import format_duration
+from .prune import observe_segments
+from .repository import Repository
+from .snapshot import SNAPSHOTS_PREFIX, Snapshot
+
+
+@dataclass(frozen=True)
+class KeepRules:
+    """Counts of 0 (and a `within` of 0 seconds) mean the rule is not given."""
+
+    last: int = 0
+    hourly: int = 0
+    daily: int = 0
+    weekly: int = 0
+    monthly: int = 0
+    within: float = 0.0  # seconds before the source's newest snapshot
+
+    def __post_init__(self) -> None:
+        for name in ("last", "hourly", "daily", "weekly", "monthly"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"--keep-{name} must not be negative")
+        if self.within < 0:
+            raise UsageError("--keep-within must not be negative")
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.last or self.hourly or self.daily or self.weekly or self.monthly or self.within
+        )
+
+    def require(self) -> None:
+        """Refuse an empty rule set: forgetting everything is never what a missing
+        option meant."""
+        if self.empty:
+            raise UsageError(
+                "no keep rule given: pass at least one of --keep-last, --keep-hourly, "
+                "--keep-daily, --keep-weekly, --keep-monthly, --keep-within"
+            )
+
+
+@dataclass
+class Verdict:
+    snapshot: Snapshot
+    keep: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+# Calendar buckets, by UTC time: the newest full snapshot of each bucket is the one kept.
+_BUCKETS: tuple[tuple[str, Callable[[datetime], str]], ...] = (
+    ("hourly", lambda t: t.strftime("%Y-%m-%d %Hh")),
+    ("daily", lambda t: t.strftime("%Y-%m-%d")),
+    ("weekly", lambda t: "{}-W{:02d}".format(*t.isocalendar()[:2])),
+    ("monthly", lambda t: t.strftime("%Y-%m")),
+)
+
+
+def _order(snap: Snapshot) -> tuple[str, int, str]:
+    """Newest last: time, then the position in its chain (equal times do happen)."""
+    return (snap.time, snap.seq, snap.id)
+
+
+def plan_forget(
+    snapshots: list[Snapshot],
+    rules: KeepRules,
+    now: datetime,
+    incremental_retention: float,
+) -> list[Verdict]:
+    """One verdict per snapshot, in (name, time) order. Refuses an empty rule set."""
+    rules.require()
+    reasons: dict[str, list[str]] = {s.id: [] for s in snapshots}
+    by_name: dict[str, list[Snapshot]] = {}
+    for snap in snapshots:
+        by_name.setdefault(snap.name, []).append(snap)
+    for group in by_name.values():
+        group.sort(key=_order, reverse=True)  # newest first
+        _apply_rules(group, rules, now, incremental_retention, reasons)
+    kept = {sid for sid, why in reasons.items() if why}
+    _close_dependencies(snapshots, kept, reasons)
+    verdicts = []
+    for snap in sorted(snapshots, key=lambda s: (s.name, *_order(s))):
+        why = reasons[snap.id]
+        if why:
+            verdicts.append(Verdict(snap, True, why))
+        else:
+            verdicts.append(Verdict(snap, False, [_why_not(snap, now, incremental_retention)]))
+    return verdicts
+
+
+def _apply_rules(
+    group: list[Snapshot],
+    rules: KeepRules,
+    now: datetime,
+    retention: float,
+    reasons: dict[str, list[str]],
+) -> None:
+    """The keep rules for one source; `group` is newest first."""
+    for i, snap in enumerate(group[: rules.last]):
+        reasons[snap.id].append(f"keep-last ({i + 1} of {rules.last})")
+    if rules.within and group:
+        newest = from_iso(group[0].time)
+        for snap in group:
+            if (newest - from_iso(snap.time)).total_seconds() <= rules.within:
+                reasons[snap.id].append(f"keep-within {format_duration(rules.within)} of newest")
+    fulls = [s for s in group if s.is_full]
+    for rule, bucket_of in _BUCKETS:
+        wanted = getattr(rules, rule)
+        seen: set[str] = set()
+        for snap in fulls:
+            if len(seen) >= wanted:
+                break
+            bucket = bucket_of(from_iso(snap.time))
+            if bucket not in seen:
+                seen.add(bucket)
+                reasons[snap.id].append(f"keep-{rule} {bucket}")
+    for snap in group:
+        if not snap.is_full and _age(snap, now) < retention:
+            reasons[snap.id].append(f"incremental younger than {format_duration(retention)}")
+
+
+def _close_dependencies(
+    snapshots: list[Snapshot], kept: set[str], reasons: dict[str, list[str]]
+) -> None:
+    """Keep every ancestor of a kept incremental, back to its chain's full.
+
+    A full's `parent` (older records name the snapshot used for change detection)
+    is not a dependency: a full restores on its own.
+    """
+    by_id = {s.id: s for s in snapshots}
+    closed: set[str] = set()  # ids whose whole ancestry is known to be kept
+    for start in sorted((by_id[sid] for sid in kept), key=_order, reverse=True):
+        child = start
+        visited = {child.id}
+        while not child.is_full and child.id not in closed and child.parent:
+            parent = by_id.get(child.parent)
+            if parent is None or parent.id in visited:
+                break  # a broken chain: nothing older to keep (check names the break)
+            visited.add(parent.id)
+            if parent.id not in kept:
+                kept.add(parent.id)
+                reasons[parent.id].append(f"needed by {child.id[:12]}")
+            child = parent
+        closed |= visited
+
+
+def _age(snap: Snapshot, now: datetime) -> float:
+    return (now - from_iso(snap.time)).total_seconds()
+
+
+def _why_not(snap: Snapshot, now: datetime, retention: float) -> str:
+    if snap.is_full:
+        return "no keep rule matches"
+    return (
+        f"incremental {format_duration(max(0, round(_age(snap, now))))} old, beyond the "
+        f"{format_duration(retention)} retention, and no keep rule matches"
+    )
+
+
+def forget_snapshots(repo: Repository, snapshots: list[Snapshot]) -> list[str]:
+    """Delete the records of forgotten snapshots, children before parents: a run
+    interrupted half-way never leaves a snapshot whose ancestor is gone. Their data
+    stays until prune; the index segments that exist now are noted for it, so a prune
+    run at least a safety margin later can already mark what these snapshots held."""
+    order = sorted(snapshots, key=lambda s: (s.seq, s.time, s.id), reverse=True)
+    for snap in order:
+        repo.backend.delete(SNAPSHOTS_PREFIX + snap.id)
+    if order:
+        observe_segments(repo)
+        repo.sync_cache()
+    return [s.id for s in order]

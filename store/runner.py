@@ -1,0 +1,53 @@
+"""One backup of one source, recorded: the unit both `backup` and `tick` run.
+
+Every attempt, successful or not, leaves a BACKUP_ATTEMPT record in the
+repository, so `status` can report success rates and the last failure from
+the repository alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from .attempts import record_backup_attempt
+from .backup import Archiver, BackupOptions, BackupResult, Progress
+from .errors import CleancutError
+from .repository import Repository
+
+
+def run_backup(
+    repo: Repository, source: Path, options: BackupOptions, progress: Progress | None = None
+) -> BackupResult:
+    archiver = Archiver(repo, source, options, progress)
+    started = time.monotonic()
+    name = options.name or str(source)
+    try:
+        result = archiver.run()
+    except (CleancutError, OSError) as exc:
+        # Recording must not hide the real error (the repository may be what failed).
+        with contextlib.suppress(CleancutError, OSError):
+            record_backup_attempt(
+                repo,
+                name=name,
+                ok=False,
+                kind=archiver.decision.kind if archiver.decision else None,
+                snapshot_id=None,
+                error=str(exc),
+                duration_s=time.monotonic() - started,
+                consistency=options.consistency,
+            )
+        raise
+    with contextlib.suppress(CleancutError, OSError):
+        record_backup_attempt(
+            repo,
+            name=name,
+            ok=True,
+            kind=result.snapshot.kind,
+            snapshot_id=result.snapshot.id,
+            error="; ".join(result.warnings) or None,
+            duration_s=result.duration_s,
+            consistency=result.snapshot.consistency,
+        )
+    return result

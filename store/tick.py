@@ -1,0 +1,136 @@
+"""`tick`: do whatever is due for each configured source, then return.
+
+Due work is read from the repository itself (the newest snapshot, the last
+restore test, the last prune), so a tick right after another finds nothing to
+do, and a tick from a fresh host does what the schedule says. A per-source
+lock file (flock, released by the kernel if the process dies) keeps two ticks
+from working on one source at once on a host.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from . import clock
+from .backup import BackupOptions
+from .errors import CleancutError, UsageError
+from .maintenance import forget_due, prune_due, run_prune
+from .policy import latest_of
+from .records import RESTORE_TEST, list_records
+from .repository import Repository
+from .restore_test import run_restore_test
+from .runner import run_backup
+from .settings import ConfigFile, SourceConfig, effective
+
+
+@dataclass
+class Action:
+    source: str
+    what: str  # backup | restore-test | forget | prune | skip
+    ok: bool
+    detail: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"source": self.source, "what": self.what, "ok": self.ok, "detail": self.detail}
+
+
+def tick(
+    repo: Repository,
+    config: ConfigFile,
+    names: list[str] | None = None,
+    lock_dir: Path | None = None,
+) -> list[Action]:
+    if config.path is None or not config.sources:
+        raise UsageError("tick needs a config file with at least one [sources.NAME] table")
+    wanted = names or sorted(config.sources)
+    unknown = [n for n in wanted if n not in config.sources]
+    if unknown:
+        raise UsageError(f"{config.path}: no source {', '.join(map(repr, unknown))}")
+    locks = lock_dir or repo.cache.path.parent
+    actions: list[Action] = []
+    for name in wanted:
+        with source_lock(locks, name) as held:
+            if not held:
+                actions.append(Action(name, "skip", True, "another tick is working on it"))
+                continue
+            actions += _tick_source(repo, config, config.sources[name])
+    if prune_due(repo, config, clock.now()):
+        with source_lock(locks, "*prune*") as held:
+            if held:
+                try:
+                    actions.append(Action("*", "prune", True, run_prune(repo, config)))
+                except CleancutError as exc:
+                    actions.append(Action("*", "prune", False, str(exc)))
+    return actions
+
+
+def _tick_source(repo: Repository, config: ConfigFile, src: SourceConfig) -> list[Action]:
+    now = clock.now()
+    profile = effective(config, src.name, repo.config.profile, {}).profile
+    actions: list[Action] = []
+    latest = latest_of(repo.snapshots(), src.name)
+    age = _age(now, latest.time) if latest else None
+    if age is None or age >= profile.checkpoint_cadence:
+        options = BackupOptions(
+            name=src.name,
+            tags=list(src.tags),
+            excludes=list(src.exclude),
+            max_full_age=profile.max_full_age,
+        )
+        try:
+            result = run_backup(repo, src.path, options)
+            snap = result.snapshot
+            detail = f"{snap.kind} {snap.id[:12]} seq {snap.seq} ({snap.reason})"
+            if result.warnings:
+                detail += f"; {len(result.warnings)} warning(s)"
+            actions.append(Action(src.name, "backup", True, detail))
+        except CleancutError as exc:
+            actions.append(Action(src.name, "backup", False, str(exc)))
+    tests = [r for r in list_records(repo, RESTORE_TEST) if r.get("name") == src.name]
+    last_test = _age(now, tests[-1]["time"]) if tests else None
+    latest = latest_of(repo.snapshots(), src.name)
+    if latest is not None and (last_test is None or last_test >= profile.restore_test_interval):
+        try:
+            result_t = run_restore_test(repo, repo.load_snapshot(latest.id), None, None)
+            failed = ", ".join(result_t.failed_steps)
+            detail = f"{latest.id[:12]}: " + ("passed" if result_t.passed else f"failed ({failed})")
+            actions.append(Action(src.name, "restore-test", result_t.passed, detail))
+        except CleancutError as exc:
+            actions.append(Action(src.name, "restore-test", False, str(exc)))
+    try:
+        gone = forget_due(repo, config, src.name, now)
+        if gone:
+            actions.append(Action(src.name, "forget", True, f"{len(gone)} snapshot(s) forgotten"))
+    except CleancutError as exc:
+        actions.append(Action(src.name, "forget", False, str(exc)))
+    return actions
+
+
+def _age(now: datetime, when: str) -> float:
+    return (now - clock.from_iso(when)).total_seconds()
+
+
+@contextmanager
+def source_lock(directory: Path, name: str) -> Iterator[bool]:
+    """Hold this host's lock for one source; yields False if another process holds it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    fd = os.open(directory / f"tick-{safe}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield True
+    finally:
+        os.close(fd)
