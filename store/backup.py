@@ -33,7 +33,7 @@ from .records import failed_snapshots
 from .repository import Repository
 from .saver import BlobSaver, Job
 from .snapshot import Snapshot
-from .state import State, diff_states
+from .state import State, diff_states, referenced_by_state
 from .tree import DIR, FILE, SYMLINK, Node, encode_tree
 
 # A file whose mtime is this close to the previous scan's start may have been
@@ -152,6 +152,7 @@ class Archiver:
         self.decision: Decision | None = None
         self.prev_children: dict[str, dict[str, Node]] = {}
         self.state: State = {}  # what this snapshot holds, path by path
+        self.trees: list[bytes] = []  # tree blobs a full references
         self.prefetcher = MetadataPrefetcher(
             str(source), lambda rel: is_excluded(rel, self.options.excludes)
         )
@@ -255,6 +256,7 @@ class Archiver:
         finally:
             saver.close()
             self.prefetcher.stop()
+        self._verify_references(delta_id)
         decision = self.decision
         parent = decision.parent
         snapshot = Snapshot(
@@ -301,6 +303,25 @@ class Archiver:
             warnings=self.warnings,
             notes=self.notes,
         )
+
+    def _verify_references(self, delta_id: str | None) -> None:
+        """Commit only if every blob the snapshot references is still indexed.
+
+        A prune running beside this backup may have taken a pack it deduplicated
+        against out of the index; committing then would leave a snapshot that does
+        not restore until the next prune re-indexes the pack. Refusing is cheap: the
+        data is stored, and the next backup deduplicates against it again.
+        """
+        self.repo.sync_cache()  # what concurrent backups and prunes changed meanwhile
+        wanted = set(self.trees) | referenced_by_state(self.state)
+        if delta_id:
+            wanted.add(bytes.fromhex(delta_id))
+        missing = [b for b in wanted if not self.repo.has_blob(b)]
+        if missing:
+            raise CleancutError(
+                f"{len(missing)} blob(s) this snapshot needs left the index while it ran "
+                "(a concurrent prune); nothing was committed: run the backup again"
+            )
 
     def _on_stored(self, nbytes: int) -> None:
         self.progress.bytes_added += nbytes
@@ -469,6 +490,7 @@ class Archiver:
             if not self.repo.has_blob(tree_id):  # unchanged directories are already stored
                 saver.submit(TREE, data, tree_id)
             d.node.subtree = tree_id.hex()
+            self.trees.append(tree_id)
             if d.parent is None:
                 self.root_tree = d.node.subtree
 

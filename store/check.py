@@ -109,8 +109,8 @@ class Checker:
         unindexed = set(sizes) - set(self.index)
         if unindexed:
             self.report.notes.append(
-                f"{len(unindexed)} pack(s) are not indexed: left by an interrupted backup, "
-                "harmless, referenced by no snapshot"
+                f"{len(unindexed)} pack(s) are not indexed: left by an interrupted backup or "
+                "marked for deletion by prune; a snapshot that needed one is reported above"
             )
 
     def _check_snapshots(self) -> list[Snapshot]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import clock
 from .backup import BackupOptions
-from .errors import CleancutError, UsageError
+from .errors import CleancutError, RepositoryLocked, UsageError
 from .maintenance import forget_due, prune_due, run_prune
 from .policy import latest_of
 from .records import RESTORE_TEST, list_records
@@ -66,6 +66,8 @@ def tick(
             if held:
                 try:
                     actions.append(Action("*", "prune", True, run_prune(repo, config)))
+                except RepositoryLocked as exc:
+                    actions.append(Action("*", "skip", True, f"prune: {exc}"))
                 except CleancutError as exc:
                     actions.append(Action("*", "prune", False, str(exc)))
     return actions

@@ -19,7 +19,7 @@ import pytest
 from cleancut.store.backup import Archiver, BackupOptions
 from cleancut.store.clock import iso
 from cleancut.store.crypto import content_hash
-from cleancut.store.errors import RepositoryLocked, UsageError
+from cleancut.store.errors import CleancutError, RepositoryLocked, UsageError
 from cleancut.store.local import LocalBackend
 from cleancut.store.pack import DATA, PackBuilder, pack_name
 from cleancut.store.prune import LOCK_NAME, HeldLock
@@ -425,7 +425,7 @@ def test_prune_beside_a_concurrent_backup(repo_cli: CLI, workspace: Path, tmp_pa
     restore_equals(repo_cli, sid, expected, tmp_path / "r2")
 
 
-def test_a_snapshot_that_needs_a_marked_pack_gets_it_back(
+def test_a_backup_that_deduplicated_against_a_marked_pack_does_not_commit(
     repo_cli: CLI, workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     src = tmp_path / "src"
@@ -435,22 +435,24 @@ def test_a_snapshot_that_needs_a_marked_pack_gets_it_back(
     stale = Repository.open(LocalBackend(repo_cli.repo), PASSWORD, tmp_path / "other-cache")
     marked = prune(repo_cli, 2)
     assert marked["marked"]["bytes"] > 3 << 20
-    # ... and deduplicates against the marked blobs, committing after the mark.
+    # ... and deduplicates against the marked blobs: it must refuse to commit a snapshot
+    # whose data is no longer indexed, rather than leave one that does not restore.
     (src / "big.bin").write_bytes(content)
     monkeypatch.setenv("CLEANCUT_NOW", at(2.2)["CLEANCUT_NOW"])
-    result = Archiver(stale, src, BackupOptions(name="agent")).run()
+    before = {p.name for p in (repo_cli.repo / "snapshots").iterdir()}
+    with pytest.raises(CleancutError, match="concurrent prune"):
+        Archiver(stale, src, BackupOptions(name="agent")).run()
     stale.close()
-    assert result.bytes_added < 1 << 20
+    assert {p.name for p in (repo_cli.repo / "snapshots").iterdir()} == before
+    check_clean(repo_cli)
+    # Run again: the data is stored anew, and the marked pack can go.
+    result = repo_cli.ok("backup", str(src), "--name", "agent", "--json", env=at(2.3)).json()
+    assert result["bytes_added"] > 2 << 20
     expected = tree_state(src)
-    # Until a prune looks again, the index misses those blobs (the documented window).
-    assert repo_cli.run("check").code == 4
-    back = prune(repo_cli, 2.5)
-    assert back["reindexed"]["bytes"] > 3 << 20
-    check_clean(repo_cli)
     for hours in (4, 6):
-        assert prune(repo_cli, hours)["deleted"]["bytes"] < 1 << 20
+        prune(repo_cli, hours)
     check_clean(repo_cli)
-    restore_equals(repo_cli, result.snapshot.id, expected, tmp_path / "r")
+    restore_equals(repo_cli, result["snapshot_id"], expected, tmp_path / "r")
 
 
 def _write_unindexed_pack(cli: CLI, seed: int) -> str:

@@ -4,6 +4,7 @@ import sys
 
 import click
 from cleancut.store.errors import ExitCode
+from cleancut.store.prune import HeldLock
 
 from ..context import Common, common_options
 
@@ -24,7 +25,12 @@ def repair_index(common: Common) -> None:
     """
     repo = common.open()
     try:
-        result = repo.reindex_from_packs()
+        # Never beside a prune: both rewrite index segments.
+        lock = HeldLock.acquire(repo.backend, "repair index")
+        try:
+            result = repo.reindex_from_packs()
+        finally:
+            lock.release()
         counts = repo.cache.counts()
     finally:
         repo.close()
