@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,6 +58,10 @@ class LocalBackend:
         self.root = Path(root)
         self.location = str(self.root)
         self._made_dirs: set[Path] = set()
+        self._fds: OrderedDict[str, int] = OrderedDict()  # name -> descriptor, LRU order
+        self._users: dict[int, int] = {}  # descriptor -> reads in progress
+        self._evicted: set[int] = set()  # out of the LRU, closed after their last read
+        self._fd_lock = threading.Lock()
 
     def _path(self, name: str) -> Path:
         if name.startswith("/") or ".." in name.split("/"):
@@ -120,14 +126,46 @@ class LocalBackend:
             raise ObjectNotFound(f"object {name} is missing from the repository") from exc
 
     def get_range(self, name: str, offset: int, length: int) -> bytes:
-        try:
-            fd = os.open(self._path(name), os.O_RDONLY)
-        except FileNotFoundError as exc:
-            raise ObjectNotFound(f"object {name} is missing from the repository") from exc
+        fd = self._acquire(name)
         try:
             return os.pread(fd, length, offset)
         finally:
-            os.close(fd)
+            self._release(fd)
+
+    def _acquire(self, name: str) -> int:
+        """An open descriptor for reading an object, from a small LRU.
+
+        Restores and tree walks read thousands of ranges from a few packs; opening
+        the file for each cost more than the read. Objects never change once
+        written, and a descriptor of a deleted one still reads what it held. A
+        descriptor is closed only when it has left the LRU and no read uses it.
+        """
+        with self._fd_lock:
+            fd = self._fds.get(name)
+            if fd is None:
+                try:
+                    fd = os.open(self._path(name), os.O_RDONLY)
+                except FileNotFoundError as exc:
+                    raise ObjectNotFound(f"object {name} is missing from the repository") from exc
+                self._fds[name] = fd
+                while len(self._fds) > 32:
+                    _, old = self._fds.popitem(last=False)
+                    if not self._users.get(old):
+                        os.close(old)
+                        self._users.pop(old, None)
+                    else:
+                        self._evicted.add(old)
+            self._fds.move_to_end(name)
+            self._users[fd] = self._users.get(fd, 0) + 1
+            return fd
+
+    def _release(self, fd: int) -> None:
+        with self._fd_lock:
+            self._users[fd] -= 1
+            if not self._users[fd] and fd in self._evicted:
+                self._evicted.discard(fd)
+                del self._users[fd]
+                os.close(fd)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         # The prefix is either a directory ("data/") or a name prefix within one.
