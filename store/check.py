@@ -155,13 +155,17 @@ class Checker:
             refs.missing.add(did)
             return
         for path, node in delta.changed.items():
-            for blob_hex in node.content:
-                bid = bytes.fromhex(blob_hex)
-                if bid not in self.blob_pack and bid not in refs.missing:
-                    refs.missing.add(bid)
-                    self.report.errors.append(
-                        f"{where}: blob {blob_hex[:12]} of {path!r} is in no index segment"
-                    )
+            self._require_indexed(node.content, refs, where, path)
+
+    def _require_indexed(self, blobs: list[str], refs: _Refs, where: str, path: str) -> None:
+        """Name each blob of a file that no index segment lists."""
+        for blob_hex in blobs:
+            bid = bytes.fromhex(blob_hex)
+            if bid not in self.blob_pack and bid not in refs.missing:
+                refs.missing.add(bid)
+                self.report.errors.append(
+                    f"{where}: blob {blob_hex[:12]} of {path!r} is in no index segment"
+                )
 
     def _mark_damaged(self, snap: Snapshot, why: str) -> None:
         if snap.id not in self.report.damaged_snapshots:
@@ -187,13 +191,7 @@ class Checker:
             if node.type == DIR and node.subtree:
                 self._check_tree(node.subtree, refs, where)
             elif node.type == FILE:
-                for blob_hex in node.content:
-                    bid = bytes.fromhex(blob_hex)
-                    if bid not in self.blob_pack and bid not in refs.missing:
-                        refs.missing.add(bid)
-                        self.report.errors.append(
-                            f"{where}: blob {blob_hex[:12]} of {node.name!r} is in no index segment"
-                        )
+                self._require_indexed(node.content, refs, where, node.name)
 
     def _read_data(self, percent: float) -> None:
         pack_ids = sorted(self.index)
