@@ -54,6 +54,8 @@ class Common:
     def open(self) -> Repository:
         backend = backend_for(self.location)
         cache_root = Path(self.cache_dir) if self.cache_dir else None
+        if self.config_path is not None:
+            _ = self.config  # a --config that names no readable file is an error, always
         read_config(backend)  # "not a repository" before asking for a passphrase
         repo = Repository.open(backend, self.passphrase(), cache_root)
         for warning in repo.warnings:

@@ -313,6 +313,7 @@ class Archiver:
         data is stored, and the next backup deduplicates against it again.
         """
         self.repo.sync_cache()  # what concurrent backups and prunes changed meanwhile
+        self.repo.cache.reload()  # and what another process sharing the cache wrote to it
         wanted = set(self.trees) | referenced_by_state(self.state)
         if delta_id:
             wanted.add(bytes.fromhex(delta_id))

@@ -173,6 +173,11 @@ class Cache:
                 mem = self._mem
         return mem
 
+    def reload(self) -> None:
+        """Forget the in-memory index; the next lookup reads the SQLite file again."""
+        with self._mem_lock:
+            self._mem = None
+
     def tree_packs(self) -> list[str]:
         """Packs that hold tree blobs."""
         seen: dict[str, None] = {}

@@ -168,10 +168,11 @@ class Restorer:
 
     def _mkdir(self, dir_rel: str, rel: str, node: Node) -> bool:
         parent = self.fds.get(dir_rel)
+        name = rel.rpartition("/")[2]  # entries are created by their path, never the node
         try:
-            os.mkdir(node.name, 0o700, dir_fd=parent)
+            os.mkdir(name, 0o700, dir_fd=parent)
         except FileExistsError:
-            st = os.stat(node.name, dir_fd=parent, follow_symlinks=False)
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
             if not stat.S_ISDIR(st.st_mode):
                 self.result.refused.append(
                     f"{rel!r}: something that is not a directory (a symlink?) is in the way"
@@ -232,12 +233,13 @@ class Restorer:
         a permission) are recorded and the restore goes on; a full disk stops it.
         """
         node = task.node
-        tmp = f".{node.name}{TMP_SUFFIX}"[:255]
+        name = task.rel.rpartition("/")[2]  # the path decides where, never the node
+        tmp = f".{name}{TMP_SUFFIX}"[:255]
         parent = -1
         try:
             parent = fds.get(task.dir_rel)
             written = self._write_verified(parent, tmp, node)
-            os.rename(tmp, node.name, src_dir_fd=parent, dst_dir_fd=parent)
+            os.rename(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
         except CleancutError as exc:
             _unlink_quietly(tmp, parent)
             self.result.damaged.append(f"{task.rel}: {exc}")
@@ -286,18 +288,19 @@ class Restorer:
 
     def _symlink(self, dir_rel: str, rel: str, node: Node) -> None:
         parent = self.fds.get(dir_rel)
+        name = rel.rpartition("/")[2]
         try:
-            os.unlink(node.name, dir_fd=parent)
+            os.unlink(name, dir_fd=parent)
         except FileNotFoundError:
             pass
         except IsADirectoryError:
             self.result.refused.append(f"{rel!r}: a directory is in the way of the symlink")
             return
-        os.symlink(node.target or "", node.name, dir_fd=parent)
+        os.symlink(node.target or "", name, dir_fd=parent)
         if self.is_root:
             with contextlib.suppress(OSError):
-                os.chown(node.name, node.uid, node.gid, dir_fd=parent, follow_symlinks=False)
-        os.utime(node.name, ns=(node.mtime_ns, node.mtime_ns), dir_fd=parent, follow_symlinks=False)
+                os.chown(name, node.uid, node.gid, dir_fd=parent, follow_symlinks=False)
+        os.utime(name, ns=(node.mtime_ns, node.mtime_ns), dir_fd=parent, follow_symlinks=False)
         self.result.symlinks += 1
 
     def _dir_metadata(self, rel: str, node: Node) -> None:

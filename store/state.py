@@ -105,6 +105,10 @@ def apply_delta(state: State, delta: Delta, problems: list[str] | None = None) -
             del state[key]
     for path, node in delta.changed.items():
         reason = unsafe_path(path)
+        if reason is None and node.name != path.rpartition("/")[2]:
+            # Restore creates an entry by its name: a name that is not the path's last
+            # component (say "../x") would put it somewhere the path does not say.
+            reason = f"entry name {node.name!r} does not match its path"
         if reason is not None:
             if problems is not None:
                 problems.append(f"{path!r}: {reason}")

@@ -245,3 +245,47 @@ def test_a_failed_ancestor_ends_the_chain(repo_cli: CLI, workspace: Path):
     nxt = backup(repo_cli, workspace, at(2))
     assert nxt["kind"] == "full" and full["snapshot_id"][:12] in nxt["reason"]
     assert nxt["files_unchanged"] == 0  # nothing is trusted from the failed chain
+
+
+def test_a_delta_entry_whose_name_leaves_its_path_is_refused(
+    repo_cli: CLI, workspace: Path, tmp_path: Path
+):
+    from cleancut.store.pack import DELTA
+    from cleancut.store.saver import BlobSaver
+    from cleancut.store.state import Delta
+    from cleancut.store.tree import SYMLINK, Node
+
+    full = backup(repo_cli, workspace, at(0))
+    repo = Repository.open(LocalBackend(repo_cli.repo), PASSWORD, repo_cli.cache)
+    parent = repo.load_snapshot(full["snapshot_id"])
+    evil = Node("../../escaped", SYMLINK, 0o777, 1, target="/etc")
+    raw = Delta({"fine": evil}).encode()
+    saver = BlobSaver(repo)
+    delta_id = repo.keys.blob_id(raw)
+    saver.resolve(saver.submit(DELTA, raw, delta_id))
+    saver.finish()
+    saver.close()
+    parent.kind, parent.seq, parent.delta, parent.tree = "incremental", 1, delta_id.hex(), ""
+    parent.parent, parent.parent_hash = full["snapshot_id"], parent.record_hash
+    forged = repo.write_snapshot(parent)
+    repo.close()
+    target = tmp_path / "a" / "b" / "t"
+    res = repo_cli.run("restore", forged, "--target", str(target))
+    assert res.code == 5 and "does not match its path" in res.err
+    assert not (tmp_path / "a" / "escaped").exists() and not (target / "fine").exists()
+    assert (target / "workspace" / "MEMORY.md").exists()  # the rest is restored
+
+
+def test_a_missing_config_file_is_an_error_and_profile_keeps_overrides(
+    repo_cli: CLI, workspace: Path, tmp_path: Path
+):
+    res = repo_cli.run("snapshots", "--config", str(tmp_path / "nope.toml"))
+    assert res.code == 2 and "nope.toml" in res.err
+    config = tmp_path / "cleancut.toml"
+    config.write_text('[overrides]\nmax_full_age = "6h"\n')
+    env = {"CLEANCUT_CONFIG": str(config)}
+    backup(repo_cli, workspace, env | at(0))
+    touch(workspace, 1)
+    # --profile replaces the profile, not the file's overrides: 7 h > 6 h means a full.
+    nxt = backup(repo_cli, workspace, env | at(7), "--profile", "standard")
+    assert nxt["kind"] == "full" and "max 6h" in nxt["reason"]

@@ -10,7 +10,7 @@ from cleancut.store.backup import BackupOptions, Progress, estimate
 from cleancut.store.errors import ExitCode, UsageError
 from cleancut.store.profiles import get_profile
 from cleancut.store.runner import run_backup
-from cleancut.store.settings import effective, parse_assignments, parse_cli_overrides
+from cleancut.store.settings import ConfigFile, effective, parse_assignments
 
 from ..context import Common, common_options
 from ..progress import format_bytes, progress_line
@@ -65,19 +65,12 @@ def command(
                 target=estimate, args=(path, list(excludes), progress), daemon=True
             ).start()
         overrides = parse_assignments(assignments)
-        if profile:  # this run's profile wins over the config file's and the repository's
-            try:
-                base = get_profile(profile)
-            except ValueError as exc:
-                raise UsageError(str(exc)) from None
-            settings = replace(base, **parse_cli_overrides(overrides))
-        else:
-            settings = effective(
-                common.config,
-                configured.name if configured else None,
-                repo.config.profile,
-                overrides,
-            ).profile
+        settings = effective(
+            _with_profile(common.config, profile, configured.name if configured else None),
+            configured.name if configured else None,
+            repo.config.profile,
+            overrides,
+        ).profile
         options = BackupOptions(
             name=name or str(path),
             tags=list(tags),
@@ -108,3 +101,18 @@ def command(
         )
     if result.warnings:
         sys.exit(ExitCode.WARNINGS)
+
+
+def _with_profile(config: ConfigFile, profile: str | None, source: str | None) -> ConfigFile:
+    """--profile for this run: it replaces the profile the file or the source names, and
+    the file's and the source's overrides still apply on top, as with any profile."""
+    if profile is None:
+        return config
+    try:
+        get_profile(profile)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    sources = dict(config.sources)
+    if source is not None and source in sources:
+        sources[source] = replace(sources[source], profile=profile)
+    return replace(config, profile=profile, sources=sources)

@@ -6,7 +6,7 @@ import threading
 
 import click
 from cleancut.store.daemon import MetricsServer, run_daemon
-from cleancut.store.errors import ExitCode
+from cleancut.store.errors import ExitCode, UsageError
 from cleancut.store.profiles import parse_duration
 from cleancut.store.tick import Action, tick
 
@@ -20,6 +20,8 @@ def _print(common: Common, actions: list[Action]) -> None:
     if not actions:
         common.say("nothing is due")
     for a in actions:
+        if a.ok and common.quiet:
+            continue  # --quiet: only failures, for cron mail
         mark = "ok" if a.ok else "FAILED"
         click.echo(f"{a.source}: {a.what} {mark}: {a.detail}", err=not a.ok)
 
@@ -56,7 +58,10 @@ def command(common: Common, sources: tuple[str, ...]) -> None:
 @common_options
 def daemon(common: Common, interval: str, metrics_port: int, metrics_address: str) -> None:
     """Run ticks in a loop and serve Prometheus metrics at /metrics."""
-    seconds = parse_duration(interval)
+    try:
+        seconds = parse_duration(interval)
+    except ValueError as exc:
+        raise UsageError(f"--interval: {exc}") from None
     repo = common.open()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
