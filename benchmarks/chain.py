@@ -35,6 +35,7 @@ from cleancut.store.keys import KdfParams  # noqa: E402
 from cleancut.store.local import LocalBackend  # noqa: E402
 from cleancut.store.repository import Repository, init_repository  # noqa: E402
 from cleancut.store.restore import Restorer  # noqa: E402
+from run import drop_caches  # noqa: E402  (the same cache drop as the tool comparison)
 
 PASSWORD = "bench-password-not-secret"
 T0 = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
@@ -47,15 +48,6 @@ def set_clock(minutes: float) -> None:
 
 def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
-
-
-def drop_caches() -> bool:
-    os.sync()
-    try:
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    except OSError:
-        return False
-    return True
 
 
 def small_change(root: Path, i: int) -> int:
