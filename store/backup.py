@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import clock
-from .chain import snapshot_state
+from .chain import snapshot_state, verified_chain
 from .chunker import chunk_fd
 from .errors import CleancutError, NoSpace
 from .pack import DATA, DELTA, TREE, pack_name
@@ -34,6 +34,7 @@ from .repository import Repository
 from .saver import BlobSaver, Job
 from .snapshot import Snapshot
 from .state import State, diff_states, referenced_by_state
+from .statecache import load_state, save_state
 from .tree import DIR, FILE, SYMLINK, Node, encode_tree
 
 # A file whose mtime is this close to the previous scan's start may have been
@@ -183,7 +184,7 @@ class Archiver:
             self.parent_snapshot = latest
             self._prefetch_parent_trees()
             try:
-                prev_state = snapshot_state(self.repo, self.repo.load_snapshot(latest.id))
+                prev_state = self._parent_state(latest)
             except CleancutError as exc:
                 # Never build on a chain that does not verify: start a new one.
                 self.warnings.append(f"previous snapshot unusable ({exc}); taking a full")
@@ -202,6 +203,16 @@ class Archiver:
         for path, node in prev_state.items():
             parent, _, base = path.rpartition("/")
             self.prev_children.setdefault(parent, {})[base] = node
+
+    def _parent_state(self, latest: Snapshot) -> State:
+        """The parent's state: the local copy the previous backup left, once the chain's
+        links verify, else the chain replayed from the repository."""
+        snapshot = self.repo.load_snapshot(latest.id)
+        cached = load_state(self.repo.cache.path.parent, snapshot.name, snapshot.id)
+        if cached is None:
+            return snapshot_state(self.repo, snapshot)
+        verified_chain(self.repo, snapshot)
+        return cached
 
     def _unchanged(self, prev: Node | None, st: os.stat_result) -> bool:
         if prev is None or prev.type != FILE or self.parent_snapshot is None:
@@ -289,6 +300,7 @@ class Archiver:
             "warnings": len(self.warnings),
         }
         self.repo.write_snapshot(snapshot)
+        save_state(self.repo.cache.path.parent, snapshot.name, snapshot.id, self.state)
         return BackupResult(
             snapshot=snapshot,
             files=self.files,

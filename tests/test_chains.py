@@ -289,3 +289,29 @@ def test_a_missing_config_file_is_an_error_and_profile_keeps_overrides(
     # --profile replaces the profile, not the file's overrides: 7 h > 6 h means a full.
     nxt = backup(repo_cli, workspace, env | at(7), "--profile", "standard")
     assert nxt["kind"] == "full" and "max 6h" in nxt["reason"]
+
+
+def test_the_next_backup_uses_the_cached_state_only_when_it_matches(repo_cli: CLI, workspace: Path):
+    from cleancut.store.chain import snapshot_state
+    from cleancut.store.statecache import load_state
+
+    backup(repo_cli, workspace, at(0))
+    touch(workspace, 1)
+    inc = backup(repo_cli, workspace, at(1))
+    repo = Repository.open(LocalBackend(repo_cli.repo), PASSWORD, repo_cli.cache)
+    snap = repo.load_snapshot(inc["snapshot_id"])
+    cached = load_state(repo.cache.path.parent, "agent", snap.id)
+    replayed = snapshot_state(repo, snap)
+    assert cached is not None
+    assert {p: n.to_json() for p, n in cached.items() if n.type != "dir"} == {
+        p: n.to_json() for p, n in replayed.items() if n.type != "dir"
+    }
+    assert set(cached) == set(replayed)
+    assert load_state(repo.cache.path.parent, "agent", "0" * 64) is None  # another snapshot
+    repo.close()
+    # A damaged copy only costs a replay.
+    (state_file,) = list(repo_cli.cache.rglob("state-*.json.zst"))
+    state_file.write_bytes(b"garbage")
+    touch(workspace, 2)
+    nxt = backup(repo_cli, workspace, at(2))
+    assert nxt["kind"] == "incremental" and nxt["files_changed"] >= 1
