@@ -557,3 +557,16 @@ def test_a_prune_that_lost_its_lock_stops(repo_cli: CLI, monkeypatch: pytest.Mon
     backend.delete(LOCK_NAME)  # `unlock --force` from elsewhere
     with pytest.raises(RepositoryLocked, match="lost"):
         held.check()
+
+
+def test_forget_prune_reports_what_it_forgot_when_prune_is_locked(repo_cli: CLI, workspace: Path):
+    backup(repo_cli, workspace, 0)
+    backup(repo_cli, workspace, 1, "--full")
+    held = HeldLock.acquire(LocalBackend(repo_cli.repo))
+    try:
+        res = repo_cli.run("forget", "--keep-last", "1", "--prune", env=at(2))
+    finally:
+        held.release()
+    assert res.code == 12
+    assert "forgot 1 snapshot(s)" in res.out
+    assert "prune did not run" in res.err

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 from cleancut.store import clock
-from cleancut.store.errors import UsageError
+from cleancut.store.errors import CleancutError, UsageError
 from cleancut.store.profiles import get_profile, parse_duration
 from cleancut.store.prune import prune
 from cleancut.store.retention import KeepRules, Verdict, forget_snapshots, plan_forget
@@ -91,7 +92,12 @@ def command(
         gone = (
             [] if dry_run else forget_snapshots(repo, [v.snapshot for v in verdicts if not v.keep])
         )
-        report = prune(repo) if then_prune and not dry_run else None
+        report, prune_error = None, None
+        if then_prune and not dry_run:
+            try:
+                report = prune(repo)
+            except CleancutError as exc:  # what forget did is still reported below
+                prune_error = exc
     finally:
         repo.close()
     forgotten = [v for v in verdicts if not v.keep]
@@ -114,8 +120,10 @@ def command(
                 ],
                 "forgotten": [v.snapshot.id for v in forgotten] if dry_run else gone,
                 "prune": report.to_json() if report else None,
+                "prune_error": str(prune_error) if prune_error else None,
             }
         )
+        _exit_for(prune_error)
         return
     sources: dict[str, list[Verdict]] = {}
     for verdict in verdicts:
@@ -134,3 +142,10 @@ def command(
     if report:
         for line in report_lines(report):
             common.say(line)
+    _exit_for(prune_error)
+
+
+def _exit_for(prune_error: CleancutError | None) -> None:
+    if prune_error is not None:
+        click.echo(f"cleancut: prune did not run: {prune_error}", err=True)
+        sys.exit(prune_error.exit_code)
