@@ -18,6 +18,9 @@ class ExitCode:
     UNKNOWN_FORMAT = 11
     LOCKED = 12
     CHAIN_BROKEN = 6  # a chain link is missing or altered
+    QUIESCE_MISSED = 7  # the agent did not confirm quiesce in time (or the lease lapsed)
+    AGENT_UNREACHABLE = 8  # no agent answered on the control socket, or it spoke another protocol
+    CAPTURE_FAILED = 9  # a pre/post hook failed or timed out, or a freeze could not be applied
 
 
 class CleancutError(Exception):
@@ -84,3 +87,21 @@ class RepositoryLocked(CleancutError):
     """Another process holds (or a crashed one left) the repository's prune lock."""
 
     exit_code = ExitCode.LOCKED
+
+
+class QuiesceMissed(CleancutError):
+    """The agent did not confirm quiesce within the timeout, or the lease lapsed during capture."""
+
+    exit_code = ExitCode.QUIESCE_MISSED
+
+
+class AgentUnreachable(CleancutError):
+    """Nothing answered on the control socket, or it did not speak protocol v1."""
+
+    exit_code = ExitCode.AGENT_UNREACHABLE
+
+
+class CaptureFailed(CleancutError):
+    """A hook failed or timed out, or the agent's processes could not be frozen."""
+
+    exit_code = ExitCode.CAPTURE_FAILED
