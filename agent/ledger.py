@@ -85,9 +85,11 @@ class Ledger:
         action.update({k: v for k, v in entry.items() if k != "t"})
         action["since"] = entry["t"]
 
-    def _transition(self, key: str, state: str, **fields: Any) -> None:
+    def _transition(self, key: str, state: str, new: bool = False, **fields: Any) -> bool:
         with self._lock:
             current = self._actions.get(key)
+            if new and current is not None:
+                return False
             before = current["state"] if current else None
             if state not in _NEXT[before]:
                 raise LedgerError(f"action {key}: {before or 'new'} -> {state} is not allowed")
@@ -100,6 +102,7 @@ class Ledger:
                 self._pending.append(line)
             else:
                 self._write(line)
+            return True
 
     def _write(self, data: bytes) -> None:
         os.write(self._fd, data)
@@ -109,11 +112,7 @@ class Ledger:
 
     def intent(self, key: str, kind: str, **detail: Any) -> bool:
         """Record the intent to act; False if the key is known (the action must not be repeated)."""
-        with self._lock:
-            if key in self._actions:
-                return False
-        self._transition(key, "intent", kind=kind, **detail)
-        return True
+        return self._transition(key, "intent", new=True, kind=kind, **detail)
 
     def started(self, key: str) -> None:
         self._transition(key, "started")

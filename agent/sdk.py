@@ -35,6 +35,7 @@ DEFAULT_QUIESCE_TIMEOUT_MS = 60_000
 DEFAULT_LEASE_MS = 30_000
 MAX_LEASE_MS = 600_000  # a lease is a heartbeat, not a way to park an agent for hours
 LEASE_CHECK_S = 0.02
+PEER_CHECK_S = 0.05  # how often a waiting quiesce looks whether its client is still there
 
 
 class ControlServer:
@@ -59,6 +60,7 @@ class ControlServer:
         self._owner: object | None = None  # the connection holding quiesce
         self._lease_deadline = 0.0
         self._active = 0
+        self._flushing = 0
         self._depth = threading.local()
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
@@ -231,7 +233,7 @@ class ControlServer:
 
     def _hello(self, request: dict[str, Any]) -> dict[str, Any]:
         wanted = request.get("protocol")
-        if not isinstance(wanted, int) or wanted < PROTOCOL:
+        if isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < PROTOCOL:
             return {"ok": False, "error": f"unsupported protocol: {wanted!r} (this agent speaks 1)"}
         return {
             "ok": True,
@@ -253,12 +255,17 @@ class ControlServer:
                 return {"ok": True, "state": QUIESCED, "inflight": self._inflight()}
             self._state, self._owner = QUIESCING, conn
             self.stats["quiesces"] += 1
-            while self._active and self._state == QUIESCING:
+            while self._active and self._holds(conn, QUIESCING):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                self._cond.wait(left)
-            if self._state != QUIESCING:  # resumed by another client while waiting
+                self._cond.wait(min(left, PEER_CHECK_S))
+                if _closed(conn):  # the backup died while waiting: stop holding turns now
+                    if self._holds(conn, QUIESCING):
+                        self._state, self._owner = RUNNING, None
+                        self._cond.notify_all()
+                    return {"ok": False, "error": "cancelled: connection closed"}
+            if not self._holds(conn, QUIESCING):  # resumed by another client while waiting
                 return {"ok": False, "error": "cancelled: resumed while quiescing"}
             if self._active:
                 self._state, self._owner = RUNNING, None
@@ -272,9 +279,20 @@ class ControlServer:
                 self.ledger.hold()
         return {"ok": True, "state": QUIESCED, "inflight": self._inflight()}
 
+    def _holds(self, conn: socket.socket, state: str) -> bool:
+        return self._state == state and self._owner is conn
+
     def _flush(self) -> dict[str, Any]:
-        if self.state == QUIESCED:
-            self._run_flush_callbacks()  # turns are held: nothing races the callbacks
+        with self._cond:
+            quiesced = self._state == QUIESCED
+            if quiesced:
+                self._flushing += 1  # the lease does not end under a running flush
+        if quiesced:
+            try:
+                self._run_flush_callbacks()  # turns are held: nothing races the callbacks
+            finally:
+                with self._cond:
+                    self._flushing -= 1
         else:
             with self.turn():
                 self._run_flush_callbacks()
@@ -329,7 +347,11 @@ class ControlServer:
     def _lease_loop(self) -> None:
         while not self._stopping.wait(LEASE_CHECK_S):
             with self._cond:
-                expired = self._state == QUIESCED and time.monotonic() > self._lease_deadline
+                expired = (
+                    self._state == QUIESCED
+                    and not self._flushing
+                    and time.monotonic() > self._lease_deadline
+                )
                 if expired:  # decided and applied under one lock: a renew cannot slip between
                     self.stats["lease_expiries"] += 1
                     self._resume_locked()
@@ -351,3 +373,13 @@ def _milliseconds(request: dict[str, Any], name: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ValueError(f"{name} must be a non-negative number of milliseconds")
     return int(value)
+
+
+def _closed(conn: socket.socket) -> bool:
+    """Whether the peer has closed the connection (pending requests are not consumed)."""
+    try:
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
