@@ -21,6 +21,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import clock
 from .chain import snapshot_state, verified_chain
@@ -52,6 +53,10 @@ class BackupOptions:
     consistency: str = "unquiesced"
     force_full: bool = False
     max_full_age: float = 24 * 3600  # the profile's; the 72 h chain cap applies regardless
+    # A hot backup reads a staged copy: the snapshot names the source it stands for.
+    source_path: str | None = None
+    # How the snapshot was captured (steps, pause, actions in flight); stored in the record.
+    capture: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -275,7 +280,7 @@ class Archiver:
             name=name,
             host=socket.gethostname(),
             user=getpass.getuser(),
-            paths=[str(source)],
+            paths=[self.options.source_path or str(source)],
             tree=self.root_tree or "",
             tags=sorted(set(self.options.tags)),
             excludes=list(self.options.excludes),
@@ -288,6 +293,7 @@ class Archiver:
             scan_start_ns=scan_start_ns,
             reason=decision.reason,
             delta=delta_id,
+            capture=dict(self.options.capture),
         )
         duration = time.monotonic() - started
         snapshot.summary = {

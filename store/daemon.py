@@ -15,7 +15,7 @@ from .errors import CleancutError
 from .metrics import render
 from .repository import Repository
 from .settings import ConfigFile
-from .tick import Action, tick
+from .tick import Action, BackupFn, plain_backup, tick
 
 
 class MetricsServer:
@@ -59,12 +59,13 @@ def run_daemon(
     server: MetricsServer | None,
     stop: threading.Event,
     on_tick: Callable[[list[Action]], None],
+    backup: BackupFn = plain_backup,
 ) -> None:
     """Tick every `interval` seconds until `stop` is set."""
     while not stop.is_set():
         repo.sync_cache()  # other hosts and processes write snapshots too
         try:
-            actions = tick(repo, config)
+            actions = tick(repo, config, backup=backup)
         except CleancutError as exc:
             actions = [Action("*", "tick", False, str(exc))]
         on_tick(actions)

@@ -18,8 +18,13 @@ from .repository import Repository
 
 
 def run_backup(
-    repo: Repository, source: Path, options: BackupOptions, progress: Progress | None = None
+    repo: Repository,
+    source: Path,
+    options: BackupOptions,
+    progress: Progress | None = None,
+    quiesce_missed: bool = False,
 ) -> BackupResult:
+    """quiesce_missed: this window's quiesce failed and the snapshot is a fallback."""
     archiver = Archiver(repo, source, options, progress)
     started = time.monotonic()
     name = options.name or str(source)
@@ -36,6 +41,7 @@ def run_backup(
                 snapshot_id=None,
                 error=str(exc),
                 duration_s=time.monotonic() - started,
+                quiesce_missed=quiesce_missed,
                 consistency=options.consistency,
             )
         raise
@@ -48,6 +54,7 @@ def run_backup(
             snapshot_id=result.snapshot.id,
             error="; ".join(result.warnings) or None,
             duration_s=result.duration_s,
+            quiesce_missed=quiesce_missed,
             consistency=result.snapshot.consistency,
         )
     return result

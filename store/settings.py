@@ -41,7 +41,19 @@ _TOP_KEYS = (
     "prune_interval",
     "prune_safety_margin",
 )
-_SOURCE_KEYS = ("path", "profile", "exclude", "tags", "overrides", "retention")
+_SOURCE_KEYS = (
+    "path",
+    "profile",
+    "exclude",
+    "tags",
+    "overrides",
+    "retention",
+    "agent",
+    "fallback",
+    "pre",
+    "post",
+    "staging",
+)
 
 Overrides = dict[str, float | None]
 # Keep rules for `forget`, as in [retention]: keep_last, keep_hourly, keep_daily, keep_weekly,
@@ -62,6 +74,13 @@ class SourceConfig:
     tags: tuple[str, ...] = ()
     overrides: Overrides = field(default_factory=dict)
     retention: Retention = field(default_factory=dict)
+    # Hot backup: the agent's control socket (unix:PATH), what to do on a quiesce miss,
+    # hooks for agents without the protocol, and where the capture is staged.
+    agent: str | None = None
+    fallback: str | None = None
+    pre: str | None = None
+    post: str | None = None
+    staging: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -202,7 +221,39 @@ def _parse_source(where: _Where, name: str, raw: object, base: Path) -> SourceCo
         tags=where.str_list(raw, "tags", prefix),
         overrides=where.overrides(where.table(raw, "overrides", prefix), _key(prefix, "overrides")),
         retention=where.retention(where.table(raw, "retention", prefix), _key(prefix, "retention")),
+        agent=_agent_address(where, raw, prefix, base),
+        fallback=_fallback(where, raw, prefix),
+        pre=where.optional_str(raw, "pre", prefix),
+        post=where.optional_str(raw, "post", prefix),
+        staging=_optional_path(where, raw, "staging", prefix, base),
     )
+
+
+FALLBACKS = ("none", "frozen", "unquiesced")
+
+
+def _agent_address(where: _Where, raw: dict[str, Any], prefix: str, base: Path) -> str | None:
+    value = where.optional_str(raw, "agent", prefix)
+    if value is None:
+        return None
+    scheme, sep, path = value.partition(":")
+    if not sep or scheme != "unix" or not path:
+        raise where.fail(_key(prefix, "agent"), f"expected unix:PATH, got {value!r}")
+    return f"unix:{_resolve_path(path, base)}"
+
+
+def _fallback(where: _Where, raw: dict[str, Any], prefix: str) -> str | None:
+    value = where.optional_str(raw, "fallback", prefix)
+    if value is not None and value not in FALLBACKS:
+        raise where.fail(_key(prefix, "fallback"), f"expected one of {', '.join(FALLBACKS)}")
+    return value
+
+
+def _optional_path(
+    where: _Where, raw: dict[str, Any], name: str, prefix: str, base: Path
+) -> Path | None:
+    value = where.optional_str(raw, name, prefix)
+    return _resolve_path(value, base) if value is not None else None
 
 
 class _Where:

@@ -40,6 +40,8 @@ class Snapshot:
     reason: str = ""  # why this kind (policy)
     delta: str | None = None  # an incremental's delta manifest blob id (hex)
     summary: dict[str, Any] = field(default_factory=dict)
+    # How a hot backup captured it: mode, steps and their durations, pause, actions in flight.
+    capture: dict[str, Any] = field(default_factory=dict)
     id: str = ""  # not stored: the object name
     record_hash: str = ""  # not stored: BLAKE3 of the canonical record, for chain links
 

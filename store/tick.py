@@ -12,22 +12,34 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from . import clock
-from .backup import BackupOptions
+from .backup import BackupOptions, BackupResult
 from .errors import CleancutError, RepositoryLocked, UsageError
 from .maintenance import forget_due, prune_due, run_prune
 from .policy import latest_of
+from .profiles import Profile
 from .records import RESTORE_TEST, list_records
 from .repository import Repository
 from .restore_test import run_restore_test
 from .runner import run_backup
 from .settings import ConfigFile, SourceConfig, effective
+
+# How tick takes one source's backup. The store's own walks the source directly; the
+# command line passes one that takes hot backups of sources with an agent (agent/
+# knows agents, the store does not).
+BackupFn = Callable[[Repository, SourceConfig, BackupOptions, Profile], BackupResult]
+
+
+def plain_backup(
+    repo: Repository, src: SourceConfig, options: BackupOptions, profile: Profile
+) -> BackupResult:
+    return run_backup(repo, src.path, options)
 
 
 @dataclass
@@ -46,6 +58,7 @@ def tick(
     config: ConfigFile,
     names: list[str] | None = None,
     lock_dir: Path | None = None,
+    backup: BackupFn = plain_backup,
 ) -> list[Action]:
     if config.path is None or not config.sources:
         raise UsageError("tick needs a config file with at least one [sources.NAME] table")
@@ -60,7 +73,7 @@ def tick(
             if not held:
                 actions.append(Action(name, "skip", True, "another tick is working on it"))
                 continue
-            actions += _tick_source(repo, config, config.sources[name])
+            actions += _tick_source(repo, config, config.sources[name], backup)
     if prune_due(repo, config, clock.now()):
         with source_lock(locks, "*prune*") as held:
             if held:
@@ -73,7 +86,9 @@ def tick(
     return actions
 
 
-def _tick_source(repo: Repository, config: ConfigFile, src: SourceConfig) -> list[Action]:
+def _tick_source(
+    repo: Repository, config: ConfigFile, src: SourceConfig, backup: BackupFn
+) -> list[Action]:
     now = clock.now()
     profile = effective(config, src.name, repo.config.profile, {}).profile
     actions: list[Action] = []
@@ -87,7 +102,7 @@ def _tick_source(repo: Repository, config: ConfigFile, src: SourceConfig) -> lis
             max_full_age=profile.max_full_age,
         )
         try:
-            result = run_backup(repo, src.path, options)
+            result = backup(repo, src, options, profile)
             snap = result.snapshot
             detail = f"{snap.kind} {snap.id[:12]} seq {snap.seq} ({snap.reason})"
             if result.warnings:

@@ -6,11 +6,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
-from cleancut.store.backup import BackupOptions, Progress, estimate
+from cleancut.agent.hot import HotOptions, HotResult, hot_backup
+from cleancut.store.backup import BackupOptions, BackupResult, Progress, estimate
 from cleancut.store.errors import ExitCode, UsageError
-from cleancut.store.profiles import get_profile
+from cleancut.store.profiles import get_profile, parse_duration
 from cleancut.store.runner import run_backup
-from cleancut.store.settings import ConfigFile, effective, parse_assignments
+from cleancut.store.settings import ConfigFile, SourceConfig, effective, parse_assignments
 
 from ..context import Common, common_options
 from ..progress import format_bytes, progress_line
@@ -36,6 +37,30 @@ from ..progress import format_bytes, progress_line
     metavar="KEY=VALUE",
     help="Override one profile setting for this run, e.g. --set max_full_age=6h.",
 )
+@click.option("--agent", metavar="unix:PATH", help="Hot backup: the agent's control socket.")
+@click.option(
+    "--quiesce-timeout", metavar="DURATION", help="How long the agent may take to quiesce."
+)
+@click.option(
+    "--horizon", metavar="DURATION", help="How long to wait for in-flight actions to settle."
+)
+@click.option(
+    "--fallback",
+    type=click.Choice(["none", "frozen", "unquiesced"]),
+    help="On a quiesce miss: no snapshot (default), or one labelled frozen or unquiesced.",
+)
+@click.option("--freeze", "freeze_pid", type=int, metavar="PID",
+              help="Stop PID's process group (SIGSTOP) for the capture.")
+@click.option("--pre", metavar="CMD", help="Command run before the capture (label hooked).")
+@click.option("--post", metavar="CMD", help="Command run after the capture, always.")
+@click.option("--hook-timeout", metavar="DURATION", default="60s", show_default=True,
+              help="Limit for each hook; also the freeze watchdog.")
+@click.option("--staging", type=click.Path(file_okay=False, path_type=Path),
+              help="Staging directory (best on the source's filesystem, for reflinks).")
+@click.option("--lease", metavar="DURATION", default="10s", show_default=True,
+              help="Quiesce lease; renewed every third of it while the capture runs.")
+@click.option("--alert-command", metavar="CMD",
+              help="Run when the source has missed quiesce 3 windows in a row.")
 @common_options
 def command(
     common: Common,
@@ -46,10 +71,24 @@ def command(
     force_full: bool,
     profile: str | None,
     assignments: tuple[str, ...],
+    agent: str | None,
+    quiesce_timeout: str | None,
+    horizon: str | None,
+    fallback: str | None,
+    freeze_pid: int | None,
+    pre: str | None,
+    post: str | None,
+    hook_timeout: str,
+    staging: Path | None,
+    lease: str,
+    alert_command: str | None,
 ) -> None:
     """Snapshot one directory: SOURCE is a path, or the name of a source in the config file.
 
     The policy decides a full or an incremental (see --full and the profile).
+    With --agent (or --freeze, or --pre/--post) the snapshot is a hot backup of a
+    running agent: a short pause for a clean cut, then the store runs from a
+    staged copy while the agent works.
     """
     configured = common.config.sources.get(source)
     path = configured.path if configured else Path(source).absolute()
@@ -65,6 +104,10 @@ def command(
                 target=estimate, args=(path, list(excludes), progress), daemon=True
             ).start()
         overrides = parse_assignments(assignments)
+        if quiesce_timeout is not None:
+            overrides["quiesce_timeout"] = quiesce_timeout
+        if horizon is not None:
+            overrides["horizon"] = horizon
         settings = effective(
             _with_profile(common.config, profile, configured.name if configured else None),
             configured.name if configured else None,
@@ -83,22 +126,117 @@ def command(
             p = progress
             return p.files_done, p.bytes_done, p.files_total, p.bytes_total
 
+        hot = _hot_options(
+            configured, agent, fallback, freeze_pid, pre, post, hook_timeout, staging,
+            alert_command,
+        )
+        hot.lease = _duration("--lease", lease)
+        hot.quiesce_timeout = settings.quiesce_timeout
+        hot.horizon = settings.horizon
+        hot_result: HotResult | None = None
         with progress_line(common.show_progress, sample):
-            result = run_backup(repo, path, options, progress)
+            if hot.mode is None:
+                result = run_backup(repo, path, options, progress)
+            else:
+                hot_result = hot_backup(repo, path, options, hot, progress)
+                assert hot_result.backup is not None
+                result = hot_result.backup
     finally:
         repo.close()
+    if hot_result is not None:
+        _report_hot(common, hot_result)
+        return
+    _report(common, result)
+    if result.warnings:
+        sys.exit(ExitCode.WARNINGS)
+
+
+def _hot_options(
+    configured: SourceConfig | None,
+    agent: str | None,
+    fallback: str | None,
+    freeze_pid: int | None,
+    pre: str | None,
+    post: str | None,
+    hook_timeout: str,
+    staging: Path | None,
+    alert_command: str | None,
+) -> HotOptions:
+    """Command line first, then the source's table in the config file."""
+    limit = _duration("--hook-timeout", hook_timeout)
+    c = configured
+    hot = HotOptions(
+        agent=agent or (c.agent if c and freeze_pid is None and not (pre or post) else None),
+        fallback=fallback or (c.fallback if c and c.fallback else "none"),
+        freeze_pid=freeze_pid,
+        pre=pre or (c.pre if c and not agent else None),
+        post=post or (c.post if c and not agent else None),
+        hook_timeout=limit,
+        watchdog=limit,
+        staging=staging or (c.staging if c else None),
+        alert_command=alert_command,
+    )
+    if hot.agent and hot.freeze_pid is not None and hot.fallback != "frozen":
+        raise UsageError("--freeze with --agent names the pid for --fallback frozen only")
+    return hot
+
+
+def _duration(option: str, text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+    if seconds <= 0:
+        raise UsageError(f"{option}: expected a duration above 0, like 10s")
+    return seconds
+
+
+def _report(common: Common, result: BackupResult) -> None:
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if common.json:
         common.emit(result.summary())
     else:
+        common.say(_saved_line(result))
+
+
+def _saved_line(result: BackupResult) -> str:
+    return (
+        f"{result.snapshot.kind} snapshot {result.snapshot.id[:12]} saved "
+        f"(seq {result.snapshot.seq}: {result.snapshot.reason}): "
+        f"{result.files} files, {result.dirs} dirs, "
+        f"{format_bytes(result.bytes_read)} read, {format_bytes(result.bytes_added)} added "
+        f"in {result.duration_s:.1f}s"
+    )
+
+
+def _report_hot(common: Common, hot: HotResult) -> None:
+    result = hot.backup
+    assert result is not None
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if hot.quiesce_missed:
+        click.echo(f"warning: {hot.miss_reason}", err=True)
+    for alert in hot.alerts:
+        click.echo(f"alert: {alert}", err=True)
+    if common.json:
+        common.emit(hot.summary())
+    else:
+        capture = hot.capture
+        pause = capture.get("pause_ms")
+        steps = ", ".join(f"{k} {v:.0f}ms" for k, v in capture.get("steps_ms", {}).items())
+        common.say(f"{_saved_line(result)}; {capture.get('consistency')}")
         common.say(
-            f"{result.snapshot.kind} snapshot {result.snapshot.id[:12]} saved "
-            f"(seq {result.snapshot.seq}: {result.snapshot.reason}): "
-            f"{result.files} files, {result.dirs} dirs, "
-            f"{format_bytes(result.bytes_read)} read, {format_bytes(result.bytes_added)} added "
-            f"in {result.duration_s:.1f}s"
+            f"pause {pause:.1f} ms" if pause is not None else "no pause (not quiesced)"
         )
+        common.say(f"steps: {steps}")
+        for action in capture.get("inflight", []):
+            common.say(
+                f"in flight: {action.get('key')} ({action.get('kind')}, {action.get('state')} "
+                f"since {action.get('since')})"
+            )
+    if hot.quiesce_missed:
+        sys.exit(ExitCode.QUIESCE_MISSED)
     if result.warnings:
         sys.exit(ExitCode.WARNINGS)
 

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import click
+from cleancut.agent.inflight import inflight_of, write_inflight
 from cleancut.store.clock import parse_time
 from cleancut.store.errors import ExitCode
 from cleancut.store.restore import Restorer
@@ -71,6 +72,16 @@ def command(
             result = restorer.run()
     finally:
         repo.close()
+    inflight = inflight_of(snap)
+    inflight_file = write_inflight(snap, target) if inflight else None
+    for action in inflight:
+        click.echo(
+            f"in flight at capture: {action.get('key')} ({action.get('kind')}, "
+            f"{action.get('state')}); reconcile by key, do not repeat",
+            err=True,
+        )
+    if inflight_file is not None:
+        click.echo(f"in-flight actions written to {inflight_file}", err=True)
     for line in result.refused:
         click.echo(f"refused: {line}", err=True)
     for line in result.damaged:
@@ -89,6 +100,8 @@ def command(
                 "refused": result.refused,
                 "damaged": result.damaged,
                 "errors": result.errors,
+                "inflight": inflight,
+                "inflight_file": str(inflight_file) if inflight_file else None,
             }
         )
     else:

@@ -5,6 +5,7 @@ import sys
 import threading
 
 import click
+from cleancut.agent.hot import tick_backup
 from cleancut.store.daemon import MetricsServer, run_daemon
 from cleancut.store.errors import ExitCode, UsageError
 from cleancut.store.profiles import parse_duration
@@ -37,7 +38,7 @@ def command(common: Common, sources: tuple[str, ...]) -> None:
     """
     repo = common.open()
     try:
-        actions = tick(repo, common.config, list(sources) or None)
+        actions = tick(repo, common.config, list(sources) or None, backup=tick_backup)
     finally:
         repo.close()
     _print(common, actions)
@@ -72,7 +73,15 @@ def daemon(common: Common, interval: str, metrics_port: int, metrics_address: st
         server.start()
         click.echo(f"metrics on http://{metrics_address}:{server.port}/metrics", err=True)
     try:
-        run_daemon(repo, common.config, seconds, server, stop, lambda a: _print(common, a))
+        run_daemon(
+            repo,
+            common.config,
+            seconds,
+            server,
+            stop,
+            lambda a: _print(common, a),
+            backup=tick_backup,
+        )
     finally:
         if server is not None:
             server.stop()

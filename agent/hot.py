@@ -1,0 +1,343 @@
+"""A hot backup: capture a clean cut of a running agent, let it run, then store the cut.
+
+Three ways to get the cut, by what the agent allows:
+
+- `agent`  the agent speaks the control protocol: quiesce, flush, horizon, capture,
+           resume (label `quiesced`);
+- `hooks`  operator commands before and after the capture (label `hooked`);
+- `freeze` SIGSTOP of the agent's process group for the capture (label `frozen`,
+           crash-consistent).
+
+In each, the pause covers only the Stager's in-pause pass (metadata scan and the
+files changed since the previous capture); chunking, compression, encryption and
+upload run from the staged copy after the agent runs again. A quiesce that is
+missed never yields a `quiesced` snapshot: the attempt is recorded as a miss,
+and a fallback snapshot is taken only if the operator asked for one, labelled
+for what it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..store.attempts import backup_attempts, record_backup_attempt
+from ..store.backup import BackupOptions, BackupResult, Progress
+from ..store.chain import own_blobs, verified_chain
+from ..store.errors import (
+    CaptureFailed,
+    CleancutError,
+    IntegrityError,
+    QuiesceMissed,
+    UsageError,
+)
+from ..store.profiles import MISS_ALERT_THRESHOLD, Profile
+from ..store.repository import Repository
+from ..store.runner import run_backup
+from ..store.settings import FALLBACKS, SourceConfig
+from ..store.walk import load_tree
+from .freeze import freeze
+from .hooks import run_hook
+from .session import SessionReport, quiesced
+from .stage import Stager, StageStats
+
+DEFAULT_HOOK_TIMEOUT = 60.0
+DEFAULT_FREEZE_WATCHDOG = 60.0
+
+
+@dataclass
+class HotOptions:
+    agent: str | None = None  # unix:PATH
+    quiesce_timeout: float = 60.0
+    horizon: float = 60.0
+    lease: float = 10.0
+    fallback: str = "none"
+    freeze_pid: int | None = None
+    pre: str | None = None
+    post: str | None = None
+    hook_timeout: float = DEFAULT_HOOK_TIMEOUT
+    watchdog: float = DEFAULT_FREEZE_WATCHDOG
+    staging: Path | None = None
+    alert_command: str | None = None
+
+    @property
+    def mode(self) -> str | None:
+        if self.agent:
+            return "agent"
+        if self.freeze_pid is not None:
+            return "freeze"
+        if self.pre or self.post:
+            return "hooks"
+        return None
+
+    def validate(self) -> None:
+        if self.fallback not in FALLBACKS:
+            raise UsageError(f"--fallback {self.fallback}: choose one of {', '.join(FALLBACKS)}")
+        if self.agent and (self.pre or self.post):
+            raise UsageError("choose one capture mode: --agent or --pre/--post")
+        if self.freeze_pid is not None and (self.pre or self.post):
+            raise UsageError("choose one capture mode: --freeze or --pre/--post")
+        if self.fallback != "none" and not self.agent:
+            raise UsageError("--fallback applies to --agent backups (what to do on a quiesce miss)")
+
+
+@dataclass
+class HotResult:
+    backup: BackupResult | None
+    capture: dict[str, Any]
+    quiesce_missed: bool = False
+    miss_reason: str | None = None
+    alerts: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = self.backup.summary() if self.backup else {"snapshot_id": None}
+        out.update(
+            consistency=self.capture.get("consistency"),
+            pause_ms=self.capture.get("pause_ms"),
+            steps_ms=self.capture.get("steps_ms", {}),
+            inflight=self.capture.get("inflight", []),
+            quiesce_missed=self.quiesce_missed,
+            miss_reason=self.miss_reason,
+            capture=self.capture,
+            alerts=self.alerts,
+        )
+        return out
+
+
+def default_staging(repo: Repository, name: str) -> Path:
+    """Per source, inside the repository's cache directory (a cache: it can be deleted)."""
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    return repo.cache.path.parent / "staging" / digest
+
+
+def hot_backup(
+    repo: Repository,
+    source: Path,
+    options: BackupOptions,
+    hot: HotOptions,
+    progress: Progress | None = None,
+) -> HotResult:
+    hot.validate()
+    name = options.name or str(source)
+    stager = Stager(source, hot.staging or default_staging(repo, name), options.excludes)
+    started = time.monotonic()
+    with stager.lock():
+        steps: dict[str, float] = {}
+        with _timed(steps, "prepare"):
+            prepared = stager.prepare()  # outside the pause: the in-pause pass copies little
+        capture: dict[str, Any] = {"mode": hot.mode, "steps_ms": steps}
+        capture["prepare"] = prepared.to_json()
+        missed: QuiesceMissed | None = None
+        if hot.mode == "agent":
+            try:
+                stats = _agent_capture(stager, hot, capture)
+                consistency = "quiesced"
+            except QuiesceMissed as exc:
+                missed = exc
+                capture["miss"] = str(exc)
+                if hot.fallback == "none":
+                    _record_miss(repo, name, str(exc), time.monotonic() - started)
+                    alerts = _maybe_alert(repo, name, hot.alert_command)
+                    raise QuiesceMissed("; ".join([str(exc), *alerts])) from None
+                stats, consistency = _fallback_capture(stager, hot, capture)
+        elif hot.mode == "freeze":
+            assert hot.freeze_pid is not None
+            stats = _frozen_capture(stager, hot.freeze_pid, hot.watchdog, capture)
+            consistency = "frozen"
+        elif hot.mode == "hooks":
+            stats = _hooked_capture(stager, source, hot, capture)
+            consistency = "hooked"
+        else:
+            raise UsageError("a hot backup needs --agent, --freeze or --pre/--post")
+        capture["consistency"] = consistency
+        capture["stage"] = stats.to_json()
+        with _timed(steps, "verify_staged"):
+            problems = stager.verify()
+        if problems:
+            raise CaptureFailed(f"staged copy failed verification: {problems[0]}")
+        stored = replace(
+            options,
+            name=name,
+            consistency=consistency,
+            source_path=str(source),
+            capture=capture,
+        )
+        with _timed(steps, "store"):
+            result = run_backup(repo, stager.tree, stored, progress, missed is not None)
+    result.warnings.extend(f"capture: {w}" for w in stats.warnings)
+    with _timed(steps, "verify"):
+        _verify(repo, result)
+    hot_result = HotResult(result, capture, missed is not None, str(missed) if missed else None)
+    if missed is not None:
+        hot_result.alerts = _maybe_alert(repo, name, hot.alert_command)
+    return hot_result
+
+
+def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> StageStats:
+    assert hot.agent is not None
+    report = SessionReport()
+    try:
+        stats = quiesced(
+            hot.agent, hot.quiesce_timeout, hot.horizon, stager.capture, report, hot.lease
+        )
+    finally:
+        capture["steps_ms"].update(report.steps_ms)
+        capture["pause_ms"] = report.pause_ms
+        capture["agent"] = report.agent
+        capture["inflight"] = report.inflight
+        capture["horizon_reached"] = report.horizon_reached
+        capture["peer_pid"] = report.peer_pid
+    return stats
+
+
+def _fallback_capture(
+    stager: Stager, hot: HotOptions, capture: dict[str, Any]
+) -> tuple[StageStats, str]:
+    capture["fallback"] = hot.fallback
+    capture["pause_ms"] = None
+    capture["inflight"] = []  # not known at the moment of this copy
+    if hot.fallback == "frozen":
+        pid = hot.freeze_pid or capture.get("peer_pid")
+        if not pid:
+            raise QuiesceMissed(
+                f"{capture['miss']}; the frozen fallback needs --freeze PID (the agent's pid "
+                "could not be read from the socket)"
+            )
+        return _frozen_capture(stager, int(pid), hot.watchdog, capture), "frozen"
+    with _timed(capture["steps_ms"], "capture"):
+        return stager.capture(), "unquiesced"
+
+
+def _frozen_capture(
+    stager: Stager, pid: int, watchdog: float, capture: dict[str, Any]
+) -> StageStats:
+    steps = capture["steps_ms"]
+    frozen_at = time.monotonic()
+    with freeze(pid, watchdog) as info:
+        steps["freeze"] = info.stop_ms
+        with _timed(steps, "capture"):
+            stats = stager.capture()
+    capture["pause_ms"] = round((time.monotonic() - frozen_at) * 1000, 3)
+    capture["frozen_pids"] = list(info.pids)
+    return stats
+
+
+def _hooked_capture(
+    stager: Stager, source: Path, hot: HotOptions, capture: dict[str, Any]
+) -> StageStats:
+    steps = capture["steps_ms"]
+    env = {"CLEANCUT_SOURCE": str(source)}
+    hooks: dict[str, Any] = {}
+    capture["hooks"] = hooks
+    try:
+        if hot.pre:
+            with _timed(steps, "pre"):
+                pre = run_hook("pre", hot.pre, hot.hook_timeout, env)
+            hooks["pre"] = {"returncode": pre.returncode, "duration_s": pre.duration_s}
+        paused_at = time.monotonic()
+        with _timed(steps, "capture"):
+            stats = stager.capture()
+        capture["pause_ms"] = round((time.monotonic() - paused_at) * 1000, 3)
+    finally:
+        if hot.post:  # always, once the pre hook was started: it undoes what pre did
+            with _timed(steps, "post"):
+                post = run_hook("post", hot.post, hot.hook_timeout, env)
+            hooks["post"] = {"returncode": post.returncode, "duration_s": post.duration_s}
+    return stats
+
+
+def _record_miss(repo: Repository, name: str, error: str, duration_s: float) -> None:
+    with contextlib.suppress(CleancutError, OSError):
+        record_backup_attempt(
+            repo,
+            name=name,
+            ok=False,
+            kind=None,
+            snapshot_id=None,
+            error=error,
+            duration_s=duration_s,
+            quiesce_missed=True,
+            consistency=None,
+        )
+
+
+def consecutive_misses(repo: Repository, name: str) -> int:
+    misses = 0
+    for attempt in reversed(backup_attempts(repo, name)):
+        if not attempt.get("quiesce_missed"):
+            break
+        misses += 1
+    return misses
+
+
+def alert_on_misses(repo: Repository, name: str, command: str | None) -> list[str]:
+    """Run the alert command once the source has missed quiesce MISS_ALERT_THRESHOLD times."""
+    return _maybe_alert(repo, name, command)
+
+
+def _maybe_alert(repo: Repository, name: str, command: str | None) -> list[str]:
+    misses = consecutive_misses(repo, name)
+    if misses < MISS_ALERT_THRESHOLD:
+        return []
+    message = f"{name}: {misses} consecutive backup windows missed quiesce"
+    if command:
+        env = {"CLEANCUT_SOURCE": name, "CLEANCUT_MISSES": str(misses), "CLEANCUT_ALERT": message}
+        try:
+            run_hook("alert", command, DEFAULT_HOOK_TIMEOUT, env)
+        except CaptureFailed as exc:
+            return [message, f"alert command failed: {exc}"]
+    return [message]
+
+
+def _verify(repo: Repository, result: BackupResult) -> None:
+    """Read the committed snapshot back: its record authenticates and matches what was
+    written, its chain links hold, its delta manifest (or root tree) decrypts, and
+    every data blob it names is in the index."""
+    snapshot = repo.load_snapshot(result.snapshot.id)
+    if snapshot.record_hash != result.snapshot.record_hash:
+        raise IntegrityError(f"snapshot {snapshot.id[:12]} reads back differently than written")
+    verified_chain(repo, snapshot)
+    if snapshot.is_full:
+        load_tree(repo, snapshot.tree)
+        return
+    missing = [b for b in own_blobs(repo, snapshot) if not repo.has_blob(b)]
+    if missing:
+        raise IntegrityError(
+            f"snapshot {snapshot.id[:12]}: {len(missing)} blob(s) it names are not indexed"
+        )
+
+
+@contextlib.contextmanager
+def _timed(steps: dict[str, float], name: str) -> Any:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        steps[name] = round((time.monotonic() - started) * 1000, 3)
+
+
+def tick_backup(
+    repo: Repository, src: SourceConfig, options: BackupOptions, profile: Profile
+) -> BackupResult:
+    """How `tick` and `daemon` back up a configured source: hot when it names an agent
+    (or hooks), with the profile's quiesce timeout and horizon; plain otherwise."""
+    hot = HotOptions(
+        agent=src.agent,
+        fallback=src.fallback or "none",
+        pre=None if src.agent else src.pre,
+        post=None if src.agent else src.post,
+        staging=src.staging,
+        quiesce_timeout=profile.quiesce_timeout,
+        horizon=profile.horizon,
+    )
+    if hot.mode is None:
+        return run_backup(repo, src.path, options)
+    result = hot_backup(repo, src.path, options, hot)
+    assert result.backup is not None
+    if result.quiesce_missed:
+        result.backup.warnings.append(result.miss_reason or "quiesce missed")
+    return result.backup

@@ -1,0 +1,47 @@
+"""External actions a snapshot holds in flight, for the agent that is restored from it.
+
+An action still in `intent`, `started` or `unknown` when the capture was taken
+may or may not have reached the outside world. The restored agent must
+reconcile each one by its idempotency key (ask the provider, or send once)
+rather than repeat it, so restore hands them over as a JSON file beside the
+restored directory (not inside it: the workspace stays exactly as captured).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..store.snapshot import Snapshot
+
+
+def inflight_of(snapshot: Snapshot) -> list[dict[str, Any]]:
+    return list(snapshot.capture.get("inflight") or [])
+
+
+def inflight_document(snapshot: Snapshot) -> dict[str, Any]:
+    return {
+        "snapshot": snapshot.id,
+        "name": snapshot.name,
+        "time": snapshot.time,
+        "consistency": snapshot.consistency,
+        "inflight": inflight_of(snapshot),
+    }
+
+
+def inflight_path(target: Path) -> Path:
+    target = target.absolute()
+    return target.parent / f"{target.name}.inflight.json"
+
+
+def write_inflight(snapshot: Snapshot, target: Path) -> Path | None:
+    """Write the in-flight actions beside `target`; None when there are none."""
+    if not inflight_of(snapshot):
+        return None
+    path = inflight_path(target)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(inflight_document(snapshot), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
