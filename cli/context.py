@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from cleancut.store.errors import UsageError
-from cleancut.store.location import backend_for
+from cleancut.store.access import is_remote, open_backend
+from cleancut.store.backend import Backend
+from cleancut.store.errors import CleancutError, UsageError
+from cleancut.store.profiles import parse_bandwidth
 from cleancut.store.repository import Repository, read_config
-from cleancut.store.settings import ConfigFile, load_config
+from cleancut.store.settings import ConfigFile, effective, load_config
 
 from .passphrase import read_passphrase
 
@@ -30,6 +32,9 @@ class Common:
     quiet: bool
     cache_dir: str | None
     config_path: Path | None = None
+    limit_upload: str | None = None
+    limit_download: str | None = None
+    append_only: bool = False
 
     @functools.cached_property
     def config(self) -> ConfigFile:
@@ -52,7 +57,7 @@ class Common:
         return read_passphrase(password_file, self.password_command, confirm)
 
     def open(self) -> Repository:
-        backend = backend_for(self.location)
+        backend = self.backend(self.location)
         cache_root = Path(self.cache_dir) if self.cache_dir else None
         if self.config_path is not None:
             _ = self.config  # a --config that names no readable file is an error, always
@@ -61,6 +66,26 @@ class Common:
         for warning in repo.warnings:
             click.echo(f"warning: {warning}", err=True)
         return repo
+
+    def backend(self, location: str) -> Backend:
+        """The location's backend with this run's caps and append-only choice.
+
+        An explicit --limit-upload applies to any backend; without one, the profile's
+        bandwidth cap applies to remote repositories only (a local disk is not a link
+        shared with the agent)."""
+        upload = _mbit("--limit-upload", self.limit_upload)
+        download = _mbit("--limit-download", self.limit_download)
+        append_only = self.append_only
+        plain = open_backend(location, append_only=append_only)
+        if self.limit_upload is None and is_remote(plain):
+            try:
+                profile = read_config(plain).profile
+            except CleancutError:
+                profile = None  # not a repository yet (init): the shared layers decide
+            upload = effective(self.config, None, profile, {}).profile.bandwidth_cap_mbit
+        if not upload and not download:
+            return plain
+        return open_backend(location, upload, download, append_only)
 
     @property
     def show_progress(self) -> bool:
@@ -104,6 +129,24 @@ def common_options(func: F) -> F:
         type=click.Path(path_type=Path),
         help="Config file (or CLEANCUT_CONFIG; default ./cleancut.toml if it exists).",
     )
+    @click.option(
+        "--limit-upload",
+        envvar="CLEANCUT_LIMIT_UPLOAD",
+        metavar="MBIT",
+        help="Cap uploads, in Mbit/s (default: the profile's cap, for remote repositories).",
+    )
+    @click.option(
+        "--limit-download",
+        envvar="CLEANCUT_LIMIT_DOWNLOAD",
+        metavar="MBIT",
+        help="Cap downloads, in Mbit/s (default: none).",
+    )
+    @click.option(
+        "--append-only",
+        is_flag=True,
+        envvar="CLEANCUT_APPEND_ONLY",
+        help="Never delete or overwrite an object (agent hosts; prune from a trusted host).",
+    )
     @functools.wraps(func)
     def wrapper(
         *args: Any,
@@ -114,11 +157,32 @@ def common_options(func: F) -> F:
         quiet: bool,
         cache_dir: str | None,
         config_path: Path | None,
+        limit_upload: str | None,
+        limit_download: str | None,
+        append_only: bool,
         **kwargs: Any,
     ) -> Any:
         common = Common(
-            repo, password_file, password_command, as_json, quiet, cache_dir, config_path
+            repo,
+            password_file,
+            password_command,
+            as_json,
+            quiet,
+            cache_dir,
+            config_path,
+            limit_upload,
+            limit_download,
+            append_only,
         )
         return func(common, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _mbit(option: str, text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_bandwidth(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None

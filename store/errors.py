@@ -21,6 +21,9 @@ class ExitCode:
     QUIESCE_MISSED = 7  # the agent did not confirm quiesce in time (or the lease lapsed)
     AGENT_UNREACHABLE = 8  # no agent answered on the control socket, or it spoke another protocol
     CAPTURE_FAILED = 9  # a pre/post hook failed or timed out, or a freeze could not be applied
+    BACKEND_UNAVAILABLE = 14  # the storage endpoint could not be reached within the retry budget
+    ACCESS_DENIED = 15  # the storage refused the credentials, or the bucket does not exist
+    APPEND_ONLY = 16  # a deletion was refused: the repository is open append-only
 
 
 class CleancutError(Exception):
@@ -105,3 +108,21 @@ class CaptureFailed(CleancutError):
     """A hook failed or timed out, or the agent's processes could not be frozen."""
 
     exit_code = ExitCode.CAPTURE_FAILED
+
+
+class BackendUnavailable(CleancutError):
+    """The object store did not answer (or kept failing) within the retry budget."""
+
+    exit_code = ExitCode.BACKEND_UNAVAILABLE
+
+
+class AccessDenied(CleancutError):
+    """The object store refused the credentials, or the bucket does not exist."""
+
+    exit_code = ExitCode.ACCESS_DENIED
+
+
+class AppendOnly(CleancutError):
+    """A deletion or overwrite was refused because the repository is open append-only."""
+
+    exit_code = ExitCode.APPEND_ONLY

@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
+from .appendonly import refuse_if_append_only
 from .backend import Backend
 from .crypto import KEY_LEN, NONCE_LEN, SALT_LEN, MasterKeys
 from .errors import CleancutError, IntegrityError, WrongPassphrase
@@ -150,6 +151,7 @@ class KeyRing:
         return slot_id
 
     def remove(self, slot_id: str) -> str:
+        refuse_if_append_only(self.backend, "removing a key slot")
         ids = self.slot_ids()
         matches = [s for s in ids if s.startswith(slot_id)]
         if len(matches) != 1:

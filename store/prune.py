@@ -55,6 +55,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import clock
+from .appendonly import refuse_if_append_only
 from .backend import Backend
 from .cache import BlobLocation
 from .chain import own_blobs
@@ -173,7 +174,10 @@ class HeldLock:
 
     @classmethod
     def acquire(cls, backend: Backend, operation: str = "prune", ttl: float = LOCK_TTL) -> HeldLock:
-        """Create `locks/prune` if absent (atomic); RepositoryLocked naming the holder if not."""
+        """Create `locks/prune` if absent (atomic); RepositoryLocked naming the holder if not.
+
+        Refused on an append-only repository: a lock must be deleted after use."""
+        refuse_if_append_only(backend, operation)
         for _ in range(3):
             now = clock.now()
             lock = Lock(

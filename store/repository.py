@@ -11,6 +11,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+from .appendonly import refuse_if_append_only
 from .backend import Backend
 from .cache import BlobLocation, Cache
 from .compress import DEFAULT_LEVEL, decompress
@@ -147,6 +148,7 @@ class Repository:
         Damaged segments are then redundant (whatever they indexed is indexed
         again from the packs themselves) and are removed.
         """
+        refuse_if_append_only(self.backend, "repair index (it removes damaged segments)")
         damaged = []
         covered: set[str] = set()
         for info in self.backend.list(INDEX_PREFIX):

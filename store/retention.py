@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from .appendonly import refuse_if_append_only
 from .clock import from_iso
 from .errors import UsageError
 from .profiles import format_duration
@@ -194,6 +195,8 @@ def forget_snapshots(repo: Repository, snapshots: list[Snapshot]) -> list[str]:
     interrupted half-way never leaves a snapshot whose ancestor is gone. Their data
     stays until prune; the index segments that exist now are noted for it, so a prune
     run at least a safety margin later can already mark what these snapshots held."""
+    if snapshots:
+        refuse_if_append_only(repo.backend, "forget")
     order = sorted(snapshots, key=lambda s: (s.seq, s.time, s.id), reverse=True)
     for snap in order:
         repo.backend.delete(SNAPSHOTS_PREFIX + snap.id)

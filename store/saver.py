@@ -64,8 +64,11 @@ class BlobSaver:
         self.level = repo.config.compression_level
         self.pack_size = repo.config.pack_size
         self.pool = ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2))
-        self.writer = ThreadPoolExecutor(max_workers=1)
-        self.write_slots = threading.Semaphore(MAX_PACKS_IN_WRITE)
+        # A disk takes one pack at a time best; an object store wants several PUTs in
+        # flight, so uploads overlap with chunking and sealing (the backend says how many).
+        writers = max(1, int(getattr(repo.backend, "write_concurrency", 1)))
+        self.writer = ThreadPoolExecutor(max_workers=writers)
+        self.write_slots = threading.Semaphore(MAX_PACKS_IN_WRITE + writers - 1)
         self.pending: deque[Job] = deque()
         self.pending_bytes = 0
         self.max_pending_bytes = max_pending_bytes

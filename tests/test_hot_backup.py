@@ -406,3 +406,43 @@ def test_hooks_run_around_the_capture_and_post_always_runs(
     assert log.read_text().splitlines() == ["post"]
     res = repo_cli.run("backup", str(workspace), "--pre", "sleep 30", "--hook-timeout", "500ms")
     assert res.code == 9 and "timed out" in res.err
+
+
+# --- the config file: a source with an agent, its own timeouts, and tick --------
+
+
+def _config(tmp_path: Path, agent: Agent, overrides: str) -> Path:
+    path = tmp_path / "cleancut.toml"
+    path.write_text(
+        f'[sources.live]\npath = "{agent.root}"\nagent = "{agent.address}"\n'
+        f"[sources.live.overrides]\n{overrides}\n"
+    )
+    return path
+
+
+def test_config_source_with_agent_and_its_own_quiesce_timeout(repo_cli: CLI, tmp_path: Path
+                                                               ) -> None:
+    hung = start_agent(tmp_path, "--hang", name="hung")
+    try:
+        config = _config(tmp_path, hung, 'quiesce_timeout = "500ms"')
+        res = repo_cli.run("backup", "live", "--config", str(config))
+        assert res.code == 7, res.err
+        assert "within 0.5s" in res.err or "(timeout 0.5s)" in res.err
+        # The command line wins over the file.
+        res = repo_cli.run("backup", "live", "--config", str(config), "--quiesce-timeout", "1s")
+        assert res.code == 7 and "1s" in res.err
+    finally:
+        stop_agent(hung)
+
+
+def test_tick_takes_hot_backups_of_sources_with_an_agent(repo_cli: CLI, agent: Agent,
+                                                         tmp_path: Path) -> None:
+    config = _config(tmp_path, agent, 'horizon = "1s"')
+    res = repo_cli.ok("tick", "--config", str(config), "--json")
+    listed = json.loads(repo_cli.ok("snapshots", "--json").out)
+    assert [(s["name"], s["consistency"]) for s in listed] == [("live", "quiesced")], res.out
+    target = tmp_path / "restored"
+    restore(repo_cli, "latest", target)
+    snap = json.loads(repo_cli.ok("inflight", "latest", "--json").out)
+    assert check_workspace(target, agent.oracle, inflight_ok={a["key"] for a in snap["inflight"]}
+                           ) == []

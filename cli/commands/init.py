@@ -5,7 +5,6 @@ from cleancut.store.compress import DEFAULT_LEVEL
 from cleancut.store.config import ChunkerParams
 from cleancut.store.errors import UsageError
 from cleancut.store.keys import KdfParams
-from cleancut.store.location import backend_for
 from cleancut.store.profiles import DEFAULT_PROFILE, PROFILES
 from cleancut.store.repository import init_repository
 
@@ -57,7 +56,7 @@ def command(
         kdf.validate()
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    backend = backend_for(common.location)
+    backend = common.backend(common.location)
     config = init_repository(
         backend,
         common.passphrase(confirm=True),
