@@ -125,56 +125,80 @@ def hot_backup(
     name = options.name or str(source)
     stager = Stager(source, hot.staging or default_staging(repo, name), options.excludes)
     started = time.monotonic()
-    with stager.lock():
-        steps: dict[str, float] = {}
-        with _timed(steps, "prepare"):
-            prepared = stager.prepare()  # outside the pause: the in-pause pass copies little
-        capture: dict[str, Any] = {"mode": hot.mode, "steps_ms": steps}
-        capture["prepare"] = prepared.to_json()
-        missed: QuiesceMissed | None = None
-        if hot.mode == "agent":
-            try:
-                stats = _agent_capture(stager, hot, capture)
-                consistency = "quiesced"
-            except QuiesceMissed as exc:
-                missed = exc
-                capture["miss"] = str(exc)
-                if hot.fallback == "none":
-                    _record_miss(repo, name, str(exc), time.monotonic() - started)
-                    alerts = _maybe_alert(repo, name, hot.alert_command)
-                    raise QuiesceMissed("; ".join([str(exc), *alerts])) from None
-                stats, consistency = _fallback_capture(stager, hot, capture)
-        elif hot.mode == "freeze":
-            assert hot.freeze_pid is not None
-            stats = _frozen_capture(stager, hot.freeze_pid, hot.watchdog, capture)
-            consistency = "frozen"
-        elif hot.mode == "hooks":
-            stats = _hooked_capture(stager, source, hot, capture)
-            consistency = "hooked"
-        else:
-            raise UsageError("a hot backup needs --agent, --freeze or --pre/--post")
-        capture["consistency"] = consistency
-        capture["stage"] = stats.to_json()
-        with _timed(steps, "verify_staged"):
-            problems = stager.verify()
-        if problems:
-            raise CaptureFailed(f"staged copy failed verification: {problems[0]}")
-        stored = replace(
-            options,
-            name=name,
-            consistency=consistency,
-            source_path=str(source),
-            capture=capture,
-        )
-        with _timed(steps, "store"):
-            result = run_backup(repo, stager.tree, stored, progress, missed is not None)
+    steps: dict[str, float] = {}
+    capture: dict[str, Any] = {"mode": hot.mode, "steps_ms": steps}
+    missed: list[QuiesceMissed] = []
+    storing = False  # from here on run_backup records the attempt itself
+    try:
+        with stager.lock():
+            stats, consistency = _capture(stager, source, hot, capture, missed)
+            stored = replace(
+                options,
+                name=name,
+                consistency=consistency,
+                source_path=str(source),
+                capture=capture,
+            )
+            storing = True
+            with _timed(steps, "store"):
+                result = run_backup(repo, stager.tree, stored, progress, bool(missed))
+    except CleancutError as exc:
+        if storing:
+            raise
+        # A miss, an unreachable agent, a failed hook or freeze, a busy staging area:
+        # the attempt failed before anything was stored, and status must see it.
+        _record_failure(repo, name, str(exc), time.monotonic() - started, bool(missed))
+        alerts = _maybe_alert(repo, name, hot.alert_command) if missed else []
+        if alerts:
+            raise type(exc)("; ".join([str(exc), *alerts])) from None
+        raise
     result.warnings.extend(f"capture: {w}" for w in stats.warnings)
     with _timed(steps, "verify"):
         _verify(repo, result)
-    hot_result = HotResult(result, capture, missed is not None, str(missed) if missed else None)
-    if missed is not None:
+    hot_result = HotResult(result, capture, bool(missed), str(missed[0]) if missed else None)
+    if missed:
         hot_result.alerts = _maybe_alert(repo, name, hot.alert_command)
     return hot_result
+
+
+def _capture(
+    stager: Stager,
+    source: Path,
+    hot: HotOptions,
+    capture: dict[str, Any],
+    missed: list[QuiesceMissed],
+) -> tuple[StageStats, str]:
+    """Prepare, then take the cut the mode allows; verify the staged copy."""
+    steps = capture["steps_ms"]
+    with _timed(steps, "prepare"):
+        prepared = stager.prepare()  # outside the pause: the in-pause pass copies little
+    capture["prepare"] = prepared.to_json()
+    if hot.mode == "agent":
+        try:
+            stats = _agent_capture(stager, hot, capture)
+            consistency = "quiesced"
+        except QuiesceMissed as exc:
+            missed.append(exc)
+            capture["miss"] = str(exc)
+            if hot.fallback == "none":
+                raise
+            stats, consistency = _fallback_capture(stager, hot, capture)
+    elif hot.mode == "freeze":
+        assert hot.freeze_pid is not None
+        stats = _frozen_capture(stager, hot.freeze_pid, hot.watchdog, capture)
+        consistency = "frozen"
+    elif hot.mode == "hooks":
+        stats = _hooked_capture(stager, source, hot, capture)
+        consistency = "hooked"
+    else:
+        raise UsageError("a hot backup needs --agent, --freeze or --pre/--post")
+    capture["consistency"] = consistency
+    capture["stage"] = stats.to_json()
+    with _timed(steps, "verify_staged"):
+        problems = stager.verify()
+    if problems:
+        raise CaptureFailed(f"staged copy failed verification: {problems[0]}")
+    return stats, consistency
 
 
 def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> StageStats:
@@ -218,7 +242,7 @@ def _frozen_capture(
     steps = capture["steps_ms"]
     frozen_at = time.monotonic()
     with freeze(pid, watchdog) as info:
-        steps["freeze"] = info.stop_ms
+        steps["freeze"] = round(info.stop_ms, 3)
         with _timed(steps, "capture"):
             stats = stager.capture()
     capture["pause_ms"] = round((time.monotonic() - frozen_at) * 1000, 3)
@@ -250,7 +274,9 @@ def _hooked_capture(
     return stats
 
 
-def _record_miss(repo: Repository, name: str, error: str, duration_s: float) -> None:
+def _record_failure(
+    repo: Repository, name: str, error: str, duration_s: float, quiesce_missed: bool
+) -> None:
     with contextlib.suppress(CleancutError, OSError):
         record_backup_attempt(
             repo,
@@ -260,7 +286,7 @@ def _record_miss(repo: Repository, name: str, error: str, duration_s: float) -> 
             snapshot_id=None,
             error=error,
             duration_s=duration_s,
-            quiesce_missed=True,
+            quiesce_missed=quiesce_missed,
             consistency=None,
         )
 

@@ -37,10 +37,12 @@ def inflight_path(target: Path) -> Path:
 
 
 def write_inflight(snapshot: Snapshot, target: Path) -> Path | None:
-    """Write the in-flight actions beside `target`; None when there are none."""
-    if not inflight_of(snapshot):
-        return None
+    """Write the in-flight actions beside `target`; None when there are none (and a file
+    left there by an earlier restore is removed: it would describe another snapshot)."""
     path = inflight_path(target)
+    if not inflight_of(snapshot):
+        path.unlink(missing_ok=True)
+        return None
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(inflight_document(snapshot), indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)

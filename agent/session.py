@@ -36,7 +36,7 @@ class SessionReport:
     steps_ms: dict[str, float] = field(default_factory=dict)
     pause_ms: float | None = None
     inflight: list[dict[str, Any]] = field(default_factory=list)
-    horizon_reached: bool = True  # every unsettled action settled within the horizon
+    horizon_reached: bool | None = None  # every unsettled action settled in the horizon
     peer_pid: int | None = None
 
 

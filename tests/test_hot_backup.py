@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from cleancut.agent.simulated.checker import check_workspace
-from conftest import CLI
+from conftest import CLI, assert_no_traceback
 
 HERE = Path(__file__).parent
 
@@ -446,3 +446,37 @@ def test_tick_takes_hot_backups_of_sources_with_an_agent(repo_cli: CLI, agent: A
     snap = json.loads(repo_cli.ok("inflight", "latest", "--json").out)
     assert check_workspace(target, agent.oracle, inflight_ok={a["key"] for a in snap["inflight"]}
                            ) == []
+
+
+def test_unreachable_agent_is_one_line_exit_8_and_a_recorded_failure(
+    repo_cli: CLI, workspace: Path, tmp_path: Path
+) -> None:
+    res = repo_cli.run("backup", str(workspace), "--name", "gone",
+                       "--agent", f"unix:{tmp_path / 'nobody.sock'}")
+    assert res.code == 8, res.err
+    assert "no agent listening" in res.err
+    assert_no_traceback(res)
+    health = json.loads(repo_cli.ok("status", "--json").out)
+    source = next(s for s in health["sources"] if s["name"] == "gone")
+    assert source["last_attempt_ok"] is False
+    assert "no agent listening" in source["last_attempt_error"]
+
+
+def test_hot_only_options_are_refused_on_a_plain_backup(repo_cli: CLI, workspace: Path) -> None:
+    for extra in (("--lease", "5s"), ("--fallback", "frozen"), ("--horizon", "1s")):
+        res = repo_cli.run("backup", str(workspace), *extra)
+        assert res.code == 2, (extra, res.err)
+        assert "need a hot backup" in res.err
+    res = repo_cli.run("backup", str(workspace), "--agent", "tcp:localhost:1")
+    assert res.code == 2 and "unix:PATH" in res.err
+
+
+def test_restore_of_a_snapshot_without_inflight_removes_a_stale_file(
+    repo_cli: CLI, workspace: Path, tmp_path: Path
+) -> None:
+    repo_cli.ok("backup", str(workspace))
+    target = tmp_path / "restored"
+    stale = tmp_path / "restored.inflight.json"
+    stale.write_text('{"inflight": [{"key": "old"}]}')
+    repo_cli.ok("restore", "latest", "--target", str(target))
+    assert not stale.exists()

@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
-from cleancut.agent.hot import HotOptions, HotResult, hot_backup
+from cleancut.agent.hot import DEFAULT_HOOK_TIMEOUT, HotOptions, HotResult, hot_backup
 from cleancut.store.backup import BackupOptions, BackupResult, Progress, estimate
 from cleancut.store.errors import ExitCode, UsageError
 from cleancut.store.profiles import get_profile, parse_duration
@@ -53,12 +53,12 @@ from ..progress import format_bytes, progress_line
               help="Stop PID's process group (SIGSTOP) for the capture.")
 @click.option("--pre", metavar="CMD", help="Command run before the capture (label hooked).")
 @click.option("--post", metavar="CMD", help="Command run after the capture, always.")
-@click.option("--hook-timeout", metavar="DURATION", default="60s", show_default=True,
-              help="Limit for each hook; also the freeze watchdog.")
+@click.option("--hook-timeout", metavar="DURATION",
+              help="Limit for each hook; also the freeze watchdog (default 60s).")
 @click.option("--staging", type=click.Path(file_okay=False, path_type=Path),
               help="Staging directory (best on the source's filesystem, for reflinks).")
-@click.option("--lease", metavar="DURATION", default="10s", show_default=True,
-              help="Quiesce lease; renewed every third of it while the capture runs.")
+@click.option("--lease", metavar="DURATION",
+              help="Quiesce lease, renewed every third of it during the capture (default 10s).")
 @click.option("--alert-command", metavar="CMD",
               help="Run when the source has missed quiesce 3 windows in a row.")
 @common_options
@@ -78,9 +78,9 @@ def command(
     freeze_pid: int | None,
     pre: str | None,
     post: str | None,
-    hook_timeout: str,
+    hook_timeout: str | None,
     staging: Path | None,
-    lease: str,
+    lease: str | None,
     alert_command: str | None,
 ) -> None:
     """Snapshot one directory: SOURCE is a path, or the name of a source in the config file.
@@ -130,7 +130,11 @@ def command(
             configured, agent, fallback, freeze_pid, pre, post, hook_timeout, staging,
             alert_command,
         )
-        hot.lease = _duration("--lease", lease)
+        if lease is not None:
+            hot.lease = _duration("--lease", lease)
+        if hot.mode is None:
+            _refuse_hot_only(quiesce_timeout, horizon, fallback, hook_timeout, staging, lease,
+                             alert_command)
         hot.quiesce_timeout = settings.quiesce_timeout
         hot.horizon = settings.horizon
         hot_result: HotResult | None = None
@@ -158,12 +162,12 @@ def _hot_options(
     freeze_pid: int | None,
     pre: str | None,
     post: str | None,
-    hook_timeout: str,
+    hook_timeout: str | None,
     staging: Path | None,
     alert_command: str | None,
 ) -> HotOptions:
     """Command line first, then the source's table in the config file."""
-    limit = _duration("--hook-timeout", hook_timeout)
+    limit = _duration("--hook-timeout", hook_timeout) if hook_timeout else DEFAULT_HOOK_TIMEOUT
     c = configured
     hot = HotOptions(
         agent=agent or (c.agent if c and freeze_pid is None and not (pre or post) else None),
@@ -179,6 +183,15 @@ def _hot_options(
     if hot.agent and hot.freeze_pid is not None and hot.fallback != "frozen":
         raise UsageError("--freeze with --agent names the pid for --fallback frozen only")
     return hot
+
+
+def _refuse_hot_only(*given: object) -> None:
+    """Options that only mean something for a hot backup must not be silently ignored."""
+    if any(value is not None for value in given):
+        raise UsageError(
+            "--quiesce-timeout, --horizon, --fallback, --hook-timeout, --staging, --lease and "
+            "--alert-command need a hot backup: add --agent, --freeze or --pre/--post"
+        )
 
 
 def _duration(option: str, text: str) -> float:

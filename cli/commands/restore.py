@@ -73,7 +73,7 @@ def command(
     finally:
         repo.close()
     inflight = inflight_of(snap)
-    inflight_file = write_inflight(snap, target) if inflight else None
+    inflight_file = write_inflight(snap, target)
     for action in inflight:
         click.echo(
             f"in flight at capture: {action.get('key')} ({action.get('kind')}, "
