@@ -40,7 +40,10 @@ _TOP_KEYS = (
     "retention",
     "prune_interval",
     "prune_safety_margin",
+    "replication",
 )
+_REPLICATION_KEYS = ("to", "interval", "password_file")
+DEFAULT_REPLICATION_INTERVAL = 3600.0
 _SOURCE_KEYS = (
     "path",
     "profile",
@@ -84,6 +87,19 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
+class Replication:
+    """[replication]: the repository `tick` copies every snapshot to, and how often.
+
+    One table for the whole file, not one per source: a replica is a copy of the
+    repository, and a chain must arrive whole whatever source it belongs to.
+    """
+
+    to: str  # a location, as --repo takes it (local paths resolved against the file)
+    interval: float = DEFAULT_REPLICATION_INTERVAL
+    password_file: str | None = None  # the replica's passphrase; default: the source's
+
+
+@dataclass(frozen=True)
 class ConfigFile:
     """A parsed config file; path None means there is none (every field empty)."""
 
@@ -96,6 +112,7 @@ class ConfigFile:
     retention: Retention = field(default_factory=dict)  # [retention]: every source's default
     prune_interval: float | None = None  # how often `tick` prunes; None: never
     prune_safety_margin: float | None = None
+    replication: Replication | None = None  # [replication]; None: tick copies nothing
 
     def retention_for(self, source: str) -> Retention:
         """A source's keep rules: its own [sources.NAME.retention], else the file's."""
@@ -200,6 +217,24 @@ def parse_config(raw: dict[str, Any], path: Path) -> ConfigFile:
         retention=where.retention(where.table(raw, "retention"), "retention"),
         prune_interval=where.duration(raw, "prune_interval"),
         prune_safety_margin=where.duration(raw, "prune_safety_margin"),
+        replication=_parse_replication(where, raw, base),
+    )
+
+
+def _parse_replication(where: _Where, raw: dict[str, Any], base: Path) -> Replication | None:
+    if "replication" not in raw:
+        return None
+    table = where.table(raw, "replication")
+    where.no_unknown_keys(table, _REPLICATION_KEYS, "replication")
+    to = where.optional_str(table, "to", "replication")
+    if to is None:
+        raise where.fail("replication", "missing 'to' (the repository to copy to)")
+    interval = where.duration(table, "interval", "replication")
+    password_file = where.optional_str(table, "password_file", "replication")
+    return Replication(
+        to=_resolve_location(to, base),
+        interval=interval if interval is not None else DEFAULT_REPLICATION_INTERVAL,
+        password_file=str(_resolve_path(password_file, base)) if password_file else None,
     )
 
 

@@ -42,6 +42,8 @@ class Snapshot:
     summary: dict[str, Any] = field(default_factory=dict)
     # How a hot backup captured it: mode, steps and their durations, pause, actions in flight.
     capture: dict[str, Any] = field(default_factory=dict)
+    # A replica made by `copy`: {repository, snapshot, origin: {repository, snapshot}}.
+    copied_from: dict[str, Any] | None = None
     id: str = ""  # not stored: the object name
     record_hash: str = ""  # not stored: BLAKE3 of the canonical record, for chain links
 

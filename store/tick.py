@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import clock
 from .backup import BackupOptions, BackupResult
+from .copy import copy_due, scheduled_copy
 from .errors import CleancutError, RepositoryLocked, UsageError
 from .maintenance import forget_due, prune_due, run_prune
 from .policy import latest_of
@@ -45,7 +46,7 @@ def plain_backup(
 @dataclass
 class Action:
     source: str
-    what: str  # backup | restore-test | forget | prune | skip
+    what: str  # backup | restore-test | forget | copy | prune | skip
     ok: bool
     detail: str
 
@@ -59,7 +60,10 @@ def tick(
     names: list[str] | None = None,
     lock_dir: Path | None = None,
     backup: BackupFn = plain_backup,
+    replica_passphrase: Callable[[], str] | None = None,
 ) -> list[Action]:
+    """replica_passphrase: how to get the [replication] destination's passphrase (default:
+    the file's password_file, CLEANCUT_TO_PASSWORD, then the source's own)."""
     if config.path is None or not config.sources:
         raise UsageError("tick needs a config file with at least one [sources.NAME] table")
     wanted = names or sorted(config.sources)
@@ -74,6 +78,8 @@ def tick(
                 actions.append(Action(name, "skip", True, "another tick is working on it"))
                 continue
             actions += _tick_source(repo, config, config.sources[name], backup)
+    # After the backups, so the snapshot just taken goes offsite in the same tick.
+    actions += _replicate(repo, config, locks, replica_passphrase)
     if prune_due(repo, config, clock.now()):
         with source_lock(locks, "*prune*") as held:
             if held:
@@ -84,6 +90,25 @@ def tick(
                 except CleancutError as exc:
                     actions.append(Action("*", "prune", False, str(exc)))
     return actions
+
+
+def _replicate(
+    repo: Repository,
+    config: ConfigFile,
+    locks: Path,
+    replica_passphrase: Callable[[], str] | None,
+) -> list[Action]:
+    """The [replication] copy, when the interval since the last successful one has passed."""
+    if config.replication is None or not copy_due(repo, config.replication, clock.now()):
+        return []
+    with source_lock(locks, "*copy*") as held:
+        if not held:
+            return [Action("*", "skip", True, "copy: another tick is copying")]
+        try:
+            passphrase = replica_passphrase() if replica_passphrase else None
+            return [Action("*", "copy", True, scheduled_copy(repo, config, passphrase))]
+        except CleancutError as exc:
+            return [Action("*", "copy", False, str(exc))]
 
 
 def _tick_source(

@@ -8,6 +8,7 @@ from . import (
     backup,
     check,
     config,
+    copy,
     diff,
     forget,
     inflight,
@@ -45,6 +46,7 @@ def register(group: click.Group) -> None:
         key,
         repair,
         config,
+        copy,
         tick,
     ):
         group.add_command(module.command)

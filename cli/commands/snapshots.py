@@ -40,6 +40,7 @@ def command(common: Common, name: str | None, tags: tuple[str, ...]) -> None:
                     "consistency": s.consistency,
                     "tree": s.tree,
                     "summary": s.summary,
+                    "copied_from": s.copied_from,
                 }
                 for s in snaps
             ]
