@@ -347,7 +347,11 @@ def _timed(steps: dict[str, float], name: str) -> Any:
 
 
 def tick_backup(
-    repo: Repository, src: SourceConfig, options: BackupOptions, profile: Profile
+    repo: Repository,
+    src: SourceConfig,
+    options: BackupOptions,
+    profile: Profile,
+    alert_command: str | None = None,
 ) -> BackupResult:
     """How `tick` and `daemon` back up a configured source: hot when it names an agent
     (or hooks), with the profile's quiesce timeout and horizon; plain otherwise."""
@@ -359,6 +363,7 @@ def tick_backup(
         staging=src.staging,
         quiesce_timeout=profile.quiesce_timeout,
         horizon=profile.horizon,
+        alert_command=alert_command,
     )
     if hot.mode is None:
         return run_backup(repo, src.path, options)
@@ -366,4 +371,5 @@ def tick_backup(
     assert result.backup is not None
     if result.quiesce_missed:
         result.backup.warnings.append(result.miss_reason or "quiesce missed")
+        result.backup.warnings.extend(f"alert: {a}" for a in result.alerts)
     return result.backup

@@ -75,7 +75,7 @@ class Common:
         shared with the agent)."""
         upload = _mbit("--limit-upload", self.limit_upload)
         download = _mbit("--limit-download", self.limit_download)
-        append_only = self.append_only
+        append_only = self.append_only or self.config.append_only
         plain = open_backend(location, append_only=append_only)
         if self.limit_upload is None and is_remote(plain):
             try:

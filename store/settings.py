@@ -41,6 +41,8 @@ _TOP_KEYS = (
     "prune_interval",
     "prune_safety_margin",
     "replication",
+    "append_only",
+    "alert_command",
 )
 _REPLICATION_KEYS = ("to", "interval", "password_file")
 DEFAULT_REPLICATION_INTERVAL = 3600.0
@@ -113,6 +115,8 @@ class ConfigFile:
     prune_interval: float | None = None  # how often `tick` prunes; None: never
     prune_safety_margin: float | None = None
     replication: Replication | None = None  # [replication]; None: tick copies nothing
+    append_only: bool = False  # open the repository append-only (agent hosts)
+    alert_command: str | None = None  # run after 3 consecutive quiesce misses of a source
 
     def retention_for(self, source: str) -> Retention:
         """A source's keep rules: its own [sources.NAME.retention], else the file's."""
@@ -218,6 +222,8 @@ def parse_config(raw: dict[str, Any], path: Path) -> ConfigFile:
         prune_interval=where.duration(raw, "prune_interval"),
         prune_safety_margin=where.duration(raw, "prune_safety_margin"),
         replication=_parse_replication(where, raw, base),
+        append_only=where.flag(raw, "append_only"),
+        alert_command=where.optional_str(raw, "alert_command"),
     )
 
 
@@ -248,6 +254,14 @@ def _parse_source(where: _Where, name: str, raw: object, base: Path) -> SourceCo
     path = where.optional_str(raw, "path", prefix)
     if path is None:
         raise where.fail(prefix, "missing 'path' (the directory to back up)")
+    agent = _agent_address(where, raw, prefix, base)
+    fallback = _fallback(where, raw, prefix)
+    if agent and ("pre" in raw or "post" in raw):
+        raise where.fail(prefix, "choose one capture mode: 'agent' or 'pre'/'post', not both")
+    if fallback and fallback != "none" and not agent:
+        raise where.fail(
+            _key(prefix, "fallback"), "a fallback needs 'agent' (it is what a miss does)"
+        )
     return SourceConfig(
         name=name,
         path=_resolve_path(path, base),
@@ -256,8 +270,8 @@ def _parse_source(where: _Where, name: str, raw: object, base: Path) -> SourceCo
         tags=where.str_list(raw, "tags", prefix),
         overrides=where.overrides(where.table(raw, "overrides", prefix), _key(prefix, "overrides")),
         retention=where.retention(where.table(raw, "retention", prefix), _key(prefix, "retention")),
-        agent=_agent_address(where, raw, prefix, base),
-        fallback=_fallback(where, raw, prefix),
+        agent=agent,
+        fallback=fallback,
         pre=where.optional_str(raw, "pre", prefix),
         post=where.optional_str(raw, "post", prefix),
         staging=_optional_path(where, raw, "staging", prefix, base),
@@ -320,6 +334,12 @@ class _Where:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise self.fail(_key(prefix, name), f"expected a list of strings, got {_shown(value)}")
         return tuple(value)
+
+    def flag(self, raw: dict[str, Any], name: str, prefix: str = "") -> bool:
+        value = raw.get(name, False)
+        if not isinstance(value, bool):
+            raise self.fail(_key(prefix, name), f"expected true or false, got {_shown(value)}")
+        return value
 
     def table(self, raw: dict[str, Any], name: str, prefix: str = "") -> dict[str, Any]:
         value = raw.get(name, {})

@@ -131,7 +131,8 @@ def _tick_source(
             snap = result.snapshot
             detail = f"{snap.kind} {snap.id[:12]} seq {snap.seq} ({snap.reason})"
             if result.warnings:
-                detail += f"; {len(result.warnings)} warning(s)"
+                # The first one names what matters most (a quiesce miss, when there was one).
+                detail += f"; {len(result.warnings)} warning(s): {result.warnings[0]}"
             actions.append(Action(src.name, "backup", True, detail))
         except CleancutError as exc:
             actions.append(Action(src.name, "backup", False, str(exc)))

@@ -480,3 +480,44 @@ def test_restore_of_a_snapshot_without_inflight_removes_a_stale_file(
     stale.write_text('{"inflight": [{"key": "old"}]}')
     repo_cli.ok("restore", "latest", "--target", str(target))
     assert not stale.exists()
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('agent = "unix:/x.sock"\npre = "true"', "choose one capture mode"),
+        ('fallback = "frozen"', "a fallback needs 'agent'"),
+        ('agent = "tcp:1"', "expected unix:PATH"),
+    ],
+)
+def test_config_refuses_capture_settings_that_cannot_work(
+    repo_cli: CLI, workspace: Path, tmp_path: Path, table: str, message: str
+) -> None:
+    config = tmp_path / "cleancut.toml"
+    config.write_text(f'[sources.s]\npath = "{workspace}"\n{table}\n')
+    res = repo_cli.run("backup", "s", "--config", str(config))
+    assert res.code == 2, res.err
+    assert message in res.err and "sources.s" in res.err
+    assert_no_traceback(res)
+
+
+def test_config_append_only_and_alert_command(repo_cli: CLI, tmp_path: Path) -> None:
+    hung = start_agent(tmp_path, "--hang", name="hung")
+    alerts = tmp_path / "alerts"
+    config = tmp_path / "cleancut.toml"
+    config.write_text(
+        f'append_only = true\nalert_command = "echo $CLEANCUT_MISSES >> {alerts}"\n'
+        f'[sources.live]\npath = "{hung.root}"\nagent = "{hung.address}"\n'
+        f'fallback = "unquiesced"\n[sources.live.overrides]\nquiesce_timeout = "300ms"\n'
+    )
+    try:
+        res = repo_cli.run("tick", "--config", str(config))  # no snapshot yet: due
+        assert "quiesce missed" in res.out, res.out
+        for _ in range(2):
+            res = repo_cli.run("backup", "live", "--config", str(config))
+            assert res.code == 7, res.err
+    finally:
+        stop_agent(hung)
+    assert alerts.read_text().split() == ["3"]
+    res = repo_cli.run("prune", "--config", str(config))
+    assert res.code == 16 and "append-only" in res.err

@@ -128,7 +128,7 @@ def command(
 
         hot = _hot_options(
             configured, agent, fallback, freeze_pid, pre, post, hook_timeout, staging,
-            alert_command,
+            alert_command, common.config.alert_command,
         )
         if lease is not None:
             hot.lease = _duration("--lease", lease)
@@ -165,6 +165,7 @@ def _hot_options(
     hook_timeout: str | None,
     staging: Path | None,
     alert_command: str | None,
+    config_alert: str | None = None,
 ) -> HotOptions:
     """Command line first, then the source's table in the config file."""
     limit = _duration("--hook-timeout", hook_timeout) if hook_timeout else DEFAULT_HOOK_TIMEOUT
@@ -178,7 +179,7 @@ def _hot_options(
         hook_timeout=limit,
         watchdog=limit,
         staging=staging or (c.staging if c else None),
-        alert_command=alert_command,
+        alert_command=alert_command or config_alert,
     )
     if hot.agent and hot.freeze_pid is not None and hot.fallback != "frozen":
         raise UsageError("--freeze with --agent names the pid for --fallback frozen only")

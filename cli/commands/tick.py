@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 import threading
@@ -9,9 +10,14 @@ from cleancut.agent.hot import tick_backup
 from cleancut.store.daemon import MetricsServer, run_daemon
 from cleancut.store.errors import ExitCode, UsageError
 from cleancut.store.profiles import parse_duration
-from cleancut.store.tick import Action, tick
+from cleancut.store.tick import Action, BackupFn, tick
 
 from ..context import Common, common_options
+
+
+def _backup(common: Common) -> BackupFn:
+    """Hot backups for sources with an agent, alerting as the config file says."""
+    return functools.partial(tick_backup, alert_command=common.config.alert_command)
 
 
 def _print(common: Common, actions: list[Action]) -> None:
@@ -38,7 +44,7 @@ def command(common: Common, sources: tuple[str, ...]) -> None:
     """
     repo = common.open()
     try:
-        actions = tick(repo, common.config, list(sources) or None, backup=tick_backup)
+        actions = tick(repo, common.config, list(sources) or None, backup=_backup(common))
     finally:
         repo.close()
     _print(common, actions)
@@ -80,7 +86,7 @@ def daemon(common: Common, interval: str, metrics_port: int, metrics_address: st
             server,
             stop,
             lambda a: _print(common, a),
-            backup=tick_backup,
+            backup=_backup(common),
         )
     finally:
         if server is not None:
