@@ -24,6 +24,7 @@ class ExitCode:
     BACKEND_UNAVAILABLE = 14  # the storage endpoint could not be reached within the retry budget
     ACCESS_DENIED = 15  # the storage refused the credentials, or the bucket does not exist
     APPEND_ONLY = 16  # a deletion was refused: the repository is open append-only
+    JOURNAL_DAMAGED = 17  # journal replay stopped at the last good record (corruption, gap)
 
 
 class CleancutError(Exception):
