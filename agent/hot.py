@@ -215,6 +215,8 @@ def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> 
         capture["inflight"] = report.inflight
         capture["horizon_reached"] = report.horizon_reached
         capture["peer_pid"] = report.peer_pid
+        if report.journal_seq is not None:
+            capture["journal_seq"] = report.journal_seq
     return stats
 
 

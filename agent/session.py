@@ -38,6 +38,9 @@ class SessionReport:
     inflight: list[dict[str, Any]] = field(default_factory=list)
     horizon_reached: bool | None = None  # every unsettled action settled in the horizon
     peer_pid: int | None = None
+    # The journal's last durable record at the final flush: the snapshot is the state
+    # at this sequence number (agents that journal; None otherwise).
+    journal_seq: int | None = None
 
 
 class _Renewer:
@@ -119,7 +122,9 @@ def quiesced(
                 _flush(client)
             with clock("horizon"):
                 report.inflight, report.horizon_reached = _horizon(client, horizon, renewer)
-                _flush(client)  # settlements that arrived during the horizon, made durable
+                final = _flush(client)  # settlements that arrived during the horizon
+                if isinstance(final.get("journal_seq"), int):
+                    report.journal_seq = final["journal_seq"]
             with clock("capture"):
                 result = capture()
         if renewer.lost:
@@ -145,13 +150,14 @@ def quiesced(
         client.close()  # closing alone also resumes an SDK agent (the lease's rule)
 
 
-def _flush(client: AgentClient) -> None:
+def _flush(client: AgentClient) -> dict[str, Any]:
     try:
         reply = client.request("flush", timeout=30.0)
     except (AgentTimeout, AgentClosed) as exc:
         raise QuiesceMissed(f"quiesce missed: flush failed: {exc}") from None
     if not reply.get("ok") or not reply.get("flushed"):
         raise QuiesceMissed(f"quiesce missed: the agent could not flush ({reply.get('error')})")
+    return reply
 
 
 def _horizon(
