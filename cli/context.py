@@ -13,10 +13,11 @@ from typing import Any, TypeVar
 import click
 from cleancut.store.access import is_remote, open_backend
 from cleancut.store.backend import Backend
-from cleancut.store.errors import CleancutError, UsageError
+from cleancut.store.errors import NotARepository, UsageError
 from cleancut.store.profiles import parse_bandwidth
 from cleancut.store.repository import Repository, read_config
 from cleancut.store.settings import ConfigFile, effective, load_config
+from cleancut.store.throttle import ThrottledBackend
 
 from .passphrase import read_passphrase
 
@@ -80,12 +81,12 @@ class Common:
         if self.limit_upload is None and is_remote(plain):
             try:
                 profile = read_config(plain).profile
-            except CleancutError:
+            except NotARepository:
                 profile = None  # not a repository yet (init): the shared layers decide
             upload = effective(self.config, None, profile, {}).profile.bandwidth_cap_mbit
         if not upload and not download:
             return plain
-        return open_backend(location, upload, download, append_only)
+        return ThrottledBackend(plain, upload, download)
 
     @property
     def show_progress(self) -> bool:
