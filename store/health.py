@@ -13,7 +13,8 @@ nothing changes, else `ok`:
     warn      the last full is older than the profile's max full age; no passing
               restore test within the restore-test interval plus a day's grace
               (8 days by default; a source younger than that is not warned);
-              the last backup attempt failed
+              the last backup attempt failed; its journal has a gap that no full
+              snapshot taken since covers (until the forced full exists)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from .clock import age_text, from_iso
+from .policy import gap_range, open_journal_gap
 from .profiles import (
     CHAIN_CAP,
     DAY,
@@ -32,7 +34,7 @@ from .profiles import (
     format_duration,
     get_profile,
 )
-from .records import BACKUP_ATTEMPT, RESTORE_TEST, list_records
+from .records import BACKUP_ATTEMPT, JOURNAL_GAP, RESTORE_TEST, list_records
 from .repository import Repository
 from .snapshot import Snapshot
 
@@ -83,6 +85,7 @@ class SourceHealth:
     last_attempt_error: str | None = None
     last_attempt_age_s: float | None = None
     consecutive_quiesce_misses: int = 0
+    journal_gap: dict[str, Any] | None = None  # the open journal-gap record, if any
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -123,18 +126,32 @@ def source_health(
     records = list_records(repo)
     attempts = [r for r in records if r.get("type") == BACKUP_ATTEMPT]
     tests = [r for r in records if r.get("type") == RESTORE_TEST]
+    gaps = [r for r in records if r.get("type") == JOURNAL_GAP]
     names = {s.name for s in snapshots} | {str(r.get("name")) for r in attempts if r.get("name")}
-    return [
-        _health(
+    names |= {str(r.get("name")) for r in gaps if r.get("name")}
+    out = []
+    for name in sorted(names):
+        mine = [s for s in snapshots if s.name == name]
+        h = _health(
             name,
             now,
             (profiles or {}).get(name, default),
-            [s for s in snapshots if s.name == name],
+            mine,
             [r for r in attempts if r.get("name") == name],
             [r for r in tests if r.get("name") == name],
         )
-        for name in sorted(names)
-    ]
+        gap = open_journal_gap(gaps, mine, name)
+        if gap is not None:
+            h.journal_gap = {k: v for k, v in gap.items() if k != "id"}
+            h.findings.append(
+                Finding(
+                    WARN,
+                    f"journal gap at seq {gap_range(gap)} ({age_text(_age(now, gap['time']))} "
+                    "ago): the journal cannot continue until a full snapshot is taken",
+                )
+            )
+        out.append(h)
+    return out
 
 
 def _age(now: datetime, when: str) -> float:

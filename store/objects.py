@@ -1,4 +1,4 @@
-"""Encrypted whole objects: index segments, snapshot records, operational records.
+"""Encrypted whole objects: index segments, snapshot records, operational records, journal batches.
 
 Layout: magic "CCO1" | salt (16) | nonce (12) | AES-GCM(ciphertext) | tag (16).
 The plaintext is a compressed payload (see compress.py). The associated data
@@ -18,6 +18,8 @@ from .crypto import SALT_LEN, MasterKeys, content_hash
 from .errors import IntegrityError
 
 MAGIC = b"CCO1"
+JOURNAL_KIND = "journal"
+"""A batch of shipped journal records (store/journal_store.py), under journal/."""
 
 
 def seal_object(keys: MasterKeys, kind: str, plaintext: bytes) -> tuple[str, bytes]:

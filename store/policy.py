@@ -2,15 +2,19 @@
 
 A full is taken when the source has no chain, when the chain's full is older
 than the profile's maximum full age, when the chain has reached the 72 h cap
-(no setting lifts it), when the parent failed verification, or on request.
-Otherwise the next snapshot is an incremental on the latest one.
+(no setting lifts it), when the parent failed verification, when the source's
+journal has a gap no full snapshot has covered yet (records are missing, so only
+a full is a base its journal can start again from), or on request. Otherwise the
+next snapshot is an incremental on the latest one.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from .clock import age_text, from_iso
 from .profiles import CHAIN_CAP
@@ -38,8 +42,10 @@ def decide(
     max_full_age: float,
     failed: set[str],
     force_full: bool = False,
+    journal_gaps: Sequence[Mapping[str, Any]] = (),
 ) -> Decision:
-    """`failed`: ids of snapshots that failed verification (a restore test, a check)."""
+    """`failed`: ids of snapshots that failed verification (a restore test, a check).
+    `journal_gaps`: the repository's journal-gap records (store/journal_ship.py)."""
     latest = latest_of(snapshots, name)
 
     def full(reason: str) -> Decision:
@@ -47,6 +53,9 @@ def decide(
 
     if force_full:
         return full("requested with --full")
+    gap = open_journal_gap(journal_gaps, snapshots, name)
+    if gap is not None:
+        return full(f"journal gap at seq {gap_range(gap)}; taking a full")
     if latest is None or not latest.chain:
         return full("no chain yet for this source")
     head = next((s for s in snapshots if s.chain == latest.chain and s.is_full), None)
@@ -80,3 +89,22 @@ def chain_failure(snapshots: list[Snapshot], latest: Snapshot, failed: set[str])
         ),
         None,
     )
+
+
+def open_journal_gap(
+    gaps: Sequence[Mapping[str, Any]], snapshots: list[Snapshot], name: str
+) -> Mapping[str, Any] | None:
+    """The newest journal gap of `name` that no full snapshot taken after it covers.
+
+    A gap means the source's journal cannot continue in the repository; a full
+    snapshot taken after it is the base a new journal lineage starts from.
+    """
+    fulls = [s.time for s in snapshots if s.name == name and s.is_full]
+    newest_full = max(fulls, default="")
+    open_gaps = [g for g in gaps if g.get("name") == name and str(g.get("time", "")) > newest_full]
+    return max(open_gaps, key=lambda g: str(g.get("time", ""))) if open_gaps else None
+
+
+def gap_range(gap: Mapping[str, Any]) -> str:
+    first, last = gap.get("from"), gap.get("to")
+    return f"{first}" if first == last else f"{first}–{last}"

@@ -64,7 +64,15 @@ from .compress import decompress
 from .crypto import content_hash
 from .errors import CleancutError, IntegrityError, ObjectNotFound, RepositoryLocked
 from .index import IndexSegment, PackRecord
+from .journal_compact import (
+    JournalPrune,
+    RetentionFor,
+    drop_batches,
+    new_batch_blobs,
+    plan_journal_prune,
+)
 from .pack import PackBuilder, blob_aad, pack_name, pack_sealer, parse_header
+from .profiles import get_profile
 from .records import RECORDS_PREFIX, list_records, write_record
 from .repository import INDEX_PREFIX, Repository
 from .snapshot import SNAPSHOTS_PREFIX, Snapshot
@@ -452,6 +460,7 @@ class PruneReport:
     segments_deleted: list[str] = field(default_factory=list)
     snapshots: int = 0
     next_run: str | None = None  # when a prune can act on what waits now
+    journal: dict[str, Any] = field(default_factory=dict)  # batches kept, compacted, damaged
 
     def to_json(self) -> dict[str, Any]:
         def notes(items: list[PackNote]) -> dict[str, Any]:
@@ -480,6 +489,7 @@ class PruneReport:
             "segments_written": self.segments_written,
             "segments_deleted": self.segments_deleted,
             "next_run": self.next_run,
+            "journal": self.journal,
         }
 
 
@@ -502,6 +512,7 @@ class _Plan:
     unindexed: list[str] = field(default_factory=list)
     young: dict[str, str] = field(default_factory=dict)  # unused or sparse, seen too recently
     present: dict[str, int] = field(default_factory=dict)  # pack -> size, in data/
+    journal: JournalPrune = field(default_factory=JournalPrune)
 
 
 def _used_share(record: PackRecord, needed: set[bytes]) -> float:
@@ -544,10 +555,14 @@ class Pruner:
         repo: Repository,
         safety_margin: float = DEFAULT_SAFETY_MARGIN,
         repack_below: float = DEFAULT_REPACK_BELOW,
+        journal_retention: RetentionFor | None = None,
     ) -> None:
+        """journal_retention: a source's journal retention in seconds (its profile's
+        incremental_retention); by default the repository profile's, for every source."""
         self.repo = repo
         self.margin = safety_margin
         self.repack_below = repack_below
+        self.journal_retention = journal_retention or _repository_retention(repo)
         self.now = clock.now()
         self.lock: HeldLock | None = None
         self._found_unindexed: dict[str, PackRecord] = {}
@@ -646,6 +661,10 @@ class Pruner:
         known = set(indexed) | set(hidden)
         view = _ReadView(repo, _locations(hidden.values()), self._unindexed_records(known))
         used = used_blobs(view, snapshots, self.lock.refresh if self.lock else None)
+        # Journal batches use blobs too; compaction drops the old ones (journal_compact.py).
+        journal = plan_journal_prune(repo, snapshots, self.now, self.journal_retention)
+        journal_only = journal.used - used
+        used |= journal.used
 
         # After the snapshots: packs and segments that appear from here on are left alone.
         present = _pack_sizes(repo.backend)
@@ -666,6 +685,7 @@ class Pruner:
             {s.id for s in snapshots},
             {},
             present=present,
+            journal=journal,
         )
         missing = 0
         for blob in used:
@@ -677,7 +697,10 @@ class Pruner:
                 continue
             loc = view.find(blob)
             if loc is None:
-                missing += 1
+                if blob in journal_only:
+                    journal.missing += 1  # a damaged batch: 'journal verify' names it
+                else:
+                    missing += 1
                 continue
             plan.reindex[loc.pack_id] = (
                 hidden.get(loc.pack_id) or self._found_unindexed[loc.pack_id]
@@ -730,6 +753,7 @@ class Pruner:
         indexed = plan.indexed
         state = plan.state
         report.snapshots = len(plan.snapshot_ids)
+        report.journal = plan.journal.to_json()
         for pid in sorted(plan.delete):
             report.deleted.append(PackNote(pid, state.marks[pid].size, state.marks[pid].marked))
         for pid in sorted(plan.hide):
@@ -765,6 +789,11 @@ class Pruner:
         assert self.lock is not None
         repo = self.repo
         state = plan.state
+        # 0. Compaction: journal objects go like forgotten snapshot records; their blobs
+        # are then unused, and marked and swept below like any other.
+        if plan.journal.drop:
+            self.lock.check()
+            drop_batches(repo, plan.journal.drop)
         # 1. Put back what a snapshot needs, and write the repacked blobs; indexed first.
         new_records = self._repack(plan) if plan.repack else []
         report.new_packs = [PackNote(r.pack_id, r.size) for r in new_records]
@@ -887,6 +916,11 @@ class Pruner:
         hidden = {pid: m.record for pid, m in plan.state.marks.items() if m.record is not None}
         view = _ReadView(repo, _locations(hidden.values()), dict)
         back: dict[str, PackRecord] = {}
+        for blob in new_batch_blobs(repo, plan.journal.known):
+            if repo.cache.find_blob(blob) is None:
+                loc = view.find(blob)
+                if loc is not None:
+                    back[loc.pack_id] = hidden[loc.pack_id]
         for sid in _names(repo.backend, SNAPSHOTS_PREFIX):
             if sid in plan.snapshot_ids:
                 continue
@@ -915,6 +949,17 @@ def prune(
     safety_margin: float = DEFAULT_SAFETY_MARGIN,
     repack_below: float = DEFAULT_REPACK_BELOW,
     dry_run: bool = False,
+    journal_retention: RetentionFor | None = None,
 ) -> PruneReport:
-    """Mark what no snapshot needs, sweep what was marked at least a margin ago."""
-    return Pruner(repo, safety_margin, repack_below).run(dry_run)
+    """Mark what no snapshot or journal batch needs, sweep what was marked at least a margin
+    ago, and compact journal batches older than retention that a full snapshot covers."""
+    return Pruner(repo, safety_margin, repack_below, journal_retention).run(dry_run)
+
+
+def _repository_retention(repo: Repository) -> RetentionFor:
+    """The repository profile's journal retention; an unknown profile compacts nothing."""
+    try:
+        seconds = get_profile(repo.config.profile).incremental_retention
+    except ValueError:
+        seconds = float("inf")
+    return lambda _name: seconds

@@ -19,6 +19,8 @@ RECORD_KIND = "record"
 
 BACKUP_ATTEMPT = "backup-attempt"
 RESTORE_TEST = "restore-test"
+JOURNAL_GAP = "journal-gap"  # a source's journal could not be continued: the next backup is a full
+JOURNAL_COMPACTED = "journal-compacted"  # prune dropped a lineage's batches up to a record
 
 
 def write_record(repo: Repository, record: dict[str, Any]) -> str:

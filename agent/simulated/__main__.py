@@ -3,7 +3,9 @@
     run   --root DIR --socket PATH --oracle PATH [--seed N] [--flush-interval S]
           [--turn-pause S] [--async-fraction F] [--stuck N] [--hang]
           [--index-debounce S] [--reindex-every N]
+          [--journal DIR [--journal-start-after N] [--index PATH]]
     check DIR [--oracle O] [--inflight-ok KEY]... [--not-quiesced]
+          [--journaled] [--journal-seq N]
     bulk  DIR --bytes N --files N [--seed N]
 
 Exit codes: 0 fine (check: consistent), 1 violations found, 2 usage errors.
@@ -39,6 +41,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--index-debounce", type=float, default=0.2, metavar="S")
     run.add_argument("--reindex-every", type=int, default=25, metavar="N",
                      help="every Nth indexer run is a full reindex (0: never)")
+    run.add_argument("--journal", type=Path, metavar="DIR",
+                     help="journal mode: write the tree through a journal in DIR (outside "
+                          "--root); may start on an existing --root (a restart, a restore)")
+    run.add_argument("--journal-start-after", type=int, metavar="N",
+                     help="with --journal on a restored tree: a new journal whose first "
+                          "record is N+1 (N: the sequence number it was restored at)")
+    run.add_argument("--index", type=Path, metavar="PATH",
+                     help="with --journal: the memory index (outside --root; default: "
+                          "beside the journal, DIR-index/main.sqlite)")
 
     check = sub.add_parser("check", help="check a copy of the agent's tree")
     check.add_argument("dir", type=Path)
@@ -47,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="a ledger key the backup recorded as in flight (repeatable)")
     check.add_argument("--not-quiesced", action="store_true",
                        help="hold the copy to the crash-consistent standard")
+    check.add_argument("--journaled", action="store_true",
+                       help="the copy is a journal state: every write whole")
+    check.add_argument("--journal-seq", type=int, metavar="N",
+                       help="with --oracle: the copy is exactly the state at journal record N")
 
     bulk = sub.add_parser("bulk", help="write bulk attachments under DIR/workspace/attachments")
     bulk.add_argument("dir", type=Path)
@@ -64,11 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         if not 0.0 <= args.async_fraction <= 1.0:
             print("error: --async-fraction must be between 0 and 1", file=sys.stderr)
             return 2
+        if args.journal is None and (args.journal_start_after is not None or args.index):
+            print("error: --journal-start-after and --index need --journal", file=sys.stderr)
+            return 2
         opts = AgentOptions(
             root=args.root, socket=args.socket, oracle=args.oracle, seed=args.seed,
             flush_interval=args.flush_interval, turn_pause=args.turn_pause,
             async_fraction=args.async_fraction, stuck=args.stuck, hang=args.hang,
             index_debounce=args.index_debounce, reindex_every=args.reindex_every,
+            journal=args.journal, journal_start_after=args.journal_start_after,
+            index=args.index,
         )
         try:
             return run_agent(opts)
@@ -85,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: no oracle file at {args.oracle}", file=sys.stderr)
             return 2
         found = check_workspace(args.dir, args.oracle, frozenset(args.inflight_ok),
-                                quiesced=not args.not_quiesced)
+                                quiesced=not args.not_quiesced, journaled=args.journaled,
+                                journal_seq=args.journal_seq)
         for line in found:
             print(line)
         if not found:

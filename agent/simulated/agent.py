@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import random
 import threading
 import time
@@ -30,6 +31,7 @@ from cleancut.agent.sdk import ControlServer
 from . import diskio
 from .content import Corpus
 from .formats import WSEQ, cron_key, delivery_key, json_file, json_line, marker, tool_key
+from .journalio import JournalWrites
 from .layout import BAK_RING, WORKSPACE_FILES, Layout
 from .memindex import Indexer, MemoryIndex
 from .oracle import OracleWriter
@@ -62,10 +64,18 @@ class AgentOptions:
     hang: bool = False
     index_debounce: float = 0.2
     reindex_every: int = 25
+    journal: Path | None = None  # journal mode: write the tree through the journal here
+    journal_start_after: int | None = None  # a fresh journal on a restored tree (its seq)
+    index: Path | None = None  # journal mode: the memory index, outside the tree
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _at(j: int | None) -> dict[str, int]:
+    """The oracle's `j` field: the journal record a write goes into (journal mode only)."""
+    return {} if j is None else {"j": j}
 
 
 def iso(ms: int) -> str:
@@ -125,20 +135,23 @@ class SimAgent:
     """The agent's state in memory and the units of work that write it to disk."""
 
     def __init__(self, opts: AgentOptions, server: ControlServer, ledger: Ledger,
-                 oracle: OracleWriter) -> None:
+                 oracle: OracleWriter, io: diskio.DirectWrites | JournalWrites | None = None,
+                 rng_seed: str | None = None) -> None:
         self.opts = opts
         self.layout = Layout(opts.root)
         self.server = server
         self.ledger = ledger
         self.oracle = oracle
-        self.rng = random.Random(opts.seed)
-        self.corpus = Corpus(random.Random(opts.seed ^ 0x5EED))
+        # A restarted agent draws other numbers (fresh ids) than its first run did.
+        self.rng = random.Random(opts.seed if rng_seed is None else rng_seed)
+        self.corpus = Corpus(random.Random(opts.seed ^ 0x5EED if rng_seed is None
+                                           else f"corpus:{rng_seed}"))
         self.provider = MockProvider(opts.seed, opts.async_fraction, opts.stuck)
         self.settler = Settler()
-        self.appender = diskio.Appender()
+        self.io = io if io is not None else diskio.DirectWrites()
         self.files_lock = threading.Lock()  # workspace notes: tool edits vs the indexer's reads
         self.stop = threading.Event()
-        self.index = MemoryIndex(self.layout, oracle, self.files_lock)
+        self.index = MemoryIndex(self.layout, oracle, self.files_lock, db=opts.index)
         self.indexer = Indexer(self.index, server.turn, opts.index_debounce, opts.reindex_every,
                                self.stop)
         self.sessions: dict[str, Session] = {}
@@ -158,70 +171,82 @@ class SimAgent:
     def _rel(self, path: Path) -> str:
         return self.layout.rel(path)
 
+    # In journal mode each runs inside io.step(), which fixes the record it goes into.
+
     def _line(self, path: Path, obj: dict[str, Any], deps: list[int]) -> int:
-        seq = self.oracle.allocate()
-        obj[WSEQ] = seq
-        self.oracle.note(seq, "line", self._rel(path), deps)
-        self.appender.append(path, json_line(obj))
+        with self.io.step() as j:
+            seq = self.oracle.allocate()
+            obj[WSEQ] = seq
+            self.oracle.note(seq, "line", self._rel(path), deps, **_at(j))
+            self.io.append(path, json_line(obj))
         self.writes_done += 1
         return seq
 
     def _replace(self, path: Path, obj: dict[str, Any], deps: list[int]) -> int:
-        seq = self.oracle.allocate()
-        obj[WSEQ] = seq
-        self.oracle.note(seq, "file", self._rel(path), deps)
-        diskio.atomic_replace(path, json_file(obj))
+        with self.io.step() as j:
+            seq = self.oracle.allocate()
+            obj[WSEQ] = seq
+            self.oracle.note(seq, "file", self._rel(path), deps, **_at(j))
+            self.io.replace(path, json_file(obj))
         self.writes_done += 1
         return seq
 
     def _ledger(self, key: str, state: str, deps: list[int], **detail: Any) -> int:
-        seq = self.oracle.add("ledger", self._rel(self.layout.ledger), deps, k=key, st=state)
-        if state == "intent":
-            if not self.ledger.intent(key, **detail):
-                raise RuntimeError(f"idempotency key {key} used twice")
-        elif state == "started":
-            self.ledger.started(key)
-        elif state == "receipt":
-            self.ledger.receipt(key, detail["receipt"])
-        else:
-            raise ValueError(state)
+        with self.io.step() as j:
+            if getattr(self.ledger, "held", False):
+                j = None  # the SDK holds it (quiesced): it goes into a later record
+            seq = self.oracle.add("ledger", self._rel(self.layout.ledger), deps, k=key,
+                                  st=state, **_at(j))
+            if state == "intent":
+                if not self.ledger.intent(key, **detail):
+                    raise RuntimeError(f"idempotency key {key} used twice")
+            elif state == "started":
+                self.ledger.started(key)
+            elif state == "receipt":
+                self.ledger.receipt(key, detail["receipt"])
+            else:
+                raise ValueError(state)
         self.writes_done += 1
         return seq
 
     def _rewrite_md(self, path: Path, body: str, deps: list[int]) -> int:
-        seq = self.oracle.allocate()
-        data = f"{body.rstrip()}\n\n{marker(seq)}\n".encode()
-        self.oracle.note(seq, "file", self._rel(path), deps,
-                         h=hashlib.sha256(data).hexdigest())
-        with self.files_lock:
-            diskio.rewrite_in_place(path, data)
+        with self.io.step() as j:
+            seq = self.oracle.allocate()
+            data = f"{body.rstrip()}\n\n{marker(seq)}\n".encode()
+            self.oracle.note(seq, "file", self._rel(path), deps,
+                             h=hashlib.sha256(data).hexdigest(), **_at(j))
+            with self.files_lock:
+                self.io.rewrite(path, data)
         self.writes_done += 1
         return seq
 
     def _note_line(self, path: Path, text: str, deps: list[int]) -> int:
         rel = self._rel(path)
         note = self.notes.setdefault(rel, Note())
-        seq = self.oracle.allocate()
-        data = f"{text} {marker(seq)}\n".encode()
-        note.hasher.update(data)
-        note.size += len(data)
-        self.oracle.note(seq, "line", rel, deps, h=note.hasher.hexdigest(), n=note.size)
-        with self.files_lock:
-            self.appender.append(path, data)
+        with self.io.step() as j:
+            seq = self.oracle.allocate()
+            data = f"{text} {marker(seq)}\n".encode()
+            note.hasher.update(data)
+            note.size += len(data)
+            self.oracle.note(seq, "line", rel, deps, h=note.hasher.hexdigest(), n=note.size,
+                             **_at(j))
+            with self.files_lock:
+                self.io.append(path, data)
         self.writes_done += 1
         return seq
 
     def _save_sessions(self, session: Session, deps: list[int]) -> int:
-        seq = self.oracle.allocate()
-        session.wseq = seq
-        session.updated_at = now_ms()
-        deps = deps + self.sessions_deps
-        self.sessions_deps = []
-        body = {s.key: s.entry() for s in self.sessions.values()}
-        path = self.layout.sessions_index
-        with diskio.lock_sidecar(path):
-            self.oracle.note(seq, "file", self._rel(path), deps)
-            diskio.atomic_replace(path, json_file(body))
+        with self.io.step() as j:
+            seq = self.oracle.allocate()
+            session.wseq = seq
+            session.updated_at = now_ms()
+            deps = deps + self.sessions_deps
+            self.sessions_deps = []
+            body = {s.key: s.entry() for s in self.sessions.values()}
+            path = self.layout.sessions_index
+            with self.io.lock(path):
+                self.oracle.note(seq, "file", self._rel(path), deps, **_at(j))
+                self.io.replace(path, json_file(body))
         self.writes_done += 1
         return seq
 
@@ -257,7 +282,7 @@ class SimAgent:
     def create_tree(self) -> None:
         """Write the initial state, every file through the recorded writers."""
         lay = self.layout
-        lay.make_dirs()
+        self.io.make_dirs(lay)
         self.config = {
             "meta": {"lastTouchedVersion": "2026.1.1", "lastTouchedAt": iso(now_ms())},
             "agents": {"defaults": {"model": {"primary": "openai-codex/gpt-5"},
@@ -285,6 +310,59 @@ class SimAgent:
         first = next(iter(self.sessions.values()))
         self._save_sessions(first, [])
         self._note_line(self._today_note(), f"# {self._day()}", [])
+        self.index.create()
+
+    def load_tree(self) -> None:
+        """Journal mode, on an existing tree (a restart, or a restored copy): read the state
+        back instead of creating it.
+
+        Whatever sessions.json says, a session's counts come from its transcript (after a
+        crash sessions.json may be behind it); what only sessions.json holds (deliveries,
+        memory flushes) is taken from it. A transcript sessions.json does not list (a crash
+        between its header and the first save) is left alone. The memory index, outside the
+        tree, is rebuilt from the notes.
+        """
+        lay = self.layout
+        self.io.make_dirs(lay)  # records only for what a restored tree lacks
+        index = json.loads(lay.sessions_index.read_bytes())
+        for key, entry in index.items():
+            sid = entry["sessionId"]
+            session = Session(key, sid, entry.get("channel", "webchat"), lay.transcript(sid))
+            lines = [json.loads(raw) for raw in session.path.read_bytes().splitlines()]
+            for obj in lines[1:]:
+                session.last_entry_id = obj.get("id", session.last_entry_id)
+                kind = obj.get("type")
+                if kind == "turn":
+                    session.turns += 1
+                elif kind == "compaction":
+                    session.compactions += 1
+                msg = obj.get("message") if kind == "message" else None
+                if not isinstance(msg, dict):
+                    continue
+                usage = msg.get("usage") or {}
+                session.input_tokens += usage.get("input", 0)
+                session.output_tokens += usage.get("output", 0)
+                for item in msg.get("content") or []:
+                    if isinstance(item, dict) and item.get("type") == "toolCall":
+                        index_no = int(str(item.get("id", "call_-1")).rsplit("_", 1)[-1])
+                        session.tool_calls = max(session.tool_calls, index_no + 1)
+            session.memory_flushes = entry.get("memoryFlushCount", 0)
+            session.memory_flush_at = entry.get("memoryFlushAt")
+            session.delivered = entry.get("delivered", 0)
+            session.last_delivered = entry.get("lastDeliveredQueueId")
+            session.updated_at = entry.get("updatedAt", 0)
+            session.wseq = entry.get(WSEQ, 0)
+            self.sessions[key] = session
+        self.jobs = json.loads(lay.cron_jobs.read_bytes())["jobs"]
+        self.config_bytes = lay.config.read_bytes()
+        self.config = json.loads(self.config_bytes)
+        with contextlib.suppress(FileNotFoundError):
+            self.token_id = json.loads(lay.creds.read_bytes()).get("tokenId", 0)
+        for path in sorted(lay.notes_dir.glob("*.md")):
+            data = path.read_bytes()
+            note = self.notes.setdefault(self._rel(path), Note())
+            note.hasher.update(data)
+            note.size = len(data)
         self.index.create()
 
     def _job(self, job_id: str, name: str, every_ms: int) -> dict[str, Any]:
@@ -316,7 +394,7 @@ class SimAgent:
         main = [s for s in self.sessions.values() if not s.key.startswith("agent:main:cron:")]
         session = rng.choice(main)
         edited = False
-        with diskio.lock_sidecar(session.path):
+        with self.io.lock(session.path):
             # 1. the user message
             user = self._message(session, {"role": "user", "content": [
                 {"type": "text", "text": self.corpus.sentence(rng)}]}, [])
@@ -329,14 +407,16 @@ class SimAgent:
             # 4. the final assistant message and the turn marker
             reply_text = self.corpus.take(rng, rng.randint(80, 600))
             usage = {"input": rng.randint(200, 4000), "output": rng.randint(20, 800)}
-            final = self._message(session, {"role": "assistant", "content": [
-                {"type": "text", "text": reply_text}], "usage": usage, "stopReason": "stop"}, [])
-            session.input_tokens += usage["input"]
-            session.output_tokens += usage["output"]
-            session.turns += 1
-            mark = self._entry(session, {"type": "turn", "turn": session.turns}, [final])
-            # 5. sessions.json: turn count, token totals, last entry id
-            self._save_sessions(session, [mark])
+            with self.io.step():  # journal mode: 4 and 5 are one record
+                final = self._message(session, {"role": "assistant", "content": [
+                    {"type": "text", "text": reply_text}], "usage": usage,
+                    "stopReason": "stop"}, [])
+                session.input_tokens += usage["input"]
+                session.output_tokens += usage["output"]
+                session.turns += 1
+                mark = self._entry(session, {"type": "turn", "turn": session.turns}, [final])
+                # 5. sessions.json: turn count, token totals, last entry id
+                self._save_sessions(session, [mark])
             # 6. the outbound reply through the delivery queue
             self._deliver(session, reply_text, final)
             # 7. now and then
@@ -428,12 +508,14 @@ class SimAgent:
         started = self._ledger(key, "started", [intent])
         sent = self.provider.send(key, may_defer=False)
         assert sent.receipt is not None
-        receipt = self._ledger(key, "receipt", [started], receipt=sent.receipt)
-        delivered = path.with_suffix(".delivered")
-        renamed = self.oracle.add("rename", self._rel(path), [receipt], to=self._rel(delivered))
-        diskio.acknowledge(path)
-        removed = self.oracle.add("unlink", self._rel(delivered), [renamed])
-        delivered.unlink()
+        with self.io.step() as j:  # journal mode: receipt and acknowledge are one record
+            receipt = self._ledger(key, "receipt", [started], receipt=sent.receipt)
+            delivered = path.with_suffix(".delivered")
+            renamed = self.oracle.add("rename", self._rel(path), [receipt],
+                                      to=self._rel(delivered), **_at(j))
+            self.io.rename(path, delivered)
+            removed = self.oracle.add("unlink", self._rel(delivered), [renamed], **_at(j))
+            self.io.unlink(delivered)
         self.writes_done += 2
         session.delivered += 1
         session.last_delivered = qid
@@ -470,7 +552,7 @@ class SimAgent:
         session = self.sessions.get(key_name) or self._new_session(key_name, "cron")
         slot = state["nextRunAtMs"]
         key = cron_key(job["id"], slot)
-        with diskio.lock_sidecar(session.path):
+        with self.io.lock(session.path):
             self._message(session, {"role": "user", "content": [
                 {"type": "text", "text": job["payload"]["message"]}]}, [])
             usage = {"input": rng.randint(200, 2000), "output": rng.randint(20, 400)}
@@ -503,25 +585,27 @@ class SimAgent:
         if path.stat().st_size <= RUN_LOG_MAX_BYTES:
             return
         lines = path.read_bytes().splitlines(keepends=True)[-RUN_LOG_KEEP_LINES:]
-        self.appender.forget(path)
-        self.oracle.add("trim", self._rel(path), keep=len(lines))
-        diskio.atomic_replace(path, b"".join(lines))
+        with self.io.step() as j:
+            self.io.forget(path)
+            self.oracle.add("trim", self._rel(path), keep=len(lines), **_at(j))
+            self.io.replace(path, b"".join(lines))
 
     def _refresh_credentials(self) -> None:
         """New token in creds.json, then auth-profiles.json (under its .lock) pointing at it."""
         self.token_id += 1
         expires = now_ms() + 3_600_000
-        creds = self._replace(self.layout.creds, {
-            "provider": "openai-codex", "type": "oauth", "tokenId": self.token_id,
-            "access": f"{self.rng.getrandbits(256):064x}",
-            "refresh": f"{self.rng.getrandbits(256):064x}", "expiresAt": expires}, [])
-        with diskio.lock_sidecar(self.layout.auth_profiles):
-            self._replace(self.layout.auth_profiles, {
-                "version": 1,
-                "profiles": {"openai-codex:default": {
-                    "type": "oauth", "provider": "openai-codex", "tokenId": self.token_id,
-                    "expiresAt": expires}},
-                "lastGood": {"openai-codex": "openai-codex:default"}}, [creds])
+        with self.io.step():  # journal mode: both files are one record
+            creds = self._replace(self.layout.creds, {
+                "provider": "openai-codex", "type": "oauth", "tokenId": self.token_id,
+                "access": f"{self.rng.getrandbits(256):064x}",
+                "refresh": f"{self.rng.getrandbits(256):064x}", "expiresAt": expires}, [])
+            with self.io.lock(self.layout.auth_profiles):
+                self._replace(self.layout.auth_profiles, {
+                    "version": 1,
+                    "profiles": {"openai-codex:default": {
+                        "type": "oauth", "provider": "openai-codex", "tokenId": self.token_id,
+                        "expiresAt": expires}},
+                    "lastGood": {"openai-codex": "openai-codex:default"}}, [creds])
 
     def _edit_config(self) -> None:
         """Rewrite openclaw.json atomically, then rotate the .bak ring and copy the old one in."""
@@ -529,12 +613,13 @@ class SimAgent:
         self.config["meta"]["lastTouchedAt"] = iso(now_ms())
         self.config["notes"] = self.corpus.take(self.rng, self.rng.randint(1500, 15000)).split(
             "\n")
-        self._replace(self.layout.config, self.config, [])
-        self.config_bytes = json_file(self.config)
-        for n in range(BAK_RING - 2, -1, -1):
-            with contextlib.suppress(FileNotFoundError):
-                self.layout.config_bak(n).rename(self.layout.config_bak(n + 1))
-        diskio.plain_copy(old, self.layout.config_bak(0))
+        with self.io.step():  # journal mode: the edit and the whole ring are one record
+            self._replace(self.layout.config, self.config, [])
+            self.config_bytes = json_file(self.config)
+            for n in range(BAK_RING - 2, -1, -1):
+                with contextlib.suppress(FileNotFoundError):
+                    self.io.rename(self.layout.config_bak(n), self.layout.config_bak(n + 1))
+            self.io.copy(old, self.layout.config_bak(0))
 
     def _edit_approvals(self) -> None:
         allow = sorted({self.rng.choice(["ls", "git status", "rg", "cat", "python -V", "date",
@@ -558,7 +643,7 @@ class SimAgent:
 
     def flush(self) -> None:
         """The control protocol's flush: make the appended (unsynced) files durable."""
-        self.appender.fsync_all()
+        self.io.flush()
 
     def run_turns(self) -> None:
         while not self.stop.is_set():
@@ -577,7 +662,7 @@ class SimAgent:
             n = 0
             while not self.stop.is_set():
                 n += 1
-                self.appender.append(path, f"{iso(now_ms())} busy {n}\n".encode())
+                self.io.append(path, f"{iso(now_ms())} busy {n}\n".encode())
                 self.stop.wait(0.02)
 
     def start(self) -> None:
@@ -598,5 +683,4 @@ class SimAgent:
                 thread.join(max(0.0, deadline - time.monotonic()))
         self.settler.stop()
         self.index.close()
-        self.appender.fsync_all()
-        self.appender.close()
+        self.io.close()

@@ -20,14 +20,26 @@ from .snapshot import load_snapshot
 
 def check_workspace(root: Path, oracle: Path | None = None,
                     inflight_ok: Collection[str] = frozenset(),
-                    quiesced: bool = True) -> list[str]:
+                    quiesced: bool = True, *, journaled: bool = False,
+                    journal_seq: int | None = None,
+                    expect_index: bool | None = None) -> list[str]:
     """Violations found in the copy at `root` (the directory holding state/ and workspace/).
 
     `inflight_ok`: ledger keys the backup recorded as in flight (allowed to be
     unsettled in a quiesced copy). `quiesced=False` holds the copy to the
     crash-consistent standard instead (any single instant of the agent).
+
+    Journal mode (journalio.py): `journaled` says the copy is a journal state
+    (a record boundary): crash-consistent, but every write whole. With
+    `journal_seq` N (and the oracle) the copy must be exactly the state at
+    record N: every write the oracle puts in a record up to N is visible, none
+    after. `expect_index` defaults to what the oracle says: an agent in journal
+    mode keeps its memory index outside the tree, so its absence is no fault.
     """
-    snap = load_snapshot(Path(root), quiesced)
+    truth = Oracle.load(Path(oracle)) if oracle is not None else None
+    if expect_index is None:
+        expect_index = truth is None or "journal" not in truth.header
+    snap = load_snapshot(Path(root), quiesced, expect_index, journaled)
     found = list(snap.problems)
     found += rules.check_sessions(snap)
     found += rules.check_tools(snap)
@@ -36,10 +48,11 @@ def check_workspace(root: Path, oracle: Path | None = None,
     found += rules.check_cron(snap)
     found += rules.check_credentials(snap)
     found += rules.check_memory(snap)
-    if oracle is not None:
-        truth = Oracle.load(Path(oracle))
+    if truth is not None:
         found += cut.check_index_history(snap, truth)
         found += cut.check_index_versions(snap, truth)
         found += cut.check_notes(snap, truth)
         found += cut.check_cut(snap, truth)
+        if journal_seq is not None:
+            found += cut.check_journal_seq(snap, truth, journal_seq)
     return found

@@ -233,7 +233,35 @@ def check_notes(snap: Snapshot, oracle: Oracle) -> list[str]:
                 out.append(f"{path}: empty, but the agent wrote it: a daily note shrank")
             continue
         rec = oracle.writes.get(max(seqs))
+        if rec is None and max(seqs) <= oracle.header.get("after", 0):
+            continue  # written before this oracle began (an agent started on a restored tree)
         if rec is None or rec.extra.get("h") != digest(data):
             out.append(f"{path}: not a version the agent wrote ({len(data)} bytes): lines "
                        "lost, reordered or torn; daily notes only grow")
     return out
+
+
+def check_journal_seq(snap: Snapshot, oracle: Oracle, seq: int, limit: int = LIMIT) -> list[str]:
+    """Journal mode: the copy is exactly the state at journal record `seq`.
+
+    Every write the oracle puts in a record up to `seq` (its `j`) must be
+    visible, and none put in a later record. Writes whose visibility the copy
+    cannot tell (a queue file gone, the index outside the tree) and writes with
+    no `j` (ledger transitions the SDK held while quiesced) are not judged.
+    """
+    vis = visibility(snap, oracle)
+    found: list[str] = []
+    for wseq in sorted(vis):
+        w = oracle.writes[wseq]
+        j = w.extra.get("j")
+        if not isinstance(j, int):
+            continue
+        if j <= seq and vis[wseq] is False:
+            found.append(f"journal: {describe(w)} went into record {j} but is not in the "
+                         f"state at record {seq}")
+        elif j > seq and vis[wseq] is True:
+            found.append(f"journal: {describe(w)} is in the state at record {seq} but went "
+                         f"into record {j}, after it")
+    if len(found) > limit:
+        found = found[:limit] + [f"journal: … and {len(found) - limit} more"]
+    return found

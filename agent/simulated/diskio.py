@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from .layout import Layout
+
 
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -119,3 +121,55 @@ class Appender:
         for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+class DirectWrites:
+    """The default mode: each way of writing straight to the files, as the table says.
+
+    The agent writes through this or through `journalio.JournalWrites` (journal
+    mode); both offer the same calls. `step()` groups writes into one journal
+    record in journal mode and does nothing here; it yields the journal
+    sequence number the writes go into (None here).
+    """
+
+    journaled = False
+
+    def __init__(self) -> None:
+        self.appender = Appender()
+
+    def step(self) -> contextlib.AbstractContextManager[int | None]:
+        return contextlib.nullcontext(None)
+
+    def replace(self, path: Path, data: bytes) -> None:
+        atomic_replace(path, data)
+
+    def rewrite(self, path: Path, data: bytes) -> None:
+        rewrite_in_place(path, data)
+
+    def copy(self, data: bytes, dst: Path) -> None:
+        plain_copy(data, dst)
+
+    def append(self, path: Path, data: bytes) -> None:
+        self.appender.append(path, data)
+
+    def rename(self, src: Path, dst: Path) -> None:
+        os.rename(src, dst)
+
+    def unlink(self, path: Path) -> None:
+        os.unlink(path)
+
+    def lock(self, path: Path) -> contextlib.AbstractContextManager[None]:
+        return lock_sidecar(path)
+
+    def forget(self, path: Path) -> None:
+        self.appender.forget(path)
+
+    def make_dirs(self, layout: Layout) -> None:
+        layout.make_dirs()
+
+    def flush(self) -> None:
+        self.appender.fsync_all()
+
+    def close(self) -> None:
+        self.appender.fsync_all()
+        self.appender.close()

@@ -78,10 +78,14 @@ def connect(path: Path) -> sqlite3.Connection:
 class MemoryIndex:
     """The index database plus what the indexer knows of it (hash per source file)."""
 
-    def __init__(self, layout: Layout, oracle: OracleWriter, files_lock: threading.Lock) -> None:
+    def __init__(self, layout: Layout, oracle: OracleWriter, files_lock: threading.Lock,
+                 db: Path | None = None) -> None:
+        """`db`: where the database lives when not at its place in the tree (journal mode
+        keeps it outside); the oracle names it by its place in the tree either way."""
         self.layout = layout
         self.oracle = oracle
         self.files_lock = files_lock
+        self.db = db if db is not None else layout.memory_db
         self.rel_db = layout.rel(layout.memory_db)
         self.generation = 0
         self.known: dict[str, str] = {}
@@ -91,7 +95,7 @@ class MemoryIndex:
     def create(self) -> None:
         """A fresh database, generation 1, holding every source file."""
         self.generation = 1
-        self.con = connect(self.layout.memory_db)
+        self.con = connect(self.db)
         self.con.executescript(SCHEMA)
         self.commit(self.con, self._read_sources(), full=True)
 
@@ -168,7 +172,7 @@ class MemoryIndex:
 
     def reindex(self) -> None:
         """Build a new database beside the old one and swap it in by three renames."""
-        db = self.layout.memory_db
+        db = self.db
         tmp = db.with_name(f"{db.name}.{os.getpid()}.tmp")
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):

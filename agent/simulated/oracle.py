@@ -24,6 +24,13 @@ One record per line: `{"s": seq, "o": op, "p": path, "d": [deps], ...}` with op
 - `row`     a memory-index row for source file `k` (hash `h`, version `src`);
 - `tx`      a memory-index transaction: `g` generation, `rows` {source: row seq},
             `full` when it replaced every row (a reindex).
+
+In journal mode (journalio.py) a record also holds `j`, the journal record the
+write went into, and the header names the journal (`journal`) and where the
+memory index lives (`index`, outside the tree). A restarted agent continues
+its oracle (a second header line, `restarted`); an agent started on a restored
+tree with a new oracle starts numbering after the tree's highest wseq, which
+the header gives as `after` (writes up to it predate the oracle).
 """
 
 from __future__ import annotations
@@ -42,12 +49,21 @@ VERSION = 1
 class OracleWriter:
     """Allocates sequence numbers and appends records; safe to share between threads."""
 
-    def __init__(self, path: Path, **header: Any) -> None:
+    def __init__(self, path: Path, *, resume: bool = False, after: int = 0,
+                 **header: Any) -> None:
+        """A new oracle file; `resume` continues an existing one after its last record,
+        `after` starts a new one's numbering after that sequence number."""
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         self._lock = threading.Lock()
-        self._seq = 0
+        self._seq = after
+        if resume:
+            self._seq = _cut_to_last_line(path)
+            header["restarted"] = True
+        elif after:
+            header["after"] = after
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if resume else os.O_TRUNC)
+        self._fd = os.open(path, flags, 0o644)
         self._write({"oracle": VERSION, **header})
 
     def allocate(self) -> int:
@@ -81,6 +97,20 @@ class OracleWriter:
         os.close(self._fd)
 
 
+def _cut_to_last_line(path: Path) -> int:
+    """Drop a torn last line (the agent died writing it); the highest sequence number."""
+    data = path.read_bytes()
+    good = data.rfind(b"\n") + 1
+    if good < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(good)
+    last = 0
+    for raw in data[:good].splitlines():
+        rec = json.loads(raw)
+        last = max(last, rec.get("s", 0), rec.get("after", 0))
+    return last
+
+
 @dataclass(frozen=True)
 class Write:
     seq: int
@@ -109,7 +139,7 @@ class Oracle:
                     break
                 rec = json.loads(raw)
                 if "oracle" in rec:
-                    header = rec
+                    header |= rec  # a restarted agent adds a header line
                     continue
                 seq = rec.pop("s")
                 writes[seq] = Write(seq, rec.pop("o"), rec.pop("p"), tuple(rec.pop("d", ())), rec)

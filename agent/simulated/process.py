@@ -1,4 +1,12 @@
-"""The agent as a process: serve the control socket, build the tree, run until SIGTERM."""
+"""The agent as a process: serve the control socket, build the tree, run until SIGTERM.
+
+Journal mode (`AgentOptions.journal`, see journalio.py) opens the journal
+before anything touches the tree, and may start on an existing tree: a restart
+on the same root and journal continues the journal's sequence (and the
+oracle's), and a restored tree gets a fresh journal that starts after the
+sequence number it was restored at (`journal_start_after`). The default mode
+keeps requiring a fresh root.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +15,19 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import TextIO
 
+from cleancut.agent.journal import Journal
 from cleancut.agent.ledger import Ledger
 from cleancut.agent.sdk import ControlServer
+from cleancut.store.journal import JournalError
 
 from .agent import AgentOptions, SimAgent
+from .journalio import JournalLedger, JournalWrites
 from .layout import Layout
 from .oracle import OracleWriter
+from .snapshot import load_snapshot
 
 
 class StartError(Exception):
@@ -27,6 +40,8 @@ def run_agent(opts: AgentOptions, out: TextIO = sys.stdout) -> int:
 
     0 after a clean stop, 1 if a worker thread died.
     """
+    if opts.journal is not None:
+        return _run_journaled(opts, out)
     layout = Layout(opts.root)
     if layout.state.exists():
         raise StartError(f"{layout.state} already exists; give the agent a fresh --root")
@@ -72,3 +87,102 @@ def run_agent(opts: AgentOptions, out: TextIO = sys.stdout) -> int:
     print(f"stopped turns={agent.turns_done} writes={agent.writes_done} "
           f"seconds={elapsed:.2f}", file=out, flush=True)
     return 1 if failed else 0
+
+
+def default_index(journal: Path) -> Path:
+    """Where journal mode keeps the memory index: beside the journal, outside the tree."""
+    return journal.parent / f"{journal.name}-index" / "main.sqlite"
+
+
+def _run_journaled(opts: AgentOptions, out: TextIO) -> int:
+    """run_agent in journal mode: every write of the tree goes through the journal."""
+    assert opts.journal is not None
+    root = opts.root.resolve()
+    opts.index = opts.index or default_index(opts.journal)
+    for flag, path in (("--oracle", opts.oracle), ("--journal", opts.journal),
+                       ("--index", opts.index)):
+        if path.resolve().is_relative_to(root):
+            raise StartError(f"{flag} {path} is inside --root: a backup would copy it; "
+                             "put it outside")
+    opts.root.mkdir(parents=True, exist_ok=True)  # the tree's top itself is not journaled
+    try:
+        journal = Journal(opts.journal, opts.root, start_after=opts.journal_start_after)
+    except (JournalError, ValueError) as exc:
+        raise StartError(str(exc)) from None
+    layout = Layout(opts.root)
+    fresh = not layout.state.exists()
+    io = JournalWrites(journal, layout)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    server: ControlServer | None = None
+    ledger: JournalLedger | None = None
+    oracle: OracleWriter | None = None
+    agent: SimAgent | None = None
+    failed = False
+    elapsed = 0.0
+    try:
+        io.make_dirs(layout)
+        ledger = JournalLedger(layout.ledger, journal, layout.rel(layout.ledger))
+        server = ControlServer(opts.socket, agent="simagent", ledger=ledger,
+                               flush_interval=opts.flush_interval or None,
+                               journal_seq=lambda: journal.last_seq)
+        try:
+            server.start()
+        except RuntimeError as exc:
+            server = None
+            raise StartError(str(exc)) from None
+        header = {"root": str(root), "seed": opts.seed, "started": time.time(),
+                  "journal": str(opts.journal.resolve()), "index": str(opts.index.resolve())}
+        rng_seed = None
+        if fresh:
+            oracle = OracleWriter(opts.oracle, **header)
+        elif opts.oracle.exists():  # a restart: the oracle goes on where it stopped
+            oracle = OracleWriter(opts.oracle, resume=True, **header)
+        else:  # a restored tree: number after the highest write it holds
+            oracle = OracleWriter(opts.oracle, after=_highest_wseq(opts.root), **header)
+        if not fresh:
+            rng_seed = f"{opts.seed}:{journal.last_seq}"
+            for suffix in ("", "-wal", "-shm"):  # the index is rebuilt from the notes
+                Path(f"{opts.index}{suffix}").unlink(missing_ok=True)
+        opts.index.parent.mkdir(parents=True, exist_ok=True)
+        agent = SimAgent(opts, server, ledger, oracle, io=io, rng_seed=rng_seed)
+        server.on_flush(agent.flush)
+        with server.turn():  # even the first files are a unit of work
+            if fresh:
+                agent.create_tree()
+            else:
+                agent.load_tree()
+        agent.start()
+        started = time.monotonic()
+        print(f"ready {os.getpid()}", file=out, flush=True)
+        while not stop.wait(0.5):
+            if not all(t.is_alive() for t in [*agent.threads, agent.indexer.thread]):
+                print("simagent: a worker thread died; stopping", file=sys.stderr)
+                failed = True
+                break
+        elapsed = time.monotonic() - started
+    finally:
+        if server is not None:
+            server.stop()
+        if agent is not None:
+            agent.shutdown()
+        if ledger is not None:
+            ledger.close()  # writes what the SDK held: before the journal closes
+        journal.close()
+        if oracle is not None:
+            oracle.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert agent is not None
+    print(f"stopped turns={agent.turns_done} writes={agent.writes_done} "
+          f"seconds={elapsed:.2f} journal_seq={journal.last_seq}", file=out, flush=True)
+    return 1 if failed else 0
+
+
+def _highest_wseq(root: Path) -> int:
+    snap = load_snapshot(root, quiesced=False, expect_index=False)
+    seqs = [v for v in snap.versions.values() if v is not None]
+    for found in snap.line_seqs.values():
+        seqs += found
+    return max(seqs, default=0)

@@ -8,6 +8,10 @@ process) may catch a unit of work half done, so the rules relax to what holds
 at every instant of this agent's write order: sessions.json is never *ahead*
 of its transcript, a result never lacks its call, jobs.json never ahead of its
 run log, and so on. A naive copy fails even the relaxed standard.
+
+A journal state (`snap.journaled`) is held to the crash-consistent standard,
+plus what journal mode makes one record (journalio.py): a delivery's receipt
+and its acknowledge, the two files of a credential refresh.
 """
 
 from __future__ import annotations
@@ -202,7 +206,7 @@ def check_queue(snap: Snapshot) -> list[str]:
     the receipt, so recovery can acknowledge it instead of sending it again.
     """
     out: list[str] = []
-    if not snap.quiesced:
+    if not (snap.quiesced or snap.journaled):
         return out
     queue = snap.rel(snap.layout.queue_dir) + "/"
     for rel, obj in snap.json.items():
@@ -262,7 +266,8 @@ def check_credentials(snap: Snapshot) -> list[str]:
     for name, profile in (auth.get("profiles") or {}).items():
         want = profile.get("tokenId")
         comparable = isinstance(want, int) and isinstance(have, int)
-        if comparable and (want > have or (snap.quiesced and want != have)):
+        whole = snap.quiesced or snap.journaled
+        if comparable and (want > have or (whole and want != have)):
             out.append(f"auth-profiles.json: profile {name} uses token {want} but "
                        f"creds.json holds token {have}")
     return out

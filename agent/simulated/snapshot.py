@@ -13,6 +13,11 @@ the truncate and the write of its in-place rewrite; a `.bak` half copied; the
 index between the renames of its swap. Those are accepted at that standard
 (they are what a crash at that instant leaves, and why quiesce exists); states
 no instant of the agent passes through are not.
+
+A journal state (`journaled`: the tree replayed to a record boundary of an
+agent in journal mode) is one instant too, but every write in it is whole: the
+windows above do not exist, so they are not accepted (see journalio.py). In
+journal mode the memory index lives outside the tree (`expect_index=False`).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class Snapshot:
 
     root: Path
     quiesced: bool
+    journaled: bool = False
     layout: Layout = field(init=False)
     problems: list[str] = field(default_factory=list)
     present: set[str] = field(default_factory=set)
@@ -66,12 +72,18 @@ class Snapshot:
     def rel(self, path: Path) -> str:
         return self.layout.rel(path)
 
+    @property
+    def whole_files(self) -> bool:
+        """No file may be caught mid-write: quiesced, or a journal state."""
+        return self.quiesced or self.journaled
+
     def problem(self, text: str) -> None:
         self.problems.append(text)
 
 
-def load_snapshot(root: Path, quiesced: bool) -> Snapshot:
-    snap = Snapshot(root, quiesced)
+def load_snapshot(root: Path, quiesced: bool, expect_index: bool = True,
+                  journaled: bool = False) -> Snapshot:
+    snap = Snapshot(root, quiesced, journaled)
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         if here in (snap.layout.workspace, snap.layout.state):
@@ -81,15 +93,17 @@ def load_snapshot(root: Path, quiesced: bool) -> Snapshot:
             rel = snap.rel(path)
             snap.present.add(rel)
             kind = is_leftover(name)
-            if kind and quiesced:
-                snap.problem(f"{rel}: {kind} file left behind in a quiesced snapshot")
+            if kind and snap.whole_files:
+                where = "a quiesced snapshot" if quiesced else "a journal state"
+                snap.problem(f"{rel}: {kind} file left behind in {where}")
             if kind in ("temp", "lock"):
                 continue  # mid-write by nature; nothing to parse
             _read_file(snap, path, rel)
     if not snap.layout.state.is_dir():
         snap.problem("state/: missing")
-    snap.index = read_index(snap.layout.memory_db, snap.problems,
-                            snap.rel(snap.layout.memory_db), quiesced)
+    db = snap.layout.memory_db
+    if expect_index or db.exists() or Path(f"{db}-wal").exists():
+        snap.index = read_index(db, snap.problems, snap.rel(db), quiesced)
     return snap
 
 
@@ -107,14 +121,14 @@ def _read_file(snap: Snapshot, path: Path, rel: str) -> None:
         else:
             version = md_version(data)
             snap.versions[rel] = version
-            if version is None and snap.quiesced:  # else: the rewrite's own window (see below)
+            if version is None and snap.whole_files:  # else: the rewrite's own window
                 what = "empty" if not data else "without its version marker"
                 snap.problem(f"{rel}: {what}: copied in the middle of an in-place rewrite")
 
 
 def _read_json(snap: Snapshot, path: Path, rel: str) -> None:
     data = path.read_bytes()
-    if ".json.bak" in path.name and not snap.quiesced:
+    if ".json.bak" in path.name and not snap.whole_files:
         return  # the .bak ring is a plain copy: any instant may catch one half written
     if not data.strip():
         snap.problem(f"{rel}: empty ({len(data)} bytes)")
