@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,11 +36,15 @@ from ..store.errors import (
     QuiesceMissed,
     UsageError,
 )
+from ..store.journal_restore import restore_to_point
+from ..store.journal_ship import ship
+from ..store.journal_store import last_shipped
 from ..store.profiles import MISS_ALERT_THRESHOLD, Profile
 from ..store.repository import Repository
 from ..store.runner import run_backup
 from ..store.settings import FALLBACKS, SourceConfig
 from ..store.walk import load_tree
+from .control import AgentClient, AgentClosed, AgentTimeout
 from .freeze import freeze
 from .hooks import run_hook
 from .session import SessionReport, quiesced
@@ -63,6 +68,7 @@ class HotOptions:
     watchdog: float = DEFAULT_FREEZE_WATCHDOG
     staging: Path | None = None
     alert_command: str | None = None
+    journal: Path | None = None  # the agent's journal directory (the `journal` fallback)
 
     @property
     def mode(self) -> str | None:
@@ -83,6 +89,8 @@ class HotOptions:
             raise UsageError("choose one capture mode: --freeze or --pre/--post")
         if self.fallback != "none" and not self.agent:
             raise UsageError("--fallback applies to --agent backups (what to do on a quiesce miss)")
+        if self.fallback == "journal" and self.journal is None:
+            raise UsageError("--fallback journal needs --journal DIR (the agent's journal)")
 
 
 @dataclass
@@ -131,7 +139,7 @@ def hot_backup(
     storing = False  # from here on run_backup records the attempt itself
     try:
         with stager.lock():
-            stats, consistency = _capture(stager, source, hot, capture, missed)
+            stats, consistency, tree = _capture(repo, name, stager, source, hot, capture, missed)
             stored = replace(
                 options,
                 name=name,
@@ -141,7 +149,7 @@ def hot_backup(
             )
             storing = True
             with _timed(steps, "store"):
-                result = run_backup(repo, stager.tree, stored, progress, bool(missed))
+                result = run_backup(repo, tree, stored, progress, bool(missed))
     except CleancutError as exc:
         if storing:
             raise
@@ -162,13 +170,16 @@ def hot_backup(
 
 
 def _capture(
+    repo: Repository,
+    name: str,
     stager: Stager,
     source: Path,
     hot: HotOptions,
     capture: dict[str, Any],
     missed: list[QuiesceMissed],
-) -> tuple[StageStats, str]:
-    """Prepare, then take the cut the mode allows; verify the staged copy."""
+) -> tuple[StageStats, str, Path]:
+    """Prepare, then take the cut the mode allows; verify the staged copy. Returns the
+    directory to store: the staging mirror, or the journal fallback's rebuilt tree."""
     steps = capture["steps_ms"]
     with _timed(steps, "prepare"):
         prepared = stager.prepare()  # outside the pause: the in-pause pass copies little
@@ -182,6 +193,9 @@ def _capture(
             capture["miss"] = str(exc)
             if hot.fallback == "none":
                 raise
+            if hot.fallback == "journal":
+                assert hot.journal is not None
+                return _journal_capture(repo, name, stager, hot.journal, capture)
             stats, consistency = _fallback_capture(stager, hot, capture)
     elif hot.mode == "freeze":
         assert hot.freeze_pid is not None
@@ -198,7 +212,34 @@ def _capture(
         problems = stager.verify()
     if problems:
         raise CaptureFailed(f"staged copy failed verification: {problems[0]}")
-    return stats, consistency
+    return stats, consistency, stager.tree
+
+
+def _journal_capture(
+    repo: Repository, name: str, stager: Stager, journal: Path, capture: dict[str, Any]
+) -> tuple[StageStats, str, Path]:
+    """The journal fallback: ship what the agent's journal holds, then rebuild the state at
+    the last shipped record (its base snapshot plus replay) and store that, labelled
+    `journal`. No pause: the journal's records are whole and hash-linked by construction."""
+    steps = capture["steps_ms"]
+    capture["fallback"] = "journal"
+    capture["pause_ms"] = None
+    capture["inflight"] = []
+    with _timed(steps, "ship"):
+        shipped = ship(repo, name, journal)
+    seq = last_shipped(repo, name)
+    if seq is None:
+        raise QuiesceMissed(f"{capture['miss']}; the journal fallback found no shipped record")
+    tree = stager.tree.parent / "journal-tree"
+    if tree.exists():
+        shutil.rmtree(tree)
+    with _timed(steps, "replay"):
+        point = restore_to_point(repo, name, tree, seq=seq)
+    capture["journal_seq"] = point.replay.reached_seq
+    capture["journal_shipped_records"] = shipped.records
+    capture["consistency"] = "journal"
+    capture["stage"] = StageStats().to_json()
+    return StageStats(warnings=list(shipped.warnings)), "journal", tree
 
 
 def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> StageStats:
@@ -363,6 +404,7 @@ def tick_backup(
         pre=None if src.agent else src.pre,
         post=None if src.agent else src.post,
         staging=src.staging,
+        journal=src.journal,
         quiesce_timeout=profile.quiesce_timeout,
         horizon=profile.horizon,
         alert_command=alert_command,
@@ -375,3 +417,24 @@ def tick_backup(
         result.backup.warnings.append(result.miss_reason or "quiesce missed")
         result.backup.warnings.extend(f"alert: {a}" for a in result.alerts)
     return result.backup
+
+
+def journal_ack(src: SourceConfig) -> int | None:
+    """The journal record the source's agent acknowledges as durable: a `flush` (no
+    quiesce) answers with it. None when there is no agent, it does not journal, or it
+    cannot be reached (then what its journal holds intact is shipped)."""
+    if not src.agent:
+        return None
+    client = AgentClient(src.agent)
+    try:
+        client.connect()
+        hello = client.hello()
+        if "journal" not in (hello.get("capabilities") or []):
+            return None
+        reply = client.request("flush", timeout=30.0)
+    except (CleancutError, AgentTimeout, AgentClosed):
+        return None
+    finally:
+        client.close()
+    seq = reply.get("journal_seq") if reply.get("ok") else None
+    return seq if isinstance(seq, int) else None

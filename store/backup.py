@@ -30,7 +30,7 @@ from .errors import CleancutError, NoSpace
 from .pack import DATA, DELTA, TREE, pack_name
 from .policy import Decision, chain_failure, decide, latest_of
 from .prefetch import MetadataPrefetcher
-from .records import failed_snapshots
+from .records import JOURNAL_GAP, failed_snapshots, list_records
 from .repository import Repository
 from .saver import BlobSaver, Job
 from .snapshot import Snapshot
@@ -182,6 +182,7 @@ class Archiver:
             self.options.max_full_age,
             failed,
             self.options.force_full,
+            list_records(self.repo, JOURNAL_GAP),
         )
         latest = latest_of(snapshots, name)
         prev_state: State = {}

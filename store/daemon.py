@@ -15,7 +15,7 @@ from .errors import CleancutError
 from .metrics import render
 from .repository import Repository
 from .settings import ConfigFile
-from .tick import Action, BackupFn, plain_backup, tick
+from .tick import AckFn, Action, BackupFn, no_ack, plain_backup, tick
 
 
 class MetricsServer:
@@ -60,12 +60,13 @@ def run_daemon(
     stop: threading.Event,
     on_tick: Callable[[list[Action]], None],
     backup: BackupFn = plain_backup,
+    journal_ack: AckFn = no_ack,
 ) -> None:
     """Tick every `interval` seconds until `stop` is set."""
     while not stop.is_set():
         repo.sync_cache()  # other hosts and processes write snapshots too
         try:
-            actions = tick(repo, config, backup=backup)
+            actions = tick(repo, config, backup=backup, journal_ack=journal_ack)
         except CleancutError as exc:
             actions = [Action("*", "tick", False, str(exc))]
         on_tick(actions)

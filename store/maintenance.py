@@ -7,6 +7,7 @@ prune-run record, so a scheduled prune on any host counts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from . import clock
@@ -53,9 +54,17 @@ def prune_due(repo: Repository, config: ConfigFile, now: datetime) -> bool:
 
 def run_prune(repo: Repository, config: ConfigFile) -> str:
     margin = config.prune_safety_margin or DEFAULT_SAFETY_MARGIN
-    report = Pruner(repo, safety_margin=margin).run()
+    report = Pruner(
+        repo, safety_margin=margin, journal_retention=journal_retention_for(config, repo)
+    ).run()
     write_record(repo, {"type": PRUNE_RUN, "time": clock.iso(clock.now()), **report.to_json()})
     return (
         f"{len(report.deleted)} pack(s) deleted, {len(report.marked)} marked, "
         f"{len(report.repacked)} repacked"
     )
+
+
+def journal_retention_for(config: ConfigFile, repo: Repository) -> Callable[[str], float]:
+    """Each source's journal retention: its own profile's, as a backup of it would stack it."""
+    profile = repo.config.profile
+    return lambda name: effective(config, name, profile, {}).profile.incremental_retention

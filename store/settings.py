@@ -58,6 +58,7 @@ _SOURCE_KEYS = (
     "pre",
     "post",
     "staging",
+    "journal",
 )
 
 Overrides = dict[str, float | None]
@@ -86,6 +87,9 @@ class SourceConfig:
     pre: str | None = None
     post: str | None = None
     staging: Path | None = None
+    # Journal mode: the agent's local journal directory, shipped by tick at the
+    # profile's incremental sync interval (and the `journal` fallback's source).
+    journal: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,10 @@ def _parse_source(where: _Where, name: str, raw: object, base: Path) -> SourceCo
     fallback = _fallback(where, raw, prefix)
     if agent and ("pre" in raw or "post" in raw):
         raise where.fail(prefix, "choose one capture mode: 'agent' or 'pre'/'post', not both")
+    if fallback == "journal" and "journal" not in raw:
+        raise where.fail(
+            _key(prefix, "fallback"), "the journal fallback needs 'journal' (the journal directory)"
+        )
     if fallback and fallback != "none" and not agent:
         raise where.fail(
             _key(prefix, "fallback"), "a fallback needs 'agent' (it is what a miss does)"
@@ -275,10 +283,11 @@ def _parse_source(where: _Where, name: str, raw: object, base: Path) -> SourceCo
         pre=where.optional_str(raw, "pre", prefix),
         post=where.optional_str(raw, "post", prefix),
         staging=_optional_path(where, raw, "staging", prefix, base),
+        journal=_optional_path(where, raw, "journal", prefix, base),
     )
 
 
-FALLBACKS = ("none", "frozen", "unquiesced")
+FALLBACKS = ("none", "frozen", "unquiesced", "journal")
 
 
 def _agent_address(where: _Where, raw: dict[str, Any], prefix: str, base: Path) -> str | None:

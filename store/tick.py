@@ -22,6 +22,8 @@ from . import clock
 from .backup import BackupOptions, BackupResult
 from .copy import copy_due, scheduled_copy
 from .errors import CleancutError, RepositoryLocked, UsageError
+from .journal_ship import ship
+from .journal_store import batches
 from .maintenance import forget_due, prune_due, run_prune
 from .policy import latest_of
 from .profiles import Profile
@@ -35,6 +37,13 @@ from .settings import ConfigFile, SourceConfig, effective
 # command line passes one that takes hot backups of sources with an agent (agent/
 # knows agents, the store does not).
 BackupFn = Callable[[Repository, SourceConfig, BackupOptions, Profile], BackupResult]
+# The journal record the agent has acknowledged as durable (its `flush` reply), or None
+# when it cannot be asked: records up to it are safe to ship.
+AckFn = Callable[[SourceConfig], int | None]
+
+
+def no_ack(src: SourceConfig) -> int | None:
+    return None
 
 
 def plain_backup(
@@ -46,7 +55,7 @@ def plain_backup(
 @dataclass
 class Action:
     source: str
-    what: str  # backup | restore-test | forget | copy | prune | skip
+    what: str  # backup | journal | restore-test | forget | copy | prune | skip
     ok: bool
     detail: str
 
@@ -61,6 +70,7 @@ def tick(
     lock_dir: Path | None = None,
     backup: BackupFn = plain_backup,
     replica_passphrase: Callable[[], str] | None = None,
+    journal_ack: AckFn = no_ack,
 ) -> list[Action]:
     """replica_passphrase: how to get the [replication] destination's passphrase (default:
     the file's password_file, CLEANCUT_TO_PASSWORD, then the source's own)."""
@@ -77,7 +87,10 @@ def tick(
             if not held:
                 actions.append(Action(name, "skip", True, "another tick is working on it"))
                 continue
-            actions += _tick_source(repo, config, config.sources[name], backup)
+            src = config.sources[name]
+            if src.journal is not None:
+                actions += _ship_journal(repo, config, src, journal_ack)
+            actions += _tick_source(repo, config, src, backup)
     # After the backups, so the snapshot just taken goes offsite in the same tick.
     actions += _replicate(repo, config, locks, replica_passphrase)
     if prune_due(repo, config, clock.now()):
@@ -109,6 +122,31 @@ def _replicate(
             return [Action("*", "copy", True, scheduled_copy(repo, config, passphrase))]
         except CleancutError as exc:
             return [Action("*", "copy", False, str(exc))]
+
+
+def _ship_journal(
+    repo: Repository, config: ConfigFile, src: SourceConfig, journal_ack: AckFn
+) -> list[Action]:
+    """Ship the source's journal when the profile's incremental sync interval has passed
+    since the last batch (before the backup: a journal fallback then has the newest)."""
+    assert src.journal is not None
+    profile = effective(config, src.name, repo.config.profile, {}).profile
+    shipped = batches(repo, src.name)
+    if shipped and _age(clock.now(), shipped[-1].shipped) < profile.incremental_sync_interval:
+        return []
+    try:
+        result = ship(repo, src.name, src.journal, upto_seq=journal_ack(src))
+    except CleancutError as exc:
+        return [Action(src.name, "journal", False, str(exc))]
+    if not result.batches:
+        return [Action(src.name, "journal", True, "nothing new to ship")]
+    detail = (
+        f"shipped records {result.batches[0].first_seq}..{result.batches[-1].last_seq} "
+        f"({result.records} records)"
+    )
+    if result.warnings:
+        detail += f"; {len(result.warnings)} warning(s): {result.warnings[0]}"
+    return [Action(src.name, "journal", True, detail)]
 
 
 def _tick_source(

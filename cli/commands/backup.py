@@ -46,9 +46,12 @@ from ..progress import format_bytes, progress_line
 )
 @click.option(
     "--fallback",
-    type=click.Choice(["none", "frozen", "unquiesced"]),
-    help="On a quiesce miss: no snapshot (default), or one labelled frozen or unquiesced.",
+    type=click.Choice(["none", "frozen", "unquiesced", "journal"]),
+    help="On a quiesce miss: no snapshot (default), or one labelled frozen, unquiesced, or "
+    "journal (rebuilt from the shipped journal; needs --journal).",
 )
+@click.option("--journal", "journal_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The agent's journal directory (for --fallback journal).")
 @click.option("--freeze", "freeze_pid", type=int, metavar="PID",
               help="Stop PID's process group (SIGSTOP) for the capture.")
 @click.option("--pre", metavar="CMD", help="Command run before the capture (label hooked).")
@@ -82,6 +85,7 @@ def command(
     staging: Path | None,
     lease: str | None,
     alert_command: str | None,
+    journal_dir: Path | None,
 ) -> None:
     """Snapshot one directory: SOURCE is a path, or the name of a source in the config file.
 
@@ -132,9 +136,10 @@ def command(
         )
         if lease is not None:
             hot.lease = _duration("--lease", lease)
+        hot.journal = journal_dir or (configured.journal if configured else None)
         if hot.mode is None:
             _refuse_hot_only(quiesce_timeout, horizon, fallback, hook_timeout, staging, lease,
-                             alert_command)
+                             alert_command, journal_dir)
         hot.quiesce_timeout = settings.quiesce_timeout
         hot.horizon = settings.horizon
         hot_result: HotResult | None = None
@@ -190,8 +195,9 @@ def _refuse_hot_only(*given: object) -> None:
     """Options that only mean something for a hot backup must not be silently ignored."""
     if any(value is not None for value in given):
         raise UsageError(
-            "--quiesce-timeout, --horizon, --fallback, --hook-timeout, --staging, --lease and "
-            "--alert-command need a hot backup: add --agent, --freeze or --pre/--post"
+            "--quiesce-timeout, --horizon, --fallback, --hook-timeout, --staging, --lease, "
+            "--journal and --alert-command need a hot backup: add --agent, --freeze or "
+            "--pre/--post"
         )
 
 

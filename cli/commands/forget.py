@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 import click
 from cleancut.store import clock
 from cleancut.store.errors import CleancutError, UsageError
+from cleancut.store.maintenance import journal_retention_for
 from cleancut.store.profiles import get_profile, parse_duration
 from cleancut.store.prune import prune
 from cleancut.store.retention import KeepRules, Verdict, forget_snapshots, plan_forget
@@ -95,7 +96,7 @@ def command(
         report, prune_error = None, None
         if then_prune and not dry_run:
             try:
-                report = prune(repo)
+                report = prune(repo, journal_retention=journal_retention_for(common.config, repo))
             except CleancutError as exc:  # what forget did is still reported below
                 prune_error = exc
     finally:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import click
+from cleancut.store.maintenance import journal_retention_for
 from cleancut.store.profiles import format_duration, parse_duration
 from cleancut.store.prune import DEFAULT_REPACK_BELOW, PackNote, PruneReport, prune
 
@@ -45,6 +46,19 @@ def report_lines(report: PruneReport) -> list[str]:
         lines.append(
             f"{verb} {len(report.repacked)} pack(s), {_size(report.repacked)}, whose needed "
             f"blobs fill less than {report.repack_below:g}%{into}; the old ones are marked"
+        )
+    compacted = report.journal.get("compacted") or []
+    if compacted:
+        verb = "would compact" if dry else "compacted"
+        lines.append(
+            f"{verb} {len(compacted)} journal batch(es), "
+            f"{format_bytes(int(report.journal.get('compacted_bytes', 0)))}: older than "
+            "retention and covered by a kept full snapshot"
+        )
+    if report.journal.get("damaged"):
+        lines.append(
+            f"journal: {len(report.journal['damaged'])} damaged batch object(s); run "
+            "'cleancut journal verify NAME'"
         )
     if report.marked:
         verb = "would mark" if dry else "marked"
@@ -101,7 +115,9 @@ def command(common: Common, dry_run: bool, safety_margin: str, repack_below: flo
     margin = parse_margin(safety_margin)
     repo = common.open()
     try:
-        report = prune(repo, margin, repack_below, dry_run)
+        report = prune(
+            repo, margin, repack_below, dry_run, journal_retention_for(common.config, repo)
+        )
     finally:
         repo.close()
     if common.json:

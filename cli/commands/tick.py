@@ -6,7 +6,7 @@ import sys
 import threading
 
 import click
-from cleancut.agent.hot import tick_backup
+from cleancut.agent.hot import journal_ack, tick_backup
 from cleancut.store.daemon import MetricsServer, run_daemon
 from cleancut.store.errors import ExitCode, UsageError
 from cleancut.store.profiles import parse_duration
@@ -44,7 +44,13 @@ def command(common: Common, sources: tuple[str, ...]) -> None:
     """
     repo = common.open()
     try:
-        actions = tick(repo, common.config, list(sources) or None, backup=_backup(common))
+        actions = tick(
+            repo,
+            common.config,
+            list(sources) or None,
+            backup=_backup(common),
+            journal_ack=journal_ack,
+        )
     finally:
         repo.close()
     _print(common, actions)
@@ -87,6 +93,7 @@ def daemon(common: Common, interval: str, metrics_port: int, metrics_address: st
             stop,
             lambda a: _print(common, a),
             backup=_backup(common),
+            journal_ack=journal_ack,
         )
     finally:
         if server is not None:
