@@ -117,6 +117,10 @@ class Restorer:
     def run(self) -> RestoreResult:
         # An incremental's state is its chain replayed from the full, every link verified
         # first; names that cannot be paths are refused, not written.
+        # Trees live in packs of their own: ask for them first, so an object store serves
+        # whole packs instead of one ranged GET per directory.
+        for pack_id in self.repo.cache.tree_packs()[:64]:
+            self.repo.backend.prefetch(pack_name(pack_id))
         state = snapshot_state(self.repo, self.snapshot, self.result.refused)
         for inc in self.includes:
             if inc not in state:

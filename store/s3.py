@@ -48,8 +48,10 @@ SCHEME = "s3://"
 DEFAULT_REGION = "us-east-1"
 WRITE_CONCURRENCY = 4  # PUTs in flight per backup: enough to hide latency, not to flood a link
 LIST_PAGE = 1000  # objects per list chunk (S3's own page size)
-READAHEAD_BYTES = 64 << 20  # memory for objects fetched ahead of their reads
-READAHEAD_OBJECT_MAX = 16 << 20  # a larger object is read by ranges, never whole
+READAHEAD_BYTES = 128 << 20  # memory for objects fetched ahead of their reads
+# A pack closes only once a blob takes it past the target size (16 MiB by default, plus
+# one chunk of up to 4 MiB), so whole-object read-ahead must cover that, or it never works.
+READAHEAD_OBJECT_MAX = 32 << 20  # a larger object is read by ranges, never whole
 READAHEAD_WAIT = 120.0  # seconds a read waits for a fetch in flight before reading by range
 # Request timeouts. A timeout covers a whole request, upload included, and a stall
 # cannot be told from a slow link (a read timeout fires during a long upload), so the
