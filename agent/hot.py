@@ -234,7 +234,18 @@ def _journal_capture(
     if tree.exists():
         shutil.rmtree(tree)
     with _timed(steps, "replay"):
-        point = restore_to_point(repo, name, tree, seq=seq)
+        try:
+            point = restore_to_point(repo, name, tree, seq=seq)
+        except UsageError as exc:  # no base snapshot with a journal_seq yet, for one
+            raise QuiesceMissed(f"{capture['miss']}; the journal fallback cannot: {exc}") from None
+    damaged = point.restore and (point.restore.damaged or point.restore.refused)
+    if point.replay.reached_seq != seq or damaged:
+        raise QuiesceMissed(
+            f"{capture['miss']}; the journal fallback reached record "
+            f"{point.replay.reached_seq} of {seq}"
+            + (" with damaged files in its base" if damaged else "")
+            + ": nothing stored (run 'cleancut journal verify')"
+        )
     capture["journal_seq"] = point.replay.reached_seq
     capture["journal_shipped_records"] = shipped.records
     capture["consistency"] = "journal"

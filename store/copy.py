@@ -34,6 +34,7 @@ from typing import Any
 import blake3
 
 from . import clock
+from .backend import Backend
 from .chain import load_delta, verified_chain
 from .errors import (
     ChainBroken,
@@ -495,11 +496,14 @@ def read_destination_config(location: str) -> None:
         raise NotARepository(f"destination: {exc}; create it first with cleancut init") from None
 
 
-def open_destination(location: str, passphrase: str, cache_root: Path | None) -> Repository:
+def open_destination(
+    location: str, passphrase: str, cache_root: Path | None, backend: Backend | None = None
+) -> Repository:
     """Open the repository copies go to; it must exist (`cleancut init` creates it with
-    its own keys). Errors name it: two repositories are in play."""
+    its own keys). Errors name it: two repositories are in play. `backend`: the
+    location already opened with this run's caps and append-only choice."""
     try:
-        return Repository.open(backend_for(location), passphrase, cache_root)
+        return Repository.open(backend or backend_for(location), passphrase, cache_root)
     except (NotARepository, WrongPassphrase) as exc:
         hint = "; create it first with cleancut init" if isinstance(exc, NotARepository) else ""
         raise type(exc)(f"destination: {exc}{hint}") from None

@@ -67,4 +67,10 @@ def run_prune(repo: Repository, config: ConfigFile) -> str:
 def journal_retention_for(config: ConfigFile, repo: Repository) -> Callable[[str], float]:
     """Each source's journal retention: its own profile's, as a backup of it would stack it."""
     profile = repo.config.profile
-    return lambda name: effective(config, name, profile, {}).profile.incremental_retention
+
+    def retention(name: str) -> float:
+        # A source the file does not name (any more) keeps the shared layers' retention.
+        source = name if name in config.sources else None
+        return effective(config, source, profile, {}).profile.incremental_retention
+
+    return retention

@@ -99,7 +99,13 @@ def open_journal_gap(
     A gap means the source's journal cannot continue in the repository; a full
     snapshot taken after it is the base a new journal lineage starts from.
     """
-    fulls = [s.time for s in snapshots if s.name == name and s.is_full]
+    # Only a full that records its journal seq can start a new lineage (journal ship
+    # refuses any other), so only such a full closes the gap.
+    fulls = [
+        s.time
+        for s in snapshots
+        if s.name == name and s.is_full and isinstance((s.capture or {}).get("journal_seq"), int)
+    ]
     newest_full = max(fulls, default="")
     open_gaps = [g for g in gaps if g.get("name") == name and str(g.get("time", "")) > newest_full]
     return max(open_gaps, key=lambda g: str(g.get("time", ""))) if open_gaps else None

@@ -132,7 +132,8 @@ def _ship_journal(
     assert src.journal is not None
     profile = effective(config, src.name, repo.config.profile, {}).profile
     shipped = batches(repo, src.name)
-    if shipped and _age(clock.now(), shipped[-1].shipped) < profile.incremental_sync_interval:
+    newest = max((b.shipped for b in shipped), default=None)  # across lineages
+    if newest and _age(clock.now(), newest) < profile.incremental_sync_interval:
         return []
     try:
         result = ship(repo, src.name, src.journal, upto_seq=journal_ack(src))

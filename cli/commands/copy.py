@@ -80,7 +80,7 @@ def command(
             env = os.environ.get(TO_PASSWORD_ENV)
             to_passphrase = env if env is not None else common.passphrase()
         cache_root = Path(common.cache_dir) if common.cache_dir else None
-        dest = open_destination(to, to_passphrase, cache_root)
+        dest = open_destination(to, to_passphrase, cache_root, common.backend(to))
         try:
             report = run_copy(src, dest, to, source, moment)
         finally:

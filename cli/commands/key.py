@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import click
+from cleancut.store.appendonly import refuse_if_append_only
 from cleancut.store.errors import CleancutError
 
 from ..context import Common, common_options
@@ -75,6 +76,8 @@ def key_passwd(common: Common, new_password_file: str | None) -> None:
     repo = common.open()
     try:
         ring = repo.keyring
+        # Refused before the new slot is added, not half-way (the old one cannot be removed).
+        refuse_if_append_only(repo.backend, "changing a passphrase")
         _keys, old = ring.open(common.passphrase())
         new = ring.add(repo.keys, read_new_passphrase(new_password_file), ring.kdf_of(old))
         ring.remove(old)

@@ -43,7 +43,7 @@ from ..progress import format_bytes, progress_line
     "--seq",
     type=click.IntRange(min=0),
     metavar="N",
-    help="With --name: the source's state at journal record N (a snapshot, then its journal "
+    help="The source's state at journal record N (a snapshot, then its journal "
     "replayed up to N).",
 )
 @click.option(

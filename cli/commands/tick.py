@@ -37,7 +37,8 @@ def _print(common: Common, actions: list[Action]) -> None:
 @click.argument("sources", nargs=-1)
 @common_options
 def command(common: Common, sources: tuple[str, ...]) -> None:
-    """Do what is due for each configured source (backup, restore test, forget, prune).
+    """Do what is due for each configured source: ship its journal, back up (hot when it
+    names an agent), restore-test, forget; then copy ([replication]) and prune.
 
     Safe to run from cron or a systemd timer every minute: it reads what is due
     from the repository, does it once, and exits.
