@@ -34,6 +34,7 @@ from typing import Any
 import blake3
 
 from . import clock
+from .access import is_remote
 from .backend import Backend
 from .chain import load_delta, verified_chain
 from .errors import (
@@ -50,9 +51,10 @@ from .pack import DATA, DELTA, TREE
 from .records import list_records, write_record
 from .repository import Repository, read_config
 from .saver import BlobSaver
-from .settings import ConfigFile, Replication
+from .settings import ConfigFile, Replication, effective
 from .snapshot import Snapshot
 from .state import Delta
+from .throttle import ThrottledBackend
 from .tree import DIR, FILE, Node, encode_tree
 from .walk import load_tree
 
@@ -518,6 +520,7 @@ def scheduled_copy(repo: Repository, config: ConfigFile, passphrase: str | None 
         replication.to,
         passphrase if passphrase is not None else replica_passphrase(config),
         cache_root,
+        _capped(replication.to, config),
     )
     try:
         report = run_copy(repo, dest, replication.to)
@@ -527,3 +530,16 @@ def scheduled_copy(repo: Repository, config: ConfigFile, passphrase: str | None 
         f"{len(report.copied)} snapshot(s) copied to {replication.to}, "
         f"{report.bytes_uploaded} bytes uploaded in {report.duration_s:.1f}s"
     )
+
+
+def _capped(location: str, config: ConfigFile) -> Backend:
+    """A remote replica is uploaded to under its profile's bandwidth cap, as a backup is."""
+    backend = backend_for(location)
+    if not is_remote(backend):
+        return backend
+    try:
+        profile = read_config(backend).profile
+    except NotARepository:
+        return backend  # open_destination says so, with its hint
+    cap = effective(config, None, profile, {}).profile.bandwidth_cap_mbit
+    return ThrottledBackend(backend, cap, None) if cap else backend

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import IntegrityError
+from .errors import IntegrityError, ObjectNotFound
 from .objects import open_json, seal_json
 from .repository import Repository
 
@@ -39,6 +39,8 @@ def list_records(repo: Repository, record_type: str | None = None) -> list[dict[
         rid = info.name[len(RECORDS_PREFIX) :]
         try:
             record = open_json(repo.keys, RECORD_KIND, rid, repo.backend.get(info.name))
+        except ObjectNotFound:
+            continue  # deleted (prune's bookkeeping) between the listing and the read
         except IntegrityError as exc:
             repo.warnings.append(f"ignored {exc}")
             continue

@@ -101,7 +101,18 @@ class Repository:
     # --- cache ----------------------------------------------------------
 
     def sync_cache(self) -> dict[str, int]:
-        """Load what the cache lacks, drop what the repository no longer has."""
+        """Load what the cache lacks, drop what the repository no longer has.
+
+        A prune or forget elsewhere may delete a segment between the listing and its
+        read (it writes the replacement first): then the listing is taken again."""
+        for _ in range(4):
+            try:
+                return self._sync_cache()
+            except ObjectNotFound:
+                continue
+        return self._sync_cache()
+
+    def _sync_cache(self) -> dict[str, int]:
         present = {info.name[len(INDEX_PREFIX) :] for info in self.backend.list(INDEX_PREFIX)}
         cached = self.cache.segment_ids()
         gone = cached - present
@@ -130,6 +141,8 @@ class Repository:
                 record = open_json(
                     self.keys, RECORD_KIND, sid, self.backend.get(SNAPSHOTS_PREFIX + sid)
                 )
+            except ObjectNotFound:
+                continue  # forgotten between the listing and the read
             except IntegrityError as exc:
                 self.warnings.append(f"ignored {exc}")
                 continue

@@ -75,10 +75,9 @@ class ThrottledBackend:
         return data
 
     def get_range(self, name: str, offset: int, length: int) -> bytes:
-        data = self.inner.get_range(name, offset, length)
         if self.download:
-            self.download.take(len(data))
-        return data
+            self.download.take(length)  # charged before the request: the wire sees the cap
+        return self.inner.get_range(name, offset, length)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         return self.inner.list(prefix)
@@ -90,4 +89,15 @@ class ThrottledBackend:
         self.inner.delete(name)
 
     def prefetch(self, name: str, length: int = 0) -> None:
-        self.inner.prefetch(name, length)
+        # Read-ahead fetches whole objects in the background, outside the bucket: under a
+        # download cap, reads go through get/get_range only, each one charged.
+        if not self.download:
+            self.inner.prefetch(name, length)
+
+
+def set_upload_cap(backend: Backend, mbit: float | None) -> Backend:
+    """The backend with its upload cap replaced (the profile a command settled on)."""
+    if isinstance(backend, ThrottledBackend):
+        backend.upload = TokenBucket(mbit) if mbit else None
+        return backend
+    return ThrottledBackend(backend, mbit, None) if mbit else backend

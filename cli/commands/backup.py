@@ -7,11 +7,13 @@ from pathlib import Path
 
 import click
 from cleancut.agent.hot import DEFAULT_HOOK_TIMEOUT, HotOptions, HotResult, hot_backup
+from cleancut.store.access import is_remote
 from cleancut.store.backup import BackupOptions, BackupResult, Progress, estimate
 from cleancut.store.errors import ExitCode, UsageError
 from cleancut.store.profiles import get_profile, parse_duration
 from cleancut.store.runner import run_backup
 from cleancut.store.settings import ConfigFile, SourceConfig, effective, parse_assignments
+from cleancut.store.throttle import set_upload_cap
 
 from ..context import Common, common_options
 from ..progress import format_bytes, progress_line
@@ -130,6 +132,9 @@ def command(
             p = progress
             return p.files_done, p.bytes_done, p.files_total, p.bytes_total
 
+        if common.limit_upload is None and is_remote(repo.backend):
+            # The profile this backup settled on (--profile, --set, the source's) caps it.
+            repo.backend = set_upload_cap(repo.backend, settings.bandwidth_cap_mbit)
         hot = _hot_options(
             configured, agent, fallback, freeze_pid, pre, post, hook_timeout, staging,
             alert_command, common.config.alert_command,
