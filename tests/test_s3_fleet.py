@@ -6,9 +6,8 @@ wire; append-only agent hosts and credentials that cannot delete. Each cleancut
 run is a separate process, as on a real host. The server, its fixtures and the
 CLI helpers are those of tests/test_s3.py (one server for this module).
 
-The strict xfails are defects found here, each with its cause and a proposed fix in
-docs/decisions/0004-object-store-concurrency.md; fixing one turns its test into a
-failure (XPASS) until the marker goes.
+The defects these tests found (docs/decisions/0004-object-store-concurrency.md,
+section 5) are fixed; their tests now hold the fixes in place.
 """
 
 from __future__ import annotations
@@ -69,7 +68,7 @@ DEADLINE = 80.0  # seconds: writers stop after this even if prune never deleted
 RETRYABLE = {
     # by design: it deduplicated against a pack prune took out of the index meanwhile
     "refused": re.compile(r"left the index while it ran \(a concurrent prune\)"),
-    # a bug: an object listed a moment before was gone when read (see the xfail below)
+    # a bug (fixed): an object listed a moment before was gone when read
     "vanished": re.compile(r"object (records|snapshots|index)/\w+ is missing from the repository"),
 }
 
