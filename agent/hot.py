@@ -48,7 +48,7 @@ from .control import AgentClient, AgentClosed, AgentTimeout
 from .freeze import freeze
 from .hooks import run_hook
 from .session import SessionReport, quiesced
-from .stage import Stager, StageStats
+from .stage import RACY_WINDOW_NS, Stager, StageStats
 
 DEFAULT_HOOK_TIMEOUT = 60.0
 DEFAULT_FREEZE_WATCHDOG = 60.0
@@ -183,6 +183,15 @@ def _capture(
     steps = capture["steps_ms"]
     with _timed(steps, "prepare"):
         prepared = stager.prepare()  # outside the pause: the in-pause pass copies little
+        if prepared.files_copied:
+            # What it just copied was written moments ago, so the racy rule would copy it
+            # again inside the pause. Once the timestamp tick has passed, a second pass
+            # copies it for good (and whatever changed meanwhile), still outside the pause.
+            time.sleep(RACY_WINDOW_NS / 1e9)
+            again = stager.prepare()
+            prepared.files_copied += again.files_copied
+            prepared.bytes_copied += again.bytes_copied
+            prepared.warnings = again.warnings
     capture["prepare"] = prepared.to_json()
     if hot.mode == "agent":
         try:
