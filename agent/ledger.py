@@ -32,7 +32,7 @@ from typing import Any
 from .wire import INFLIGHT_STATES
 
 STATES = ("intent", "started", "unknown", "receipt", "failed")
-_NEXT: dict[str | None, tuple[str, ...]] = {
+TRANSITIONS: dict[str | None, tuple[str, ...]] = {
     None: ("intent",),
     "intent": ("started", "failed"),
     "started": ("receipt", "failed", "unknown"),
@@ -91,7 +91,7 @@ class Ledger:
             if new and current is not None:
                 return False
             before = current["state"] if current else None
-            if state not in _NEXT[before]:
+            if state not in TRANSITIONS[before]:
                 raise LedgerError(f"action {key}: {before or 'new'} -> {state} is not allowed")
             entry = {"key": key, "state": state, "t": _now(), **fields}
             if current is None:

@@ -69,14 +69,7 @@ def run_agent(opts: AgentOptions, out: TextIO = sys.stdout) -> int:
         with server.turn():  # even the first files are a unit of work
             agent.create_tree()
         agent.start()
-        started = time.monotonic()
-        print(f"ready {os.getpid()}", file=out, flush=True)
-        while not stop.wait(0.5):
-            if not all(t.is_alive() for t in [*agent.threads, agent.indexer.thread]):
-                print("simagent: a worker thread died; stopping", file=sys.stderr)
-                failed = True
-                break
-        elapsed = time.monotonic() - started
+        failed, elapsed = _serve_until_stopped(agent, stop, out)
     finally:
         server.stop()  # first: a turn waiting on a quiesce must not hold the shutdown up
         agent.shutdown()
@@ -154,14 +147,7 @@ def _run_journaled(opts: AgentOptions, out: TextIO) -> int:
             else:
                 agent.load_tree()
         agent.start()
-        started = time.monotonic()
-        print(f"ready {os.getpid()}", file=out, flush=True)
-        while not stop.wait(0.5):
-            if not all(t.is_alive() for t in [*agent.threads, agent.indexer.thread]):
-                print("simagent: a worker thread died; stopping", file=sys.stderr)
-                failed = True
-                break
-        elapsed = time.monotonic() - started
+        failed, elapsed = _serve_until_stopped(agent, stop, out)
     finally:
         if server is not None:
             server.stop()
@@ -186,3 +172,18 @@ def _highest_wseq(root: Path) -> int:
     for found in snap.line_seqs.values():
         seqs += found
     return max(seqs, default=0)
+
+
+def _serve_until_stopped(
+    agent: SimAgent, stop: threading.Event, out: TextIO
+) -> tuple[bool, float]:
+    """Say ready, then watch the workers until asked to stop; (a worker died, seconds run)."""
+    started = time.monotonic()
+    print(f"ready {os.getpid()}", file=out, flush=True)
+    failed = False
+    while not stop.wait(0.5):
+        if not all(t.is_alive() for t in [*agent.threads, agent.indexer.thread]):
+            print("simagent: a worker thread died; stopping", file=sys.stderr)
+            failed = True
+            break
+    return failed, time.monotonic() - started

@@ -21,18 +21,12 @@ from collections import Counter
 from collections.abc import Collection
 from typing import Any
 
+from ..ledger import TRANSITIONS as LEDGER_TRANSITIONS
 from .formats import digest, tool_key
 from .snapshot import Snapshot
 
 UNSETTLED = ("intent", "started", "unknown")
-_NEXT: dict[str | None, tuple[str, ...]] = {
-    None: ("intent",),
-    "intent": ("started", "failed"),
-    "started": ("receipt", "failed", "unknown"),
-    "unknown": ("receipt", "failed"),
-    "receipt": (),
-    "failed": (),
-}
+_NEXT = LEDGER_TRANSITIONS  # the SDK's own state machine: the checker holds copies to it
 TOOL_KINDS = {"edit": "workspace.edit", "message": "message.send"}
 _CALL = re.compile(r"call_(\d+)\Z")
 
