@@ -17,7 +17,10 @@ from typing import Any
 
 from .backend import Backend, ObjectInfo
 
-BURST_SECONDS = 0.25  # how much unused capacity may be saved up
+# How much unused capacity may be saved up. The bucket starts empty, so whatever the burst,
+# a transfer never averages above the cap from its start; a second of credit keeps a slow
+# write (an fsync on a busy disk) from costing the transfer its pace.
+BURST_SECONDS = 1.0
 
 
 class TokenBucket:
