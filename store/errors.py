@@ -25,6 +25,9 @@ class ExitCode:
     ACCESS_DENIED = 15  # the storage refused the credentials, or the bucket does not exist
     APPEND_ONLY = 16  # a deletion was refused: the repository is open append-only
     JOURNAL_DAMAGED = 17  # journal replay stopped at the last good record (corruption, gap)
+    NOT_OURS = 18  # a path cleancut was told to write to or delete holds something it did not create
+    AGENT_MISBEHAVED = 19  # the agent broke the protocol, or changed files while claiming quiesce
+    CLOCK_WENT_BACK = 20  # a new snapshot would be older than its parent: the clock was stepped back
 
 
 class CleancutError(Exception):
@@ -127,3 +130,22 @@ class AppendOnly(CleancutError):
     """A deletion or overwrite was refused because the repository is open append-only."""
 
     exit_code = ExitCode.APPEND_ONLY
+
+
+class NotOurs(CleancutError):
+    """A staging directory, socket path or other place cleancut manages holds something that
+    cleancut did not create (no marker of ours): refused rather than deleted or overwritten."""
+
+    exit_code = ExitCode.NOT_OURS
+
+
+class AgentMisbehaved(CleancutError):
+    """The agent's reply broke protocol v1, or files changed while it claimed to be quiesced."""
+
+    exit_code = ExitCode.AGENT_MISBEHAVED
+
+
+class ClockWentBack(CleancutError):
+    """The wall clock reads earlier than the newest snapshot of the chain being extended."""
+
+    exit_code = ExitCode.CLOCK_WENT_BACK
