@@ -20,6 +20,7 @@ demo: $(VENV)/.installed
 	$(BIN)/python -m cleancut.cli.demo
 
 test: $(VENV)/.installed-test
+	scripts/test-tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
