@@ -25,9 +25,9 @@ class ExitCode:
     ACCESS_DENIED = 15  # the storage refused the credentials, or the bucket does not exist
     APPEND_ONLY = 16  # a deletion was refused: the repository is open append-only
     JOURNAL_DAMAGED = 17  # journal replay stopped at the last good record (corruption, gap)
-    NOT_OURS = 18  # a path cleancut was told to write to or delete holds something it did not create
+    NOT_OURS = 18  # a path cleancut would write to or delete holds something it did not create
     AGENT_MISBEHAVED = 19  # the agent broke the protocol, or changed files while claiming quiesce
-    CLOCK_WENT_BACK = 20  # a new snapshot would be older than its parent: the clock was stepped back
+    CLOCK_WENT_BACK = 20  # a new snapshot would be older than its parent: the clock stepped back
 
 
 class CleancutError(Exception):
