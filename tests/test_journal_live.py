@@ -1,10 +1,10 @@
 """Journal mode, live: a real agent journals flat out, a real repository restores any record.
 
 The simulated agent runs in journal mode in its own process (its whole tree
-written through the SDK's journal). At random moments its process group is
-stopped, and if the journal is between records (the `applied` marker shows no
-operation of a record applied and nothing durable unapplied) the tree is copied:
-that copy is the live state at sequence number N. A few more points are taken
+written through the SDK's journal). At random moments it is told (SIGUSR1) to
+stop itself at its next record boundary, and once stopped the `applied` marker
+must show no operation of a record applied and nothing durable unapplied; the
+tree is copied: that copy is the live state at sequence number N. A few more points are taken
 through the control protocol (quiesce, flush: the flush reply's `journal_seq`
 names the record). Meanwhile the journal is shipped to the repository through
 the command line now and then. Then each point is restored with `cleancut
@@ -130,11 +130,12 @@ def wait_records(journal: Path, beyond: int, within: float = 20.0) -> int:
 
 @contextlib.contextmanager
 def stopped(agent: Agent) -> Iterator[None]:
-    """SIGSTOP the agent's process group until every thread is stopped; SIGCONT after."""
+    """Stop the agent at its next record boundary (SIGUSR1: it stops itself there, holding
+    the journal so no thread is inside a record) until every thread is stopped; SIGCONT after."""
     pgid = agent.proc.pid
-    os.killpg(pgid, signal.SIGSTOP)
+    os.kill(agent.proc.pid, signal.SIGUSR1)
     try:
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 10
         while not all(set(s) <= {"T", "t"} for s in group_members(pgid).values()):
             assert time.monotonic() < deadline, "the agent did not stop"
             time.sleep(0.001)
@@ -144,8 +145,11 @@ def stopped(agent: Agent) -> Iterator[None]:
 
 
 def freeze_point(agent: Agent, dst: Path) -> tuple[int | None, int]:
-    """Copy the tree at a record boundary: (its seq, tries), or (None, tries) if none came."""
-    for tries in range(1, 200):
+    """Copy the tree at a record boundary: (its seq, tries), or (None, tries) if none came.
+
+    The agent stops itself between records, so the first try is at a boundary; the
+    marker is still read to prove it (and a few tries remain as a guard, not a hope)."""
+    for tries in range(1, 4):
         with stopped(agent):
             marker = read_marker(agent.journal / MARKER_NAME)
             assert marker is not None
@@ -153,7 +157,6 @@ def freeze_point(agent: Agent, dst: Path) -> tuple[int | None, int]:
             if ops == 0 and applied == durable(agent.journal):
                 shutil.copytree(agent.root, dst, symlinks=True)
                 return applied, tries
-        time.sleep(random.uniform(0.0, 0.01))
     return None, tries
 
 
@@ -222,7 +225,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             time.sleep(rng.uniform(0.03, 0.25))
             seq, tries = freeze_point(agent, base / "points" / f"f{n}")
             state.retries += tries - 1
-            assert seq is not None, "200 tries and never between two records"
+            assert seq is not None, "stopped at a boundary, yet a record is half applied"
             state.points.append(Point(seq, base / "points" / f"f{n}"))
             if n in quiesce_at:
                 state.points.append(quiesce_point(agent, base / "points" / f"q{n}"))

@@ -10,13 +10,14 @@ keeps requiring a fresh root.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from cleancut.agent.journal import Journal
 from cleancut.agent.ledger import Ledger
@@ -108,6 +109,7 @@ def _run_journaled(opts: AgentOptions, out: TextIO) -> int:
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGUSR1] = _stop_at_boundaries(journal, stop)
     server: ControlServer | None = None
     ledger: JournalLedger | None = None
     oracle: OracleWriter | None = None
@@ -164,6 +166,31 @@ def _run_journaled(opts: AgentOptions, out: TextIO) -> int:
     print(f"stopped turns={agent.turns_done} writes={agent.writes_done} "
           f"seconds={elapsed:.2f} journal_seq={journal.last_seq}", file=out, flush=True)
     return 1 if failed else 0
+
+
+def _stop_at_boundaries(journal: Journal, stop: threading.Event) -> Any:
+    """SIGUSR1 stops the process (every thread) at the next journal record boundary.
+
+    A SIGSTOP sent from outside lands wherever the agent is, most often inside a
+    record (durable, not yet applied), so a test that wants the exact state at a
+    record would have to retry until chance puts the stop between two. Instead,
+    on SIGUSR1 a thread takes the journal's lock (an empty transaction: no record
+    is in progress on any thread, and none can start) and stops the process;
+    SIGCONT lets it go on, the transaction ends with nothing written. Returns the
+    previous handler.
+    """
+    wanted = threading.Event()
+
+    def stopper() -> None:
+        while not stop.is_set():
+            if not wanted.wait(0.5):
+                continue
+            wanted.clear()
+            with contextlib.suppress(JournalError), journal.transaction():
+                os.kill(os.getpid(), signal.SIGSTOP)
+
+    threading.Thread(target=stopper, name="boundary-stop", daemon=True).start()
+    return signal.signal(signal.SIGUSR1, lambda *_: wanted.set())
 
 
 def _highest_wseq(root: Path) -> int:
