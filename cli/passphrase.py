@@ -7,18 +7,16 @@ import subprocess
 import sys
 
 import click
-from cleancut.store.errors import NoPassphrase, UsageError
+from cleancut.store.boundedread import SECRET_LIMIT, read_bounded
+from cleancut.store.errors import NoPassphrase
 
 
 def read_passphrase(
     password_file: str | None, password_command: str | None, confirm: bool = False
 ) -> str:
     if password_file:
-        try:
-            with open(password_file, encoding="utf-8", errors="surrogateescape") as f:
-                return f.read().rstrip("\r\n")
-        except OSError as exc:
-            raise UsageError(f"cannot read password file {password_file}: {exc.strerror}") from exc
+        data = read_bounded(password_file, "password file", SECRET_LIMIT)
+        return data.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
     if password_command:
         proc = subprocess.run(
             password_command, shell=True, capture_output=True, text=True, errors="surrogateescape"

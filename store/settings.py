@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .boundedread import CONFIG_LIMIT, read_bounded
 from .errors import UsageError
 from .profiles import DEFAULT_PROFILE, Profile, get_profile, parse_duration, parse_value
 
@@ -181,14 +182,7 @@ def load_config(path: Path | None) -> ConfigFile:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"config file {path}: not found") from None
-    except IsADirectoryError:
-        raise UsageError(f"config file {path}: is a directory") from None
-    except OSError as exc:
-        raise UsageError(f"config file {path}: cannot read: {exc.strerror or exc}") from None
+    data = read_bounded(path, "config file", CONFIG_LIMIT)
     try:
         return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -196,6 +190,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         detail = " ".join(str(exc).split())
         raise UsageError(f"{path}: not valid TOML: {detail}") from None
+    except RecursionError:  # tables or arrays nested deeper than the parser recurses
+        raise UsageError(f"{path}: not valid TOML: nested too deeply") from None
 
 
 # --- parsing ---------------------------------------------------------------
