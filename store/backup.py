@@ -454,7 +454,7 @@ class Archiver:
             if st.st_size and not self._unchanged(d.prev.get(entry.name), st):
                 wanted.append((entry.name, min(st.st_size, READAHEAD_BYTES)))
         if wanted:
-            self.prefetcher.readahead(d.fd, wanted)
+            self.prefetcher.readahead(d.rel, wanted)
         return entries
 
     def _list(self, d: _OpenDir) -> list[os.DirEntry[str]]:

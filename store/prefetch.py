@@ -6,21 +6,23 @@ threads listing and stat-ing the tree ahead of it (system calls that release
 the GIL) turn those waits into parallel I/O, as restic's concurrent scanner
 does. They only read metadata and never influence what is backed up.
 
-Like the walk, they never leave the source and never block on a special file:
-every directory is opened relative to its parent's descriptor with O_NOFOLLOW,
-every file with O_NOFOLLOW|O_NONBLOCK, and only regular files get a readahead.
-Each task owns its own descriptor of the directory it works in (a fresh open of
-".", not a dup: a dup shares the directory's read offset with the walk, and a
-listing here would leave the walk's listing empty) and closes it when it
-finishes or is cancelled.
+Like the walk, they never leave the source and never block on a special file.
+The prefetcher keeps one descriptor of the source (its own open, not a dup: a
+dup would share the walk's listing offset). A queued task holds only a
+relative path; when it runs it opens that path one component at a time from
+the source's descriptor with O_NOFOLLOW, so a component swapped for a symlink
+stops it, and it holds at most two descriptors while it runs, however many
+tasks are queued. Files get a readahead only if, opened with
+O_NOFOLLOW|O_NONBLOCK, they are regular files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -33,70 +35,91 @@ class MetadataPrefetcher:
         self.skip_dir = skip_dir
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="prefetch")
         self.stopped = threading.Event()
+        self.root_fd: int | None = None
 
     def start(self, root_fd: int) -> None:
         """Scan the tree below an open directory (the caller keeps its descriptor)."""
-        fd = _reopen(root_fd)
-        if fd is not None:
-            self._submit(fd, self._scan, "")
+        try:
+            self.root_fd = os.open(".", DIR_FLAGS, dir_fd=root_fd)
+        except OSError:
+            return  # out of descriptors, say: warming the cache is optional
+        self._submit(self._scan, "")
 
-    def readahead(self, dir_fd: int, files: list[tuple[str, int]]) -> None:
-        """Ask the kernel to read these files (name in dir_fd, bytes) while earlier ones
-        are processed. The caller keeps dir_fd; the task works on its own descriptor."""
-        fd = _reopen(dir_fd)
-        if fd is not None:
-            self._submit(fd, self._readahead_all, files)
+    def readahead(self, rel_dir: str, files: list[tuple[str, int]]) -> None:
+        """Ask the kernel to read these files (name in rel_dir, bytes) while earlier ones
+        are processed."""
+        self._submit(self._readahead_all, rel_dir, files)
 
     def stop(self) -> None:
         self.stopped.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.root_fd is not None:
+            # Closed once the last task is done (or cancelled), never under a running one.
+            threading.Thread(target=self._close_root, daemon=True).start()
 
-    def _submit(self, fd: int, fn: Callable[..., None], arg: object) -> None:
-        """Run fn(fd, arg) on the pool; fd is closed once the task is done or cancelled."""
-        try:
-            future = self.pool.submit(fn, fd, arg)
-        except RuntimeError:  # stopped: the pool takes no more work
-            os.close(fd)
+    def _close_root(self) -> None:
+        self.pool.shutdown(wait=True)
+        if self.root_fd is not None:
+            os.close(self.root_fd)
+            self.root_fd = None
+
+    def _submit(self, fn: Callable[..., None], *args: object) -> None:
+        if self.root_fd is None or self.stopped.is_set():
             return
-        future.add_done_callback(lambda _f, fd=fd: os.close(fd))
+        with contextlib.suppress(RuntimeError):  # shut down: no more work
+            self.pool.submit(fn, *args)
 
-    def _scan(self, dir_fd: int, rel: str) -> None:
+    def _scan(self, rel: str) -> None:
         if self.stopped.is_set():
             return
-        try:
-            with os.scandir(dir_fd) as it:
-                for entry in it:
-                    if self.stopped.is_set():
-                        return
-                    if entry.is_dir(follow_symlinks=False):
-                        child = f"{rel}/{entry.name}" if rel else entry.name
-                        if not self.skip_dir(child):
-                            self._scan_child(dir_fd, entry.name, child)
-                    else:
-                        entry.stat(follow_symlinks=False)
-        except OSError:
-            pass  # the walk itself reports what it cannot read
+        with _opened_dir(self.root_fd, rel) as dir_fd:
+            if dir_fd is None:
+                return  # gone, or swapped for a link: the walk reports it
+            try:
+                with os.scandir(dir_fd) as it:
+                    for entry in it:
+                        if self.stopped.is_set():
+                            return
+                        if entry.is_dir(follow_symlinks=False):
+                            child = f"{rel}/{entry.name}" if rel else entry.name
+                            if not self.skip_dir(child):
+                                self._submit(self._scan, child)
+                        else:
+                            entry.stat(follow_symlinks=False)
+            except OSError:
+                pass  # the walk itself reports what it cannot read
 
-    def _scan_child(self, dir_fd: int, name: str, rel: str) -> None:
-        try:
-            fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
-        except OSError:
-            return  # gone, or swapped for a link: the walk reports it
-        self._submit(fd, self._scan, rel)
-
-    def _readahead_all(self, dir_fd: int, files: list[tuple[str, int]]) -> None:
-        for name, length in files:
-            if self.stopped.is_set():
+    def _readahead_all(self, rel_dir: str, files: list[tuple[str, int]]) -> None:
+        with _opened_dir(self.root_fd, rel_dir) as dir_fd:
+            if dir_fd is None:
                 return
-            _readahead(dir_fd, name, length)
+            for name, length in files:
+                if self.stopped.is_set():
+                    return
+                _readahead(dir_fd, name, length)
 
 
-def _reopen(dir_fd: int) -> int | None:
-    """A new open file description of the same directory (its own listing offset)."""
+@contextlib.contextmanager
+def _opened_dir(root_fd: int | None, rel: str) -> Iterator[int | None]:
+    """The directory at rel below root_fd, opened component by component without
+    following a link (None if that fails); closed on exit."""
+    fd: int | None = None
+    if root_fd is not None:
+        try:
+            fd = os.open(".", DIR_FLAGS, dir_fd=root_fd)
+            for part in rel.split("/") if rel else []:
+                parent = fd
+                try:
+                    fd = os.open(part, DIR_FLAGS, dir_fd=parent)
+                finally:
+                    os.close(parent)
+        except OSError:
+            fd = None
     try:
-        return os.open(".", DIR_FLAGS, dir_fd=dir_fd)
-    except OSError:
-        return None  # out of descriptors, say: warming the cache is optional
+        yield fd
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def _readahead(dir_fd: int, name: str, length: int) -> None:

@@ -9,8 +9,11 @@ before an entry is opened, after its directory was listed and the entry stat'ed.
 
 from __future__ import annotations
 
+import json
 import os
+import resource
 import stat
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -172,3 +175,41 @@ def test_a_source_given_as_a_symlink_is_followed_once(repo_cli: CLI, tmp_path: P
     assert summary["files"] == 1
     tree = repo_cli.run("snapshots", "--json").json()[0]["tree"]
     assert _snapshot_paths(repo_cli, tree) == {"f.txt": "file", "inner": "symlink"}
+
+
+def _run_with_open_files_limit(cli: CLI, limit: int, *args: str) -> subprocess.CompletedProcess:
+    def lower() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return subprocess.run(
+        cli.command(*args), env=cli.env, capture_output=True, text=True,
+        preexec_fn=lower, timeout=300,
+    )  # fmt: skip
+
+
+def test_a_wide_tree_does_not_run_out_of_descriptors(repo_cli: CLI, tmp_path: Path):
+    """Queued prefetch work holds paths, not descriptors: 3000 directories, 64 descriptors."""
+    src = tmp_path / "src"
+    for i in range(3000):
+        (src / f"d{i:04d}").mkdir(parents=True)
+        (src / f"d{i:04d}" / "f").write_text(f"{i}\n")
+    proc = _run_with_open_files_limit(repo_cli, 64, "backup", str(src), "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert (summary["files"], summary["warnings"]) == (3000, [])
+
+
+def test_a_tree_deeper_than_the_descriptor_limit_is_warned_about(repo_cli: CLI, tmp_path: Path):
+    """One descriptor per directory level: past the limit, a warning (exit 3), not a crash."""
+    deep = tmp_path / "src"
+    path = deep
+    for _ in range(100):
+        path = path / "d"
+    path.mkdir(parents=True)
+    (path / "bottom.txt").write_text("far down\n")
+    (deep / "top.txt").write_text("up here\n")
+    proc = _run_with_open_files_limit(repo_cli, 64, "backup", str(deep), "--json")
+    assert proc.returncode == 3, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["files"] == 1
+    assert any("Too many open files" in w for w in summary["warnings"]), summary["warnings"]
