@@ -191,3 +191,11 @@ def test_a_config_nested_too_deeply_is_one_line(repo_cli: CLI, tmp_path: Path, o
     assert res.code == 2, res.err
     assert_no_traceback(res)
     assert f"{config}: not valid TOML" in res.err
+
+
+@pytest.mark.parametrize("command", ["yes", "cat /dev/zero"])
+def test_a_password_command_that_prints_without_end_is_refused(repo_cli: CLI, command: str):
+    res = repo_cli.run("snapshots", "--password-command", command, timeout=60)
+    assert res.code == 1, res.err
+    assert_no_traceback(res)
+    assert "password command printed more than 64 KiB" in res.err
