@@ -430,6 +430,8 @@ def validate_json(path: Path) -> str | None:
         json.loads(path.read_bytes())
     except (ValueError, UnicodeDecodeError) as exc:
         return f"not valid JSON ({exc})"
+    except RecursionError:  # deeper than the parser recurses: neither good nor bad known
+        return "nested too deeply to check"
     return None
 
 
@@ -449,6 +451,8 @@ def validate_jsonl(path: Path) -> str | None:
             json.loads(line)
         except (ValueError, UnicodeDecodeError):
             return f"line {number} is not valid JSON"
+        except RecursionError:
+            return f"line {number} is nested too deeply to check"
     return None
 
 

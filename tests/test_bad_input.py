@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -199,3 +200,19 @@ def test_a_password_command_that_prints_without_end_is_refused(repo_cli: CLI, co
     assert res.code == 1, res.err
     assert_no_traceback(res)
     assert "password command printed more than 64 KiB" in res.err
+
+
+def test_restore_test_of_json_nested_too_deeply_is_a_failed_check_not_a_crash(
+    repo_cli: CLI, tmp_path: Path
+):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (src / "deep.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n{}\n")
+    repo_cli.ok("backup", str(src), "--name", "deep")
+    res = repo_cli.run("restore-test", "--json")
+    assert "Traceback" not in res.err, res.err
+    assert res.code != 0
+    detail = json.loads(res.out)["steps"]["validate"]["detail"]
+    assert "deep.json: nested too deeply to check" in detail, detail
+    assert "deep.jsonl: line 1 is nested too deeply to check" in detail, detail
