@@ -118,3 +118,20 @@ def test_credentials_in_a_url_are_refused_and_never_printed(cli: CLI, tmp_path: 
             assert_no_traceback(res)
             assert secret not in res.out + res.err, (env, res.err)
             assert "***@" in res.err
+
+
+def test_credentials_in_a_config_file_location_are_refused_and_never_printed(
+    cli: CLI, tmp_path: Path
+):
+    secret = "c0nfigs3cret"
+    for body in (
+        f'repository = "s3://AK:{secret}@bucket/p"\n',
+        f'[replication]\nto = "s3://AK:{secret}@replica"\n',
+    ):
+        config = tmp_path / "cleancut.toml"
+        config.write_text(body)
+        for command in (["config", "show"], ["config", "show", "--json"], ["snapshots"]):
+            res = cli.run(*command, "--config", str(config))
+            assert res.code == 2, (body, res.out, res.err)
+            assert_no_traceback(res)
+            assert secret not in res.out + res.err, (body, res.err)
