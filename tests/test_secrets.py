@@ -112,7 +112,7 @@ def test_credentials_in_a_url_are_refused_and_never_printed(cli: CLI, tmp_path: 
         {"CLEANCUT_REPO": "s3://bucket", "AWS_ENDPOINT_URL_S3": f"u:{secret}@127.0.0.1:9"},
     ]
     for env in cases:
-        for command in (["snapshots"], ["init"], ["status"]):
+        for command in (["snapshots"], ["status"]):
             res = cli.run(*command, env=env, timeout=120)
             assert res.code == 2, (env, res.err)
             assert_no_traceback(res)
