@@ -33,7 +33,7 @@ from .prefetch import MetadataPrefetcher
 from .records import JOURNAL_GAP, failed_snapshots, list_records
 from .repository import Repository
 from .saver import BlobSaver, Job
-from .snapshot import Snapshot
+from .snapshot import Snapshot, stamp
 from .state import State, diff_states, referenced_by_state
 from .statecache import load_state, save_state
 from .tree import DIR, FILE, SYMLINK, Node, encode_tree
@@ -241,7 +241,7 @@ class Archiver:
         # Real time for the racy-file rule (it compares with filesystem timestamps); the
         # injectable clock for the snapshot's time, which policy and retention read.
         scan_start_ns = time.time_ns()
-        taken_at = clock.iso(clock.now())
+        reading = clock.now()
         source = self.source
         try:
             st = os.stat(source)
@@ -253,6 +253,9 @@ class Archiver:
         self.prefetcher.start()
         self._plan(name)
         assert self.decision is not None
+        taken = stamp(self.repo.snapshots(), name, reading)
+        if taken.went_back:
+            self.warnings.append(taken.warning())
         saver = BlobSaver(self.repo, on_pack_stored=self._on_stored)
         delta_id: str | None = None
         try:
@@ -277,7 +280,7 @@ class Archiver:
         decision = self.decision
         parent = decision.parent
         snapshot = Snapshot(
-            time=taken_at,
+            time=taken.time,
             name=name,
             host=socket.gethostname(),
             user=getpass.getuser(),
@@ -295,6 +298,8 @@ class Archiver:
             reason=decision.reason,
             delta=delta_id,
             capture=dict(self.options.capture),
+            clock_went_back=taken.went_back,
+            clock_reading=taken.reading if taken.went_back else None,
         )
         duration = time.monotonic() - started
         snapshot.summary = {
