@@ -103,6 +103,8 @@ class Lock:
     expires: str = ""
     token: str = ""
     readable: bool = True
+    boot_id: str = ""  # the holder host's boot: a lock from before a reboot is dead
+    started: int = 0  # the holder's start time (clock ticks since boot): pid reuse
 
     @property
     def holder(self) -> str:
@@ -112,11 +114,33 @@ class Lock:
         """An unreadable lock never expires by itself: only `unlock --force` removes it."""
         return self.readable and from_iso(self.expires) <= now
 
+    def holder_gone(self) -> bool:
+        """Provably dead: taken on this host, and its process is no longer running (or
+        the host rebooted since). A lock from another host is never judged this way."""
+        if not self.readable or self.host != socket.gethostname() or self.pid <= 0:
+            return False
+        if self.boot_id and self.boot_id != _boot_id():
+            return True
+        return not _process_runs(self.pid, self.started)
+
+    def stale_reason(self, now: datetime) -> str | None:
+        """Why the lock may be removed without --force, or None while it is live."""
+        if self.holder_gone():
+            return f"pid {self.pid} no longer runs on this host"
+        if self.expired(now):
+            return f"expired {self.expires}"
+        return None
+
     def describe(self, now: datetime) -> str:
         if not self.readable:
             return (
                 f"the lock object {self.name} is unreadable; if no prune is running, "
                 "remove it with 'cleancut unlock --force'"
+            )
+        if self.holder_gone():
+            return (
+                f"stale lock {self.name} left by {self.holder}, created {self.created}: "
+                "that process no longer runs; remove the lock with 'cleancut unlock'"
             )
         if self.expired(now):
             return (
@@ -138,6 +162,8 @@ class Lock:
             "created": self.created,
             "expires": self.expires,
             "token": self.token,
+            "boot_id": self.boot_id,
+            "started": self.started,
         }
         return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
@@ -154,11 +180,48 @@ class Lock:
                 str(doc["created"]),
                 str(doc["expires"]),
                 str(doc.get("token", "")),
+                boot_id=str(doc.get("boot_id", "")),
+                started=int(doc.get("started", 0)),
             )
             from_iso(lock.expires)
         except (ValueError, KeyError, TypeError):
             return cls(name, readable=False)
         return lock
+
+
+def _boot_id() -> str:
+    """This boot of this host (Linux), or "" where the system does not say."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _start_ticks(pid: int) -> int | None:
+    """A process's start time in clock ticks since boot, None if it is gone or a zombie
+    (Linux /proc; None also where there is no /proc, and then `_process_runs` asks kill)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] in ("Z", "X"):  # killed, not yet reaped: it holds nothing any more
+        return None
+    return int(fields[19])
+
+
+def _process_runs(pid: int, started: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, another user's
+    if not os.path.isdir("/proc/self"):
+        return True
+    ticks = _start_ticks(pid)
+    return ticks is not None and (not started or ticks == started)
 
 
 def read_locks(backend: Backend) -> list[Lock]:
@@ -197,6 +260,8 @@ class HeldLock:
                 iso(now),
                 iso(now + timedelta(seconds=ttl)),
                 os.urandom(16).hex(),
+                boot_id=_boot_id(),
+                started=_start_ticks(os.getpid()) or 0,
             )
             if backend.put_if_absent(LOCK_NAME, lock.to_bytes()):
                 return cls(backend, lock, ttl)
@@ -250,10 +315,11 @@ class UnlockResult:
 
 
 def remove_locks(backend: Backend, now: datetime, force: bool) -> UnlockResult:
-    """Remove stale locks; with `force`, live and unreadable ones too."""
+    """Remove stale locks (expired, or whose holder provably no longer runs: same host,
+    pid gone or host rebooted); with `force`, live and unreadable ones too."""
     result = UnlockResult()
     for lock in read_locks(backend):
-        if lock.expired(now):
+        if lock.stale_reason(now) is not None:
             backend.delete(lock.name)
             result.removed.append(lock)
         elif force:
