@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import clock
+from . import clock, reserve
 from .appendonly import refuse_if_append_only
 from .backend import Backend
 from .cache import BlobLocation
@@ -62,7 +62,7 @@ from .chain import own_blobs
 from .clock import from_iso, iso
 from .compress import decompress
 from .crypto import content_hash
-from .errors import CleancutError, IntegrityError, ObjectNotFound, RepositoryLocked
+from .errors import CleancutError, IntegrityError, NoSpace, ObjectNotFound, RepositoryLocked
 from .index import IndexSegment, PackRecord
 from .journal_compact import (
     JournalPrune,
@@ -527,6 +527,8 @@ class PruneReport:
     snapshots: int = 0
     next_run: str | None = None  # when a prune can act on what waits now
     journal: dict[str, Any] = field(default_factory=dict)  # batches kept, compacted, damaged
+    reserve_used: int = 0  # bytes of the reserve released because the filesystem was full
+    reserve_bytes: int = 0  # the reserve after the run (0: none, or not a local repository)
 
     def to_json(self) -> dict[str, Any]:
         def notes(items: list[PackNote]) -> dict[str, Any]:
@@ -556,6 +558,7 @@ class PruneReport:
             "segments_deleted": self.segments_deleted,
             "next_run": self.next_run,
             "journal": self.journal,
+            "reserve": {"used_bytes": self.reserve_used, "bytes": self.reserve_bytes},
         }
 
 
@@ -638,6 +641,24 @@ class Pruner:
         if dry_run:
             self._report(self._plan(), report)
             return report
+        try:
+            self._locked_run(report)
+        except NoSpace as exc:
+            # A full filesystem: free the reserve, then run again, as after a crash, in
+            # the room it leaves; no repack (it writes new packs before it frees any).
+            freed = reserve.release(self.repo.backend)
+            if not freed:
+                raise NoSpace(
+                    f"{exc}; the repository holds no prune reserve: free some space on "
+                    "its filesystem (outside the repository) and run prune again"
+                ) from exc
+            report = PruneReport(iso(self.now), self.margin, 0.0, dry_run, reserve_used=freed)
+            self.repack_below = 0.0
+            self._locked_run(report)
+        report.reserve_bytes = reserve.refill(self.repo.backend)
+        return report
+
+    def _locked_run(self, report: PruneReport) -> None:
         self.lock = HeldLock.acquire(self.repo.backend)
         try:
             plan = self._plan()
@@ -646,7 +667,6 @@ class Pruner:
         finally:
             self.lock.release()
             self.lock = None
-        return report
 
     # --- planning -----------------------------------------------------------
 
