@@ -6,6 +6,9 @@ Time moves only with the injected clock (CLEANCUT_NOW), forwards and, here, back
 from __future__ import annotations
 
 import dataclasses
+import errno
+import random
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -270,3 +273,46 @@ def test_unlock_clears_at_once_the_lock_of_a_killed_holder(repo_cli: CLI, worksp
     assert f"pid {holder.pid} no longer runs on this host" in res.out
     repo_cli.ok("prune", env=at(1))
     assert not (repo_cli.repo / "locks" / "prune").exists()
+
+
+# --- prune on a full filesystem ------------------------------------------------------------
+
+
+def fill(directory: Path) -> None:
+    """Fill the filesystem to the last byte, as whatever else shares it would."""
+    with open(directory / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+
+
+def test_prune_frees_space_on_a_full_filesystem(tmp_path: Path):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], check=True)
+    try:
+        cli = CLI(mnt / "repo", tmp_path / "cache")
+        cli.init()
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "a.bin").write_bytes(random.Random(1).randbytes(2_500_000))
+        backup(cli, src, 0)
+        (src / "a.bin").unlink()
+        (src / "b.bin").write_bytes(random.Random(2).randbytes(2_500_000))
+        expected = tree_state(src)
+        backup(cli, src, 1, "--full")
+        fill(mnt)
+        cli.ok("forget", "--keep-last", "1", env=at(2))
+        first = cli.ok("prune", "--json", env=at(2)).json()  # marks; the reserve made room
+        assert first["reserve"]["used_bytes"] > 0
+        cli.ok("prune", env=at(4))
+        last = cli.ok("prune", "--json", env=at(6)).json()
+        deleted = sum(p["deleted"]["bytes"] for p in (first, last))
+        assert deleted > 2_000_000
+        assert shutil.disk_usage(mnt).free > 2_000_000
+        cli.ok("check")
+        assert restored(cli, "latest", tmp_path / "r") == expected
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
