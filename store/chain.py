@@ -140,3 +140,20 @@ def find_forks(snapshots: list[Snapshot]) -> list[Fork]:
         for (chain, seq), group in sorted(by_link.items())
         if len(group) > 1
     ]
+
+
+def older_than_parent(snapshots: list[Snapshot]) -> list[str]:
+    """Incrementals whose recorded time is earlier than their parent's: written by an
+    older version while the clock was stepped back (this one records such a snapshot
+    at its parent's time plus 1 µs, with clock_went_back). Chain order still holds."""
+    by_id = {s.id: s for s in snapshots}
+    found = []
+    for snap in snapshots:
+        parent = by_id.get(snap.parent or "") if not snap.is_full else None
+        if parent is not None and snap.time < parent.time:
+            found.append(
+                f"snapshot {snap.id[:12]} (seq {snap.seq} of chain {(snap.chain or '?')[:12]}) "
+                f"is recorded at {snap.time}, earlier than its parent {parent.id[:12]} at "
+                f"{parent.time}: the clock went back; chain order, not time, orders them"
+            )
+    return found

@@ -189,12 +189,15 @@ def test_a_forked_chain_is_found_and_latest_is_deterministic(
     repo = Repository.open(LocalBackend(repo_cli.repo), PASSWORD, repo_cli.cache)
     try:
         record = repo.load_snapshot(a["id"])
-        sibling = dataclasses.replace(record, time=iso(T0 + timedelta(hours=0.5)), id="")
+        # Recorded before its parent, as an older version did under a clock stepped back.
+        sibling = dataclasses.replace(record, time=iso(T0 - timedelta(hours=0.5)), id="")
         b_id = repo.write_snapshot(sibling)
     finally:
         repo.close()
     res = repo_cli.ok("check")
     assert f"forked at seq 1 ({b_id[:12]}, {a['id'][:12]})" in res.out
+    assert f"snapshot {b_id[:12]} (seq 1 of chain" in res.out
+    assert "earlier than its parent" in res.out
     status = repo_cli.ok("status", "--json", env=at(2)).json()["sources"][0]
     assert any("forked at seq 1" in r for r in status["reasons"])
     assert status["state"] == "warn"
@@ -211,7 +214,6 @@ def test_a_forked_chain_is_found_and_latest_is_deterministic(
 def test_absurd_durations_and_counts_are_refused_with_the_range(repo_cli: CLI, tmp_path: Path):
     for args, words in (
         (("forget", "--keep-within", "100000000000000000000d"), "allowed 0s to 36500d"),
-        (("forget", "--keep-within", "36501d"), "allowed 0s to 36500d"),
         (("forget", "--keep-daily", "100000000000000000000"), "0<=x<=1000000"),
         (("prune", "--safety-margin", "999999999999d"), "allowed 0s to 36500d"),
         (("restore", "--at", "99999999999d ago", "--target", str(tmp_path / "t")), "100 years"),
@@ -225,7 +227,6 @@ def test_absurd_durations_and_counts_are_refused_with_the_range(repo_cli: CLI, t
         ("[retention]\nkeep_daily = 100000000000000000000\n", "allowed 0 to 1,000,000"),
         ("[retention]\nkeep_within = 1e20\n", "allowed 0s to 36500d"),
         ("[retention]\nkeep_within = inf\n", "allowed 0s to 36500d"),
-        ('[retention]\nkeep_within = "99999999999d"\n', "allowed 0s to 36500d"),
         ("prune_interval = 1e300\n", "allowed 0s to 36500d"),
         ("[overrides]\nincremental_retention = 1e20\n", "allowed 0s to 36500d"),
     ):
