@@ -115,7 +115,7 @@ def plan_forget(
     now: datetime,
     incremental_retention: float,
 ) -> list[Verdict]:
-    """One verdict per snapshot, in (name, time) order. Refuses an empty rule set."""
+    """One verdict per snapshot, by name, then in chain order. Refuses an empty rule set."""
     rules.require()
     reasons: dict[str, list[str]] = {s.id: [] for s in snapshots}
     order = _orders(snapshots)
@@ -218,17 +218,13 @@ def forget_snapshots(repo: Repository, snapshots: list[Snapshot]) -> list[str]:
     run at least a safety margin later can already mark what these snapshots held."""
     if snapshots:
         refuse_if_append_only(repo.backend, "forget")
-    order = _children_first(snapshots)
+    order = sorted(snapshots, key=lambda s: (s.seq, s.time, s.id), reverse=True)
     for snap in order:
         repo.backend.delete(SNAPSHOTS_PREFIX + snap.id)
     if order:
         observe_segments(repo)
         repo.sync_cache()
     return [s.id for s in order]
-
-
-def _children_first(snapshots: list[Snapshot]) -> list[Snapshot]:
-    return sorted(snapshots, key=lambda s: (s.seq, s.time, s.id), reverse=True)
 
 
 def plan_named(snapshots: list[Snapshot], refs: list[str]) -> list[Verdict]:
