@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from cleancut.store.clock import iso
 from cleancut.store.local import LocalBackend
+from cleancut.store.prune import LOCK_NAME, Lock, remove_locks
 from cleancut.store.repository import Repository
 from cleancut.store.retention import KeepRules, plan_forget
 from cleancut.store.snapshot import Snapshot
@@ -317,3 +320,32 @@ def test_prune_frees_space_on_a_full_filesystem(tmp_path: Path):
         assert restored(cli, "latest", tmp_path / "r") == expected
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_only_a_lock_of_this_host_is_judged_by_its_pid(tmp_path: Path):
+    """Another host's pid means nothing here; a lock from before this host's reboot is dead."""
+    backend = LocalBackend(tmp_path / "repo")
+    now = T0 + timedelta(minutes=5)
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    base = Lock(
+        LOCK_NAME,
+        "prune",
+        socket.gethostname(),
+        dead.pid,
+        "u",
+        iso(T0),
+        iso(T0 + timedelta(minutes=30)),
+        "t",
+        started=1,  # even if the pid were reused at once, not by a process this old
+    )
+    for lock, removed in (
+        (dataclasses.replace(base, host="elsewhere"), False),
+        (dataclasses.replace(base, pid=os.getpid(), started=0), False),  # alive: kept
+        (dataclasses.replace(base, pid=os.getpid(), started=0, boot_id="earlier"), True),
+        (base, True),
+    ):
+        backend.put(LOCK_NAME, lock.to_bytes())
+        result = remove_locks(backend, now, force=False)
+        assert bool(result.removed) is removed, lock
+        backend.delete(LOCK_NAME)
