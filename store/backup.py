@@ -43,7 +43,7 @@ from .prefetch import MetadataPrefetcher
 from .records import JOURNAL_GAP, failed_snapshots, list_records
 from .repository import Repository
 from .saver import BlobSaver, Job
-from .snapshot import Snapshot
+from .snapshot import Snapshot, stamp
 from .state import State, diff_states, referenced_by_state
 from .statecache import load_state, save_state
 from .tree import DIR, FILE, SYMLINK, Node, encode_tree
@@ -253,7 +253,7 @@ class Archiver:
         # Real time for the racy-file rule (it compares with filesystem timestamps); the
         # injectable clock for the snapshot's time, which policy and retention read.
         scan_start_ns = time.time_ns()
-        taken_at = clock.iso(clock.now())
+        reading = clock.now()
         source = self.source
         root_fd = _open_source(source)
         try:
@@ -265,6 +265,9 @@ class Archiver:
             os.close(root_fd)
             raise
         assert self.decision is not None
+        taken = stamp(self.repo.snapshots(), name, reading)
+        if taken.went_back:
+            self.warnings.append(taken.warning())
         saver = BlobSaver(self.repo, on_pack_stored=self._on_stored)
         delta_id: str | None = None
         try:
@@ -289,7 +292,7 @@ class Archiver:
         decision = self.decision
         parent = decision.parent
         snapshot = Snapshot(
-            time=taken_at,
+            time=taken.time,
             name=name,
             host=socket.gethostname(),
             user=getpass.getuser(),
@@ -307,6 +310,8 @@ class Archiver:
             reason=decision.reason,
             delta=delta_id,
             capture=dict(self.options.capture),
+            clock_went_back=taken.went_back,
+            clock_reading=taken.reading if taken.went_back else None,
         )
         duration = time.monotonic() - started
         snapshot.summary = {

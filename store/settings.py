@@ -26,7 +26,15 @@ from typing import Any
 
 from .boundedread import CONFIG_LIMIT, read_bounded
 from .errors import UsageError
-from .profiles import DEFAULT_PROFILE, Profile, get_profile, parse_duration, parse_value
+from .profiles import (
+    DEFAULT_PROFILE,
+    Profile,
+    check_count,
+    check_duration,
+    get_profile,
+    parse_duration,
+    parse_value,
+)
 from .redact import has_userinfo, redact_userinfo
 
 CONFIG_ENV = "CLEANCUT_CONFIG"
@@ -368,6 +376,7 @@ class _Where:
             return None
         try:
             seconds = parse_duration(str(value)) if isinstance(value, str) else float(value)
+            check_duration(seconds, value)
         except (TypeError, ValueError) as exc:
             raise self.fail(_key(prefix, name), str(exc)) from None
         if seconds <= 0 or isinstance(value, bool):
@@ -385,6 +394,10 @@ class _Where:
             elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise self.fail(_key(prefix, name), f"expected a count >= 0, got {_shown(value)}")
             else:
+                try:
+                    check_count(value, name)
+                except ValueError as exc:
+                    raise self.fail(_key(prefix, name), str(exc)) from None
                 rules[name] = value
         return rules
 
