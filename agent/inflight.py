@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
+from ..store.errors import NotOurs
 from ..store.snapshot import Snapshot
+
+_MAX_DOCUMENT = 64 << 20  # an in-flight list larger than this is not one we wrote
 
 
 def inflight_of(snapshot: Snapshot) -> list[dict[str, Any]]:
@@ -40,6 +44,7 @@ def write_inflight(snapshot: Snapshot, target: Path) -> Path | None:
     """Write the in-flight actions beside `target`; None when there are none (and a file
     left there by an earlier restore is removed: it would describe another snapshot)."""
     path = inflight_path(target)
+    _check_ours(path)
     if not inflight_of(snapshot):
         path.unlink(missing_ok=True)
         return None
@@ -47,3 +52,23 @@ def write_inflight(snapshot: Snapshot, target: Path) -> Path | None:
     tmp.write_text(json.dumps(inflight_document(snapshot), indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def _check_ours(path: Path) -> None:
+    """Refuse to replace or delete `path` unless it is missing or a document of ours."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    ours = False
+    if stat.S_ISREG(st.st_mode) and st.st_size <= _MAX_DOCUMENT:
+        try:
+            doc = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            doc = None
+        ours = isinstance(doc, dict) and {"snapshot", "consistency", "inflight"} <= doc.keys()
+    if not ours:
+        raise NotOurs(
+            f"{path} exists and is not an in-flight list cleancut wrote: left untouched; "
+            "move it away to get the snapshot's in-flight actions written there"
+        )
