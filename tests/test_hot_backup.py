@@ -477,9 +477,16 @@ def test_restore_of_a_snapshot_without_inflight_removes_a_stale_file(
     repo_cli.ok("backup", str(workspace))
     target = tmp_path / "restored"
     stale = tmp_path / "restored.inflight.json"
-    stale.write_text('{"inflight": [{"key": "old"}]}')
+    stale.write_text(json.dumps({  # what an earlier restore wrote
+        "snapshot": "0" * 64, "name": "old", "time": "2026-11-26T17:53:01Z",
+        "consistency": "quiesced", "inflight": [{"key": "old"}],
+    }))
     repo_cli.ok("restore", "latest", "--target", str(target))
     assert not stale.exists()
+    # A file of the operator's at that name is not ours: left alone.
+    (tmp_path / "restored-again.inflight.json").write_text("my notes")
+    repo_cli.ok("restore", "latest", "--target", str(tmp_path / "restored-again"))
+    assert (tmp_path / "restored-again.inflight.json").read_text() == "my notes"
 
 
 @pytest.mark.parametrize(

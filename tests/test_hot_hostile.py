@@ -495,9 +495,13 @@ def test_restore_never_replaces_an_inflight_file_it_did_not_write(tmp_path: Path
     mine = tmp_path / "restored.inflight.json"
     mine.write_text("my own file")
     snapshot = SimpleNamespace(id="s", name="n", time="t", consistency="quiesced", capture={})
+    assert write_inflight(snapshot, target) is None  # type: ignore[arg-type]
+    assert mine.read_text() == "my own file"  # nothing to write: someone else's file stays
+    snapshot.capture = {"inflight": [{"key": "k", "kind": "x", "state": "started", "since": "t"}]}
     with pytest.raises(NotOurs, match="not an in-flight list cleancut wrote"):
         write_inflight(snapshot, target)  # type: ignore[arg-type]
     assert mine.read_text() == "my own file"
+    snapshot.capture = {}
     mine.write_text(json.dumps({"snapshot": "old", "consistency": "quiesced", "inflight": []}))
     assert write_inflight(snapshot, target) is None  # type: ignore[arg-type]
     assert not mine.exists()  # ours, and stale: removed
