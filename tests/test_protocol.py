@@ -782,6 +782,28 @@ def test_the_hand_written_node_agent_speaks_the_protocol(
     _converse(sock, ws)
 
 
+@pytest.mark.parametrize("language", ["python", "node"])
+def test_the_hand_written_agents_never_delete_a_file_at_their_socket_path(
+    short_dir: Path, language: str
+) -> None:
+    """docs/protocol.md: a path that holds anything but a socket is not ours to delete."""
+    if language == "node":
+        node = shutil.which("node")
+        assert node is not None, "node is not on PATH"
+        argv = [node, str(ROOT / "docs" / "examples" / "minimal_agent.js")]
+    else:
+        argv = [sys.executable, str(ROOT / "tests" / "minimal_agent.py")]
+    sock = short_dir / "agent.sock"
+    sock.write_text("the operator's file")
+    proc = subprocess.run(
+        [*argv, "--socket", str(sock), "--workspace", str(short_dir / "ws")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "not a socket" in proc.stderr
+    assert sock.read_text() == "the operator's file"
+
+
 def test_every_json_example_in_protocol_md_parses() -> None:
     """The page is the contract: an example that does not parse teaches the wrong thing."""
     text = (ROOT / "docs" / "protocol.md").read_text()
