@@ -95,7 +95,10 @@ class AgentClient:
                     raise AgentClosed(f"the agent closed the connection during {op}")
                 if not line.strip():
                     continue
-                reply = decode(line)
+                try:
+                    reply = decode(line)
+                except WireError as exc:  # a whole line, but not a JSON object
+                    raise self._misbehaved(f"{op} reply: {exc}") from None
                 got = reply.get("id")
                 if type(got) is int and got in self._abandoned:
                     self._abandoned.discard(got)  # late reply to a request we gave up on

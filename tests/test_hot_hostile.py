@@ -277,6 +277,16 @@ def test_a_reply_that_breaks_the_protocol_is_misbehaviour_not_a_quiesce(
         assert captured == []  # nothing was captured on the strength of a broken reply
 
 
+@pytest.mark.parametrize("line", [b"garbage\n", b"[1, 2]\n", b'"quiesced"\n', b"\xff\xfe\n"])
+def test_a_reply_line_that_is_not_a_json_object_is_misbehaviour(
+    fake: Callable[..., FakeAgent], line: bytes
+) -> None:
+    agent = fake({"quiesce": lambda req, conn: conn.send(line)})
+    with pytest.raises(AgentMisbehaved, match="quiesce reply: (not a JSON line|a message must)"):
+        session(agent)
+    assert agent.ops[-1] == "resume"
+
+
 def test_quiesce_ok_as_a_string_is_exit_19_and_counted_as_a_miss(
     repo_cli: CLI, ws: Path, fake: Callable[..., FakeAgent]
 ) -> None:
