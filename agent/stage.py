@@ -810,6 +810,11 @@ class Stager:
         cleancut from before the marker); anything else raises NotOurs: mirroring into it
         would delete whatever it holds that the source lacks.
         """
+        if os.path.lexists(self._staging) and not os.path.isdir(self._staging):
+            raise NotOurs(
+                f"staging path {self.staging} exists and is not a directory: left untouched; "
+                "give --staging a new or empty directory"
+            )
         os.makedirs(self._staging, mode=0o700, exist_ok=True)
         marker = os.path.join(self._staging, MARKER)
         try:

@@ -633,6 +633,15 @@ def test_a_staging_directory_with_someone_elses_files_is_refused_untouched(
     assert tree_state(staging) == before
 
 
+def test_a_staging_path_that_is_a_file_is_refused_untouched(src: Path, tmp_path: Path) -> None:
+    _make_tree(src)
+    staging = tmp_path / "notes.txt"
+    staging.write_text("mine")
+    with pytest.raises(NotOurs, match="is not a directory"):
+        Stager(src, staging).capture()
+    assert staging.read_text() == "mine"
+
+
 @pytest.mark.parametrize("kind", ["new", "empty"])
 def test_a_new_or_empty_staging_directory_is_claimed(
     src: Path, tmp_path: Path, kind: str
