@@ -10,10 +10,10 @@ restored directory (not inside it: the workspace stays exactly as captured).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from ..store.safeio import replace_file
 from ..store.snapshot import Snapshot
 
 
@@ -43,7 +43,8 @@ def write_inflight(snapshot: Snapshot, target: Path) -> Path | None:
     if not inflight_of(snapshot):
         path.unlink(missing_ok=True)
         return None
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(inflight_document(snapshot), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    # A random temporary name created exclusively: the directory beside the target may be
+    # writable by others (/tmp), and a name they can guess could hold their symlink.
+    text = json.dumps(inflight_document(snapshot), indent=2, sort_keys=True) + "\n"
+    replace_file(path, text.encode(), 0o644)
     return path
