@@ -21,14 +21,16 @@ SYMLINK = "symlink"
 NODE_TYPES = (FILE, DIR, SYMLINK)
 
 _INT64 = (-(1 << 63), (1 << 63) - 1)
+# Nanoseconds whose seconds fit a 64-bit time_t (a file can be dated past 2262).
+_TIME_NS = (_INT64[0] * 10**9, _INT64[1] * 10**9 + 999_999_999)
 # What each integer field may hold: what the system calls restore makes accept.
 _RANGES: dict[str, tuple[int, int]] = {
     "mode": (0, 0o7777),  # permission bits: the type is the node's type
-    "mtime_ns": _INT64,
+    "mtime_ns": _TIME_NS,
     "uid": (0, (1 << 32) - 2),  # (1 << 32) - 1 is -1: "leave as is"
     "gid": (0, (1 << 32) - 2),
     "size": (0, _INT64[1]),
-    "ctime_ns": _INT64,
+    "ctime_ns": _TIME_NS,
     "inode": (0, (1 << 64) - 1),
 }
 _REQUIRED = ("mode", "mtime_ns")

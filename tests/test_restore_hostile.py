@@ -13,6 +13,7 @@ import os
 import random
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,7 @@ def test_a_symlink_at_the_inflight_files_temporary_name_is_not_followed(
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("mode", 1 << 40), ("mode", -1), ("uid", 1 << 40), ("gid", -5), ("mtime_ns", 1 << 70)],
+    [("mode", 1 << 40), ("mode", -1), ("uid", 1 << 40), ("gid", -5), ("mtime_ns", 1 << 100)],
 )
 def test_a_forged_out_of_range_field_is_refused_in_one_line(
     repo_cli: CLI, tmp_path: Path, field: str, value: int
@@ -255,3 +256,47 @@ def test_any_name_that_backs_up_restores_under_its_own_name(
     assert (result.refused, result.damaged, result.errors) == ([], [], [])
     assert tree_state(base / "target") == tree_state(src)
 
+
+
+def test_the_local_backend_writes_past_whatever_sits_at_a_guessable_temp_name(tmp_path: Path):
+    backend = LocalBackend(tmp_path / "repo")
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    data = b"object bytes"
+    # The name earlier versions used: the process id and the data's address.
+    guessed = tmp_path / "repo" / "data" / f".obj.{os.getpid()}.{id(data):x}.tmp"
+    guessed.symlink_to(victim)
+    backend.put("data/obj", data)
+    assert backend.put_if_absent("data/obj2", data)
+    assert backend.get("data/obj") == data == backend.get("data/obj2")
+    assert victim.read_bytes() == b"keep"
+    assert sorted(i.name for i in backend.list("data/")) == ["data/obj", "data/obj2"]
+
+
+_REPLAY = """
+import sys
+from cleancut.store.journal import ZERO_HASH, JournalRecord, Put, replay
+ops = (Put("a", b"new a"), Put("b", b"new b"), Put("c", b"new c"))
+replay([JournalRecord(1, 0, ZERO_HASH, ops)], sys.argv[1])
+"""
+
+
+def test_journal_replay_never_writes_through_its_temporary_names(tmp_path: Path):
+    target = tmp_path / "target"
+    target.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    os.link(victim, target / ".ccj-tmp-1-0")
+    (target / ".ccj-tmp-1-1").symlink_to(victim)
+    os.mkfifo(target / ".ccj-tmp-1-2")
+    proc = subprocess.run(
+        [sys.executable, "-c", _REPLAY, str(target)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert victim.read_bytes() == b"keep"
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == {
+        "a": b"new a",
+        "b": b"new b",
+        "c": b"new c",
+    }
