@@ -92,6 +92,10 @@ def test_planted_links_and_fifos_are_never_written_through(repo_cli: CLI, tmp_pa
     sid = forge_snapshot(repo_cli.repo, repo_cli.cache, entries)
     target = tmp_path / "target"
     kept = _plant(target, outside, names)
+    final = outside / "final"  # a hard link at a final name is replaced, not written through
+    final.write_bytes(b"outside final")
+    os.link(final, target / "e")
+    kept[final] = final.read_bytes()
     res = repo_cli.run("restore", sid, "--target", str(target), timeout=60)
     assert res.code == 0, res.err
     for victim, data in kept.items():
