@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from cleancut.store.backup import Archiver, BackupOptions
+from cleancut.store.journal_shipped import read_shipped, write_shipped
 from cleancut.store.local import LocalBackend
 from cleancut.store.repository import Repository
 from cleancut.store.restore import Restorer
@@ -304,3 +305,15 @@ def test_journal_replay_never_writes_through_its_temporary_names(tmp_path: Path)
         "b": b"new b",
         "c": b"new c",
     }
+
+
+def test_the_shipped_mark_is_not_written_through_a_planted_symlink(tmp_path: Path):
+    journal_dir = tmp_path / "journal"
+    journal_dir.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    # The name earlier versions used, guessable from the process id.
+    (journal_dir / f".shipped.{os.getpid()}.tmp").symlink_to(victim)
+    write_shipped(journal_dir, 42)
+    assert read_shipped(journal_dir) == 42
+    assert victim.read_bytes() == b"keep"
