@@ -317,3 +317,13 @@ def test_the_shipped_mark_is_not_written_through_a_planted_symlink(tmp_path: Pat
     write_shipped(journal_dir, 42)
     assert read_shipped(journal_dir) == 42
     assert victim.read_bytes() == b"keep"
+
+
+def test_a_reused_tree_in_a_record_that_claims_nothing_is_still_bounded(
+    repo_cli: CLI, tmp_path: Path
+):
+    sid = forge_reused_tree(repo_cli.repo, repo_cli.cache, 60)
+    res = repo_cli.run("restore", sid, "--target", str(tmp_path / "target"), timeout=120)
+    assert res.code == 4, res.err
+    assert_no_traceback(res)
+    assert "262144 directories" in res.err
