@@ -326,7 +326,14 @@ class Restorer:
         except IsADirectoryError:
             self.result.refused.append(f"{rel!r}: a directory is in the way of the symlink")
             return
-        os.symlink(node.target or "", name, dir_fd=parent)
+        try:
+            os.symlink(node.target or "", name, dir_fd=parent)
+        except OSError as exc:  # a target too long, something created there meanwhile
+            self.result.errors.append(f"{shown_path(rel)}: cannot create ({exc.strerror})")
+            return
+        except ValueError:  # a NUL or a lone surrogate: no symlink can hold that target
+            self.result.errors.append(f"{shown_path(rel)}: cannot create (invalid target)")
+            return
         if self.is_root:
             with contextlib.suppress(OSError):
                 os.chown(name, node.uid, node.gid, dir_fd=parent, follow_symlinks=False)

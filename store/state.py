@@ -13,6 +13,7 @@ Delta manifest (a blob of type DELTA, canonical JSON):
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 
 from .errors import IntegrityError
@@ -131,7 +132,18 @@ def unsafe_name(name: str) -> str | None:
         return "name is empty, '.' or '..'"
     if "/" in name or "\0" in name:
         return "name contains '/' or NUL"
+    if not encodable(name):
+        return "name holds a character no file name can (a lone surrogate)"
     return None
+
+
+def encodable(text: str) -> bool:
+    """Whether `text` turns into bytes the way file names do (UTF-8, surrogate escapes)."""
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def unsafe_path(path: str) -> str | None:

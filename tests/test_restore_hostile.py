@@ -327,3 +327,26 @@ def test_a_reused_tree_in_a_record_that_claims_nothing_is_still_bounded(
     assert res.code == 4, res.err
     assert_no_traceback(res)
     assert "262144 directories" in res.err
+
+
+def test_forged_names_and_link_targets_no_system_call_accepts(repo_cli: CLI, tmp_path: Path):
+    good = {"name": "good", "type": "file", "data": b"fine"}
+    lone = forge_snapshot(
+        repo_cli.repo,
+        repo_cli.cache,
+        [good, {"name": "bad\ud800", "type": "file", "data": b"x"}],
+    )
+    res = repo_cli.run("restore", lone, "--target", str(tmp_path / "t1"))
+    assert res.code == 5 and "Traceback" not in res.err and "surrogate" in res.err, res.err
+    assert sorted(os.listdir(tmp_path / "t1")) == ["good"]
+    nul = forge_snapshot(
+        repo_cli.repo, repo_cli.cache, [good, {"name": "l", "type": "symlink", "target": "a\0b"}]
+    )
+    res = repo_cli.run("restore", nul, "--target", str(tmp_path / "t2"))
+    assert res.code == 1 and "Traceback" not in res.err and "error: l: cannot create" in res.err
+    assert sorted(os.listdir(tmp_path / "t2")) == ["good"]
+    too_long = {"name": "l", "type": "symlink", "target": "x" * 5000}
+    long = forge_snapshot(repo_cli.repo, repo_cli.cache, [good, too_long])
+    res = repo_cli.run("restore", long, "--target", str(tmp_path / "t3"))
+    assert res.code == 1 and "Traceback" not in res.err and "error: l: cannot create" in res.err
+    assert sorted(os.listdir(tmp_path / "t3")) == ["good"]
