@@ -10,12 +10,12 @@ restored directory (not inside it: the workspace stays exactly as captured).
 from __future__ import annotations
 
 import json
-import os
 import stat
 from pathlib import Path
 from typing import Any
 
 from ..store.errors import NotOurs
+from ..store.safeio import replace_file
 from ..store.snapshot import Snapshot
 
 _MAX_DOCUMENT = 64 << 20  # an in-flight list larger than this is not one we wrote
@@ -54,9 +54,10 @@ def write_inflight(snapshot: Snapshot, target: Path) -> Path | None:
             f"{path} exists and is not an in-flight list cleancut wrote: left untouched; "
             "move it away to get the snapshot's in-flight actions written there"
         )
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(inflight_document(snapshot), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    # A random temporary name created exclusively: the directory beside the target may be
+    # writable by others (/tmp), and a name they can guess could hold their symlink.
+    text = json.dumps(inflight_document(snapshot), indent=2, sort_keys=True) + "\n"
+    replace_file(path, text.encode(), 0o644)
     return path
 
 

@@ -17,7 +17,7 @@ from .errors import ChainBroken, CleancutError, ObjectNotFound
 from .pack import DELTA, pack_name
 from .repository import Repository
 from .snapshot import SNAPSHOTS_PREFIX, Snapshot, chain_order
-from .state import Delta, State, apply_delta, tree_state
+from .state import Claims, Delta, State, apply_delta, tree_state
 from .walk import load_tree
 
 
@@ -83,7 +83,7 @@ def snapshot_state(
 ) -> State:
     """Replay the chain up to `snapshot`: its full's trees, then every delta in order."""
     links = verified_chain(repo, snapshot)
-    state = tree_state(repo, links[0].tree, problems)
+    state = tree_state(repo, links[0].tree, problems, Claims.of(links[0].summary))
     for link in links[1:]:
         apply_delta(state, load_delta(repo, link), problems)
     return state
@@ -98,6 +98,8 @@ def own_blobs(repo: Repository, snapshot: Snapshot) -> set[bytes]:
         stack = [snapshot.tree]
         while stack:
             tree_id = stack.pop()
+            if bytes.fromhex(tree_id) in blobs:
+                continue  # a tree named twice (equal directories) is walked once
             blobs.add(bytes.fromhex(tree_id))
             for node in load_tree(repo, tree_id):
                 if node.subtree:

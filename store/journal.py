@@ -50,6 +50,9 @@ ZERO_HASH = bytes(32)
 MAX_PAYLOAD = 1 << 30
 """A record larger than 1 GiB is refused when written and read as damage."""
 RESERVED_PREFIX = ".ccj-"
+_EXCL_FLAGS = (
+    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+)
 """Top-level names of this form in a target belong to replay (temporary files)."""
 
 _FRAME_HEAD = struct.Struct("<4sI")  # magic, payload length
@@ -1085,8 +1088,12 @@ class Replayer:
             mode = op.mode
             if mode is None:
                 mode = stat.S_IMODE(st.st_mode) if st and stat.S_ISREG(st.st_mode) else 0o644
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+            # Whatever sits at the temporary name (a stale one of an interrupted run, or a
+            # hard link, symlink or FIFO someone planted) is removed, never opened: the
+            # create is exclusive and does not block.
+            flags = _EXCL_FLAGS
             try:
+                _unlink_quietly(tmp, self._root)
                 fd = os.open(tmp, flags, 0o600, dir_fd=self._root)
                 try:
                     _write_all(fd, op.data, 0)

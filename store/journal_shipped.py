@@ -11,29 +11,19 @@ continue the shipped one): nothing may be trimmed.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from .journal import JournalError
+from .safeio import replace_file
 
 SHIPPED_FILE = "shipped"
 
 
 def write_shipped(journal_dir: Path, seq: int) -> None:
-    path = journal_dir / SHIPPED_FILE
-    tmp = journal_dir / f".{SHIPPED_FILE}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, b"%d\n" % seq)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(journal_dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    # The journal directory is the agent's: a temporary name it could guess (the process
+    # id) could hold its symlink, and ship may run as root. safeio's name is random and
+    # created exclusively.
+    replace_file(journal_dir / SHIPPED_FILE, b"%d\n" % seq, 0o600)
 
 
 def read_shipped(journal_dir: str | Path) -> int | None:

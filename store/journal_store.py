@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import IntegrityError, ObjectNotFound
+from .errors import CleancutError, IntegrityError, ObjectNotFound
 from .objects import JOURNAL_KIND, open_json, seal_json
 from .records import JOURNAL_COMPACTED, JOURNAL_GAP, list_records
 from .repository import Repository
+from .safeio import replace_file
 from .snapshot import Snapshot
 
 JOURNAL_PREFIX = "journal/"
@@ -292,11 +292,8 @@ def _read_catalog_cache(path: Path) -> dict[str, Any]:
 
 
 def _write_catalog_cache(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(OSError):  # a cache that cannot be written costs reads
-        tmp.write_text(json.dumps(doc, sort_keys=True))
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+    with contextlib.suppress(OSError, CleancutError):  # a cache not written costs reads
+        replace_file(path, json.dumps(doc, sort_keys=True).encode(), 0o600)
 
 
 def load_batch(repo: Repository, object_id: str) -> JournalBatch:

@@ -2,7 +2,8 @@
 
 Every write is temp file, fsync, rename, fsync of the directory, so a crash at
 any instant leaves either the whole object or none of it (plus, at worst, a
-stray temp file that listing ignores).
+stray temp file that listing ignores). Temp files get random names, created
+exclusively (safeio.py): nothing already in the directory is written through.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from .backend import ObjectInfo
 from .errors import CleancutError, NoSpace, ObjectNotFound
+from .safeio import create_temp, write_all
 
 TEMP_SUFFIX = ".tmp"
 
@@ -78,20 +80,24 @@ class LocalBackend:
 
     def _write_temp(self, path: Path, data: bytes) -> Path:
         self._ensure_dir(path.parent)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(data):x}{TEMP_SUFFIX}")
+        tmp: Path | None = None
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
+                fd, name = create_temp(dir_fd, (path.name,), TEMP_SUFFIX)
+            finally:
+                os.close(dir_fd)
+            tmp = path.with_name(name)
+            try:
+                write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
             _raise_os_error(exc, path.name)
+        assert tmp is not None
         return tmp
 
     def put(self, name: str, data: bytes) -> None:

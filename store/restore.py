@@ -3,9 +3,13 @@
 Every path is built from directory file descriptors opened with O_NOFOLLOW,
 one validated name at a time, so no entry ("../x", "/etc/passwd", a name with
 a slash, a symlink followed by a path under it) can make a write land outside
-the target. Each file is written under a temporary name, every blob is
-verified against its ID as it is written, and only a complete, verified file
-is renamed into place: a damaged blob leaves no corrupted file behind.
+the target. Each file is written under a short random temporary name created
+exclusively (safeio.py: nothing planted there is opened, followed or waited
+on, and no name, however long, can collide with it), every blob is verified
+against its ID as it is written, and only a complete, verified file is
+renamed into place: a damaged blob leaves no corrupted file behind. Blobs of
+zeros are skipped over rather than written, so sparse files come back sparse
+on filesystems with holes.
 """
 
 from __future__ import annotations
@@ -24,14 +28,16 @@ from pathlib import Path
 from .chain import snapshot_state
 from .errors import CleancutError, NoSpace, PathNotFound
 from .pack import pack_name
+from .pathtext import shown_path
 from .repository import Repository
+from .safeio import create_temp, unlink_quietly, write_all
 from .snapshot import Snapshot
 from .state import State
 from .tree import DIR, FILE, SYMLINK, Node
 
-TMP_SUFFIX = ".cleancut-restore"
 RESTORE_THREADS = 4
 PREFETCH_AHEAD = 512 << 20
+HOLE_BLOCK = 64 << 10  # a run of zeros this long, so aligned, is skipped rather than written
 
 
 @dataclass
@@ -52,18 +58,33 @@ class _FileTask:
     node: Node
 
 
-def _unlink_quietly(name: str, dir_fd: int) -> None:
-    if dir_fd >= 0:
-        with contextlib.suppress(OSError):
-            os.unlink(name, dir_fd=dir_fd)
-
-
 def _included(rel: str, includes: list[str]) -> bool:
     if not includes:
         return True
     return any(
         rel == inc or rel.startswith(inc + "/") or inc.startswith(rel + "/") for inc in includes
     )
+
+
+def _zero(data: bytes, start: int, end: int) -> bool:
+    """Whether data[start:end] is all zero bytes (most blocks fail on the first or last)."""
+    return data[start] == 0 and data[end - 1] == 0 and data.count(0, start, end) == end - start
+
+
+def _write_sparse(fd: int, data: bytes, offset: int) -> None:
+    """Write `data` at `offset`, leaving its all-zero blocks unwritten: a hole where the
+    filesystem has them, zeros read back where it has not (the file is new and empty)."""
+    view = memoryview(data)
+    run = -1  # where the data to write starts, or -1
+    for start in range(0, len(data), HOLE_BLOCK):
+        end = min(start + HOLE_BLOCK, len(data))
+        if not _zero(data, start, end):
+            run = start if run < 0 else run
+        elif run >= 0:
+            write_all(fd, view[run:start], offset + run)
+            run = -1
+    if run >= 0:
+        write_all(fd, view[run:], offset + run)
 
 
 class _DirFds:
@@ -113,6 +134,7 @@ class Restorer:
         self.is_root = os.geteuid() == 0
         self.lock = threading.Lock()
         self.root_fd = -1
+        self.names: dict[str, set[str]] = {}  # directory -> the names restore puts in it
 
     def run(self) -> RestoreResult:
         # An incremental's state is its chain replayed from the full, every link verified
@@ -153,6 +175,9 @@ class Restorer:
         dirs: list[tuple[str, Node]],
     ) -> None:
         made = {""}  # directories that exist in the target and may hold entries
+        for rel in state:
+            dir_rel, _, name = rel.rpartition("/")
+            self.names.setdefault(dir_rel, set()).add(name)
         for rel in sorted(state, key=lambda p: p.split("/")):
             node = state[rel]
             dir_rel = rel.rpartition("/")[0]
@@ -238,47 +263,48 @@ class Restorer:
         """
         node = task.node
         name = task.rel.rpartition("/")[2]  # the path decides where, never the node
-        tmp = f".{name}{TMP_SUFFIX}"[:255]
-        parent = -1
+        parent, tmp = -1, ""
         try:
             parent = fds.get(task.dir_rel)
-            written = self._write_verified(parent, tmp, node)
+            fd, tmp = create_temp(parent, self.names.get(task.dir_rel, ()))
+            try:
+                written = self._write_verified(fd, node)
+            finally:
+                os.close(fd)
             os.rename(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
         except CleancutError as exc:
-            _unlink_quietly(tmp, parent)
-            self.result.damaged.append(f"{task.rel}: {exc}")
+            unlink_quietly(tmp, parent)
+            self.result.damaged.append(f"{shown_path(task.rel)}: {exc}")
             return
         except OSError as exc:
-            _unlink_quietly(tmp, parent)
+            unlink_quietly(tmp, parent)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise NoSpace(
-                    f"no space left on the target filesystem while writing {task.rel}"
+                    f"no space left on the target filesystem while writing "
+                    f"{shown_path(task.rel)}"
                 ) from exc
-            self.result.errors.append(f"{task.rel}: cannot write ({exc.strerror})")
+            self.result.errors.append(f"{shown_path(task.rel)}: cannot write ({exc.strerror})")
             return
+        except BaseException:
+            unlink_quietly(tmp, parent)  # nothing is left behind, whatever stops the write
+            raise
         with self.lock:
             self.result.files += 1
             self.result.bytes_written += written
 
-    def _write_verified(self, parent: int, tmp: str, node: Node) -> int:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-        fd = os.open(tmp, flags, 0o600, dir_fd=parent)
+    def _write_verified(self, fd: int, node: Node) -> int:
+        """Write a file's blobs at their offsets; blocks of zeros become holes."""
         written = 0
-        try:
-            for blob_hex in node.content:
-                data = self.repo.load_blob(bytes.fromhex(blob_hex))  # verified against its ID
-                view = memoryview(data)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
-                written += len(data)
-                if self.on_bytes:
-                    self.on_bytes(len(data))
-            if written != node.size:
-                raise CleancutError(f"size {written} differs from the recorded {node.size}")
-            self._set_file_metadata(fd, node)
-        finally:
-            os.close(fd)
+        for blob_hex in node.content:
+            data = self.repo.load_blob(bytes.fromhex(blob_hex))  # verified against its ID
+            _write_sparse(fd, data, written)
+            written += len(data)
+            if self.on_bytes:
+                self.on_bytes(len(data))
+        if written != node.size:
+            raise CleancutError(f"size {written} differs from the recorded {node.size}")
+        os.ftruncate(fd, written)  # the size, when the file ends in a hole
+        self._set_file_metadata(fd, node)
         return written
 
     def _set_file_metadata(self, fd: int, node: Node) -> None:
@@ -300,7 +326,14 @@ class Restorer:
         except IsADirectoryError:
             self.result.refused.append(f"{rel!r}: a directory is in the way of the symlink")
             return
-        os.symlink(node.target or "", name, dir_fd=parent)
+        try:
+            os.symlink(node.target or "", name, dir_fd=parent)
+        except OSError as exc:  # a target too long, something created there meanwhile
+            self.result.errors.append(f"{shown_path(rel)}: cannot create ({exc.strerror})")
+            return
+        except ValueError:  # a NUL or a lone surrogate: no symlink can hold that target
+            self.result.errors.append(f"{shown_path(rel)}: cannot create (invalid target)")
+            return
         if self.is_root:
             with contextlib.suppress(OSError):
                 os.chown(name, node.uid, node.gid, dir_fd=parent, follow_symlinks=False)

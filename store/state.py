@@ -13,6 +13,7 @@ Delta manifest (a blob of type DELTA, canonical JSON):
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 
 from .errors import IntegrityError
@@ -54,15 +55,47 @@ def _strip(node: Node) -> dict[str, object]:
     return raw
 
 
-def tree_state(repo: Repository, tree_id: str, problems: list[str] | None = None) -> State:
+@dataclass
+class Claims:
+    """How many directories (the root included) and files a full snapshot's record says
+    its trees hold. Equal directories share one tree, so a forged tree can name one
+    subtree at every level: the walk stops where the claim is exceeded, not at 2**depth."""
+
+    dirs: int = 1 << 18  # for a record that claims nothing (backup always writes both)
+    files: int = 1 << 22
+
+    @classmethod
+    def of(cls, summary: dict[str, object]) -> Claims:
+        claims = cls()
+        for key in ("dirs", "files"):
+            value = summary.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                setattr(claims, key, value)
+        return claims
+
+
+def tree_state(
+    repo: Repository,
+    tree_id: str,
+    problems: list[str] | None = None,
+    claims: Claims | None = None,
+) -> State:
     """Flatten a full snapshot's trees. Entries that cannot be paths are left out and,
-    when `problems` is given, named there (restore refuses them)."""
+    when `problems` is given, named there (restore refuses them). More directories or
+    files than `claims` allows is damage (IntegrityError), found before anything is
+    written."""
+    claims = claims or Claims()
     state: State = {}
+    trees: dict[str, list[Node]] = {}  # each tree is read and decoded once
+    dirs, files = 1, 0
     stack = [("", tree_id)]
     while stack:
         prefix, tid = stack.pop()
         seen: set[str] = set()
-        for node in load_tree(repo, tid):
+        nodes = trees.get(tid)
+        if nodes is None:
+            nodes = trees[tid] = load_tree(repo, tid)
+        for node in nodes:
             shown = f"{prefix}/{node.name}" if prefix else node.name
             reason = unsafe_name(node.name)
             if reason is None and node.name in seen:
@@ -73,9 +106,24 @@ def tree_state(repo: Repository, tree_id: str, problems: list[str] | None = None
                 continue
             seen.add(node.name)
             state[shown] = node
-            if node.type == DIR and node.subtree:
-                stack.append((shown, node.subtree))
+            if node.type == FILE:
+                files += 1
+                if files > claims.files:
+                    raise _over_claim(claims.files, "files")
+            elif node.type == DIR:
+                dirs += 1
+                if dirs > claims.dirs:
+                    raise _over_claim(claims.dirs, "directories")
+                if node.subtree:
+                    stack.append((shown, node.subtree))
     return state
+
+
+def _over_claim(claimed: int, what: str) -> IntegrityError:
+    return IntegrityError(
+        f"the snapshot's trees hold more than the {claimed} {what} its record claims "
+        "(a tree reused where the source had none): refusing to walk them"
+    )
 
 
 def unsafe_name(name: str) -> str | None:
@@ -84,7 +132,18 @@ def unsafe_name(name: str) -> str | None:
         return "name is empty, '.' or '..'"
     if "/" in name or "\0" in name:
         return "name contains '/' or NUL"
+    if not encodable(name):
+        return "name holds a character no file name can (a lone surrogate)"
     return None
+
+
+def encodable(text: str) -> bool:
+    """Whether `text` turns into bytes the way file names do (UTF-8, surrogate escapes)."""
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def unsafe_path(path: str) -> str | None:

@@ -19,8 +19,15 @@ from cleancut.store.tree import DIR, FILE, SYMLINK, Node, encode_tree
 from conftest import PASSWORD
 
 
-def forge_snapshot(repo_dir: Path, cache_dir: Path, entries: list[dict[str, Any]]) -> str:
-    """entries: {"name", "type": file|dir|symlink, "data" | "children" | "target"}."""
+def forge_snapshot(
+    repo_dir: Path,
+    cache_dir: Path,
+    entries: list[dict[str, Any]],
+    summary: dict[str, Any] | None = None,
+    capture: dict[str, Any] | None = None,
+) -> str:
+    """entries: {"name", "type": file|dir|symlink, "data" | "children" | "target"}, and
+    optionally "meta": node fields to set as given (say an out-of-range "mode")."""
     repo = Repository.open(LocalBackend(repo_dir), PASSWORD, cache_dir)
     saver = BlobSaver(repo)
     try:
@@ -40,6 +47,9 @@ def forge_snapshot(repo_dir: Path, cache_dir: Path, entries: list[dict[str, Any]
                     nodes.append(Node(item["name"], DIR, 0o755, now, subtree=sub))
                 else:
                     nodes.append(Node(item["name"], SYMLINK, 0o777, now, target=item["target"]))
+            for item, node in zip(items, nodes, strict=True):
+                for key, value in item.get("meta", {}).items():
+                    setattr(node, key, value)
             raw = encode_tree(nodes)
             tree_id = repo.keys.blob_id(raw)
             saver.resolve(saver.submit(TREE, raw, tree_id))
@@ -56,6 +66,40 @@ def forge_snapshot(repo_dir: Path, cache_dir: Path, entries: list[dict[str, Any]
         user="u",
         paths=["/x"],
         tree=root,
+        summary=dict(summary or {}),
+        capture=dict(capture or {}),
+    )
+    sid = repo.write_snapshot(snap)
+    repo.close()
+    return sid
+
+
+def forge_reused_tree(
+    repo_dir: Path, cache_dir: Path, depth: int, summary: dict[str, Any] | None = None
+) -> str:
+    """A snapshot whose every directory holds two entries naming the same subtree: `depth`
+    distinct trees, 2**depth directories at the bottom level."""
+    repo = Repository.open(LocalBackend(repo_dir), PASSWORD, cache_dir)
+    saver = BlobSaver(repo)
+    try:
+        tree_id = ""
+        nodes: list[Node] = []
+        for _ in range(depth + 1):
+            raw = encode_tree(nodes)
+            tree_id = repo.keys.blob_id(raw).hex()
+            saver.resolve(saver.submit(TREE, raw, bytes.fromhex(tree_id)))
+            nodes = [Node(n, DIR, 0o755, 0, subtree=tree_id) for n in ("a", "b")]
+        saver.finish()
+    finally:
+        saver.close()
+    snap = Snapshot(
+        time="2026-01-01T00:00:00.000000Z",
+        name="forged",
+        host="h",
+        user="u",
+        paths=["/x"],
+        tree=tree_id,
+        summary=dict(summary or {}),
     )
     sid = repo.write_snapshot(snap)
     repo.close()

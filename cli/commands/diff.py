@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import click
+from cleancut.store.pathtext import shown_path
 from cleancut.store.views import diff_snapshots
 
 from ..context import Common, common_options
@@ -13,7 +14,8 @@ from ..context import Common, common_options
 def command(common: Common, snap_a: str, snap_b: str) -> None:
     """Show what changed from SNAP_A to SNAP_B.
 
-    + added, - removed, M modified, U metadata only, T type changed.
+    + added, - removed, M modified, U metadata only, T type changed. Names are
+    escaped as by 'ls' (one change a line); --json keeps the exact names.
     """
     repo = common.open()
     try:
@@ -25,7 +27,7 @@ def command(common: Common, snap_a: str, snap_b: str) -> None:
         common.emit({"from": a.id, "to": b.id, "changes": [vars(c) for c in changes]})
         return
     for c in changes:
-        click.echo(f"{c.kind} {c.path}")
+        click.echo(f"{c.kind} {shown_path(c.path)}")
     counts = {k: sum(1 for c in changes if c.kind == k) for k in "+-MUT"}
     click.echo(
         f"added {counts['+']}, removed {counts['-']}, modified {counts['M']}, "

@@ -4,6 +4,7 @@ import stat
 import time
 
 import click
+from cleancut.store.pathtext import shown_path
 from cleancut.store.tree import DIR, SYMLINK
 from cleancut.store.views import list_snapshot
 
@@ -15,7 +16,11 @@ from ..context import Common, common_options
 @click.argument("path", required=False, default="")
 @common_options
 def command(common: Common, snapshot: str, path: str) -> None:
-    """List the files of a snapshot (below PATH)."""
+    """List the files of a snapshot (below PATH).
+
+    Control characters, backslashes and bytes that are not UTF-8 in names are
+    escaped (\\n, \\t, \\\\, \\xNN), so each entry is one line; --json keeps the exact names.
+    """
     repo = common.open()
     try:
         snap = repo.find_snapshot(snapshot)
@@ -42,5 +47,5 @@ def command(common: Common, snapshot: str, path: str) -> None:
     for p, n in entries:
         kind = {DIR: stat.S_IFDIR, SYMLINK: stat.S_IFLNK}.get(n.type, stat.S_IFREG)
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(n.mtime_ns / 1e9))
-        suffix = f" -> {n.target}" if n.type == SYMLINK else ""
-        click.echo(f"{stat.filemode(kind | n.mode)} {n.size:>12} {when} {p}{suffix}")
+        suffix = f" -> {shown_path(n.target or '')}" if n.type == SYMLINK else ""
+        click.echo(f"{stat.filemode(kind | n.mode)} {n.size:>12} {when} {shown_path(p)}{suffix}")

@@ -8,6 +8,7 @@ from cleancut.agent.inflight import inflight_of, write_inflight
 from cleancut.store.clock import parse_time
 from cleancut.store.errors import ExitCode, UsageError
 from cleancut.store.journal_restore import PointRestore, has_journal, lost_text, restore_to_point
+from cleancut.store.pathtext import shown_path
 from cleancut.store.restore import Restorer, RestoreResult
 from cleancut.store.snapshot import Snapshot, snapshot_at
 
@@ -121,7 +122,7 @@ def command(
             err=True,
         )
     if inflight_file is not None:
-        click.echo(f"in-flight actions written to {inflight_file}", err=True)
+        click.echo(f"in-flight actions written to {shown_path(str(inflight_file))}", err=True)
     for line in result.refused:
         click.echo(f"refused: {line}", err=True)
     for line in result.damaged:
@@ -149,7 +150,7 @@ def command(
         common.say(_point_line(point, target))
     else:
         common.say(
-            f"restored snapshot {snap.id[:12]} to {target}: {result.files} files, "
+            f"restored snapshot {snap.id[:12]} to {shown_path(str(target))}: {result.files} files, "
             f"{format_bytes(result.bytes_written)}"
         )
     if result.damaged:
@@ -163,13 +164,14 @@ def command(
         click.echo(
             f"cleancut: refused {len(result.refused)} unsafe entr"
             f"{'y' if len(result.refused) == 1 else 'ies'}; nothing was written outside "
-            f"{target}",
+            f"{shown_path(str(target))}",
             err=True,
         )
         sys.exit(ExitCode.UNSAFE_ENTRY)
     if result.errors:
         click.echo(
-            f"cleancut: {len(result.errors)} file(s) could not be written into {target}",
+            f"cleancut: {len(result.errors)} file(s) could not be written into "
+            f"{shown_path(str(target))}",
             err=True,
         )
         sys.exit(ExitCode.FATAL)
@@ -192,7 +194,7 @@ def _point_line(point: PointRestore, target: Path) -> str:
     )
     line = (
         f"{how} snapshot {point.snapshot.id[:12]} (journal record {replay.base_seq}) to "
-        f"{target}{files}"
+        f"{shown_path(str(target))}{files}"
     )
     if replay.first_seq is not None:
         line += (
@@ -205,7 +207,7 @@ def _point_line(point: PointRestore, target: Path) -> str:
 def _journal_exit(point: PointRestore, target: Path, accept_loss: bool) -> None:
     """Damage in the repository's journal: exit 17, or 3 when the loss was accepted."""
     replay = point.replay
-    at = f"{target} is at record {replay.reached_seq}"
+    at = f"{shown_path(str(target))} is at record {replay.reached_seq}"
     if replay.stopped_by is not None and not accept_loss:
         click.echo(f"cleancut: {replay.error}; {at}; --accept-loss keeps it so", err=True)
         sys.exit(ExitCode.JOURNAL_DAMAGED)
