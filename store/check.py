@@ -20,6 +20,7 @@ from .crypto import Sealer, content_hash
 from .errors import ChainBroken, CleancutError
 from .index import PackRecord
 from .pack import BlobEntry, blob_aad, pack_name, pack_sealer, parse_header
+from .records import damaged_records
 from .repository import INDEX_PREFIX, Repository
 from .snapshot import SNAPSHOTS_PREFIX, Snapshot
 from .tree import DIR, FILE
@@ -32,6 +33,8 @@ class CheckReport:
     notes: list[str] = field(default_factory=list)
     damaged_packs: list[str] = field(default_factory=list)
     damaged_snapshots: list[str] = field(default_factory=list)
+    damaged_keys: list[str] = field(default_factory=list)
+    damaged_records: list[str] = field(default_factory=list)
     snapshots: int = 0
     packs: int = 0
     packs_read: int = 0
@@ -48,6 +51,8 @@ class CheckReport:
             "notes": self.notes,
             "damaged_packs": self.damaged_packs,
             "damaged_snapshots": self.damaged_snapshots,
+            "damaged_keys": self.damaged_keys,
+            "damaged_records": self.damaged_records,
             "snapshots": self.snapshots,
             "packs": self.packs,
             "packs_read": self.packs_read,
@@ -64,6 +69,8 @@ class Checker:
         self.blob_pack: dict[bytes, str] = {}
 
     def run(self, read_data_percent: float = 0.0) -> CheckReport:
+        self._check_keys()
+        self._check_records()
         self._check_index()
         snapshots = self._check_snapshots()
         refs = self._check_trees(snapshots)
@@ -74,6 +81,21 @@ class Checker:
         if bad_blobs:
             self._blame(snapshots, bad_blobs)
         return self.report
+
+    def _check_keys(self) -> None:
+        """Every key slot against its check value, and the config against the slots' hash."""
+        slots, config = self.repo.keyring.problems(self.repo.keys)
+        if config:
+            self.report.errors.append(config)
+        for slot_id, problem in sorted(slots.items()):
+            self.report.errors.append(problem)
+            self.report.damaged_keys.append(slot_id)
+
+    def _check_records(self) -> None:
+        """Authenticate every operational record; name each damaged one."""
+        for rid, problem in damaged_records(self.repo):
+            self.report.errors.append(f"record {rid}: {problem}")
+            self.report.damaged_records.append(rid)
 
     def _blobs_of(self, pack_id: str) -> set[bytes]:
         record = self.index.get(pack_id)

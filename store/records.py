@@ -51,6 +51,23 @@ def list_records(repo: Repository, record_type: str | None = None) -> list[dict[
     return out
 
 
+def damaged_records(repo: Repository) -> list[tuple[str, str]]:
+    """(record id, why) for every record under records/ that fails authentication."""
+    out = []
+    for info in repo.backend.list(RECORDS_PREFIX):
+        rid = info.name[len(RECORDS_PREFIX) :]
+        try:
+            record = open_json(repo.keys, RECORD_KIND, rid, repo.backend.get(info.name))
+        except ObjectNotFound:
+            continue
+        except IntegrityError as exc:
+            out.append((rid, str(exc)))
+            continue
+        if not isinstance(record, dict) or "type" not in record or "time" not in record:
+            out.append((rid, "record has no type or time"))
+    return out
+
+
 def failed_snapshots(repo: Repository) -> set[str]:
     """Snapshots whose latest restore test failed: never a parent again."""
     latest: dict[str, dict[str, Any]] = {}

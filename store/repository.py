@@ -45,7 +45,7 @@ def init_repository(
     if backend.exists(CONFIG) or any(True for _ in backend.list(KEYS_PREFIX)):
         raise CleancutError(f"a repository already exists at {backend.location}")
     keys = MasterKeys.generate()
-    KeyRing(backend, config.id).add(keys, passphrase, kdf)
+    KeyRing(backend, config.id).add(keys, passphrase, kdf, config.to_bytes())
     if not backend.put_if_absent(CONFIG, config.to_bytes()):
         raise CleancutError(f"a repository already exists at {backend.location}")
     return config
