@@ -4,6 +4,11 @@ A cache and never the truth: everything here is rebuilt from the repository's
 index segments and snapshot records, so the file can be deleted at any time.
 It is keyed by repository id and shared by concurrent processes (WAL mode,
 busy timeout).
+
+A blob may be indexed in more than one pack: a fresh copy stored after `check`
+found the first one damaged. Each location is kept; a lookup prefers one that
+no damage record names, and a blob whose only locations are damaged counts as
+absent for deduplication, so the next backup stores it again.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     delete,
+    distinct,
     event,
     func,
     insert,
@@ -37,7 +43,7 @@ from sqlalchemy.engine import Connection, Engine
 from .index import IndexSegment
 from .pack import BlobEntry
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: a blob may have several locations (primary key: id and pack)
 
 metadata = MetaData()
 
@@ -58,7 +64,7 @@ blobs = Table(
     metadata,
     Column("id", LargeBinary, primary_key=True),
     Column("type", Integer, nullable=False),
-    Column("pack", String, nullable=False, index=True),
+    Column("pack", String, primary_key=True, index=True),
     Column("offset", Integer, nullable=False),
     Column("length", Integer, nullable=False),
     Column("raw_length", Integer, nullable=False),
@@ -106,16 +112,34 @@ class Cache:
         # Several processes may open a fresh cache at once: create the schema under a lock.
         with open(directory / "schema.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            metadata.create_all(self.engine)
-            with self.engine.begin() as conn:
-                found = conn.execute(
-                    select(meta_table.c.value).where(meta_table.c.key == "schema")
-                ).scalar()
-                if found is None:
-                    conn.execute(insert(meta_table).values(key="schema", value=str(SCHEMA_VERSION)))
+            self._create_schema()
         self._mem: dict[bytes, tuple[str, int, int, int, int]] | None = None
         self._salts: dict[str, bytes] = {}
         self._mem_lock = threading.Lock()
+        self.damaged: frozenset[tuple[str, bytes]] = frozenset()  # (pack id, blob id)
+
+    def _create_schema(self) -> None:
+        """Create the tables; a cache of another schema version is dropped and rebuilt."""
+        metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            found = conn.execute(
+                select(meta_table.c.value).where(meta_table.c.key == "schema")
+            ).scalar()
+        if found is not None and found != str(SCHEMA_VERSION):
+            metadata.drop_all(self.engine)
+            metadata.create_all(self.engine)
+            found = None
+        if found is None:
+            with self.engine.begin() as conn:
+                conn.execute(insert(meta_table).values(key="schema", value=str(SCHEMA_VERSION)))
+
+    def set_damaged(self, pairs: Iterable[tuple[str, bytes]]) -> None:
+        """The blob locations the repository's damage records name."""
+        damaged = frozenset(pairs)
+        with self._mem_lock:
+            if damaged != self.damaged:
+                self.damaged = damaged
+                self._mem = None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -134,9 +158,19 @@ class Cache:
                 for p in segment.packs:
                     self._salts[p.pack_id] = p.salt
                     for e in p.entries:
-                        self._mem.setdefault(
-                            e.id, (p.pack_id, e.type, e.offset, e.length, e.raw_length)
+                        self._prefer(
+                            self._mem, e.id, (p.pack_id, e.type, e.offset, e.length, e.raw_length)
                         )
+
+    def _prefer(
+        self, mem: dict[bytes, tuple[str, int, int, int, int]], blob_id: bytes, row: tuple
+    ) -> None:
+        """Keep the first location of a blob, unless it is damaged and this one is not."""
+        old = mem.get(blob_id)
+        if old is None or (
+            (old[0], blob_id) in self.damaged and (row[0], blob_id) not in self.damaged
+        ):
+            mem[blob_id] = row
 
     def forget_segments(self, segment_ids: Iterable[str]) -> None:
         """Drop segments that left the repository, and the blobs only they indexed."""
@@ -169,7 +203,10 @@ class Cache:
                     finally:
                         cur.close()
                     self._salts = dict(salts)
-                    self._mem = {row[0]: row[1:] for row in rows}
+                    fresh: dict[bytes, tuple[str, int, int, int, int]] = {}
+                    for row in rows:
+                        self._prefer(fresh, row[0], row[1:])
+                    self._mem = fresh
                 mem = self._mem
         return mem
 
@@ -187,7 +224,9 @@ class Cache:
         return list(seen)
 
     def has_blob(self, blob_id: bytes) -> bool:
-        return blob_id in self._memory()
+        """Whether an intact copy is indexed: a blob known only in damaged places is absent."""
+        row = self._memory().get(blob_id)
+        return row is not None and (row[0], blob_id) not in self.damaged
 
     def find_blob(self, blob_id: bytes) -> BlobLocation | None:
         row = self._memory().get(blob_id)
@@ -199,12 +238,12 @@ class Cache:
 
     def blob_ids(self) -> Iterator[bytes]:
         with self.engine.connect() as conn:
-            yield from conn.execute(select(blobs.c.id)).scalars()
+            yield from conn.execute(select(blobs.c.id).distinct()).scalars()
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             return {
-                "blobs": conn.execute(select(func.count()).select_from(blobs)).scalar_one(),
+                "blobs": conn.execute(select(func.count(distinct(blobs.c.id)))).scalar_one(),
                 "packs": conn.execute(select(func.count()).select_from(packs)).scalar_one(),
                 "stored_bytes": conn.execute(
                     select(func.coalesce(func.sum(packs.c.size), 0))

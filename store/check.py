@@ -5,7 +5,14 @@ authenticates; every index entry points inside an existing pack of the
 recorded size; every tree decodes; every blob a snapshot references is
 indexed. With read_data, packs are read in full: their names must match their
 hashes, and every blob must decrypt and hash to its ID. Damage is reported by
-pack, with the snapshots that depend on it.
+pack, with the snapshots that depend on it. Key slots are checked against
+their check values, and every operational record and damage record is
+authenticated.
+
+What is found damaged is remembered in the repository (store/damage.py): later
+backups store fresh copies instead of deduplicating against it, and later
+checks keep reporting the pack until `repair packs` has replaced it. A snapshot
+is damaged only if a blob it needs has no intact indexed copy.
 """
 
 from __future__ import annotations
@@ -14,9 +21,11 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .appendonly import refuse_if_append_only
 from .chain import load_delta, verified_chain
 from .compress import decompress
 from .crypto import Sealer, content_hash
+from .damage import Damage, remember_damage, replace_damage
 from .errors import ChainBroken, CleancutError
 from .index import PackRecord
 from .pack import BlobEntry, blob_aad, pack_name, pack_sealer, parse_header
@@ -66,7 +75,9 @@ class Checker:
         self.report = CheckReport()
         self.on_pack = on_pack
         self.index: dict[str, PackRecord] = {}
-        self.blob_pack: dict[bytes, str] = {}
+        self.blob_pack: dict[bytes, list[str]] = {}  # blob -> every pack that indexes it
+        self.found = Damage()  # damaged blob locations found by this run
+        self.intact: set[str] = set()  # packs read in full and found intact by this run
 
     def run(self, read_data_percent: float = 0.0) -> CheckReport:
         self._check_keys()
@@ -76,10 +87,12 @@ class Checker:
         refs = self._check_trees(snapshots)
         if read_data_percent > 0:
             self._read_data(read_data_percent)
-        bad_blobs = {b for p in self.report.damaged_packs for b in self._blobs_of(p)}
+        known = self._known_damage()
+        bad_blobs = self._without_intact_copy(known.pairs() | self.found.pairs())
         bad_blobs |= refs.missing
         if bad_blobs:
             self._blame(snapshots, bad_blobs)
+        self._remember(known)
         return self.report
 
     def _check_keys(self) -> None:
@@ -101,6 +114,53 @@ class Checker:
         record = self.index.get(pack_id)
         return {e.id for e in record.entries} if record else set()
 
+    def _damaged(self, pack_id: str, problem: str, blobs: set[bytes]) -> None:
+        self.report.errors.append(f"pack {pack_id[:12]}: {problem}")
+        self.report.damaged_packs.append(pack_id)
+        self.found.add(pack_id, blobs)
+
+    def _known_damage(self) -> Damage:
+        """Report what earlier checks found and this one did not read again."""
+        known = self.repo.load_damage()
+        for oid, why in known.unreadable:
+            self.report.errors.append(f"damage record {oid}: {why}")
+        for pack_id, blobs in sorted(known.packs.items()):
+            unread = pack_id not in self.intact and pack_id not in self.report.damaged_packs
+            if pack_id in self.index and unread:
+                self.report.errors.append(
+                    f"pack {pack_id[:12]}: found damaged by an earlier check "
+                    f"({len(blobs)} blob(s)); 'cleancut repair packs' replaces it"
+                )
+                self.report.damaged_packs.append(pack_id)
+        return known
+
+    def _without_intact_copy(self, damaged: set[tuple[str, bytes]]) -> set[bytes]:
+        """The damaged blobs that no other indexed location holds intact."""
+        return {
+            blob
+            for _pack, blob in damaged
+            if not any((q, blob) not in damaged for q in self.blob_pack.get(blob, []))
+        }
+
+    def _remember(self, known: Damage) -> None:
+        """Write new damage to the repository; forget packs a full read found intact again."""
+        try:
+            if remember_damage(self.repo.backend, self.repo.keys, self.found):
+                self.report.notes.append(
+                    "the damage found is recorded in the repository: new backups store fresh "
+                    "copies of damaged blobs; 'cleancut repair packs --from DIR' heals snapshots"
+                )
+            healed = set(known.packs) & self.intact
+            if healed:
+                refuse_if_append_only(self.repo.backend, "forgetting healed damage records")
+                keep = Damage({p: b for p, b in known.packs.items() if p not in healed})
+                replace_damage(self.repo.backend, self.repo.keys, keep, known)
+                self.report.notes.append(
+                    f"{len(healed)} pack(s) recorded as damaged now read intact: record removed"
+                )
+        except (CleancutError, OSError) as exc:
+            self.report.notes.append(f"could not update the damage records: {exc}")
+
     def _check_index(self) -> None:
         sizes = {
             info.name.rsplit("/", 1)[-1]: info.size for info in self.repo.backend.list("data/")
@@ -115,19 +175,18 @@ class Checker:
             for record in segment.packs:
                 self.index[record.pack_id] = record
                 for e in record.entries:
-                    self.blob_pack.setdefault(e.id, record.pack_id)
+                    self.blob_pack.setdefault(e.id, []).append(record.pack_id)
         self.report.packs = len(self.index)
         for pack_id, record in self.index.items():
             size = sizes.get(pack_id)
             if size is None:
-                self.report.errors.append(f"pack {pack_id[:12]} is indexed but missing")
-                self.report.damaged_packs.append(pack_id)
+                self._damaged(pack_id, "is indexed but missing", self._blobs_of(pack_id))
             elif size != record.size or any(e.offset + e.length > size for e in record.entries):
-                self.report.errors.append(
-                    f"pack {pack_id[:12]} is {size} bytes, the index says {record.size} "
-                    "(truncated?)"
+                self._damaged(
+                    pack_id,
+                    f"is {size} bytes, the index says {record.size} (truncated?)",
+                    self._blobs_of(pack_id),
                 )
-                self.report.damaged_packs.append(pack_id)
         unindexed = set(sizes) - set(self.index)
         if unindexed:
             self.report.notes.append(
@@ -224,41 +283,46 @@ class Checker:
         for pack_id in pack_ids:
             if pack_id in damaged:
                 continue
-            problem = self._read_pack(pack_id)
+            problem, bad = self._read_pack(pack_id)
             self.report.packs_read += 1
             if problem:
-                self.report.errors.append(f"pack {pack_id[:12]}: {problem}")
-                self.report.damaged_packs.append(pack_id)
+                self._damaged(pack_id, problem, bad)
+            else:
+                self.intact.add(pack_id)
             if self.on_pack:
                 self.on_pack(self.index[pack_id].size)
 
-    def _read_pack(self, pack_id: str) -> str | None:
+    def _read_pack(self, pack_id: str) -> tuple[str | None, set[bytes]]:
+        """What is wrong with a pack (None: intact), and which of its blobs are damaged."""
         try:
             data = self.repo.backend.get(pack_name(pack_id))
         except CleancutError as exc:
-            return str(exc)
+            return str(exc), self._blobs_of(pack_id)
         if content_hash(data) != pack_id:
-            problem = "content does not match its name (damaged)"
             # Go on: name the blobs that are damaged, and keep the report useful.
-            self._read_blobs(pack_id, data)
-            return problem
+            bad = self._read_blobs(pack_id, data)
+            detail = f"; {len(bad)} of {len(self.index[pack_id].entries)} blobs are damaged"
+            return "content does not match its name (damaged)" + (detail if bad else ""), bad
         try:
             _salt, entries = parse_header(self.repo.keys, data, f"pack {pack_id[:12]}")
         except CleancutError as exc:
-            return str(exc)
+            return str(exc), self._read_blobs(pack_id, data)
         if {e.id for e in entries} != {e.id for e in self.index[pack_id].entries}:
-            return "its header and the index disagree on which blobs it holds"
-        return self._read_blobs(pack_id, data)
+            return "its header and the index disagree on which blobs it holds", set()
+        bad = self._read_blobs(pack_id, data)
+        if bad:
+            return f"{len(bad)} of {len(self.index[pack_id].entries)} blobs are damaged", bad
+        return None, set()
 
-    def _read_blobs(self, pack_id: str, data: bytes) -> str | None:
+    def _read_blobs(self, pack_id: str, data: bytes) -> set[bytes]:
         record = self.index[pack_id]
         sealer = pack_sealer(self.repo.keys, record.salt)
-        bad = 0
+        bad = set()
         for e in record.entries:
             self.report.blobs_read += 1
             if not self._blob_ok(sealer, data, e):
-                bad += 1
-        return f"{bad} of {len(record.entries)} blobs are damaged" if bad else None
+                bad.add(e.id)
+        return bad
 
     def _blob_ok(self, sealer: Sealer, data: bytes, e: BlobEntry) -> bool:
         try:
