@@ -29,7 +29,7 @@ from .damage import Damage, remember_damage, replace_damage
 from .errors import ChainBroken, CleancutError
 from .index import PackRecord
 from .pack import BlobEntry, blob_aad, pack_name, pack_sealer, parse_header
-from .records import damaged_records
+from .records import damaged_records, missing_tips
 from .repository import INDEX_PREFIX, Repository
 from .snapshot import SNAPSHOTS_PREFIX, Snapshot
 from .tree import DIR, FILE
@@ -204,6 +204,21 @@ class Checker:
                 self.report.errors.append(f"snapshot {sid[:12]}: {exc}")
                 self.report.damaged_snapshots.append(sid)
         self.report.snapshots = len(good)
+        present = {
+            info.name[len(SNAPSHOTS_PREFIX) :] for info in self.repo.backend.list(SNAPSHOTS_PREFIX)
+        }
+        for name, sid, rid in missing_tips(self.repo, present):
+            self.report.errors.append(
+                f"snapshot {sid[:12]} ({name}) is missing: backup-attempt record {rid[:12]} "
+                "says it was written, and no forget removed it"
+            )
+            self.report.damaged_snapshots.append(sid)
+        for snap in good:
+            if snap.parent and snap.parent not in present:
+                self.report.errors.append(
+                    f"snapshot {snap.parent[:12]} is missing: snapshot {snap.id[:12]} "
+                    f"({snap.name}) names it as its parent"
+                )
         return good
 
     def _check_trees(self, snapshots: list[Snapshot]) -> _Refs:

@@ -21,6 +21,7 @@ BACKUP_ATTEMPT = "backup-attempt"
 RESTORE_TEST = "restore-test"
 JOURNAL_GAP = "journal-gap"  # a source's journal could not be continued: the next backup is a full
 JOURNAL_COMPACTED = "journal-compacted"  # prune dropped a lineage's batches up to a record
+FORGOTTEN = "forgotten"  # forget deleted these snapshot records on purpose
 
 
 def write_record(repo: Repository, record: dict[str, Any]) -> str:
@@ -49,6 +50,34 @@ def list_records(repo: Repository, record_type: str | None = None) -> list[dict[
             out.append(record)
     out.sort(key=lambda r: (r.get("time", ""), r["id"]))
     return out
+
+
+def record_forgotten(repo: Repository, snapshot_ids: list[str], when: str) -> str:
+    """Say which snapshots forget deletes, before it deletes them: a snapshot that
+    vanishes without such a record was deleted outside cleancut."""
+    return write_record(repo, {"type": FORGOTTEN, "time": when, "snapshots": sorted(snapshot_ids)})
+
+
+def missing_tips(repo: Repository, present: set[str]) -> list[tuple[str, str, str]]:
+    """(source name, snapshot id, attempt record id) for each source whose newest
+    successful backup attempt names a snapshot that is gone and that no forget removed."""
+    records = list_records(repo)
+    forgotten = {
+        sid
+        for r in records
+        if r.get("type") == FORGOTTEN
+        for sid in r.get("snapshots", [])
+        if isinstance(sid, str)
+    }
+    newest: dict[str, dict[str, Any]] = {}
+    for r in records:  # oldest first: the last one per name wins
+        if r.get("type") == BACKUP_ATTEMPT and r.get("ok") and isinstance(r.get("snapshot"), str):
+            newest[str(r.get("name"))] = r
+    return [
+        (name, r["snapshot"], r["id"])
+        for name, r in sorted(newest.items())
+        if r["snapshot"] not in present and r["snapshot"] not in forgotten
+    ]
 
 
 def damaged_records(repo: Repository) -> list[tuple[str, str]]:
