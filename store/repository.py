@@ -151,6 +151,8 @@ class Repository:
             self.cache.add_snapshot(sid, record)
         self._snapshots = None
         self.load_damage()
+        if self.cache.warning:
+            self.warnings.append(self.cache.warning)
         return {"segments_loaded": added, "segments_dropped": len(gone)}
 
     def load_damage(self) -> Damage:
