@@ -73,7 +73,7 @@ from .journal_compact import (
 )
 from .pack import PackBuilder, blob_aad, pack_name, pack_sealer, parse_header
 from .profiles import get_profile
-from .records import RECORDS_PREFIX, list_records, write_record
+from .records import RECORDS_PREFIX, compact_records, list_records, write_record
 from .repository import INDEX_PREFIX, Repository
 from .snapshot import SNAPSHOTS_PREFIX, Snapshot
 from .walk import load_tree
@@ -461,6 +461,7 @@ class PruneReport:
     snapshots: int = 0
     next_run: str | None = None  # when a prune can act on what waits now
     journal: dict[str, Any] = field(default_factory=dict)  # batches kept, compacted, damaged
+    records_deleted: int = 0  # old operational records nothing reads any more
 
     def to_json(self) -> dict[str, Any]:
         def notes(items: list[PackNote]) -> dict[str, Any]:
@@ -490,6 +491,7 @@ class PruneReport:
             "segments_deleted": self.segments_deleted,
             "next_run": self.next_run,
             "journal": self.journal,
+            "records_deleted": self.records_deleted,
         }
 
 
@@ -577,6 +579,8 @@ class Pruner:
             plan = self._plan()
             self._report(plan, report)
             self._execute(plan, report)
+            snapshots = {s.id for s in self.repo.snapshots()}
+            report.records_deleted = compact_records(self.repo, self.now, snapshots)
         finally:
             self.lock.release()
             self.lock = None
