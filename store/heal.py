@@ -6,9 +6,10 @@ pack: from the damaged pack itself when that blob still decrypts and verifies
 (salvage), else from the source directories given, read and chunked again with
 the repository's chunker (a blob's ID is the keyed hash of its content, so a
 chunk with the same ID is the same content). A pack whose every blob then has an
-intact copy is taken out of the index (the segments that list it are replaced
-by ones that do not) and deleted, and the registry forgets it. A pack with a
-blob found nowhere stays, still reported by `check`.
+intact copy (or is a lost blob that no snapshot uses) is taken out of the
+index (the segments that list it are replaced by ones that do not) and
+deleted, and the registry forgets it. A pack with a blob a snapshot needs and
+found nowhere stays, still reported by `check`.
 
 Tree and delta blobs are not recovered from sources (a tree holds metadata a
 new scan may not reproduce); a new backup of an unchanged source stores the
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .chain import own_blobs
 from .chunker import chunk_fd
 from .compress import decompress
 from .damage import Damage, replace_damage
@@ -107,21 +109,32 @@ def repair_packs(
         saver.finish()
     finally:
         saver.close()
-    healed = [
-        p
-        for p in sorted(targets)
-        if all(e.id in recovered or intact_elsewhere(e.id, p) for e in index.packs[p].entries)
-    ]
+    used = _used_blobs(repo)
+    lost = {b for b in needed - recovered if used is None or b in used}
+    # Every other blob of a target pack has an intact copy now, or no snapshot needs it.
+    healed = [p for p in sorted(targets) if not any(e.id in lost for e in index.packs[p].entries)]
     _drop_packs(repo, index, healed, check_lock)
     report.replaced = healed
     report.remaining = sorted(set(targets) - set(healed))
-    report.lost = sorted({b.hex() for b in needed - recovered})
+    report.lost = sorted(b.hex() for b in lost)
     stale = {p for p in damage.packs if p not in index.packs and not _exists(repo, p)}
     if healed or stale:
         keep = Damage({p: b for p, b in damage.packs.items() if p not in stale and p not in healed})
         replace_damage(repo.backend, repo.keys, keep, damage)
     repo.rebuild_cache()
     return report
+
+
+def _used_blobs(repo: Repository) -> set[bytes] | None:
+    """Every blob a snapshot needs; None when a tree or delta cannot be read (then every
+    lost blob counts as needed)."""
+    used: set[bytes] = set()
+    for snap in repo.snapshots():
+        try:
+            used |= own_blobs(repo, repo.load_snapshot(snap.id))
+        except CleancutError:
+            return None
+    return used
 
 
 def _exists(repo: Repository, pack_id: str) -> bool:

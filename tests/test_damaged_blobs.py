@@ -96,3 +96,18 @@ def test_a_deleted_pack_is_healed_from_its_source(repo_cli: CLI, tmp_path: Path)
     repo_cli.ok("repair", "packs", "--from", str(src))
     _restores(repo_cli, snap, tmp_path / "healed", src)
     repo_cli.ok("check", "--read-data")
+
+
+def test_a_lost_blob_no_snapshot_needs_does_not_keep_the_pack(repo_cli: CLI, tmp_path: Path):
+    src = _source(tmp_path)
+    repo_cli.ok("backup", str(src), "--name", "agent")
+    pack = _damage_data_pack(repo_cli.repo)
+    # New content in a new chain; the old snapshot is forgotten: nothing needs the lost blob.
+    (src / "precious.bin").write_bytes(random.Random(9).randbytes(600_000))
+    kept = repo_cli.ok("backup", str(src), "--name", "agent", "--full", "--json").json()
+    repo_cli.ok("forget", "--name", "agent", "--keep-last", "1")
+    assert repo_cli.run("check", "--read-data").code == 4
+    report = repo_cli.ok("repair", "packs", "--json").json()
+    assert report["replaced_packs"] == [pack.name] and report["blobs_lost"] == []
+    _restores(repo_cli, kept["snapshot_id"], tmp_path / "kept", src)
+    repo_cli.ok("check", "--read-data")
