@@ -28,6 +28,8 @@ from .crypto import Sealer, content_hash
 from .damage import Damage, remember_damage, replace_damage
 from .errors import ChainBroken, CleancutError
 from .index import PackRecord
+from .journal_store import all_batches
+from .journal_verify import verify_journal
 from .pack import BlobEntry, blob_aad, pack_name, pack_sealer, parse_header
 from .records import damaged_records, missing_tips
 from .repository import INDEX_PREFIX, Repository
@@ -82,6 +84,7 @@ class Checker:
     def run(self, read_data_percent: float = 0.0) -> CheckReport:
         self._check_keys()
         self._check_records()
+        self._check_journal()
         self._check_index()
         snapshots = self._check_snapshots()
         refs = self._check_trees(snapshots)
@@ -109,6 +112,16 @@ class Checker:
         for rid, problem in damaged_records(self.repo):
             self.report.errors.append(f"record {rid}: {problem}")
             self.report.damaged_records.append(rid)
+
+    def _check_journal(self) -> None:
+        """Authenticate every journal batch; each source's lineages must have no hole."""
+        batches, damaged = all_batches(self.repo, cached=False)
+        for oid in damaged:
+            self.report.errors.append(f"journal batch {oid[:12]}: damaged (fails authentication)")
+        for name in sorted({b.name for b in batches}):
+            for problem in verify_journal(self.repo, name, read_data=False).problems:
+                if not any(oid[:12] in problem for oid in damaged):  # named above already
+                    self.report.errors.append(f"journal of {name}: {problem}")
 
     def _blobs_of(self, pack_id: str) -> set[bytes]:
         record = self.index.get(pack_id)

@@ -7,7 +7,8 @@ and every restore of every snapshot must either reproduce its source exactly or
 fail: never exit 0 with wrong or missing data.
 
 Check and restore run in-process (the engine the CLI calls) for speed; the
-CLI's exit codes are covered for one case of each kind.
+CLI's exit codes are covered for one case of most kinds. Journal batches get
+their own small repository (a shipped journal), checked through the CLI.
 """
 
 from __future__ import annotations
@@ -207,3 +208,19 @@ def test_exit_codes_through_the_cli(template: Template, tmp_path: Path, kind: st
         if res.code == 0:
             assert tree_state(target) == template.states[sid], f"{sid[:12]} restored wrong"
     assert os.path.isdir(cli.repo)
+
+
+# --- journal batches --------------------------------------------------------------------
+
+from test_journal_store import JOURNAL_PREFIX, _shipped_agent, env  # noqa: E402, F401
+
+
+@pytest.mark.parametrize("how", ["flip", "delete"])  # a truncation fails as a flip does
+def test_damaged_journal_batches_are_reported(env, tmp_path: Path, how: str):  # noqa: F811
+    _agent, found = _shipped_agent(env, tmp_path)
+    victim = found[1].id  # a batch in the middle of the lineage
+    _damage(env.cli.repo / (JOURNAL_PREFIX + victim), how)
+    res = env.cli.run("check")
+    assert res.code == 4 and "Traceback" not in res.err, res.err
+    named = victim[:12] if how != "delete" else "records 31..50"
+    assert named in res.err, res.err
