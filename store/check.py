@@ -5,7 +5,14 @@ authenticates; every index entry points inside an existing pack of the
 recorded size; every tree decodes; every blob a snapshot references is
 indexed. With read_data, packs are read in full: their names must match their
 hashes, and every blob must decrypt and hash to its ID. Damage is reported by
-pack, with the snapshots that depend on it.
+pack, with the snapshots that depend on it. Key slots are checked against
+their check values, and every operational record and damage record is
+authenticated.
+
+What is found damaged is remembered in the repository (store/damage.py): later
+backups store fresh copies instead of deduplicating against it, and later
+checks keep reporting the pack until `repair packs` has replaced it. A snapshot
+is damaged only if a blob it needs has no intact indexed copy.
 """
 
 from __future__ import annotations
@@ -14,12 +21,17 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .appendonly import refuse_if_append_only
 from .chain import find_forks, load_delta, older_than_parent, verified_chain
 from .compress import decompress
 from .crypto import Sealer, content_hash
+from .damage import Damage, remember_damage, replace_damage
 from .errors import ChainBroken, CleancutError
 from .index import PackRecord
+from .journal_store import all_batches
+from .journal_verify import verify_journal
 from .pack import BlobEntry, blob_aad, pack_name, pack_sealer, parse_header
+from .records import damaged_records, missing_tips
 from .repository import INDEX_PREFIX, Repository
 from .snapshot import SNAPSHOTS_PREFIX, Snapshot
 from .tree import DIR, FILE
@@ -32,6 +44,8 @@ class CheckReport:
     notes: list[str] = field(default_factory=list)
     damaged_packs: list[str] = field(default_factory=list)
     damaged_snapshots: list[str] = field(default_factory=list)
+    damaged_keys: list[str] = field(default_factory=list)
+    damaged_records: list[str] = field(default_factory=list)
     snapshots: int = 0
     packs: int = 0
     packs_read: int = 0
@@ -48,6 +62,8 @@ class CheckReport:
             "notes": self.notes,
             "damaged_packs": self.damaged_packs,
             "damaged_snapshots": self.damaged_snapshots,
+            "damaged_keys": self.damaged_keys,
+            "damaged_records": self.damaged_records,
             "snapshots": self.snapshots,
             "packs": self.packs,
             "packs_read": self.packs_read,
@@ -61,9 +77,14 @@ class Checker:
         self.report = CheckReport()
         self.on_pack = on_pack
         self.index: dict[str, PackRecord] = {}
-        self.blob_pack: dict[bytes, str] = {}
+        self.blob_pack: dict[bytes, list[str]] = {}  # blob -> every pack that indexes it
+        self.found = Damage()  # damaged blob locations found by this run
+        self.intact: set[str] = set()  # packs read in full and found intact by this run
 
     def run(self, read_data_percent: float = 0.0) -> CheckReport:
+        self._check_keys()
+        self._check_records()
+        self._check_journal()
         self._check_index()
         snapshots = self._check_snapshots()
         self.report.notes.extend(fork.describe() for fork in find_forks(snapshots))
@@ -71,15 +92,89 @@ class Checker:
         refs = self._check_trees(snapshots)
         if read_data_percent > 0:
             self._read_data(read_data_percent)
-        bad_blobs = {b for p in self.report.damaged_packs for b in self._blobs_of(p)}
+        known = self._known_damage()
+        bad_blobs = self._without_intact_copy(known.pairs() | self.found.pairs())
         bad_blobs |= refs.missing
         if bad_blobs:
             self._blame(snapshots, bad_blobs)
+        self._remember(known)
         return self.report
+
+    def _check_keys(self) -> None:
+        """Every key slot against its check value, and the config against the slots' hash."""
+        slots, config = self.repo.keyring.problems(self.repo.keys)
+        if config:
+            self.report.errors.append(config)
+        for slot_id, problem in sorted(slots.items()):
+            self.report.errors.append(problem)
+            self.report.damaged_keys.append(slot_id)
+
+    def _check_records(self) -> None:
+        """Authenticate every operational record; name each damaged one."""
+        for rid, problem in damaged_records(self.repo):
+            self.report.errors.append(f"record {rid}: {problem}")
+            self.report.damaged_records.append(rid)
+
+    def _check_journal(self) -> None:
+        """Authenticate every journal batch; each source's lineages must have no hole."""
+        batches, damaged = all_batches(self.repo, cached=False)
+        for oid in damaged:
+            self.report.errors.append(f"journal batch {oid[:12]}: damaged (fails authentication)")
+        for name in sorted({b.name for b in batches}):
+            for problem in verify_journal(self.repo, name, read_data=False).problems:
+                if not any(oid[:12] in problem for oid in damaged):  # named above already
+                    self.report.errors.append(f"journal of {name}: {problem}")
 
     def _blobs_of(self, pack_id: str) -> set[bytes]:
         record = self.index.get(pack_id)
         return {e.id for e in record.entries} if record else set()
+
+    def _damaged(self, pack_id: str, problem: str, blobs: set[bytes]) -> None:
+        self.report.errors.append(f"pack {pack_id[:12]}: {problem}")
+        self.report.damaged_packs.append(pack_id)
+        self.found.add(pack_id, blobs)
+
+    def _known_damage(self) -> Damage:
+        """Report what earlier checks found and this one did not read again."""
+        known = self.repo.load_damage()
+        for oid, why in known.unreadable:
+            self.report.errors.append(f"damage record {oid}: {why}")
+        for pack_id, blobs in sorted(known.packs.items()):
+            unread = pack_id not in self.intact and pack_id not in self.report.damaged_packs
+            if pack_id in self.index and unread:
+                self.report.errors.append(
+                    f"pack {pack_id[:12]}: found damaged by an earlier check "
+                    f"({len(blobs)} blob(s)); 'cleancut repair packs' replaces it"
+                )
+                self.report.damaged_packs.append(pack_id)
+        return known
+
+    def _without_intact_copy(self, damaged: set[tuple[str, bytes]]) -> set[bytes]:
+        """The damaged blobs that no other indexed location holds intact."""
+        return {
+            blob
+            for _pack, blob in damaged
+            if not any((q, blob) not in damaged for q in self.blob_pack.get(blob, []))
+        }
+
+    def _remember(self, known: Damage) -> None:
+        """Write new damage to the repository; forget packs a full read found intact again."""
+        try:
+            if remember_damage(self.repo.backend, self.repo.keys, self.found):
+                self.report.notes.append(
+                    "the damage found is recorded in the repository: new backups store fresh "
+                    "copies of damaged blobs; 'cleancut repair packs --from DIR' heals snapshots"
+                )
+            healed = set(known.packs) & self.intact
+            if healed:
+                refuse_if_append_only(self.repo.backend, "forgetting healed damage records")
+                keep = Damage({p: b for p, b in known.packs.items() if p not in healed})
+                replace_damage(self.repo.backend, self.repo.keys, keep, known)
+                self.report.notes.append(
+                    f"{len(healed)} pack(s) recorded as damaged now read intact: record removed"
+                )
+        except (CleancutError, OSError) as exc:
+            self.report.notes.append(f"could not update the damage records: {exc}")
 
     def _check_index(self) -> None:
         sizes = {
@@ -95,19 +190,18 @@ class Checker:
             for record in segment.packs:
                 self.index[record.pack_id] = record
                 for e in record.entries:
-                    self.blob_pack.setdefault(e.id, record.pack_id)
+                    self.blob_pack.setdefault(e.id, []).append(record.pack_id)
         self.report.packs = len(self.index)
         for pack_id, record in self.index.items():
             size = sizes.get(pack_id)
             if size is None:
-                self.report.errors.append(f"pack {pack_id[:12]} is indexed but missing")
-                self.report.damaged_packs.append(pack_id)
+                self._damaged(pack_id, "is indexed but missing", self._blobs_of(pack_id))
             elif size != record.size or any(e.offset + e.length > size for e in record.entries):
-                self.report.errors.append(
-                    f"pack {pack_id[:12]} is {size} bytes, the index says {record.size} "
-                    "(truncated?)"
+                self._damaged(
+                    pack_id,
+                    f"is {size} bytes, the index says {record.size} (truncated?)",
+                    self._blobs_of(pack_id),
                 )
-                self.report.damaged_packs.append(pack_id)
         unindexed = set(sizes) - set(self.index)
         if unindexed:
             self.report.notes.append(
@@ -125,6 +219,21 @@ class Checker:
                 self.report.errors.append(f"snapshot {sid[:12]}: {exc}")
                 self.report.damaged_snapshots.append(sid)
         self.report.snapshots = len(good)
+        present = {
+            info.name[len(SNAPSHOTS_PREFIX) :] for info in self.repo.backend.list(SNAPSHOTS_PREFIX)
+        }
+        for name, sid, rid in missing_tips(self.repo, present):
+            self.report.errors.append(
+                f"snapshot {sid[:12]} ({name}) is missing: backup-attempt record {rid[:12]} "
+                "says it was written, and no forget removed it"
+            )
+            self.report.damaged_snapshots.append(sid)
+        for snap in good:
+            if snap.parent and snap.parent not in present:
+                self.report.errors.append(
+                    f"snapshot {snap.parent[:12]} is missing: snapshot {snap.id[:12]} "
+                    f"({snap.name}) names it as its parent"
+                )
         return good
 
     def _check_trees(self, snapshots: list[Snapshot]) -> _Refs:
@@ -204,41 +313,46 @@ class Checker:
         for pack_id in pack_ids:
             if pack_id in damaged:
                 continue
-            problem = self._read_pack(pack_id)
+            problem, bad = self._read_pack(pack_id)
             self.report.packs_read += 1
             if problem:
-                self.report.errors.append(f"pack {pack_id[:12]}: {problem}")
-                self.report.damaged_packs.append(pack_id)
+                self._damaged(pack_id, problem, bad)
+            else:
+                self.intact.add(pack_id)
             if self.on_pack:
                 self.on_pack(self.index[pack_id].size)
 
-    def _read_pack(self, pack_id: str) -> str | None:
+    def _read_pack(self, pack_id: str) -> tuple[str | None, set[bytes]]:
+        """What is wrong with a pack (None: intact), and which of its blobs are damaged."""
         try:
             data = self.repo.backend.get(pack_name(pack_id))
         except CleancutError as exc:
-            return str(exc)
+            return str(exc), self._blobs_of(pack_id)
         if content_hash(data) != pack_id:
-            problem = "content does not match its name (damaged)"
             # Go on: name the blobs that are damaged, and keep the report useful.
-            self._read_blobs(pack_id, data)
-            return problem
+            bad = self._read_blobs(pack_id, data)
+            detail = f"; {len(bad)} of {len(self.index[pack_id].entries)} blobs are damaged"
+            return "content does not match its name (damaged)" + (detail if bad else ""), bad
         try:
             _salt, entries = parse_header(self.repo.keys, data, f"pack {pack_id[:12]}")
         except CleancutError as exc:
-            return str(exc)
+            return str(exc), self._read_blobs(pack_id, data)
         if {e.id for e in entries} != {e.id for e in self.index[pack_id].entries}:
-            return "its header and the index disagree on which blobs it holds"
-        return self._read_blobs(pack_id, data)
+            return "its header and the index disagree on which blobs it holds", set()
+        bad = self._read_blobs(pack_id, data)
+        if bad:
+            return f"{len(bad)} of {len(self.index[pack_id].entries)} blobs are damaged", bad
+        return None, set()
 
-    def _read_blobs(self, pack_id: str, data: bytes) -> str | None:
+    def _read_blobs(self, pack_id: str, data: bytes) -> set[bytes]:
         record = self.index[pack_id]
         sealer = pack_sealer(self.repo.keys, record.salt)
-        bad = 0
+        bad = set()
         for e in record.entries:
             self.report.blobs_read += 1
             if not self._blob_ok(sealer, data, e):
-                bad += 1
-        return f"{bad} of {len(record.entries)} blobs are damaged" if bad else None
+                bad.add(e.id)
+        return bad
 
     def _blob_ok(self, sealer: Sealer, data: bytes, e: BlobEntry) -> bool:
         try:

@@ -73,7 +73,7 @@ from .journal_compact import (
 )
 from .pack import PackBuilder, blob_aad, pack_name, pack_sealer, parse_header
 from .profiles import get_profile
-from .records import RECORDS_PREFIX, list_records, write_record
+from .records import RECORDS_PREFIX, compact_records, list_records, write_record
 from .repository import INDEX_PREFIX, Repository
 from .snapshot import SNAPSHOTS_PREFIX, Snapshot
 from .walk import load_tree
@@ -529,6 +529,7 @@ class PruneReport:
     journal: dict[str, Any] = field(default_factory=dict)  # batches kept, compacted, damaged
     reserve_used: int = 0  # bytes of the reserve released because the filesystem was full
     reserve_bytes: int = 0  # the reserve after the run (0: none, or not a local repository)
+    records_deleted: int = 0  # old operational records nothing reads any more
 
     def to_json(self) -> dict[str, Any]:
         def notes(items: list[PackNote]) -> dict[str, Any]:
@@ -559,6 +560,7 @@ class PruneReport:
             "next_run": self.next_run,
             "journal": self.journal,
             "reserve": {"used_bytes": self.reserve_used, "bytes": self.reserve_bytes},
+            "records_deleted": self.records_deleted,
         }
 
 
@@ -664,6 +666,8 @@ class Pruner:
             plan = self._plan()
             self._report(plan, report)
             self._execute(plan, report)
+            snapshots = {s.id for s in self.repo.snapshots()}
+            report.records_deleted = compact_records(self.repo, self.now, snapshots)
         finally:
             self.lock.release()
             self.lock = None

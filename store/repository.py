@@ -18,6 +18,7 @@ from .cache import BlobLocation, Cache
 from .compress import DEFAULT_LEVEL, decompress
 from .config import DEFAULT_PACK_SIZE, MAX_PACK_SIZE, MIN_PACK_SIZE, ChunkerParams, RepoConfig
 from .crypto import MasterKeys, Sealer, content_hash
+from .damage import Damage, load_damage
 from .errors import CleancutError, IntegrityError, NotARepository, ObjectNotFound, UsageError
 from .index import IndexSegment, PackRecord
 from .keys import KEYS_PREFIX, KdfParams, KeyRing
@@ -46,7 +47,7 @@ def init_repository(
     if backend.exists(CONFIG) or any(True for _ in backend.list(KEYS_PREFIX)):
         raise CleancutError(f"a repository already exists at {backend.location}")
     keys = MasterKeys.generate()
-    KeyRing(backend, config.id).add(keys, passphrase, kdf)
+    KeyRing(backend, config.id).add(keys, passphrase, kdf, config.to_bytes())
     if not backend.put_if_absent(CONFIG, config.to_bytes()):
         raise CleancutError(f"a repository already exists at {backend.location}")
     reserve.refill(backend)  # room for prune on a full filesystem (store/reserve.py)
@@ -80,6 +81,7 @@ class Repository:
         self.warnings: list[str] = []  # damaged objects skipped while syncing the cache
         self._sealers: dict[bytes, Sealer] = {}
         self.slot_id = ""  # the key slot this process opened the repository with
+        self.damage = Damage()  # what `check` found damaged (damaged/), read at each sync
 
     @classmethod
     def open(
@@ -150,7 +152,18 @@ class Repository:
                 continue
             self.cache.add_snapshot(sid, record)
         self._snapshots = None
+        self.load_damage()
+        if self.cache.warning:
+            self.warnings.append(self.cache.warning)
         return {"segments_loaded": added, "segments_dropped": len(gone)}
+
+    def load_damage(self) -> Damage:
+        """Read the damage registry; a blob known only in damaged places is then absent."""
+        self.damage = load_damage(self.backend, self.keys)
+        for oid, why in self.damage.unreadable:
+            self.warnings.append(f"ignored damage record {oid[:12]}: {why}")
+        self.cache.set_damaged(self.damage.pairs())
+        return self.damage
 
     def rebuild_cache(self) -> dict[str, int]:
         self.cache.forget_segments(self.cache.segment_ids())
@@ -174,9 +187,16 @@ class Repository:
                 damaged.append(sid)
         records: list[PackRecord] = []
         not_indexed: list[str] = []
+        known_damaged = self.load_damage().packs
         for info in self.backend.list("data/"):
             pack_id = info.name.rsplit("/", 1)[-1]
             if pack_id in covered:
+                continue
+            if pack_id in known_damaged:
+                not_indexed.append(
+                    f"not indexed: pack {pack_id[:12]} is recorded as damaged "
+                    "('cleancut repair packs' replaces it)"
+                )
                 continue
             data = self.backend.get(info.name)
             try:

@@ -35,11 +35,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from . import clock
 from .appendonly import refuse_if_append_only
-from .clock import from_iso
+from .clock import from_iso, iso
 from .errors import UsageError
 from .profiles import check_count, check_duration, format_duration
 from .prune import observe_segments
+from .records import record_forgotten
 from .repository import Repository
 from .snapshot import SNAPSHOTS_PREFIX, OrderKey, Snapshot, chain_order, resolve
 
@@ -219,6 +221,8 @@ def forget_snapshots(repo: Repository, snapshots: list[Snapshot]) -> list[str]:
     if snapshots:
         refuse_if_append_only(repo.backend, "forget")
     order = sorted(snapshots, key=lambda s: (s.seq, s.time, s.id), reverse=True)
+    if order:  # first: a snapshot gone without this record was deleted outside cleancut
+        record_forgotten(repo, [s.id for s in order], iso(clock.now()))
     for snap in order:
         repo.backend.delete(SNAPSHOTS_PREFIX + snap.id)
     if order:

@@ -83,6 +83,8 @@ class BlobSaver:
         self.bytes_added = 0
         self.blobs_added = 0
         self.on_pack_stored = on_pack_stored
+        # Blobs to store although the index has them (repair: salvaging from a damaged pack).
+        self.store_again: set[bytes] = set()
 
     # --- owner thread ---------------------------------------------------------
 
@@ -149,7 +151,7 @@ class BlobSaver:
             if blob_id in self.claimed:
                 return blob_id
             self.claimed.add(blob_id)
-        if self.repo.has_blob(blob_id):
+        if blob_id not in self.store_again and self.repo.has_blob(blob_id):
             return blob_id
         payload = compress(data, self.level)
         with self.lock:

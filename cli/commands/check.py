@@ -50,7 +50,13 @@ def command(common: Common, read_data: bool, read_data_subset: float | None) -> 
             click.echo(
                 f"cleancut: check found {len(report.errors)} error(s); damaged packs: "
                 f"{', '.join(p[:12] for p in report.damaged_packs) or 'none'}; damaged "
-                f"snapshots: {', '.join(s[:12] for s in report.damaged_snapshots) or 'none'}",
+                f"snapshots: {', '.join(s[:12] for s in report.damaged_snapshots) or 'none'}"
+                + _named("damaged key slots", report.damaged_keys)
+                + _named("damaged records", report.damaged_records),
                 err=True,
             )
         sys.exit(ExitCode.INTEGRITY)
+
+
+def _named(what: str, ids: list[str]) -> str:
+    return f"; {what}: {', '.join(i[:12] for i in ids)}" if ids else ""

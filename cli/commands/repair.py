@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from cleancut.store.errors import ExitCode
+from cleancut.store.heal import repair_packs
 from cleancut.store.prune import HeldLock
 
 from ..context import Common, common_options
@@ -11,7 +13,7 @@ from ..context import Common, common_options
 
 @click.group("repair")
 def command() -> None:
-    """Repair the index (rebuilds the local cache; may write a new index segment)."""
+    """Repair the index, or replace damaged packs (heals the snapshots that use them)."""
 
 
 @command.command("index")
@@ -48,6 +50,52 @@ def repair_index(common: Common) -> None:
         click.echo(
             f"cleancut: {result['unreadable_packs']} damaged pack(s) could not be indexed; "
             "run 'cleancut check --read-data' to see which snapshots depend on them",
+            err=True,
+        )
+        sys.exit(ExitCode.INTEGRITY)
+
+
+@command.command("packs")
+@click.option(
+    "--from",
+    "sources",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A directory to read lost content from again (repeatable): the source backed up.",
+)
+@common_options
+def repair_packs_command(common: Common, sources: tuple[Path, ...]) -> None:
+    """Replace the packs 'check' found damaged.
+
+    Every blob of a damaged pack that has no intact copy elsewhere is stored
+    again: from the damaged pack when it still verifies, else from the files
+    under --from whose content has the same blob ID. A pack fully replaced is
+    taken out of the index and deleted; its snapshots then restore. Run
+    'cleancut check --read-data' first: it records what is damaged.
+    """
+    repo = common.open()
+    try:
+        lock = HeldLock.acquire(repo.backend, "repair packs")
+        try:
+            report = repair_packs(repo, list(sources), lock.check)
+        finally:
+            lock.release()
+    finally:
+        repo.close()
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if common.json:
+        common.emit(report.to_json())
+    else:
+        common.say(
+            f"{len(report.replaced)} damaged pack(s) replaced: {report.salvaged} blob(s) "
+            f"salvaged, {report.from_source} read again from the source"
+        )
+    if report.remaining:
+        click.echo(
+            f"cleancut: {len(report.remaining)} damaged pack(s) remain "
+            f"({', '.join(p[:12] for p in report.remaining)}): {len(report.lost)} blob(s) were "
+            "found nowhere; give the source with --from, or forget the snapshots that need them",
             err=True,
         )
         sys.exit(ExitCode.INTEGRITY)

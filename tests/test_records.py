@@ -1,0 +1,63 @@
+"""Operational records: check authenticates each one, and prune bounds their growth."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from cleancut.store.clock import from_iso, iso
+from cleancut.store.location import backend_for
+from cleancut.store.records import (
+    BACKUP_ATTEMPT,
+    RECORDS_PREFIX,
+    RESTORE_TEST,
+    compact_records,
+    list_records,
+    write_record,
+)
+from cleancut.store.repository import Repository
+from conftest import CLI, PASSWORD
+
+NOW = from_iso("2027-03-01T00:00:00.000000Z")
+
+
+def _attempt(repo: Repository, days_ago: float, name: str = "agent", **fields: object) -> str:
+    when = iso(NOW - timedelta(days=days_ago))
+    record = {"type": BACKUP_ATTEMPT, "time": when, "name": name, "ok": True, "snapshot": None}
+    return write_record(repo, record | fields)
+
+
+def test_prune_drops_old_records_nothing_reads(repo_cli: CLI, tmp_path: Path):
+    repo = Repository.open(backend_for(str(repo_cli.repo)), PASSWORD, tmp_path / "c")
+    try:
+        old = [_attempt(repo, 200 - i) for i in range(40)]  # a year of history, say
+        newest_ok_elsewhere = _attempt(repo, 100, name="retired")
+        misses = [_attempt(repo, 60 - i, quiesce_missed=True, ok=False) for i in range(3)]
+        recent = [_attempt(repo, d) for d in (10, 1)]
+        stuck = [_attempt(repo, 50 - i, name="stuck", quiesce_missed=True) for i in range(3)]
+        tested = write_record(
+            repo,
+            {"type": RESTORE_TEST, "time": iso(NOW - timedelta(days=90)), "name": "agent",
+             "snapshot": "s" * 64, "passed": False},
+        )  # fmt: skip
+        unknown = write_record(repo, {"type": "from-a-newer-version", "time": "2020-01-01"})
+
+        gone = compact_records(repo, NOW, snapshots={"s" * 64})
+        left = {r["id"] for r in list_records(repo)}
+    finally:
+        repo.close()
+    # Gone: old attempts, and old quiesce misses that a later good attempt ended.
+    assert gone == len(old) + len(misses)
+    assert not left & (set(old) | set(misses))
+    # Kept: the recent window, the newest per source, an unbroken run of quiesce misses
+    # up to the newest attempt (status counts it), a test of a snapshot that exists,
+    # and types this version does not know.
+    assert set(recent) <= left and newest_ok_elsewhere in left and set(stuck) <= left
+    assert tested in left and unknown in left
+    assert len(list((repo_cli.repo / RECORDS_PREFIX).iterdir())) == len(left)
+
+
+def test_prune_reports_the_records_it_deleted(repo_cli: CLI, workspace: Path):
+    repo_cli.ok("backup", str(workspace))
+    report = repo_cli.ok("prune", "--json").json()
+    assert report["records_deleted"] == 0
