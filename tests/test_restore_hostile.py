@@ -350,3 +350,18 @@ def test_forged_names_and_link_targets_no_system_call_accepts(repo_cli: CLI, tmp
     res = repo_cli.run("restore", long, "--target", str(tmp_path / "t3"))
     assert res.code == 1 and "Traceback" not in res.err and "error: l: cannot create" in res.err
     assert sorted(os.listdir(tmp_path / "t3")) == ["good"]
+
+
+def test_snapshot_and_status_tables_show_names_literally(repo_cli: CLI, tmp_path: Path):
+    """A source name or tag is shown as it is: rich markup is not applied, a newline is
+    escaped, so one snapshot is one row whatever its name says."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    name = "[bold red]agent\nfake row"
+    repo_cli.ok("backup", str(src), "--name", name, "--tag", "[link=x]t\x1b[2J")
+    out = repo_cli.ok("snapshots").out
+    assert "\x1b" not in out
+    assert "[bold red]agent\\nfake row" in out and "[link=x]t\\x1b[2J" in out
+    status = repo_cli.run("status").out
+    assert "[bold red]agent\\nfake row" in status and "\x1b" not in status

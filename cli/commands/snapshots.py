@@ -4,6 +4,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ..cells import cell
 from ..context import Common, common_options
 
 
@@ -55,11 +56,11 @@ def command(common: Common, name: str | None, tags: tuple[str, ...]) -> None:
         table.add_row(
             s.id[:12],
             s.time[:19].replace("T", " ") + (" (clock went back)" if s.clock_went_back else ""),
-            s.name,
-            s.host,
+            cell(s.name),
+            cell(s.host),
             s.kind,
-            s.consistency,
-            ",".join(s.tags),
+            cell(s.consistency),
+            cell(",".join(s.tags)),
             str(s.summary.get("files", "")),
             str(s.summary.get("bytes_total", "")),
         )

@@ -17,11 +17,13 @@ import click
 from cleancut.store import clock
 from cleancut.store.errors import ExitCode, UsageError
 from cleancut.store.health import CRITICAL, OK, WARN, SourceHealth, overall_state, source_health
+from cleancut.store.pathtext import shown_path
 from cleancut.store.profiles import Profile
 from cleancut.store.settings import effective
 from rich.console import Console
 from rich.table import Table
 
+from ..cells import cell
 from ..context import Common, common_options
 
 CHECK_EXIT = {OK: ExitCode.OK, WARN: ExitCode.WARNINGS, CRITICAL: ExitCode.INTEGRITY}
@@ -126,7 +128,7 @@ def _print(sources: list[SourceHealth]) -> None:
             else "-"
         )
         table.add_row(
-            h.name,
+            cell(h.name),
             h.state,
             _age(h.last_full_age_s),
             chain,
@@ -142,4 +144,4 @@ def _print(sources: list[SourceHealth]) -> None:
     console.print(table)
     for h in sources:
         for finding in h.findings:
-            click.echo(f"{finding.state}: {h.name}: {finding.reason}")
+            click.echo(f"{finding.state}: {shown_path(h.name)}: {finding.reason}")
