@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,6 +43,7 @@ from ..store.profiles import MISS_ALERT_THRESHOLD, Profile
 from ..store.repository import Repository
 from ..store.runner import run_backup
 from ..store.settings import FALLBACKS, SourceConfig
+from ..store.treewalk import remove_tree
 from ..store.walk import load_tree
 from .control import AgentClient, AgentClosed, AgentTimeout
 from .freeze import freeze
@@ -250,8 +250,7 @@ def _journal_capture(
     if seq is None:
         raise QuiesceMissed(f"{capture['miss']}; the journal fallback found no shipped record")
     tree = stager.tree.parent / "journal-tree"
-    if tree.exists():
-        shutil.rmtree(tree)
+    remove_tree(tree)
     with _timed(steps, "replay"):
         try:
             point = restore_to_point(repo, name, tree, seq=seq)

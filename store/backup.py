@@ -47,6 +47,7 @@ from .snapshot import Snapshot, stamp
 from .state import State, diff_states, referenced_by_state
 from .statecache import load_state, save_state
 from .tree import DIR, FILE, SYMLINK, Node, encode_tree
+from .treewalk import walk
 
 # A file whose mtime is this close to the previous scan's start may have been
 # written again within the same clock tick after it was read: re-read it.
@@ -648,13 +649,13 @@ def estimate(source: Path, excludes: list[str], progress: Progress) -> None:
     Like the walk, it goes through directory descriptors and never follows a link
     below the source (the source itself is resolved once, as the walk opens it)."""
     top = os.path.realpath(source)
-    for dirpath, dirnames, filenames, dir_fd in os.fwalk(top, follow_symlinks=False):
-        rel_dir = os.path.relpath(dirpath, top)
-        rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/")
-        dirnames[:] = [
-            d for d in dirnames if not is_excluded(f"{rel_dir}/{d}".lstrip("/"), excludes)
+    for level in walk(top):
+        rel_dir = level.rel
+        level.dirs[:] = [
+            d for d in level.dirs if not is_excluded(f"{rel_dir}/{d}".lstrip("/"), excludes)
         ]
-        for filename in filenames:
+        dir_fd = level.fd
+        for filename in level.files:
             rel = f"{rel_dir}/{filename}".lstrip("/")
             if is_excluded(rel, excludes):
                 continue

@@ -284,25 +284,33 @@ class Checker:
             self.report.errors.append(f"snapshot {snap.id[:12]} ({snap.name}) {why}")
 
     def _check_tree(self, tree_id: str, refs: _Refs, where: str) -> None:
-        if tree_id in refs.trees:
-            return
-        refs.trees.add(tree_id)
-        tid = bytes.fromhex(tree_id)
-        if tid not in self.blob_pack:
-            self.report.errors.append(f"{where}: tree {tree_id[:12]} is in no index segment")
-            refs.missing.add(tid)
-            return
-        try:
-            nodes = load_tree(self.repo, tree_id)
-        except CleancutError as exc:
-            self.report.errors.append(f"{where}: {exc}")
-            refs.missing.add(tid)
-            return
-        for node in nodes:
-            if node.type == DIR and node.subtree:
-                self._check_tree(node.subtree, refs, where)
-            elif node.type == FILE:
-                self._require_indexed(node.content, refs, where, node.name)
+        """Every tree below `tree_id` is indexed and decodes, and so are its files' blobs.
+
+        Iterative, with an explicit stack: a source can be nested deeper than Python's
+        recursion limit, and a tree that backs up must check.
+        """
+        stack = [tree_id]
+        while stack:
+            tid_hex = stack.pop()
+            if tid_hex in refs.trees:
+                continue
+            refs.trees.add(tid_hex)
+            tid = bytes.fromhex(tid_hex)
+            if tid not in self.blob_pack:
+                self.report.errors.append(f"{where}: tree {tid_hex[:12]} is in no index segment")
+                refs.missing.add(tid)
+                continue
+            try:
+                nodes = load_tree(self.repo, tid_hex)
+            except CleancutError as exc:
+                self.report.errors.append(f"{where}: {exc}")
+                refs.missing.add(tid)
+                continue
+            for node in nodes:
+                if node.type == DIR and node.subtree:
+                    stack.append(node.subtree)
+                elif node.type == FILE:
+                    self._require_indexed(node.content, refs, where, node.name)
 
     def _read_data(self, percent: float) -> None:
         pack_ids = sorted(self.index)

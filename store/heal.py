@@ -34,6 +34,7 @@ from .index import IndexSegment, PackRecord
 from .pack import DATA, blob_aad, pack_name, pack_sealer
 from .repository import INDEX_PREFIX, Repository
 from .saver import BlobSaver
+from .treewalk import walk
 
 
 @dataclass
@@ -183,12 +184,11 @@ def _from_source(
     count = 0
     if not wanted:
         return 0
-    for top, dirs, files in os.walk(source, onerror=lambda e: report.warnings.append(str(e))):
-        dirs.sort()
-        for name in sorted(files):
-            path = os.path.join(top, name)
+    for level in walk(source, onerror=lambda e: report.warnings.append(str(e))):
+        for name in level.files:
+            path = os.path.join(source, level.rel, name)
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=level.fd)
             except OSError as exc:
                 report.warnings.append(f"{path}: {exc.strerror}")
                 continue

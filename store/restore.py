@@ -96,19 +96,39 @@ class _DirFds:
         self.limit = limit
 
     def get(self, rel: str) -> int:
+        """The open descriptor of directory `rel`, opening each missing level from the
+        nearest open ancestor down (a loop, not recursion: a tree may be nested deeper
+        than Python's recursion limit)."""
         if not rel:
             return self.root_fd
         fd = self.fds.get(rel)
         if fd is not None:
             self.fds.move_to_end(rel)
             return fd
-        parent, _, name = rel.rpartition("/")
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=self.get(parent))
-        self.fds[rel] = fd
-        while len(self.fds) > self.limit:
-            _, old = self.fds.popitem(last=False)
-            os.close(old)
+        missing: list[str] = []
+        base = rel
+        while base and base not in self.fds:
+            missing.append(base)
+            base = base.rpartition("/")[0]
+        fd = self.fds[base] if base else self.root_fd
+        if base:
+            self.fds.move_to_end(base)
+        for level in reversed(missing):
+            name = level.rpartition("/")[2]
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            self.fds[level] = fd
+            self._evict(keep=level)
         return fd
+
+    def _evict(self, keep: str) -> None:
+        """Close the least recently used descriptors beyond the limit, never `keep`'s (the
+        parent of the next level opened)."""
+        while len(self.fds) > self.limit:
+            old_rel = next(iter(self.fds))
+            if old_rel == keep:
+                self.fds.move_to_end(old_rel)
+                continue
+            os.close(self.fds.pop(old_rel))
 
     def close(self) -> None:
         for fd in self.fds.values():

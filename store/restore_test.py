@@ -24,7 +24,6 @@ import contextlib
 import json
 import os
 import random
-import shutil
 import signal
 import sqlite3
 import stat
@@ -48,6 +47,7 @@ from .restore import Restorer
 from .snapshot import Snapshot
 from .state import State
 from .tree import DIR, FILE, SYMLINK
+from .treewalk import remove_tree, walk
 
 PICKS = ("latest", "random", "oldest-untested")
 STEPS = ("restore", "verify", "validate", "smoke")
@@ -373,10 +373,9 @@ def _open_for_reading(path: Path) -> int:
 
 
 def _walk(root: Path) -> Iterator[str]:
-    for dirpath, dirnames, filenames in os.walk(root):
-        base = Path(dirpath).relative_to(root)
-        for name in dirnames + filenames:
-            yield str(base / name) if str(base) != "." else name
+    for level in walk(root):
+        for name in level.dirs + level.files:
+            yield f"{level.rel}/{name}" if level.rel else name
 
 
 # --- validate: the formats an agent depends on -----------------------------------
@@ -527,14 +526,5 @@ def remove_sandbox(sandbox: Path) -> None:
 
     Symlinks are never followed: only the sandbox's own directories are made writable.
     """
-    if not sandbox.exists():
-        return
-    for dirpath, dirnames, _ in os.walk(sandbox):
-        for name in dirnames:
-            path = os.path.join(dirpath, name)
-            if not os.path.islink(path):
-                with contextlib.suppress(OSError):
-                    os.chmod(path, 0o700)
     with contextlib.suppress(OSError):
-        os.chmod(sandbox, 0o700)
-    shutil.rmtree(sandbox, ignore_errors=True)
+        remove_tree(sandbox)
