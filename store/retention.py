@@ -38,11 +38,12 @@ from datetime import datetime
 from . import clock
 from .appendonly import refuse_if_append_only
 from .clock import from_iso, iso
-from .errors import UsageError
+from .errors import NoSpace, UsageError
 from .profiles import check_count, check_duration, format_duration
 from .prune import observe_segments
 from .records import record_forgotten
 from .repository import Repository
+from .reserve import release as release_reserve
 from .snapshot import SNAPSHOTS_PREFIX, OrderKey, Snapshot, chain_order, resolve
 
 
@@ -222,13 +223,24 @@ def forget_snapshots(repo: Repository, snapshots: list[Snapshot]) -> list[str]:
         refuse_if_append_only(repo.backend, "forget")
     order = sorted(snapshots, key=lambda s: (s.seq, s.time, s.id), reverse=True)
     if order:  # first: a snapshot gone without this record was deleted outside cleancut
-        record_forgotten(repo, [s.id for s in order], iso(clock.now()))
+        _record_forgotten(repo, [s.id for s in order])
     for snap in order:
         repo.backend.delete(SNAPSHOTS_PREFIX + snap.id)
     if order:
         observe_segments(repo)
         repo.sync_cache()
     return [s.id for s in order]
+
+
+def _record_forgotten(repo: Repository, ids: list[str]) -> None:
+    """Write the `forgotten` record; on a full filesystem, in the room of the prune
+    reserve (forget frees nothing by itself, and the prune that follows refills it)."""
+    try:
+        record_forgotten(repo, ids, iso(clock.now()))
+    except NoSpace:
+        if not release_reserve(repo.backend):
+            raise
+        record_forgotten(repo, ids, iso(clock.now()))
 
 
 def plan_named(snapshots: list[Snapshot], refs: list[str]) -> list[Verdict]:
