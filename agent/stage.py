@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cleancut.store import jsonparse
 from cleancut.store.backup import is_excluded
 from cleancut.store.errors import CleancutError, NoSpace, NotOurs
 
@@ -843,7 +844,7 @@ class Stager:
             return True
         try:
             with open(self._manifest, "rb") as f:
-                data = json.loads(f.read())
+                data = jsonparse.loads(f.read())
         except (OSError, ValueError):
             return False
         return (
@@ -869,7 +870,7 @@ class Stager:
         """Read the manifest; False if it is missing, damaged or from another source or boot."""
         try:
             with open(self._manifest, "rb") as f:
-                data = json.loads(f.read())
+                data = jsonparse.loads(f.read())
             if not os.path.isdir(self._tree):
                 return False
             root, dirs = _parse_manifest(data, self._src, self._boot)

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import blake3
 
+from . import jsonparse
 from .errors import CleancutError, ExitCode, IntegrityError, NoSpace, PathNotFound
 
 JOURNAL_DAMAGED = ExitCode.JOURNAL_DAMAGED
@@ -333,7 +334,7 @@ _OP_FIELDS: dict[str, tuple[str, ...]] = {
 
 def _decode_ops(ops_json: bytes, data: memoryview) -> tuple[Op, ...]:
     try:
-        items = json.loads(ops_json.decode("utf-8"), object_pairs_hook=_unique_keys)
+        items = jsonparse.loads(ops_json.decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ValueError(f"the operation list is not valid UTF-8 JSON ({exc})") from None
     if not isinstance(items, list) or not items:
