@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from cleancut.store.childenv import child_env
 from cleancut.store.errors import CaptureFailed, UsageError
 
 STOP_WAIT_S = 2.0  # how long every process of the group gets to reach the stopped state
@@ -129,7 +130,8 @@ def _start_watchdog(pgid: int, watchdog_s: float) -> subprocess.Popen:
     Its stdin is a pipe whose write end only this process holds (Python makes
     descriptors non-inheritable), so when this process exits or is killed the
     watchdog reads end of file. Its stderr is ours, so its one line about a
-    late thaw reaches the operator.
+    late thaw reaches the operator. It gets our environment without secrets
+    (child_env): it needs only the interpreter's own variables to import cleancut.
     """
     try:
         proc = subprocess.Popen(
@@ -137,6 +139,7 @@ def _start_watchdog(pgid: int, watchdog_s: float) -> subprocess.Popen:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             start_new_session=True,
+            env=child_env(),
         )
     except OSError as e:
         raise CaptureFailed(f"--freeze: could not start the watchdog: {e.strerror or e}") from e

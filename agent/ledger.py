@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..store import jsonparse
 from ..store.errors import NotOurs
 from .wire import INFLIGHT_STATES
 
@@ -93,7 +94,7 @@ class Ledger:
     def _entry(self, line: bytes) -> dict[str, Any]:
         """One complete ledger line; NotOurs when the file holds something else."""
         try:
-            entry = json.loads(line)
+            entry = jsonparse.loads(line)
         except ValueError:
             entry = None
         if not (

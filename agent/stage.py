@@ -16,6 +16,17 @@ deletes what the source lacks, so a directory without the marker is used only
 when it is new or empty; anything else (the operator's files, say) is refused
 with NotOurs rather than emptied.
 
+The capture never leaves the source and never blocks: each directory is opened
+relative to its parent's descriptor with O_NOFOLLOW and listed through it, each
+file is opened relative to that descriptor with O_NOFOLLOW|O_NONBLOCK and copied
+only if the descriptor is a regular file. An entry swapped for a symlink, a FIFO
+or a device after its directory was listed is skipped with a warning. SQLite must
+open a database by name: it is given /proc/self/fd/DIR/NAME, the name inside the
+directory we opened (SQLite resolves that to the directory's current path, -wal
+included), after the -wal, -shm and -journal beside it were checked to be regular
+files or absent, and the copy is kept only if NAME is still the regular file we
+opened (same device and inode) once SQLite is done.
+
 After a capture inside a pause, `changed_since_capture()` re-reads the metadata
 of everything the capture staged: an agent that claimed to be quiesced but kept
 writing shows as files whose size, times or inode moved, or names that came or
@@ -33,11 +44,13 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cleancut.store.backup import is_excluded
+from cleancut.store import jsonparse
+from cleancut.store.backup import DIR_FLAGS, FILE_FLAGS, is_excluded
+from cleancut.store.backup import _kind as kind_of
 from cleancut.store.errors import CleancutError, NoSpace, NotOurs
 
 from . import sqlite_copy
@@ -202,6 +215,9 @@ class Stager:
         self._current = ""  # the staged path being written, for error messages
         self._vanished: set[str] = set()  # went away (or changed kind) while being staged
         self._skipped: set[str] = set()  # could not be read or listed: left out on purpose
+        # Called with an entry's relative path just before it is opened, after its
+        # directory was listed: tests swap entries there to prove the capture stays put.
+        self.before_open: Callable[[str], None] | None = None
 
     # --- public -------------------------------------------------------------
 
@@ -302,7 +318,7 @@ class Stager:
                     changed.append(prefix + name)
             changed.extend(prefix + name for name, e in present.items() if self._left_out(
                 prefix + name, e))
-        return changed
+        return list(dict.fromkeys(changed))  # a name that vanished may also show as moved
 
     def _left_out(self, rel: str, entry: os.DirEntry[str]) -> bool:
         """Whether a source entry the manifest does not name should have been staged (a
@@ -354,53 +370,95 @@ class Stager:
         return CleancutError(f"cannot stage {where}: {exc.strerror or exc}")
 
     def _mirror(self) -> None:
+        root_fd = self._open_source()
+        # Depth first; a directory's mode and mtime are set after its children (post order),
+        # since staging a child changes the directory's mtime. A directory's descriptor
+        # stays open until its post-order step, so only the current path's are open.
+        stack: list[_Step] = [_Step("", -1, "", self._tree, None, None, root_fd)]
         try:
-            st = os.stat(self._src)
+            while stack:
+                step = stack.pop()
+                if step.done:
+                    if step.fd >= 0:
+                        os.close(step.fd)
+                        step.fd = -1
+                    self._finish_dir(step.rel, step.dst, step.st, step.holder, step.name)
+                    continue
+                if step.fd < 0:
+                    step.fd = self._open_dir(step)
+                step.done = True
+                stack.append(step)  # from here on, the finally below closes its descriptor
+                if step.st is None:  # the source root
+                    step.st = os.fstat(step.fd)
+                listing = self._dirs.setdefault(step.rel, {})
+                prefix = step.rel + "/" if step.rel else ""
+                for child, child_st in self._sync_dir(step.rel, step.fd, step.dst):
+                    stack.append(
+                        _Step(
+                            prefix + child, step.fd, child, os.path.join(step.dst, child),
+                            child_st, listing,
+                        )
+                    )  # fmt: skip
+        finally:
+            for step in stack:
+                if step.fd >= 0 and step.done:
+                    os.close(step.fd)
+
+    def _open_source(self) -> int:
+        """The source directory's descriptor; the given path is followed if it is a symlink."""
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            return os.open(self._src, flags)
+        except NotADirectoryError:
+            raise CleancutError(f"source {self.source} is not a directory") from None
         except OSError as exc:
             raise CleancutError(f"cannot read source {self.source}: {exc.strerror}") from exc
-        if not stat.S_ISDIR(st.st_mode):
-            raise CleancutError(f"source {self.source} is not a directory")
-        # Depth first; a directory's mode and mtime are set after its children (post order),
-        # since staging a child changes the directory's mtime.
-        stack: list[tuple[str, str, str, os.stat_result, Listing | None, str, bool]] = [
-            ("", self._src, self._tree, st, None, "", False)
-        ]
-        while stack:
-            rel, src, dst, dst_st, holder, name, done = stack.pop()
-            if done:
-                self._finish_dir(rel, dst, dst_st, holder, name)
-                continue
-            stack.append((rel, src, dst, dst_st, holder, name, True))
-            listing = self._dirs.setdefault(rel, {})
-            prefix = rel + "/" if rel else ""
-            for child, child_st in self._sync_dir(rel, src, dst):
-                stack.append(
-                    (
-                        prefix + child,
-                        os.path.join(src, child),
-                        os.path.join(dst, child),
-                        child_st,
-                        listing,
-                        child,
-                        False,
-                    )
-                )
 
-    def _sync_dir(self, rel: str, src: str, dst: str) -> list[tuple[str, os.stat_result]]:
-        """Mirror one directory's entries; returns its subdirectories to descend into."""
-        listing = self._dirs.setdefault(rel, {})
+    def _open_dir(self, step: _Step) -> int:
+        """Open a listed subdirectory through its parent's descriptor, never through a link.
+        -1 if it is gone or became something else (then it is staged as empty: the next
+        pass stages what is there now)."""
+        if self.before_open is not None:
+            self.before_open(step.rel)
         try:
-            with os.scandir(src) as it:
-                entries = list(it)
-        except (FileNotFoundError, NotADirectoryError):
-            entries = []  # vanished since its parent was listed: the next pass removes it
+            return os.open(step.name, DIR_FLAGS, dir_fd=step.parent_fd)
+        except FileNotFoundError:
+            self._vanished.add(step.rel)
         except OSError as exc:
+            self._vanished.add(step.rel)
+            self._warn_open(step.parent_fd, step.name, step.rel, exc, "cannot list directory")
+        return -1
+
+    def _warn_open(self, dir_fd: int, name: str, rel: str, exc: OSError, what: str) -> None:
+        """One warning: the entry became something else since the listing, or it failed."""
+        try:
+            now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            return  # gone: vanished, not worth a warning
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO):
             self._stats.warnings.append(
-                f"{rel or '.'}: cannot list directory ({exc.strerror}), contents not staged"
+                f"{rel}: became {kind_of(now.st_mode)} after it was listed, skipped"
             )
+        else:
+            self._stats.warnings.append(f"{rel}: {what} ({exc.strerror}), not staged")
             self._skipped.add(rel)
-            entries = []
-        scan = _Scan(rel, src, dst, listing)
+
+    def _sync_dir(self, rel: str, fd: int, dst: str) -> list[tuple[str, os.stat_result]]:
+        """Mirror one directory's entries; returns its subdirectories to descend into.
+        `fd` is the directory's descriptor, -1 if it could not be opened (staged empty)."""
+        listing = self._dirs.setdefault(rel, {})
+        entries: list[os.DirEntry[str]] = []
+        if fd >= 0:
+            try:
+                # Listed through the descriptor: the entries' stat() is relative to it too.
+                with os.scandir(fd) as it:
+                    entries = list(it)
+            except OSError as exc:
+                self._stats.warnings.append(
+                    f"{rel or '.'}: cannot list directory ({exc.strerror}), contents not staged"
+                )
+                self._skipped.add(rel)
+        scan = _Scan(rel, fd, dst, listing)
         self._scan(scan, entries, stash_sidecars=True)
         self._settle(scan)
         if scan.side:
@@ -467,7 +525,7 @@ class Stager:
             elif stat.S_ISLNK(mode):
                 scanned += 1
                 try:
-                    target = os.readlink(entry.path)
+                    target = os.readlink(name, dir_fd=scan.fd)
                 except OSError:
                     continue
                 if not (
@@ -506,37 +564,38 @@ class Stager:
 
     def _stage_file(self, scan: _Scan, name: str, st: os.stat_result) -> str | None:
         """Copy one regular file (or database) into staging; its kind, or None if skipped."""
-        src = os.path.join(scan.src, name)
         rel = scan.prefix + name
         started = time.time_ns()
+        if self.before_open is not None:
+            self.before_open(rel)
         try:
-            fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(name, FILE_FLAGS, dir_fd=scan.fd)
         except (FileNotFoundError, NotADirectoryError):
             self._vanished.add(rel)
             return None  # vanished
         except OSError as exc:
-            if exc.errno == errno.ELOOP:  # became a symlink: the next pass stages it
+            if exc.errno in (errno.ELOOP, errno.ENXIO):  # became a symlink or a socket
                 self._vanished.add(rel)
-                return None
-            self._stats.warnings.append(f"{rel}: cannot read ({exc.strerror}), not staged")
-            self._skipped.add(rel)
+            self._warn_open(scan.fd, name, rel, exc, "cannot read")
             return None
         try:
             # Metadata taken before the data is read: a write during the copy moves it on,
             # and the next pass copies the file again.
             fst = os.fstat(fd)
             if not stat.S_ISREG(fst.st_mode):
+                # A FIFO or a device put in its place after the listing: never read it.
                 self._vanished.add(rel)
+                self._stats.warnings.append(
+                    f"{rel}: became {kind_of(fst.st_mode)} after it was listed, skipped"
+                )
                 return None
             if fst.st_size >= 16 and os.pread(fd, 16, 0) == sqlite_copy.HEADER:
-                os.close(fd)
-                fd = -1
+                # Held open while SQLite copies, so that its inode stays ours to compare.
                 return self._stage_db(scan, name, fst, started)
             self._copy_plain(scan, name, fd, fst, started)
             return FILE
         finally:
-            if fd >= 0:
-                os.close(fd)
+            os.close(fd)
 
     def _copy_plain(
         self, scan: _Scan, name: str, fd: int, fst: os.stat_result, started: int
@@ -611,12 +670,29 @@ class Stager:
         """Stage a database through SQLite's backup API, never as bytes."""
         rel = scan.prefix + name
         wal = self._wal(scan, name)  # before the copy, like the main file's metadata
+        hostile = self._hostile_sidecar(scan, name)
+        if hostile:
+            self._stats.warnings.append(
+                f"{rel}: {hostile}, which SQLite would open by name (block on or follow); "
+                "database not staged"
+            )
+            self._skipped.add(rel)
+            return DB if scan.listing.get(name, [None])[0] == DB else None
         self._prepare_slot(scan, name)
         tmp = self._temp(scan.dst)
         try:
+            # By name, since SQLite opens nothing else; the name is inside the directory
+            # we opened, not a path that a swapped parent could redirect.
             sqlite_copy.copy_database(
-                os.path.join(scan.src, name), tmp, rel, timeout=self.sqlite_timeout
+                f"/proc/self/fd/{scan.fd}/{name}", tmp, rel, timeout=self.sqlite_timeout
             )
+            if not self._still(scan, name, fst):
+                sqlite_copy.remove_copy(tmp)
+                self._vanished.add(rel)
+                self._stats.warnings.append(
+                    f"{rel}: replaced while SQLite copied it, skipped; the next pass copies it"
+                )
+                return None
         except sqlite_copy.NotADatabase as exc:
             # SQLite itself cannot read it, so no writer can be keeping it consistent:
             # keep the bytes as they are, and say so.
@@ -661,14 +737,38 @@ class Stager:
         """A file with a database header that SQLite rejects: staged as a plain file."""
         started = time.time_ns()
         try:
-            fd = os.open(os.path.join(scan.src, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(name, FILE_FLAGS, dir_fd=scan.fd)
         except OSError:
             return None
         try:
-            self._copy_plain(scan, name, fd, os.fstat(fd), started)
+            fst = os.fstat(fd)
+            if not stat.S_ISREG(fst.st_mode):
+                return None
+            self._copy_plain(scan, name, fd, fst, started)
         finally:
             os.close(fd)
         return FILE
+
+    def _hostile_sidecar(self, scan: _Scan, name: str) -> str | None:
+        """What is wrong with a -wal, -shm or -journal beside a database, if anything:
+        SQLite opens them by name, blocking and following links, so each must be a
+        regular file or absent."""
+        for suffix in sqlite_copy.SIDECARS:
+            try:
+                st = os.stat(name + suffix, dir_fd=scan.fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                return f"{name}{suffix} is {kind_of(st.st_mode)}"
+        return None
+
+    def _still(self, scan: _Scan, name: str, fst: os.stat_result) -> bool:
+        """Whether `name` is still the regular file we opened (SQLite opened it by name)."""
+        try:
+            now = os.stat(name, dir_fd=scan.fd, follow_symlinks=False)
+        except OSError:
+            return False
+        return stat.S_ISREG(now.st_mode) and (now.st_dev, now.st_ino) == (fst.st_dev, fst.st_ino)
 
     def _wal(self, scan: _Scan, name: str) -> list[int] | None:
         """The -wal's (size, mtime, inode); an empty or missing -wal holds no commits (None).
@@ -843,7 +943,7 @@ class Stager:
             return True
         try:
             with open(self._manifest, "rb") as f:
-                data = json.loads(f.read())
+                data = jsonparse.loads(f.read())
         except (OSError, ValueError):
             return False
         return (
@@ -869,7 +969,7 @@ class Stager:
         """Read the manifest; False if it is missing, damaged or from another source or boot."""
         try:
             with open(self._manifest, "rb") as f:
-                data = json.loads(f.read())
+                data = jsonparse.loads(f.read())
             if not os.path.isdir(self._tree):
                 return False
             root, dirs = _parse_manifest(data, self._src, self._boot)
@@ -974,7 +1074,7 @@ class _Scan:
     __slots__ = (
         "rel",
         "prefix",
-        "src",
+        "fd",
         "dst",
         "listing",
         "seen",
@@ -985,10 +1085,10 @@ class _Scan:
         "to_copy",
     )
 
-    def __init__(self, rel: str, src: str, dst: str, listing: Listing) -> None:
+    def __init__(self, rel: str, fd: int, dst: str, listing: Listing) -> None:
         self.rel = rel
         self.prefix = rel + "/" if rel else ""
-        self.src = src
+        self.fd = fd  # the source directory's descriptor; entries are opened relative to it
         self.dst = dst
         self.listing = listing
         self.seen: set[str] = set()  # names staged (kept or copied) in this pass
@@ -997,6 +1097,33 @@ class _Scan:
         self.dbs: set[str] = set()  # names staged as databases in this pass
         self.dbs_to_check: list[tuple[str, os.stat_result]] = []
         self.to_copy: list[tuple[str, os.stat_result]] = []
+
+
+class _Step:
+    """One directory of the mirror's depth-first walk: opened (through its parent's
+    descriptor) when first popped, finished (mode, mtime; descriptor closed) when popped
+    again after its children."""
+
+    __slots__ = ("rel", "parent_fd", "name", "dst", "st", "holder", "fd", "done")
+
+    def __init__(
+        self,
+        rel: str,
+        parent_fd: int,
+        name: str,
+        dst: str,
+        st: os.stat_result | None,
+        holder: Listing | None,
+        fd: int = -1,
+    ) -> None:
+        self.rel = rel
+        self.parent_fd = parent_fd
+        self.name = name
+        self.dst = dst
+        self.st = st  # the source's stat as listed (the root's: fstat once opened)
+        self.holder = holder  # the parent's listing (None for the root)
+        self.fd = fd
+        self.done = False
 
 
 def _matches(found: os.DirEntry[str], entry: Entry) -> bool:

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..store import jsonparse
+
 PROTOCOL = 1
 MAX_LINE = 1 << 20  # a message longer than 1 MiB is a bug in the peer, not a big message
 OPS = ("hello", "quiesce", "flush", "inflight", "renew", "resume")
@@ -34,7 +36,7 @@ def encode(message: dict[str, Any]) -> bytes:
 
 def decode(line: bytes) -> dict[str, Any]:
     try:
-        message = json.loads(line.decode("utf-8"))
+        message = jsonparse.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise WireError(f"not a JSON line: {exc}") from None
     if not isinstance(message, dict):

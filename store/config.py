@@ -10,6 +10,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
+from . import jsonparse
 from .compress import DEFAULT_LEVEL
 from .errors import UnknownFormat
 
@@ -68,7 +69,7 @@ class RepoConfig:
     @classmethod
     def from_bytes(cls, data: bytes) -> RepoConfig:
         try:
-            raw = json.loads(data)
+            raw = jsonparse.loads(data)
             version = raw["version"]
         except (ValueError, KeyError, TypeError) as exc:
             raise UnknownFormat("the repository config is not readable cleancut JSON") from exc

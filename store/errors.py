@@ -27,7 +27,6 @@ class ExitCode:
     JOURNAL_DAMAGED = 17  # journal replay stopped at the last good record (corruption, gap)
     NOT_OURS = 18  # a path cleancut would write to or delete holds something it did not create
     AGENT_MISBEHAVED = 19  # the agent broke the protocol, or changed files while claiming quiesce
-    CLOCK_WENT_BACK = 20  # a new snapshot would be older than its parent: the clock stepped back
 
 
 class CleancutError(Exception):
@@ -144,8 +143,3 @@ class AgentMisbehaved(CleancutError):
 
     exit_code = ExitCode.AGENT_MISBEHAVED
 
-
-class ClockWentBack(CleancutError):
-    """The wall clock reads earlier than the newest snapshot of the chain being extended."""
-
-    exit_code = ExitCode.CLOCK_WENT_BACK

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import blake3
 
+from . import jsonparse
 from .errors import CleancutError, ExitCode, IntegrityError, NoSpace, PathNotFound
 
 JOURNAL_DAMAGED = ExitCode.JOURNAL_DAMAGED
@@ -64,6 +65,7 @@ _SEGMENT_RE = re.compile(r"^(\d{20})\.jnl$")
 _MARKER = struct.Struct("20s1s10s1s")
 _MARKER_SIZE = _MARKER.size
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _NEW_FILE_MODE = 0o644
 _NEW_DIR_MODE = 0o755
 
@@ -336,7 +338,7 @@ _OP_FIELDS: dict[str, tuple[str, ...]] = {
 
 def _decode_ops(ops_json: bytes, data: memoryview) -> tuple[Op, ...]:
     try:
-        items = json.loads(ops_json.decode("utf-8"), object_pairs_hook=_unique_keys)
+        items = jsonparse.loads(ops_json.decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ValueError(f"the operation list is not valid UTF-8 JSON ({exc})") from None
     if not isinstance(items, list) or not items:
@@ -423,17 +425,83 @@ def list_segments(directory: str | Path) -> list[tuple[int, Path]]:
     return found
 
 
+def open_regular(path: str | Path, what: str) -> int:
+    """A read descriptor of `path` if it is a regular file: never through a symlink, never
+    blocking (a FIFO put in its place), never a device (/dev/zero reads without end).
+
+    FileNotFoundError if it is gone; JournalError if something else stands there. The
+    journal's files (segments, a replay marker, `shipped`) are only ever written as
+    regular files, so anything else in their place is damage to the journal.
+    """
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise JournalError(f"{what} {path} is a symlink; not followed") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise JournalError(f"{what} {path} is {_kind(mode)}, not a regular file; not read")
+    return fd
+
+
+def _kind(mode: int) -> str:
+    for test, label in (
+        (stat.S_ISFIFO, "a fifo"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return label
+    return "a special file"
+
+
+def read_regular(path: str | Path, what: str, limit: int | None = None) -> bytes:
+    """The bytes of a regular file (see open_regular), at most `limit` of them.
+
+    Without a limit it reads to the end of the file, which a regular file has."""
+    fd = open_regular(path, what)
+    try:
+        parts = []
+        left = limit
+        while left is None or left > 0:
+            chunk = os.read(fd, 1 << 20 if left is None else min(left, 1 << 20))
+            if not chunk:
+                break
+            parts.append(chunk)
+            if left is not None:
+                left -= len(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def read_segment(path: str | Path) -> bytes:
+    """A segment's bytes. The format caps no segment's size (the writer's segment size is
+    a setting, and one record may reach MAX_PAYLOAD alone), so the bound is the regular
+    file's own end. FileNotFoundError if it is gone."""
+    return read_regular(path, "journal segment")
+
+
 def _read_segment(path: Path) -> bytes:
     """A segment's bytes; one trimmed away since it was listed reads as empty (a gap)."""
     try:
-        return path.read_bytes()
+        return read_segment(path)
     except FileNotFoundError:
         return b""
 
 
 def first_record(path: str | Path) -> JournalRecord | None:
     """The first record of a segment if it is intact (used to date a segment cheaply)."""
-    with open(path, "rb") as f:
+    fd = open_regular(path, "journal segment")
+    with os.fdopen(fd, "rb") as f:
         head = f.read(_FRAME_HEAD.size)
         if len(head) < _FRAME_HEAD.size:
             return None
@@ -846,7 +914,7 @@ def read_tail(directory: str | Path) -> JournalTail:
     segs = list_segments(directory)
     tail = JournalTail(None, None, 0)
     for name_seq, path in reversed(segs):
-        data = path.read_bytes()
+        data = read_segment(path)
         pos, last = 0, None
         while pos < len(data):
             try:
@@ -888,7 +956,7 @@ def read_tail(directory: str | Path) -> JournalTail:
 def read_marker(path: str | Path) -> tuple[int, int] | None:
     """A replay marker: (applied seq, operations of the next record already applied)."""
     try:
-        raw = Path(path).read_bytes()
+        raw = read_regular(path, "replay marker", _MARKER_SIZE)
     except FileNotFoundError:
         return None
     return _parse_marker(raw, path)
@@ -904,6 +972,23 @@ def _parse_marker(raw: bytes, path: str | Path) -> tuple[int, int] | None:
         return int(seq), int(ops)
     except (struct.error, ValueError):
         raise JournalError(f"replay marker {path} is not readable: {raw[:40]!r}") from None
+
+
+def _open_marker(marker: str | Path) -> int:
+    """The replay marker, opened to read and rewrite: created if missing, never followed
+    through a symlink, never blocking, and only a regular file (else JournalError)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(marker, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise JournalError(f"replay marker {marker} is a symlink; not followed") from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise JournalError(f"replay marker {marker} is {_kind(mode)}, not a regular file")
+    return fd
 
 
 def _marker_bytes(seq: int, ops: int) -> bytes:
@@ -952,8 +1037,8 @@ class Replayer:
         self._ops_done = 0
         if marker is not None:
             try:
-                fd = os.open(marker, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            except OSError:
+                fd = _open_marker(marker)
+            except BaseException:
                 os.close(self._root)
                 raise
             self._marker_fd = fd

@@ -41,6 +41,7 @@ from .journal import (
     first_record,
     list_segments,
     read_journal,
+    read_segment,
     read_tail,
 )
 from .journal_pack import Packer
@@ -349,7 +350,7 @@ class _Ship:
         data = self._segments.get(rec.segment)
         if data is None:
             try:
-                data = (self.directory / rec.segment).read_bytes()
+                data = read_segment(self.directory / rec.segment)
             except FileNotFoundError:
                 data = b""
             self._segments = {rec.segment: data}  # one segment at a time in memory

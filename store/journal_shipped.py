@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .journal import JournalError
+from .journal import JournalError, read_regular
 from .safeio import replace_file
 
 SHIPPED_FILE = "shipped"
+SHIPPED_MAX = 64  # one sequence number (at most 20 digits) and a newline; more is not ours
 
 
 def write_shipped(journal_dir: Path, seq: int) -> None:
@@ -30,10 +31,13 @@ def read_shipped(journal_dir: str | Path) -> int | None:
     """What `<dir>/shipped` says (None when ship has not written it)."""
     path = Path(journal_dir) / SHIPPED_FILE
     try:
-        text = path.read_text().strip()
+        raw = read_regular(path, "shipped file", SHIPPED_MAX)
     except FileNotFoundError:
         return None
+    text = raw.decode("ascii", "replace").strip()
     try:
+        if len(raw) >= SHIPPED_MAX:
+            raise ValueError
         return int(text)
     except ValueError:
         raise JournalError(f"{path} is not a number: {text!r:.40}") from None

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import jsonparse
 from .errors import CleancutError, IntegrityError, ObjectNotFound
 from .objects import JOURNAL_KIND, open_json, seal_json
 from .records import JOURNAL_COMPACTED, JOURNAL_GAP, list_records
@@ -285,7 +286,7 @@ def all_batches(repo: Repository, cached: bool = True) -> tuple[list[JournalBatc
 
 def _read_catalog_cache(path: Path) -> dict[str, Any]:
     try:
-        doc = json.loads(path.read_text())
+        doc = jsonparse.loads(path.read_text())
     except (OSError, ValueError):
         return {}
     return doc if isinstance(doc, dict) else {}

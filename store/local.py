@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
 from .backend import ObjectInfo
-from .errors import CleancutError, NoSpace, ObjectNotFound
+from .errors import CleancutError, IntegrityError, NoSpace, ObjectNotFound
 from .safeio import create_temp, write_all
 
 TEMP_SUFFIX = ".tmp"
+# Objects are opened without blocking (a FIFO planted in the repository would block a
+# plain open forever) and kept only if they are regular files (a device reads forever).
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def _fsync_dir(path: Path) -> None:
@@ -42,10 +46,12 @@ def readahead(path: str, length: int = 0) -> None:
     On a cold cache this turns one-file-at-a-time reads into parallel I/O.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOATIME", 0) | os.O_NOFOLLOW)
+        fd = os.open(path, _READ_FLAGS | getattr(os, "O_NOATIME", 0) | os.O_NOFOLLOW)
     except OSError:
         return
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return  # a FIFO or a device: nothing to read ahead (a read reports it)
         os.posix_fadvise(fd, 0, length, os.POSIX_FADV_WILLNEED)
     except OSError:
         pass
@@ -125,11 +131,37 @@ class LocalBackend:
         _fsync_dir(path.parent)
         return True
 
-    def get(self, name: str) -> bytes:
+    def _open(self, name: str) -> int:
+        """A descriptor of a stored object that is a regular file; never blocks."""
         try:
-            return self._path(name).read_bytes()
+            fd = os.open(self._path(name), _READ_FLAGS)
         except FileNotFoundError as exc:
             raise ObjectNotFound(f"object {name} is missing from the repository") from exc
+        try:
+            mode = os.fstat(fd).st_mode
+        except BaseException:
+            os.close(fd)
+            raise
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise IntegrityError(
+                f"object {name} in the repository is not a regular file "
+                f"(mode {stat.filemode(mode)}); not read"
+            )
+        return fd
+
+    def get(self, name: str) -> bytes:
+        fd = self._open(name)
+        try:
+            size = os.fstat(fd).st_size
+            parts = []
+            while True:  # to the end, even if the file grew since the fstat
+                chunk = os.read(fd, max(size, 1 << 16))
+                if not chunk:
+                    return b"".join(parts)
+                parts.append(chunk)
+        finally:
+            os.close(fd)
 
     def get_range(self, name: str, offset: int, length: int) -> bytes:
         fd = self._acquire(name)
@@ -149,10 +181,7 @@ class LocalBackend:
         with self._fd_lock:
             fd = self._fds.get(name)
             if fd is None:
-                try:
-                    fd = os.open(self._path(name), os.O_RDONLY)
-                except FileNotFoundError as exc:
-                    raise ObjectNotFound(f"object {name} is missing from the repository") from exc
+                fd = self._open(name)
                 self._fds[name] = fd
                 while len(self._fds) > 32:
                     _, old = self._fds.popitem(last=False)

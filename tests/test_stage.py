@@ -404,9 +404,11 @@ def _fill(path: Path) -> None:
 def test_full_disk_raises_no_space_and_staging_stays_usable(src: Path, tmp_path: Path, kind: str):
     mnt = tmp_path / "small"
     mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
     mount = ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)]
-    if subprocess.run(mount, capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (not root?)")
+    done = subprocess.run(mount, capture_output=True, text=True)
+    assert done.returncode == 0, f"root cannot mount a tmpfs here: {done.stderr}"
     try:
         _make_tree(src)
         time.sleep(SETTLE_S)
@@ -597,16 +599,18 @@ def test_torn_copies_from_prepare_are_fixed_by_capture(src: Path, staging: Path)
 
 
 def test_reflinks_where_the_filesystem_shares_extents(tmp_path: Path):
-    if not shutil.which("mkfs.xfs"):
-        pytest.skip("mkfs.xfs is not installed")
+    assert shutil.which("mkfs.xfs"), "mkfs.xfs is missing: `make test` installs xfsprogs"
+    if os.geteuid() != 0:
+        pytest.skip("mounting an XFS image needs root")
     image = tmp_path / "xfs.img"
     with open(image, "wb") as f:
         f.truncate(320 << 20)
     mkfs = subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], capture_output=True)
     mnt = tmp_path / "xfs"
     mnt.mkdir()
-    if mkfs.returncode or subprocess.run(["mount", "-o", "loop", str(image), str(mnt)]).returncode:
-        pytest.skip("cannot make and mount an XFS image here (not root?)")
+    assert mkfs.returncode == 0, mkfs.stderr
+    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], capture_output=True)
+    assert mounted.returncode == 0, f"root cannot loop-mount an XFS image: {mounted.stderr!r}"
     try:
         src = mnt / "src"
         _make_tree(src)

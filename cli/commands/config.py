@@ -20,6 +20,7 @@ from cleancut.store.profiles import (
     format_duration,
     format_value,
 )
+from cleancut.store.redact import redact_userinfo
 from cleancut.store.settings import (
     CONFIG_ENV,
     DEFAULT_CONFIG_NAME,
@@ -77,6 +78,12 @@ def show(
             config.password_file,
         ),
     }  # fmt: skip
+    # A location given by option or environment may carry user:password@ (the config
+    # file refuses that); what is shown is only where the value came from.
+    places = {
+        key: Located(redact_userinfo(p.value) if p.value else p.value, p.origin)
+        for key, p in places.items()
+    }
     report = _report(config, result, places)
     if common.json:
         common.emit(report)
