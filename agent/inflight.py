@@ -14,6 +14,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from ..store import jsonparse
 from ..store.errors import NotOurs
 from ..store.safeio import replace_file
 from ..store.snapshot import Snapshot
@@ -70,7 +71,7 @@ def _ours(path: Path) -> bool:
     if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_DOCUMENT:
         return False
     try:
-        doc = json.loads(path.read_bytes())
+        doc = jsonparse.loads(path.read_bytes())
     except (OSError, ValueError):
         return False
     return isinstance(doc, dict) and {"snapshot", "consistency", "inflight"} <= doc.keys()

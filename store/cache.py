@@ -48,6 +48,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 
+from . import jsonparse
 from .index import IndexSegment
 from .pack import BlobEntry
 
@@ -347,7 +348,7 @@ class Cache:
                     snapshots.c.time, snapshots.c.id
                 )
             )
-            return [(row.id, json.loads(row.record)) for row in rows]
+            return [(row.id, jsonparse.loads(row.record)) for row in rows]
 
 
 def _add_segment(conn: Connection, segment_id: str, segment: IndexSegment) -> None:

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from . import jsonparse
 from .appendonly import refuse_if_append_only
 from .backend import Backend
 from .crypto import KEY_LEN, NONCE_LEN, SALT_LEN, TAG_LEN, MasterKeys, content_hash
@@ -126,7 +127,7 @@ def _render(doc: dict[str, object]) -> bytes:
 def _parse(slot_id: str, data: bytes) -> tuple[KeySlot, dict[str, str]]:
     """The slot's fields, each checked for type and length; IntegrityError if any is off."""
     try:
-        doc = json.loads(data)
+        doc = jsonparse.loads(data)
         kdf = KdfParams(doc["memory_kib"], doc["iterations"], doc["lanes"])
         slot = KeySlot(slot_id, doc["created"], doc["host"], doc["user"], kdf)
         lengths = {"salt": SALT_LEN, "nonce": NONCE_LEN, "wrapped": WRAPPED_LEN}
@@ -242,7 +243,7 @@ class KeyRing:
         for slot_id in self.slot_ids():
             data = self._read(slot_id)
             try:
-                doc = json.loads(data or b"")
+                doc = jsonparse.loads(data or b"")
             except ValueError:
                 continue
             if isinstance(doc, dict) and isinstance(doc.get("config"), str):
@@ -281,7 +282,7 @@ class KeyRing:
             if problem:
                 slots[slot_id] = problem
             else:
-                config_hash = json.loads(data).get("config")
+                config_hash = jsonparse.loads(data).get("config")
                 if isinstance(config_hash, str):
                     held.add(config_hash)
         try:

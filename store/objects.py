@@ -13,6 +13,7 @@ import json
 import os
 from typing import Any
 
+from . import jsonparse
 from .compress import compress, decompress
 from .crypto import SALT_LEN, MasterKeys, content_hash
 from .errors import IntegrityError
@@ -51,6 +52,6 @@ def seal_json(keys: MasterKeys, kind: str, value: Any) -> tuple[str, bytes]:
 
 def open_json(keys: MasterKeys, kind: str, object_id: str, stored: bytes) -> Any:
     try:
-        return json.loads(open_object(keys, kind, object_id, stored))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return jsonparse.loads(open_object(keys, kind, object_id, stored))
+    except (UnicodeDecodeError, ValueError) as exc:
         raise IntegrityError(f"{kind} {object_id[:12]} holds no valid JSON") from exc

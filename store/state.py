@@ -16,6 +16,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from . import jsonparse
 from .errors import IntegrityError
 from .repository import Repository
 from .tree import DIR, FILE, Node
@@ -40,7 +41,7 @@ class Delta:
     @classmethod
     def decode(cls, data: bytes, what: str) -> Delta:
         try:
-            doc = json.loads(data)
+            doc = jsonparse.loads(data)
             changed = {item["path"]: Node.from_json(item["node"]) for item in doc["changed"]}
             deleted = [str(p) for p in doc["deleted"]]
         except (ValueError, KeyError, TypeError) as exc:

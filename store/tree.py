@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import jsonparse
 from .errors import IntegrityError
 
 FILE = "file"
@@ -122,7 +123,7 @@ def encode_tree(nodes: list[Node]) -> bytes:
 
 def decode_tree(data: bytes, what: str) -> list[Node]:
     try:
-        doc = json.loads(data)
+        doc = jsonparse.loads(data)
         return [Node.from_json(raw) for raw in doc["nodes"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise IntegrityError(f"{what} is not a valid tree ({_first_line(exc)})") from exc

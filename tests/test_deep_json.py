@@ -87,3 +87,25 @@ def test_a_deeply_nested_staging_manifest_starts_staging_over(tmp_path: Path):
     again = Stager(src, tmp_path / "staging")
     assert again.capture().files_copied == 1
     assert (tmp_path / "staging" / "tree" / "f.txt").read_text() == "data\n"
+
+
+def test_deeply_nested_slots_trees_deltas_and_records_are_damage_not_tracebacks():
+    from cleancut.store.crypto import MasterKeys
+    from cleancut.store.errors import IntegrityError
+    from cleancut.store.keys import _parse
+    from cleancut.store.objects import open_json, seal_json, seal_object
+    from cleancut.store.state import Delta
+    from cleancut.store.tree import decode_tree
+
+    with pytest.raises(IntegrityError):
+        _parse("slot", DEEP)
+    with pytest.raises(IntegrityError):
+        decode_tree(DEEP, "tree x")
+    with pytest.raises(IntegrityError):
+        Delta.decode(DEEP, "delta x")
+    keys = MasterKeys.generate()
+    oid, sealed = seal_json(keys, "record", [0])
+    assert open_json(keys, "record", oid, sealed) == [0]
+    oid, deep = seal_object(keys, "record", DEEP)
+    with pytest.raises(IntegrityError):
+        open_json(keys, "record", oid, deep)
