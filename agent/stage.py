@@ -41,7 +41,6 @@ import fcntl
 import json
 import os
 import secrets
-import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -52,6 +51,8 @@ from cleancut.store import jsonparse
 from cleancut.store.backup import DIR_FLAGS, FILE_FLAGS, is_excluded
 from cleancut.store.backup import _kind as kind_of
 from cleancut.store.errors import CleancutError, NoSpace, NotOurs
+from cleancut.store.safeio import create_temp, unlink_quietly, write_all
+from cleancut.store.treewalk import remove_tree
 
 from . import sqlite_copy
 
@@ -132,19 +133,9 @@ def _boot_id() -> str:
 
 
 def _rmtree(path: str) -> None:
-    """Remove a staged subtree, even one whose mirrored modes forbid writing."""
-    try:
-        shutil.rmtree(path)
-        return
-    except FileNotFoundError:
-        return
-    except PermissionError:
-        pass
-    os.chmod(path, 0o700)
-    for top, dirs, _ in os.walk(path):
-        for name in dirs:
-            os.chmod(os.path.join(top, name), 0o700)
-    shutil.rmtree(path)
+    """Remove a staged subtree, even one whose mirrored modes forbid writing, at any
+    depth (treewalk's loop: a mirror is as deep as its source)."""
+    remove_tree(path)
 
 
 def _remove_path(path: str) -> None:
@@ -1049,21 +1040,25 @@ class Stager:
             separators=(",", ":"),
         )
         blob = f'{head[:-1]},"dirs":{{{",".join(parts)}}}}}'.encode()
-        tmp = self._manifest + ".tmp"
-        self._current = tmp
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        # A random temporary name, created exclusively: a name anyone could guess in the
+        # staging directory could hold a symlink or hard link that O_TRUNC would write through.
+        dir_fd = os.open(self._staging, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            view = memoryview(blob)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        os.close(fd)
-        os.replace(tmp, self._manifest)
+            fd, tmp = create_temp(dir_fd, ("manifest.json",), ".tmp")
+            self._current = os.path.join(self._staging, tmp)
+            try:
+                try:
+                    write_all(fd, blob)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.rename(tmp, os.path.basename(self._manifest), src_dir_fd=dir_fd,
+                          dst_dir_fd=dir_fd)
+            except BaseException:
+                unlink_quietly(tmp, dir_fd)
+                raise
+        finally:
+            os.close(dir_fd)
         self._encoded = encoded
         self._persisted = True
 

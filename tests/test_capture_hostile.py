@@ -199,3 +199,21 @@ def test_a_fifo_beside_a_database_does_not_hang_sqlite(tmp_path: Path):
         "(block on or follow); database not staged"
     ]
     assert _names(tmp_path / "staging" / "tree") == ["plain.txt"]
+
+
+def test_the_manifest_is_never_written_through_a_planted_link(tmp_path: Path):
+    """The staging manifest goes through a random, exclusive temporary name: a symlink
+    planted at the name it used to be written under (`manifest.json.tmp`) is not
+    followed, so what it points at is not truncated."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "note.md").write_text("note\n")
+    outside = _outside(tmp_path)
+    stager = Stager(src, tmp_path / "staging")
+    stager.prepare()
+    staging = tmp_path / "staging"
+    (staging / "manifest.json.tmp").symlink_to(outside / "secret.txt")
+    (src / "note.md").write_text("note, changed\n")
+    stager.capture()
+    assert (outside / "secret.txt").read_bytes() == SECRET
+    assert (staging / "manifest.json").is_file()
