@@ -22,10 +22,12 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	scripts/test-tools
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/run.py

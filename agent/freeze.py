@@ -146,6 +146,7 @@ def _start_watchdog(pgid: int, watchdog_s: float) -> subprocess.Popen:
     try:
         line = b""
         deadline = time.monotonic() + WATCHDOG_START_S
+        assert proc.stdout is not None  # stdout=PIPE
         fd = proc.stdout.fileno()
         while not line.endswith(b"\n"):
             remaining = deadline - time.monotonic()

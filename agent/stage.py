@@ -373,6 +373,7 @@ class Stager:
                     if step.fd >= 0:
                         os.close(step.fd)
                         step.fd = -1
+                    assert step.st is not None  # set when the step was first popped
                     self._finish_dir(step.rel, step.dst, step.st, step.holder, step.name)
                     continue
                 if step.fd < 0:

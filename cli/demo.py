@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from .sample import make_workspace, mutate_workspace
 
@@ -71,13 +72,13 @@ def _hot_demo(base: Path, env: dict[str, str]) -> None:
         print(f"simulated agent started: {agent.stdout.readline().strip()} (writing flat out)")
         time.sleep(1.0)
         pauses: list[float] = []
-        last: dict[str, object] = {}
+        last: dict[str, Any] = {}
         for _ in range(5):
             last = _hot_backup(root, sock, env)
-            pauses.append(float(last["pause_ms"]))  # type: ignore[arg-type]
+            pauses.append(float(last["pause_ms"]))
             print(
                 f"  {last['kind']:<11} {str(last['snapshot_id'])[:12]}  {last['consistency']}"
-                f"  pause {last['pause_ms']:.1f} ms  in flight {len(last['inflight'])}"  # type: ignore[arg-type]
+                f"  pause {last['pause_ms']:.1f} ms  in flight {len(last['inflight'])}"
             )
             time.sleep(0.3)
         print(f"pauses: min {min(pauses):.1f} ms, max {max(pauses):.1f} ms")
@@ -87,7 +88,7 @@ def _hot_demo(base: Path, env: dict[str, str]) -> None:
     _run(["snapshots", "--name", "live-agent"], env)
     target = base / "restored-agent"
     _run(["restore", str(last["snapshot_id"]), "--target", str(target)], env)
-    keys = {a["key"] for a in last["inflight"]}  # type: ignore[union-attr]
+    keys = {a["key"] for a in last["inflight"]}
     problems = check_workspace(target, oracle, inflight_ok=keys)
     if problems:
         print("invariant checker: VIOLATIONS")
@@ -97,7 +98,7 @@ def _hot_demo(base: Path, env: dict[str, str]) -> None:
     print("invariant checker: the restored agent state is consistent (every invariant holds)")
 
 
-def _hot_backup(root: Path, sock: Path, env: dict[str, str]) -> dict[str, object]:
+def _hot_backup(root: Path, sock: Path, env: dict[str, str]) -> dict[str, Any]:
     import json
 
     args = ["backup", str(root), "--name", "live-agent", "--agent", f"unix:{sock}",

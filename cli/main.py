@@ -62,7 +62,8 @@ def main() -> None:
         click.echo("cleancut: interrupted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        exc.message = redact_userinfo(exc.message)
+        # click declares `message` Final; the instance's is rewritten once, before show()
+        exc.message = redact_userinfo(exc.message)  # type: ignore[misc]
         exc.show()
         sys.exit(exc.exit_code if exc.exit_code else ExitCode.USAGE)
     except OSError as exc:

@@ -146,7 +146,7 @@ class Cache:
             "it this run (slower); free space there or set CLEANCUT_CACHE_DIR to another directory"
         )
 
-    def _write(self, work: Callable[[Connection], None]) -> None:
+    def _write(self, work: Callable[[Connection], object]) -> None:
         """Run one write transaction; if the file cannot take it, move to memory and retry."""
         try:
             with self.engine.begin() as conn:

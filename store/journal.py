@@ -1159,7 +1159,7 @@ class Replayer:
     ) -> None:
         created: list[str] = []
         undo.append(lambda: self._rmdirs(created))
-        with self._parent(op.path, True, created) as (pfd, name):
+        with self._made_parent(op.path, created) as (pfd, name):
             st = _lstat(name, pfd)
             if st is not None and stat.S_ISDIR(st.st_mode):
                 raise _Mismatch(f"{op.path} is a directory")
@@ -1289,7 +1289,7 @@ class Replayer:
     def _mkdir(self, op: Mkdir, undo: list[Callable[[], None]]) -> None:
         created: list[str] = []
         undo.append(lambda: self._rmdirs(created))
-        with self._parent(op.path, True, created) as (pfd, name):
+        with self._made_parent(op.path, created) as (pfd, name):
             st = _lstat(name, pfd)
             if st is None:
                 os.mkdir(name, _NEW_DIR_MODE, dir_fd=pfd)
@@ -1299,6 +1299,13 @@ class Replayer:
                 raise _Mismatch(f"{op.path} exists and is not a directory")
 
     # --- paths ----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _made_parent(self, path: str, created: list[str] | None) -> Iterator[tuple[int, str]]:
+        """`_parent` creating what is missing: the directory is always there."""
+        with self._parent(path, True, created) as parent:
+            assert parent is not None  # create=True makes every component
+            yield parent
 
     @contextlib.contextmanager
     def _parent(
@@ -1366,7 +1373,7 @@ class Replayer:
             os.close(src)
 
     def _restore(self, old: str, path: str) -> None:
-        with self._parent(path, True, None) as (pfd, name):
+        with self._made_parent(path, None) as (pfd, name):
             os.rename(old, name, src_dir_fd=self._root, dst_dir_fd=pfd)
 
     def _remove(self, path: str) -> None:

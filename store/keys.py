@@ -21,6 +21,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -87,7 +88,7 @@ def _mac_key(keys: MasterKeys) -> bytes:
     return hkdf.derive(keys.encryption)
 
 
-def slot_mac(keys: MasterKeys, slot_id: str, doc: dict[str, object]) -> str:
+def slot_mac(keys: MasterKeys, slot_id: str, doc: Mapping[str, object]) -> str:
     """The slot's check value: HMAC-SHA256 over its id and every other field (sorted JSON)."""
     fields = {k: v for k, v in doc.items() if k != "mac"}
     message = slot_id.encode() + b"\n" + json.dumps(fields, sort_keys=True).encode()
@@ -120,7 +121,7 @@ def make_slot(
     return slot_id, _render(doc)
 
 
-def _render(doc: dict[str, object]) -> bytes:
+def _render(doc: Mapping[str, object]) -> bytes:
     return json.dumps(doc, indent=2).encode() + b"\n"
 
 

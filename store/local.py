@@ -154,7 +154,7 @@ class LocalBackend:
         fd = self._open(name)
         try:
             size = os.fstat(fd).st_size
-            parts = []
+            parts: list[bytes] = []
             while True:  # to the end, even if the file grew since the fstat
                 chunk = os.read(fd, max(size, 1 << 16))
                 if not chunk:

@@ -45,10 +45,10 @@ def render(repo: Repository, now: datetime) -> str:
     metric("cleancut_backup_attempts_total", "counter", "Recorded backup attempts.")
     metric("cleancut_backup_failures_total", "counter", "Recorded failed backup attempts.")
     for h in health:
-        mine = [a for a in attempts if a.get("name") == h.name]
+        tried = [a for a in attempts if a.get("name") == h.name]
         label = f'source="{_label(h.name)}"'
-        lines.append(f"cleancut_backup_attempts_total{{{label}}} {len(mine)}")
-        failures = sum(1 for a in mine if not a.get("ok"))
+        lines.append(f"cleancut_backup_attempts_total{{{label}}} {len(tried)}")
+        failures = sum(1 for a in tried if not a.get("ok"))
         lines.append(f"cleancut_backup_failures_total{{{label}}} {failures}")
     metric("cleancut_restore_test_passed", "gauge", "1 if the last restore test passed.")
     metric("cleancut_restore_test_rto_seconds", "gauge", "Restore time of the last restore test.")

@@ -587,7 +587,7 @@ class SimAgent:
         lines = path.read_bytes().splitlines(keepends=True)[-RUN_LOG_KEEP_LINES:]
         with self.io.step() as j:
             self.io.forget(path)
-            self.oracle.add("trim", self._rel(path), keep=len(lines), **_at(j))
+            self.oracle.add("trim", self._rel(path), (), keep=len(lines), **_at(j))
             self.io.replace(path, b"".join(lines))
 
     def _refresh_credentials(self) -> None:

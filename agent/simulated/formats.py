@@ -51,8 +51,8 @@ def json_version(obj: Any) -> int | None:
         return None
     if isinstance(obj.get(WSEQ), int):
         return obj[WSEQ]
-    seqs = [v.get(WSEQ) for v in obj.values() if isinstance(v, dict)]
-    seqs = [s for s in seqs if isinstance(s, int)]
+    found = [v.get(WSEQ) for v in obj.values() if isinstance(v, dict)]
+    seqs = [s for s in found if isinstance(s, int)]
     return max(seqs) if seqs else None
 
 

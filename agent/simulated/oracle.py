@@ -82,7 +82,7 @@ class OracleWriter:
         self._write(record)
 
     def add(self, op: str, path: str, deps: tuple[int, ...] | list[int] = (),
-            **extra: Any) -> int:
+            **extra: object) -> int:
         """allocate() + note() for writes whose content does not embed the sequence number."""
         seq = self.allocate()
         self.note(seq, op, path, deps, **extra)

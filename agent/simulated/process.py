@@ -127,7 +127,7 @@ def _run_journaled(opts: AgentOptions, out: TextIO) -> int:
         except RuntimeError as exc:
             server = None
             raise StartError(str(exc)) from None
-        header = {"root": str(root), "seed": opts.seed, "started": time.time(),
+        header: dict[str, Any] = {"root": str(root), "seed": opts.seed, "started": time.time(),
                   "journal": str(opts.journal.resolve()), "index": str(opts.index.resolve())}
         rng_seed = None
         if fresh:

@@ -117,10 +117,10 @@ def _tool_calls(lines: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]],
         if msg.get("role") == "assistant":
             for item in msg.get("content") or []:
                 if isinstance(item, dict) and item.get("type") == "toolCall":
-                    calls[item.get("id")] = item
+                    calls[str(item.get("id"))] = item
         elif msg.get("role") == "toolResult":
-            results[msg.get("toolCallId")] += 1
-            result_of[msg.get("toolCallId")] = msg
+            results[str(msg.get("toolCallId"))] += 1
+            result_of[str(msg.get("toolCallId"))] = msg
     return calls, results, result_of
 
 
@@ -143,7 +143,7 @@ def check_tools(snap: Snapshot) -> list[str]:
             done = results.get(cid, 0) > 0
             if not done and snap.quiesced:
                 out.append(f"{rel}: tool call {cid!r} has no result")
-            kind = TOOL_KINDS.get(item.get("name"))
+            kind = TOOL_KINDS.get(str(item.get("name")))
             if kind is None:
                 continue
             key = item.get("idempotencyKey")
