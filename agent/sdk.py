@@ -191,7 +191,7 @@ class ControlServer:
         except OSError:
             return
         finally:
-            # A closed connection while quiesced means resume (DESIGN: the lease).
+            # A closed connection while quiesced means resume (docs/architecture.md: the lease).
             with self._cond:
                 mine = self._owner is conn and self._state != RUNNING
             if mine:

@@ -1,6 +1,6 @@
 """A small agent-like workspace for the demo and the tests.
 
-Its shape follows shared/agent-workspace.md: config JSON with a .bak ring,
+Its shape follows docs/simulated-agent.md: config JSON with a .bak ring,
 session transcripts (JSONL), sessions.json, daily memory notes, workspace
 markdown, a delivery queue entry, a SQLite memory index, a vector file, a
 symlink and an empty directory.

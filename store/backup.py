@@ -15,7 +15,7 @@ that snapshot's scan, reuse its content list without
 being read. Everything else streams through the chunker into the blob saver.
 A directory's tree blob is written once all its entries are resolved; the
 root tree, then the snapshot record, are written only after every pack and
-index segment is durable (DESIGN: commit order).
+index segment is durable (docs/architecture.md: commit order).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ nothing changes, else `ok`:
 
     critical  no snapshot at all; the current chain reached the 72 h cap (no new
               full for that long); the last restore test failed; 3 consecutive
-              backup windows missed quiesce (DESIGN: the alert threshold)
+              backup windows missed quiesce (docs/architecture.md: the alert)
     warn      the last full is older than the profile's max full age; no passing
               restore test within the restore-test interval plus a day's grace
               (8 days by default; a source younger than that is not warned);

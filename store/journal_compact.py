@@ -3,8 +3,8 @@
 A batch's blobs are as needed as a snapshot's: prune counts them as used, so
 packs holding them are never marked while the batch exists.
 
-Compaction (DESIGN: "after a full snapshot, journal records older than
-retention are compacted away") drops a batch when nothing that retention
+Compaction (docs/architecture.md: "after a full, batches older than retention are
+compacted away") drops a batch when nothing that retention
 keeps can need it:
 
 - every record in it is older than the source's journal retention (the

@@ -4,7 +4,7 @@ The bytes are chunked with the repository's chunker (FastCDC, the config's
 sizes) and stored through the blob saver as DATA blobs, so they are
 compressed, encrypted and deduplicated like file content. The saver's
 `finish` returns when the packs are durable and the index segment naming
-them is written; only then is the journal object written (DESIGN: commit
+them is written; only then is the journal object written (docs/architecture.md: commit
 order), so a ship killed at any instant leaves no visible batch.
 """
 

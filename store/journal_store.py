@@ -5,7 +5,7 @@ An agent's journal (store/journal.py) reaches the repository in batches
 DATA blobs (chunked, deduplicated and encrypted like file content), then a
 small sealed object `journal/<id>` lists them with the range, the timestamps and
 the hashes of the records. The object is written last (packs, index segment,
-object: DESIGN's commit order), so a batch is visible only whole.
+object: docs/architecture.md's commit order), so a batch is visible only whole.
 
 Batches of one source chain like the records inside them: a batch's
 `prev_hash` is the hash of the record before its first, the previous batch's

@@ -4,7 +4,7 @@ A profile names one coherent set of timings (how long a quiesce may take, how
 often to checkpoint, how long to keep incrementals ...) so an operator picks a
 trade-off instead of tuning eight numbers. Any single value can still be
 overridden; the fixed limits below cannot, because restore and retention rely
-on them (see DESIGN.md, "Snapshots, chains and policy").
+on them (see docs/architecture.md, "Snapshots, chains and policy").
 
 Durations are float seconds; bandwidth is Mbit/s, None meaning unlimited.
 """
@@ -134,7 +134,7 @@ def parse_duration(text: str) -> float:
 def format_duration(seconds: float) -> str:
     """A duration as the operator would write it: "5m", "24h", "1h30m", "7d", "500ms".
 
-    Hours are the largest unit below a week (the table in DESIGN.md speaks of
+    Hours are the largest unit below a week (the table in docs/architecture.md speaks of
     12 h, 72 h); days from a week up. Values that are not whole milliseconds
     fall back to exact decimal seconds, so parse_duration(format_duration(x)) == x.
     """
@@ -250,7 +250,7 @@ def format_value(name: str, value: float | None) -> str:
     return format_duration(value)
 
 
-# --- the three profiles of DESIGN.md (validated as they are built) ----------
+# --- the three profiles of docs/architecture.md (validated as they are built) ----------
 
 PROFILES: dict[str, Profile] = {
     "conservative": Profile(

@@ -9,7 +9,7 @@ rests on one assumption instead, the safety margin (default 1 h):
 The margin must also cover the clock skew between the hosts that run prune (the
 times compared are written by one prune run and read by a later one).
 
-Deletion is two-phase (DESIGN: "Deletion is two-phase"), and every decision is
+Deletion is two-phase (docs/architecture.md: "Deletion is two-phase"), and every decision is
 recomputed from the snapshots that exist at that moment:
 
   seen    Each prune run (and each forget that deleted something) records which

@@ -1,7 +1,7 @@
 """Restore tests: prove that a snapshot restores, byte for byte, into something usable.
 
-A backup that has never been restored is a hope, not a backup (DESIGN: "proving
-every week that a restore from an incremental chain actually works"). A test
+A backup that has never been restored is a hope, not a backup (docs/architecture.md:
+"proof every week that a restore from an incremental chain works"). A test
 restores one snapshot into a throw-away sandbox by replaying its verified chain,
 then checks the result from disk, independently of the code that wrote it:
 

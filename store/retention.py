@@ -21,7 +21,7 @@ The rules, per source name (restic's, adapted to chains):
   term history is then made of snapshots that restore without a chain, and does
   not pin whole chains of incrementals.
 - An incremental is also kept while it is younger than the profile's
-  incremental retention (DESIGN: journal / incremental retention), counted from
+  incremental retention (docs/architecture.md, the profile table), counted from
   now. Older ones go, unless a rule above matches them.
 - Dependency closure last: every ancestor of a kept incremental, back to its
   chain's full, is kept with the reason "needed by <child>". Retention never

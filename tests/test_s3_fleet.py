@@ -208,7 +208,7 @@ def test_four_writers_and_a_pruner_lose_nothing(seaweed: Server, prefix: str, tm
             fleet.writers_done.set()
         prune_runs = pruner.result()
 
-    # The margin is an assumption about backups (see DESIGN, "Deletion is two-phase"):
+    # The margin is an assumption about backups (docs/architecture.md, "Deletion is two-phase"):
     # had one taken longer, a loss would be the test's fault, not prune's.
     longest = max(end - start for start, end in fleet.backups)
     assert longest < MARGIN, f"a backup took {longest:.1f}s, past the {MARGIN:g}s margin"

@@ -30,9 +30,9 @@ from conftest import Result, assert_no_traceback
 from hypothesis import given
 from hypothesis import strategies as st
 
-# --- the profiles are DESIGN.md's table -------------------------------------
+# --- the profiles are docs/architecture.md's table -------------------------------------
 
-# Written as the table in DESIGN.md reads, so a typo in either place fails here.
+# Written as the table in docs/architecture.md reads, so a typo in either place fails here.
 DESIGN_TABLE = {
     "quiesce_timeout": ("30s", "60s", "300s"),
     "memory_flush_interval": ("5s", "15s", "60s"),

@@ -1,6 +1,6 @@
 """The simulated agent: an OpenClaw-style agent writing its state as fast as it can.
 
-Each turn follows "One turn, in order" of shared/agent-workspace.md and uses
+Each turn follows "One turn, in order" of docs/simulated-agent.md and uses
 every way of writing from its table. Every unit of work that writes the
 workspace (a turn, a cron run, a memory flush, the indexer) runs inside the
 SDK's `server.turn()`, so a `quiesce` finds the state between units of work.
@@ -389,7 +389,7 @@ class SimAgent:
     # --- one turn -------------------------------------------------------------------
 
     def turn(self) -> None:
-        """One user turn, in the order of shared/agent-workspace.md."""
+        """One user turn, in the order of docs/simulated-agent.md."""
         rng = self.rng
         main = [s for s in self.sessions.values() if not s.key.startswith("agent:main:cron:")]
         session = rng.choice(main)

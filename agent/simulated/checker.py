@@ -1,7 +1,7 @@
 """The invariant checker: is a copy of the simulated agent's tree a consistent snapshot?
 
 It holds the copy to every rule of "What a consistent snapshot satisfies"
-(shared/agent-workspace.md) and returns one line per violation; an empty list
+(docs/simulated-agent.md) and returns one line per violation; an empty list
 means consistent. Without an oracle it checks what the copy alone can show;
 with the oracle it also checks the cut (visible writes closed under
 dependencies), the index against committed transactions, and the notes

@@ -2,7 +2,7 @@
 
 These are deliberately the agent's habits, not best practice: a backup has to
 cope with all of them. Each function is one way from the table in
-shared/agent-workspace.md; none knows about the oracle.
+docs/simulated-agent.md; none knows about the oracle.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where each part of the simulated agent's state lives (docs: shared/agent-workspace.md).
+"""Where each part of the simulated agent's state lives (docs: docs/simulated-agent.md).
 
 One agent, "main", in an OpenClaw-style tree: `state/` for the gateway's files
 and `workspace/` for the agent's own notes. The agent, the checker and the
