@@ -49,8 +49,8 @@ from pathlib import Path
 
 from cleancut.store import jsonparse
 from cleancut.store.backup import DIR_FLAGS, FILE_FLAGS, is_excluded
-from cleancut.store.backup import _kind as kind_of
 from cleancut.store.errors import CleancutError, NoSpace, NotOurs
+from cleancut.store.filekind import kind_of
 from cleancut.store.safeio import create_temp, unlink_quietly, write_all
 from cleancut.store.treewalk import remove_tree
 

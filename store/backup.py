@@ -37,6 +37,7 @@ from . import clock
 from .chain import snapshot_state, verified_chain
 from .chunker import chunk_fd
 from .errors import CleancutError, NoSpace
+from .filekind import kind_of
 from .pack import DATA, DELTA, TREE, pack_name
 from .policy import Decision, chain_failure, decide, latest_of
 from .prefetch import MetadataPrefetcher
@@ -442,7 +443,7 @@ class Archiver:
         except OSError:
             now = None
         if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO) and now is not None:
-            self._warn(f"{rel}: became {_kind(now.st_mode)} after it was listed, skipped")
+            self._warn(f"{rel}: became {kind_of(now.st_mode)} after it was listed, skipped")
         else:
             self._warn(f"{rel}: {what} ({exc.strerror}), skipped")
 
@@ -506,7 +507,7 @@ class Archiver:
             opened = os.fstat(fd)
             if not stat.S_ISREG(opened.st_mode):
                 # A FIFO or a device put in its place after the listing: never read it.
-                self._warn(f"{rel}: became {_kind(opened.st_mode)} after it was listed, skipped")
+                self._warn(f"{rel}: became {kind_of(opened.st_mode)} after it was listed, skipped")
                 return
             os.set_blocking(fd, True)
             for chunk in chunk_fd(fd, self.repo.config.chunker, opened.st_size):
@@ -587,21 +588,6 @@ class Archiver:
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 # A file of the source: a FIFO opened with O_NONBLOCK returns at once (then fstat refuses it).
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-_KINDS = (
-    (stat.S_ISLNK, "a symlink"),
-    (stat.S_ISFIFO, "a fifo"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISREG, "a regular file"),
-)
-
-
-def _kind(mode: int) -> str:
-    return next((label for test, label in _KINDS if test(mode)), "a special file")
-
 
 def _open_source(source: Path) -> int:
     """The source directory's descriptor; the given path is followed if it is a symlink."""

@@ -11,25 +11,12 @@ Every refusal is one UsageError line that names the file.
 from __future__ import annotations
 
 import os
-import stat
 
 from .errors import UsageError
+from .filekind import NotRegular, open_regular
 
 SECRET_LIMIT = 64 << 10  # a passphrase or token file
 CONFIG_LIMIT = 1 << 20  # a config file
-
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a fifo"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def _kind(mode: int) -> str:
-    return next((label for test, label in _KINDS if test(mode)), "a special file")
-
 
 def _size(limit: int) -> str:
     return f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit >> 10} KiB"
@@ -37,17 +24,15 @@ def _size(limit: int) -> str:
 
 def read_bounded(path: str | os.PathLike[str], label: str, limit: int) -> bytes:
     """The bytes of a regular file of at most `limit` bytes, or UsageError naming it."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags)
+        fd = open_regular(path)
+    except NotRegular as exc:
+        raise UsageError(f"{label} {os.fspath(path)}: is {exc.kind}, not a regular file") from None
     except FileNotFoundError:
         raise UsageError(f"{label} {os.fspath(path)}: not found") from None
     except OSError as exc:
         raise UsageError(f"{label} {os.fspath(path)}: cannot read: {exc.strerror}") from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise UsageError(f"{label} {os.fspath(path)}: is {_kind(mode)}, not a regular file")
         chunks: list[bytes] = []
         total = 0
         while total <= limit:

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import blake3
 
-from . import jsonparse
+from . import filekind, jsonparse
 from .errors import CleancutError, ExitCode, IntegrityError, NoSpace, PathNotFound
 
 JOURNAL_DAMAGED = ExitCode.JOURNAL_DAMAGED
@@ -65,7 +65,6 @@ _SEGMENT_RE = re.compile(r"^(\d{20})\.jnl$")
 _MARKER = struct.Struct("20s1s10s1s")
 _MARKER_SIZE = _MARKER.size
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _NEW_FILE_MODE = 0o644
 _NEW_DIR_MODE = 0o755
 
@@ -425,8 +424,8 @@ def list_segments(directory: str | Path) -> list[tuple[int, Path]]:
     return found
 
 
-def open_regular(path: str | Path, what: str) -> int:
-    """A read descriptor of `path` if it is a regular file: never through a symlink, never
+def open_regular(path: str | Path, what: str, flags: int = os.O_RDONLY | os.O_NOFOLLOW) -> int:
+    """A descriptor of `path` if it is a regular file: never through a symlink, never
     blocking (a FIFO put in its place), never a device (/dev/zero reads without end).
 
     FileNotFoundError if it is gone; JournalError if something else stands there. The
@@ -434,33 +433,13 @@ def open_regular(path: str | Path, what: str) -> int:
     regular files, so anything else in their place is damage to the journal.
     """
     try:
-        fd = os.open(path, _READ_FLAGS)
+        return filekind.open_regular(path, flags | os.O_NOFOLLOW)
+    except filekind.NotRegular as exc:
+        raise JournalError(f"{what} {path} is {exc.kind}, not a regular file; not read") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise JournalError(f"{what} {path} is a symlink; not followed") from None
         raise
-    try:
-        mode = os.fstat(fd).st_mode
-    except BaseException:
-        os.close(fd)
-        raise
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise JournalError(f"{what} {path} is {_kind(mode)}, not a regular file; not read")
-    return fd
-
-
-def _kind(mode: int) -> str:
-    for test, label in (
-        (stat.S_ISFIFO, "a fifo"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISDIR, "a directory"),
-    ):
-        if test(mode):
-            return label
-    return "a special file"
 
 
 def read_regular(path: str | Path, what: str, limit: int | None = None) -> bytes:
@@ -977,18 +956,7 @@ def _parse_marker(raw: bytes, path: str | Path) -> tuple[int, int] | None:
 def _open_marker(marker: str | Path) -> int:
     """The replay marker, opened to read and rewrite: created if missing, never followed
     through a symlink, never blocking, and only a regular file (else JournalError)."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        fd = os.open(marker, flags, 0o600)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise JournalError(f"replay marker {marker} is a symlink; not followed") from None
-        raise
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise JournalError(f"replay marker {marker} is {_kind(mode)}, not a regular file")
-    return fd
+    return open_regular(marker, "replay marker", os.O_RDWR | os.O_CREAT)
 
 
 def _marker_bytes(seq: int, ops: int) -> bytes:

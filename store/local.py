@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .backend import ObjectInfo
 from .errors import CleancutError, IntegrityError, NoSpace, ObjectNotFound
+from .filekind import NotRegular, open_regular
 from .safeio import create_temp, write_all
 
 TEMP_SUFFIX = ".tmp"
@@ -134,21 +135,14 @@ class LocalBackend:
     def _open(self, name: str) -> int:
         """A descriptor of a stored object that is a regular file; never blocks."""
         try:
-            fd = os.open(self._path(name), _READ_FLAGS)
+            return open_regular(self._path(name))
         except FileNotFoundError as exc:
             raise ObjectNotFound(f"object {name} is missing from the repository") from exc
-        try:
-            mode = os.fstat(fd).st_mode
-        except BaseException:
-            os.close(fd)
-            raise
-        if not stat.S_ISREG(mode):
-            os.close(fd)
+        except NotRegular as exc:
             raise IntegrityError(
                 f"object {name} in the repository is not a regular file "
-                f"(mode {stat.filemode(mode)}); not read"
-            )
-        return fd
+                f"(mode {stat.filemode(exc.mode)}); not read"
+            ) from None
 
     def get(self, name: str) -> bytes:
         fd = self._open(name)
