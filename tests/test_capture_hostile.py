@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
 from cleancut.agent.stage import Stager
+from hostile import swapper
 
 SECRET = b"root-only secret from outside the source\n"
 GUARD_S = 120  # a hang guard for the child process, not a timing assertion
@@ -48,17 +48,7 @@ def test_files_swapped_for_a_fifo_a_device_or_a_symlink_are_skipped_with_a_warni
         (src / name).write_text(f"{name}\n")
     outside = _outside(tmp_path)
 
-    def swap(rel: str) -> None:
-        target = src / rel
-        if rel == "a-pipe":
-            target.unlink()
-            os.mkfifo(target)  # opened blocking, this never returns: no writer will come
-        elif rel == "b-zero":
-            target.unlink()
-            os.mknod(target, 0o666 | stat.S_IFCHR, os.makedev(1, 5))
-        elif rel == "c-link":
-            target.unlink()
-            target.symlink_to(outside / "secret.txt")
+    swap = swapper(src, outside)
 
     stager = Stager(src, tmp_path / "staging")
     stager.before_open = swap

@@ -22,6 +22,7 @@ from cleancut.store.local import LocalBackend
 from cleancut.store.repository import Repository
 from cleancut.store.walk import walk
 from conftest import CLI, PASSWORD
+from hostile import swapper
 
 SECRET = b"root-only secret from outside the source\n"
 
@@ -99,17 +100,7 @@ def test_a_file_swapped_for_a_fifo_or_a_device_after_listing_is_skipped_with_a_w
         (src / name).write_text(f"{name}\n")
     outside = _outside(tmp_path)
 
-    def swap(rel: str) -> None:
-        target = src / rel
-        if rel == "a-pipe":
-            target.unlink()
-            os.mkfifo(target)  # opened blocking, this never returns: no writer will come
-        elif rel == "b-zero":
-            target.unlink()
-            os.mknod(target, 0o666 | stat.S_IFCHR, os.makedev(1, 5))
-        elif rel == "c-link":
-            target.unlink()
-            target.symlink_to(outside / "secret.txt")
+    swap = swapper(src, outside)
 
     tree, warnings = _backup(repo_cli, src, swap)
     assert sorted(warnings) == [
