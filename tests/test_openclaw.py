@@ -1,0 +1,206 @@
+"""cleancut's OpenClaw client against a real OpenClaw gateway (pinned, from the npm registry).
+
+One gateway for the module, started inside a network namespace that has only loopback,
+with a fake OpenAI-compatible model beside it. These tests drive the gateway's
+cooperative host suspension through agent/openclaw.py, the client cleancut uses to
+quiesce it: prepare with drain, status until ready, renewal, resume; turns refused
+while suspended; a turn that never ends gives a miss; a lease whose holder is killed
+lapses by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cleancut.agent.openclaw import (
+    GatewayClient,
+    OpenClawSuspender,
+    parse_address,
+    resolve_token,
+)
+from cleancut.store.errors import AgentUnreachable, QuiesceMissed, UsageError
+from openclaw_gateway import TOKEN, Gateway, NetNamespace, http, reply_text, runtime
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    rt = runtime()
+    with NetNamespace():
+        gw = Gateway(rt, tmp_path_factory.mktemp("openclaw"))
+        try:
+            gw.start()
+            yield gw
+        finally:
+            gw.stop()
+
+
+def _client(gw: Gateway, seconds: float = 30.0) -> GatewayClient:
+    host, port = parse_address(gw.address)
+    return GatewayClient(host, port, TOKEN, time.monotonic() + seconds)
+
+
+def _model_state(gw: Gateway) -> dict[str, int]:
+    return http("GET", f"http://127.0.0.1:{gw.model_port}/control/state")[1]
+
+
+def test_gateway_lives_in_a_namespace_with_only_loopback(gateway: Gateway) -> None:
+    assert NetNamespace.links() == ["lo"]
+    status, body = gateway.chat("alice", "hello")
+    assert status == 200, body
+    assert reply_text(body) == "reply 1: hello"
+
+
+def test_suspension_refuses_turns_until_resume(gateway: Gateway) -> None:
+    client = _client(gateway)
+    suspender = OpenClawSuspender(client)
+    try:
+        lease = suspender.quiesce(time.monotonic() + 30)
+        assert lease.status == "ready" and lease.suspension_id
+        status, body = gateway.chat("bob", "while suspended", timeout=30)
+        assert status == 503, body
+        assert body["error"]["code"] == "gateway_unavailable"
+        status = client.call("gateway.suspend.status", {"suspensionId": lease.suspension_id},
+                             time.monotonic() + 10)
+        assert status["status"] == "ready"
+    finally:
+        assert suspender.resume(time.monotonic() + 10) is True
+        client.close()
+    status, body = gateway.chat("bob", "after resume")
+    assert status == 200, body
+    assert reply_text(body) == "reply 1: after resume"
+
+
+def test_renewal_keeps_the_same_lease(gateway: Gateway) -> None:
+    client = _client(gateway)
+    suspender = OpenClawSuspender(client)
+    try:
+        first = suspender.quiesce(time.monotonic() + 30)
+        sid, expires = first.suspension_id, first.expires_at_ms
+        renewed = suspender.renew(time.monotonic() + 10)
+        assert renewed.suspension_id == sid
+        assert renewed.expires_at_ms is not None and expires is not None
+        assert renewed.expires_at_ms >= expires
+    finally:
+        suspender.resume(time.monotonic() + 10)
+        client.close()
+    # Once resumed, a renewal cannot silently take a new lease for the old one.
+    client = _client(gateway)
+    try:
+        again = OpenClawSuspender(client, suspender.lease.request_id)
+        again.lease.suspension_id = sid
+        with pytest.raises(QuiesceMissed):
+            again.renew(time.monotonic() + 10)
+    finally:
+        again.resume(time.monotonic() + 10)
+        client.close()
+
+
+def test_a_turn_that_never_ends_is_a_miss_and_the_gateway_keeps_serving(
+    gateway: Gateway,
+) -> None:
+    replies: list[tuple[int, dict[str, object]]] = []
+    hung = threading.Thread(target=lambda: replies.append(
+        gateway.chat("carol", "HANG until released", timeout=300)))
+    hung.start()
+    deadline = time.monotonic() + 120
+    while _model_state(gateway)["hung"] < 1:
+        assert time.monotonic() < deadline, "the hung turn never reached the model"
+        time.sleep(0.1)
+    client = _client(gateway)
+    suspender = OpenClawSuspender(client)
+    try:
+        began = time.monotonic()
+        with pytest.raises(QuiesceMissed, match="did not become ready"):
+            suspender.quiesce(began + 3.0)
+        # The deadline is absolute: the drain does not stretch it.
+        assert time.monotonic() - began < 3.0 + 1.0
+        assert suspender.lease.status == "draining"
+    finally:
+        suspender.resume(time.monotonic() + 10)
+        client.close()
+    gateway.release_model()
+    hung.join(120)
+    assert replies and replies[0][0] == 200, replies
+    status, body = gateway.chat("carol", "still there?")
+    assert status == 200, body
+
+
+def test_a_wrong_token_is_refused_in_one_line(gateway: Gateway) -> None:
+    host, port = parse_address(gateway.address)
+    with pytest.raises(AgentUnreachable, match="refused the connection") as err:
+        GatewayClient(host, port, "not-the-token", time.monotonic() + 30)
+    assert "\n" not in str(err.value)
+
+
+def test_nothing_listening_is_unreachable(gateway: Gateway) -> None:
+    with pytest.raises(AgentUnreachable, match="did not answer"):
+        GatewayClient("127.0.0.1", 1, TOKEN, time.monotonic() + 5)
+
+
+def test_token_sources_never_argv(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    cfg = tmp_path / "openclaw.json"
+    cfg.write_text('{ // JSON5, as OpenClaw writes it\n'
+                   ' gateway: { auth: { token: "from-config" } },\n}')
+    env = {"OPENCLAW_CONFIG_PATH": str(cfg)}
+    assert resolve_token(token_file, env=env) == "from-file"
+    assert resolve_token(env=env | {"OPENCLAW_GATEWAY_TOKEN": "from-env"}) == "from-env"
+    assert resolve_token(env=env) == "from-config"
+    with pytest.raises(UsageError, match="no openclaw gateway token"):
+        resolve_token(env={"OPENCLAW_CONFIG_PATH": str(tmp_path / "missing.json")})
+    token_file.write_text("  \n")
+    with pytest.raises(UsageError, match="is empty"):
+        resolve_token(token_file, env=env)
+
+
+@pytest.mark.parametrize("bad", ["unix:/x", "openclaw://host", "openclaw://:80",
+                                 "openclaw://h:0", "openclaw://h:99999"])
+def test_bad_addresses_are_usage_errors(bad: str) -> None:
+    with pytest.raises(UsageError):
+        parse_address(bad)
+
+
+HOLDER = """
+import json, sys, time
+from cleancut.agent.openclaw import GatewayClient, OpenClawSuspender
+c = GatewayClient("127.0.0.1", int(sys.argv[1]), sys.argv[2], time.monotonic() + 30)
+lease = OpenClawSuspender(c).quiesce(time.monotonic() + 30)
+print(json.dumps({"expiresAtMs": lease.expires_at_ms}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_holder_lease_lapses_by_itself(gateway: Gateway) -> None:
+    # Last in the module: the gateway stays closed for its whole lease (120 s).
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(gateway.port), TOKEN],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        line = holder.stdout.readline() if holder.stdout else ""
+        expires_ms = json.loads(line)["expiresAtMs"]
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    status, body = gateway.chat("dave", "holder just died", timeout=30)
+    assert status == 503, body
+    # Nobody resumes: the lease's own expiry must reopen admission.
+    limit_ms = expires_ms + 30_000
+    while True:
+        status, body = gateway.chat("dave", "are you back?", timeout=60)
+        if status == 200:
+            break
+        assert status == 503, body
+        assert time.time() * 1000 < limit_ms, "admission did not reopen after the lease"
+        time.sleep(2)
+    assert reply_text(body).endswith("are you back?")
