@@ -11,10 +11,11 @@ import contextlib
 import socket
 import struct
 import threading
+import time
 from typing import Any
 
-from ..store.errors import AgentUnreachable, UsageError
-from .wire import PROTOCOL, LineReader, WireError, decode, encode
+from ..store.errors import AgentMisbehaved, AgentUnreachable, UsageError
+from .wire import PROTOCOL, LineReader, WireError, decode, encode, reply_problem
 
 CONNECT_TIMEOUT_S = 5.0
 REPLY_TIMEOUT_S = 10.0
@@ -43,6 +44,7 @@ class AgentClient:
         self.reader: LineReader | None = None
         self._next_id = 0
         self._lock = threading.Lock()  # the lease renewer shares the connection
+        self._abandoned: set[int] = set()  # ids of requests whose reply we stopped waiting for
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -62,34 +64,61 @@ class AgentClient:
         self.reader = LineReader(sock)
 
     def request(self, op: str, timeout: float = REPLY_TIMEOUT_S, **fields: Any) -> dict[str, Any]:
-        """Send one request and wait up to `timeout` seconds for the reply with its id."""
-        with self._lock:
-            return self._request(op, timeout, fields)
+        """Send one request and return its reply, all within `timeout` seconds from now.
 
-    def _request(self, op: str, timeout: float, fields: dict[str, Any]) -> dict[str, Any]:
+        The bound is a deadline: waiting for the connection (the lease renewer shares
+        it), blank lines, replies to requests abandoned earlier and a reply trickled a
+        byte at a time all count against it. A reply that breaks protocol v1 raises
+        AgentMisbehaved.
+        """
+        deadline = time.monotonic() + timeout
+        if not self._lock.acquire(timeout=max(0.0, timeout)):
+            raise AgentTimeout(f"no reply to {op} within {timeout:g}s (connection busy)")
+        try:
+            return self._request(op, timeout, deadline, fields)
+        finally:
+            self._lock.release()
+
+    def _request(
+        self, op: str, timeout: float, deadline: float, fields: dict[str, Any]
+    ) -> dict[str, Any]:
         if self.sock is None or self.reader is None:
             raise AgentClosed("not connected")
         self._next_id += 1
         rid = self._next_id
         try:
-            self.sock.settimeout(timeout)
+            self.sock.settimeout(max(deadline - time.monotonic(), 0.001))
             self.sock.sendall(encode({"id": rid, "op": op, **fields}))
             while True:
-                line = self.reader.read()
+                line = self.reader.read(deadline)
                 if line is None:
                     raise AgentClosed(f"the agent closed the connection during {op}")
                 if not line.strip():
                     continue
-                reply = decode(line)
-                if reply.get("id") == rid:
-                    return reply
-                # A reply to an earlier request that timed out on our side: skip it.
+                try:
+                    reply = decode(line)
+                except WireError as exc:  # a whole line, but not a JSON object
+                    raise self._misbehaved(f"{op} reply: {exc}") from None
+                got = reply.get("id")
+                if type(got) is int and got in self._abandoned:
+                    self._abandoned.discard(got)  # late reply to a request we gave up on
+                    continue
+                if type(got) is not int or got != rid:
+                    raise self._misbehaved(f"{op} request {rid} answered with id {got!r}")
+                problem = reply_problem(op, reply)
+                if problem:
+                    raise self._misbehaved(problem)
+                return reply
         except TimeoutError:
+            self._abandoned.add(rid)
             raise AgentTimeout(f"no reply to {op} within {timeout:g}s") from None
         except WireError as exc:
             raise AgentClosed(f"bad reply to {op}: {exc}") from None
         except OSError as exc:
             raise AgentClosed(f"connection lost during {op}: {exc}") from None
+
+    def _misbehaved(self, problem: str) -> AgentMisbehaved:
+        return AgentMisbehaved(f"agent at unix:{self.path} broke protocol v1: {problem}")
 
     def hello(self) -> dict[str, Any]:
         try:

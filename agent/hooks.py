@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 
 from cleancut.agent.freeze import group_members
+from cleancut.store.childenv import child_env
 from cleancut.store.errors import CaptureFailed, UsageError
 
 TAIL_BYTES = 2048  # how much of a hook's output is kept for the log and error line
@@ -104,7 +105,9 @@ def run_hook(
 ) -> HookResult:
     """Run `command` with /bin/sh; return its result, or raise CaptureFailed.
 
-    The hook sees our environment plus `env` and CLEANCUT_PHASE=<phase>. Its
+    The hook sees our environment without any secret (store/childenv.py: no
+    passphrase, no storage credentials, no tokens) plus `env` and
+    CLEANCUT_PHASE=<phase>. Its
     stdin is /dev/null, so a hook that reads input fails instead of waiting
     on the operator's terminal. A nonzero exit, a timeout (after which its
     whole process group is killed) or a command that cannot start raises
@@ -115,7 +118,7 @@ def run_hook(
     """
     if not timeout > 0:
         raise UsageError(f"{phase} hook timeout must be a positive number of seconds: {timeout}")
-    full_env = {**os.environ, **(env or {}), "CLEANCUT_PHASE": phase}
+    full_env = child_env({**(env or {}), "CLEANCUT_PHASE": phase})
     with tempfile.TemporaryFile() as out:
         started = time.monotonic()
         try:

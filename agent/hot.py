@@ -30,6 +30,7 @@ from ..store.attempts import backup_attempts, record_backup_attempt
 from ..store.backup import BackupOptions, BackupResult, Progress
 from ..store.chain import own_blobs, verified_chain
 from ..store.errors import (
+    AgentMisbehaved,
     CaptureFailed,
     CleancutError,
     IntegrityError,
@@ -99,6 +100,7 @@ class HotResult:
     capture: dict[str, Any]
     quiesce_missed: bool = False
     miss_reason: str | None = None
+    misbehaved: bool = False  # the miss was the agent breaking the protocol or its promise
     alerts: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -135,7 +137,7 @@ def hot_backup(
     started = time.monotonic()
     steps: dict[str, float] = {}
     capture: dict[str, Any] = {"mode": hot.mode, "steps_ms": steps}
-    missed: list[QuiesceMissed] = []
+    missed: list[CleancutError] = []  # the quiesce miss (or agent misbehaviour), if any
     storing = False  # from here on run_backup records the attempt itself
     try:
         with stager.lock():
@@ -163,7 +165,13 @@ def hot_backup(
     result.warnings.extend(f"capture: {w}" for w in stats.warnings)
     with _timed(steps, "verify"):
         _verify(repo, result)
-    hot_result = HotResult(result, capture, bool(missed), str(missed[0]) if missed else None)
+    hot_result = HotResult(
+        result,
+        capture,
+        bool(missed),
+        str(missed[0]) if missed else None,
+        any(isinstance(m, AgentMisbehaved) for m in missed),
+    )
     if missed:
         hot_result.alerts = _maybe_alert(repo, name, hot.alert_command)
     return hot_result
@@ -176,7 +184,7 @@ def _capture(
     source: Path,
     hot: HotOptions,
     capture: dict[str, Any],
-    missed: list[QuiesceMissed],
+    missed: list[CleancutError],
 ) -> tuple[StageStats, str, Path]:
     """Prepare, then take the cut the mode allows; verify the staged copy. Returns the
     directory to store: the staging mirror, or the journal fallback's rebuilt tree."""
@@ -197,7 +205,9 @@ def _capture(
         try:
             stats = _agent_capture(stager, hot, capture)
             consistency = "quiesced"
-        except QuiesceMissed as exc:
+        except (QuiesceMissed, AgentMisbehaved) as exc:
+            # Not a clean cut, whether the agent could not pause or broke its word:
+            # recorded as a miss, and the operator's fallback (if any) applies.
             missed.append(exc)
             capture["miss"] = str(exc)
             if hot.fallback == "none":
@@ -265,9 +275,14 @@ def _journal_capture(
 def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> StageStats:
     assert hot.agent is not None
     report = SessionReport()
+
+    def capture_and_check() -> tuple[StageStats, list[str]]:
+        stats = stager.capture()
+        return stats, stager.changed_since_capture()  # still inside the pause
+
     try:
-        stats = quiesced(
-            hot.agent, hot.quiesce_timeout, hot.horizon, stager.capture, report, hot.lease
+        stats, changed = quiesced(
+            hot.agent, hot.quiesce_timeout, hot.horizon, capture_and_check, report, hot.lease
         )
     finally:
         capture["steps_ms"].update(report.steps_ms)
@@ -278,6 +293,14 @@ def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> 
         capture["peer_pid"] = report.peer_pid
         if report.journal_seq is not None:
             capture["journal_seq"] = report.journal_seq
+    if changed:
+        capture["changed_while_quiesced"] = changed[:100]
+        more = len(changed) - 5
+        shown = ", ".join(changed[:5]) + (f" and {more} more" if more > 0 else "")
+        raise AgentMisbehaved(
+            f"the agent acknowledged quiesce but {len(changed)} file(s) changed during the "
+            f"capture ({shown}): not a clean cut, not stored as quiesced"
+        )
     return stats
 
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
+from ..store.errors import NotOurs
 from ..store.snapshot import Snapshot
+
+_MAX_DOCUMENT = 64 << 20  # an in-flight list larger than this is not one we wrote
 
 
 def inflight_of(snapshot: Snapshot) -> list[dict[str, Any]]:
@@ -40,10 +44,32 @@ def write_inflight(snapshot: Snapshot, target: Path) -> Path | None:
     """Write the in-flight actions beside `target`; None when there are none (and a file
     left there by an earlier restore is removed: it would describe another snapshot)."""
     path = inflight_path(target)
+    ours = _ours(path)
     if not inflight_of(snapshot):
-        path.unlink(missing_ok=True)
-        return None
+        if ours:
+            path.unlink(missing_ok=True)
+        return None  # a file of someone else's there describes no snapshot: left alone
+    if not ours:
+        raise NotOurs(
+            f"{path} exists and is not an in-flight list cleancut wrote: left untouched; "
+            "move it away to get the snapshot's in-flight actions written there"
+        )
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(inflight_document(snapshot), indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def _ours(path: Path) -> bool:
+    """Whether `path` is missing or holds an in-flight list this module wrote."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return True
+    if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_DOCUMENT:
+        return False
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"snapshot", "consistency", "inflight"} <= doc.keys()

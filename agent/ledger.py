@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..store.errors import NotOurs
 from .wire import INFLIGHT_STATES
 
 STATES = ("intent", "started", "unknown", "receipt", "failed")
@@ -40,6 +41,10 @@ TRANSITIONS: dict[str | None, tuple[str, ...]] = {
     "receipt": (),
     "failed": (),
 }
+
+
+# Every line the ledger writes begins so (json.dumps of a dict whose first key is "key").
+_LINE_START = b'{"key":'
 
 
 class LedgerError(Exception):
@@ -70,15 +75,38 @@ class Ledger:
         except FileNotFoundError:
             return
         good = data.rfind(b"\n") + 1
-        if good < len(data):
+        entries = []
+        for line in data[:good].splitlines():
+            if line.strip():
+                entries.append(self._entry(line))
+        torn = data[good:]
+        if torn and not _LINE_START.startswith(torn[: len(_LINE_START)]):
+            raise NotOurs(f"ledger {self.path}: its last line is not a ledger line; not ours")
+        # Only now that the file reads as a ledger is its torn tail cut off.
+        if torn:
             with open(self.path, "r+b") as f:
                 f.truncate(good)
                 os.fsync(f.fileno())
-        for line in data[:good].splitlines():
-            if not line.strip():
-                continue
-            entry = json.loads(line)
+        for entry in entries:
             self._apply(entry)
+
+    def _entry(self, line: bytes) -> dict[str, Any]:
+        """One complete ledger line; NotOurs when the file holds something else."""
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("key"), str)
+            and isinstance(entry.get("state"), str)
+            and "t" in entry
+        ):
+            raise NotOurs(
+                f"ledger {self.path} holds a line that is not a ledger entry: not ours, "
+                "left untouched; give the Ledger a path of its own"
+            )
+        return entry
 
     def _apply(self, entry: dict[str, Any]) -> None:
         action = self._actions.setdefault(entry["key"], {"key": entry["key"]})

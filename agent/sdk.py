@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import stat
 import sys
 import threading
 import time
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..store.errors import NotOurs
 from .ledger import Ledger
 from .wire import PROTOCOL, LineReader, WireError, decode, encode
 
@@ -64,6 +66,7 @@ class ControlServer:
         self._depth = threading.local()
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
+        self._bound: os.stat_result | None = None
         self._threads: list[threading.Thread] = []
         self._quiesced_at = 0.0
         self.stats: dict[str, float] = {
@@ -120,16 +123,7 @@ class ControlServer:
     def start(self) -> None:
         """Bind the socket (replacing a stale one) and serve it on background threads."""
         path = self.socket_path
-        with contextlib.suppress(FileNotFoundError):
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(path)
-            except (ConnectionRefusedError, FileNotFoundError):
-                os.unlink(path)  # nobody serves it: left by a process that died
-            else:
-                raise RuntimeError(f"another process serves {path}")
-            finally:
-                probe.close()
+        _remove_stale_socket(path)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)  # the socket controls the agent: owner only
@@ -139,6 +133,7 @@ class ControlServer:
             os.umask(old)
         listener.listen(8)
         self._listener = listener
+        self._bound = os.lstat(path)  # what stop() may remove: this socket, not a successor
         self._spawn(self._accept_loop, "cleancut-accept")
         self._spawn(self._lease_loop, "cleancut-lease")
         if self.flush_interval:
@@ -152,7 +147,9 @@ class ControlServer:
                 self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.socket_path)
+                st = os.lstat(self.socket_path)
+                if stat.S_ISSOCK(st.st_mode) and _same_file(st, self._bound):
+                    os.unlink(self.socket_path)
         with self._cond:
             self._cond.notify_all()
 
@@ -383,3 +380,47 @@ def _closed(conn: socket.socket) -> bool:
         return False
     except OSError:
         return True
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Remove a socket left at `path` by an agent that died, and nothing else.
+
+    Only a socket that nobody answers on is stale. A regular file, a directory, a
+    symlink or anything else there was not left by us: NotOurs, and it stays.
+    A socket someone serves: RuntimeError (another agent runs).
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise NotOurs(
+            f"control socket path {path} holds a {_kind(st.st_mode)}, not a socket: "
+            "refusing to delete it; choose another socket path or remove it yourself"
+        )
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # nobody serves it: left by a process that died
+        return
+    except FileNotFoundError:
+        return
+    finally:
+        probe.close()
+    raise RuntimeError(f"another process serves {path}")
+
+
+def _same_file(a: os.stat_result, b: os.stat_result | None) -> bool:
+    return b is not None and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "regular file"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    return "special file"

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ..store.errors import QuiesceMissed
-from .control import AgentClient, AgentClosed, AgentTimeout
+from ..store.errors import AgentMisbehaved, QuiesceMissed
+from .control import REPLY_TIMEOUT_S, AgentClient, AgentClosed, AgentTimeout
 from .wire import UNSETTLED
 
 T = TypeVar("T")
@@ -46,23 +46,38 @@ class SessionReport:
 class _Renewer:
     """Renews the lease every third of it while the capture runs on the main thread."""
 
-    def __init__(self, client: AgentClient, lease_s: float) -> None:
+    def __init__(self, client: AgentClient, lease_s: float, step_s: float) -> None:
         self.client = client
         self.lease_s = lease_s
+        self.step_s = step_s
         self.stop = threading.Event()
         self.lost: str | None = None
+        self.misbehaved: AgentMisbehaved | None = None
         self.thread = threading.Thread(target=self._run, name="cleancut-renew", daemon=True)
 
     def _run(self) -> None:
         while not self.stop.wait(self.lease_s / 3):
             try:
-                reply = self.client.request("renew", lease_ms=int(self.lease_s * 1000))
+                reply = self.client.request(
+                    "renew", timeout=self.step_s, lease_ms=int(self.lease_s * 1000)
+                )
             except (AgentTimeout, AgentClosed) as exc:
                 self.lost = str(exc)
                 return
-            if not reply.get("ok"):
-                self.lost = str(reply.get("error"))
+            except AgentMisbehaved as exc:
+                self.misbehaved = exc
+                self.lost = str(exc)
                 return
+            if not reply["ok"]:
+                self.lost = str(reply["error"])
+                return
+
+    def check(self, during: str) -> None:
+        """Raise what the renewer met: the agent broke the protocol, or the lease was lost."""
+        if self.misbehaved is not None:
+            raise self.misbehaved
+        if self.lost:
+            raise QuiesceMissed(f"quiesce lease lost during {during}: {self.lost}")
 
     def __enter__(self) -> _Renewer:
         self.thread.start()
@@ -84,60 +99,64 @@ def quiesced(
     """Run `capture` while the agent at `address` is quiesced and flushed; fill `report`.
 
     Raises QuiesceMissed when the agent does not confirm quiesce in time, cannot
-    flush, or its lease ended before the capture finished; the agent runs again
-    in every case.
+    flush, or its lease ended before the capture finished; AgentMisbehaved when a
+    reply breaks the protocol. Every request has a deadline no agent behaviour can
+    extend, and the agent is sent `resume` in every case once quiesce was asked.
     """
     lease = max(lease, MIN_LEASE_S)
+    # While quiesced, no request may outlast the lease: the renewer shares the connection,
+    # so a longer wait would let the lease lapse anyway.
+    step_s = min(REPLY_TIMEOUT_S, lease)
     client = AgentClient(address)
     clock = _Steps(report)
-    with clock("hello"):
-        client.connect()
-        hello = client.hello()
-    report.agent = {k: hello.get(k) for k in ("agent", "protocol", "capabilities")}
-    report.peer_pid = client.peer_pid()
+    try:
+        with clock("hello"):
+            client.connect()
+            hello = client.hello()
+        report.agent = {k: hello.get(k) for k in ("agent", "protocol", "capabilities")}
+        report.peer_pid = client.peer_pid()
+        return _paused(client, quiesce_timeout, horizon, capture, report, lease, step_s)
+    finally:
+        client.close()  # closing alone also resumes an SDK agent (the lease's rule)
+
+
+def _paused(
+    client: AgentClient,
+    quiesce_timeout: float,
+    horizon: float,
+    capture: Callable[[], T],
+    report: SessionReport,
+    lease: float,
+    step_s: float,
+) -> T:
+    clock = _Steps(report)
     acknowledged: float | None = None
     try:
         with clock("quiesce"):
-            try:
-                reply = client.request(
-                    "quiesce",
-                    timeout=quiesce_timeout + QUIESCE_GRACE_S,
-                    timeout_ms=int(quiesce_timeout * 1000),
-                    lease_ms=int(lease * 1000),
-                )
-            except AgentTimeout:
-                raise QuiesceMissed(
-                    f"quiesce missed: the agent did not answer within {quiesce_timeout:g}s"
-                ) from None
-            except AgentClosed as exc:
-                raise QuiesceMissed(f"quiesce missed: {exc}") from None
-            if not reply.get("ok"):
-                raise QuiesceMissed(
-                    f"quiesce missed: the agent answered {reply.get('error')!r} "
-                    f"(timeout {quiesce_timeout:g}s)"
-                )
+            _quiesce(client, quiesce_timeout, lease)
         acknowledged = time.monotonic()
-        with _Renewer(client, lease) as renewer:
+        with _Renewer(client, lease, step_s) as renewer:
             with clock("flush"):
-                _flush(client)
+                _flush(client, step_s)
             with clock("horizon"):
-                report.inflight, report.horizon_reached = _horizon(client, horizon, renewer)
-                final = _flush(client)  # settlements that arrived during the horizon
-                if isinstance(final.get("journal_seq"), int):
+                report.inflight, report.horizon_reached = _horizon(
+                    client, horizon, renewer, step_s
+                )
+                final = _flush(client, step_s)  # settlements that arrived during the horizon
+                if "journal_seq" in final:
                     report.journal_seq = final["journal_seq"]
             with clock("capture"):
                 result = capture()
-        if renewer.lost:
-            raise QuiesceMissed(f"quiesce lease lost during capture: {renewer.lost}")
+        renewer.check("capture")
         try:
-            held = client.request("renew", lease_ms=int(lease * 1000))
+            held = client.request("renew", timeout=step_s, lease_ms=int(lease * 1000))
         except (AgentTimeout, AgentClosed) as exc:
             raise QuiesceMissed(
                 f"quiesce lease could not be confirmed after capture: {exc}"
             ) from None
-        if not held.get("ok"):
+        if not held["ok"]:
             raise QuiesceMissed(
-                f"quiesce lease ended before the capture finished ({held.get('error')}); "
+                f"quiesce lease ended before the capture finished ({held['error']}); "
                 "the copy is not a clean cut"
             )
         return result
@@ -145,23 +164,44 @@ def quiesced(
         resumed = time.monotonic()
         if acknowledged is not None:
             report.pause_ms = round((resumed - acknowledged) * 1000, 3)
-        with clock("resume"), contextlib.suppress(AgentTimeout, AgentClosed):
+        # Whatever the agent does now (silence, garbage), resume is tried once, bounded.
+        with clock("resume"), contextlib.suppress(AgentTimeout, AgentClosed, AgentMisbehaved):
             client.request("resume", timeout=RESUME_REPLY_S)
-        client.close()  # closing alone also resumes an SDK agent (the lease's rule)
 
 
-def _flush(client: AgentClient) -> dict[str, Any]:
+def _quiesce(client: AgentClient, quiesce_timeout: float, lease: float) -> None:
     try:
-        reply = client.request("flush", timeout=30.0)
+        reply = client.request(
+            "quiesce",
+            timeout=quiesce_timeout + QUIESCE_GRACE_S,
+            timeout_ms=int(quiesce_timeout * 1000),
+            lease_ms=int(lease * 1000),
+        )
+    except AgentTimeout:
+        raise QuiesceMissed(
+            f"quiesce missed: the agent did not answer within {quiesce_timeout:g}s"
+        ) from None
+    except AgentClosed as exc:
+        raise QuiesceMissed(f"quiesce missed: {exc}") from None
+    if not reply["ok"]:
+        raise QuiesceMissed(
+            f"quiesce missed: the agent answered {reply['error']!r} "
+            f"(timeout {quiesce_timeout:g}s)"
+        )
+
+
+def _flush(client: AgentClient, step_s: float) -> dict[str, Any]:
+    try:
+        reply = client.request("flush", timeout=step_s)
     except (AgentTimeout, AgentClosed) as exc:
         raise QuiesceMissed(f"quiesce missed: flush failed: {exc}") from None
-    if not reply.get("ok") or not reply.get("flushed"):
-        raise QuiesceMissed(f"quiesce missed: the agent could not flush ({reply.get('error')})")
+    if not reply["ok"]:
+        raise QuiesceMissed(f"quiesce missed: the agent could not flush ({reply['error']})")
     return reply
 
 
 def _horizon(
-    client: AgentClient, horizon: float, renewer: _Renewer
+    client: AgentClient, horizon: float, renewer: _Renewer, step_s: float
 ) -> tuple[list[dict[str, Any]], bool]:
     """Poll `inflight` until no action is intent or started, or the horizon passes.
 
@@ -169,14 +209,14 @@ def _horizon(
     """
     deadline = time.monotonic() + horizon
     while True:
-        if renewer.lost:
-            raise QuiesceMissed(f"quiesce lease lost during the horizon: {renewer.lost}")
+        renewer.check("the horizon")
         try:
-            reply = client.request("inflight")
+            reply = client.request("inflight", timeout=step_s)
         except (AgentTimeout, AgentClosed) as exc:
             raise QuiesceMissed(f"quiesce missed: inflight failed: {exc}") from None
-        actions = list(reply.get("inflight") or [])
-        if not any(a.get("state") in UNSETTLED for a in actions):
+        # An error reply is read as nothing in flight (docs/protocol.md, step 4).
+        actions = list(reply["inflight"]) if reply["ok"] else []
+        if not any(a["state"] in UNSETTLED for a in actions):
             return actions, True
         if time.monotonic() >= deadline:
             return actions, False

@@ -10,7 +10,16 @@ one, so the pause grows with the change, not with the workspace. Unchanged
 staged files keep their own inode, size and times, which is what lets the
 Archiver, reading the staged tree, skip them too.
 
-Layout: staging/tree (the mirror), staging/manifest.json, staging/.lock.
+Layout: staging/tree (the mirror), staging/manifest.json, staging/.lock, and
+staging/.cleancut-staging, the marker that says the directory is ours. The mirror
+deletes what the source lacks, so a directory without the marker is used only
+when it is new or empty; anything else (the operator's files, say) is refused
+with NotOurs rather than emptied.
+
+After a capture inside a pause, `changed_since_capture()` re-reads the metadata
+of everything the capture staged: an agent that claimed to be quiesced but kept
+writing shows as files whose size, times or inode moved, or names that came or
+went, and the copy is then not a clean cut.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cleancut.store.backup import is_excluded
-from cleancut.store.errors import CleancutError, NoSpace
+from cleancut.store.errors import CleancutError, NoSpace, NotOurs
 
 from . import sqlite_copy
 
@@ -54,6 +63,10 @@ _UNSUPPORTED = (
     errno.ETXTBSY,
 )
 _COPY_CHUNK = 1 << 20
+MARKER = ".cleancut-staging"
+_MARKER_TEXT = b"cleancut staging: a cache that cleancut empties and rebuilds at will\n"
+# What a staging directory made before the marker existed may hold (with a manifest).
+_LEGACY_NAMES = {"tree", "manifest.json", "manifest.json.tmp", ".lock", "journal-tree"}
 _EXCLUDE_CACHE_MAX = 1 << 20  # paths; beyond this (much churn of names) start afresh
 
 # A manifest entry is a list (compact JSON, cheap to compare). Kinds and fields:
@@ -187,6 +200,8 @@ class Stager:
         self._strict = True
         self._modified: set[str] = set()  # staged directories written to in this pass
         self._current = ""  # the staged path being written, for error messages
+        self._vanished: set[str] = set()  # went away (or changed kind) while being staged
+        self._skipped: set[str] = set()  # could not be read or listed: left out on purpose
 
     # --- public -------------------------------------------------------------
 
@@ -203,7 +218,7 @@ class Stager:
             yield
             return
         try:
-            self._make_staging()
+            self._claim_staging()
             fd = os.open(
                 os.path.join(self._staging, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
             )
@@ -262,6 +277,46 @@ class Stager:
         self._unverified.clear()
         return problems
 
+    def changed_since_capture(self) -> list[str]:
+        """Inside the pause, right after capture(): what moved in the source since the
+        capture read it. Each staged file's size, mtime, ctime and inode (a database's
+        -wal's size, mtime and inode too), each symlink's target, and each directory's
+        names are compared with what the capture recorded; files that vanished or
+        changed kind during the capture count too. Empty when nothing moved.
+        One metadata pass, no data read."""
+        changed = sorted(self._vanished)
+        for rel, listing in self._dirs.items():
+            if rel in self._skipped:
+                continue
+            src = os.path.join(self._src, rel) if rel else self._src
+            try:
+                with os.scandir(src) as it:
+                    present = {e.name: e for e in it}
+            except OSError:
+                changed.append(rel or ".")
+                continue
+            prefix = rel + "/" if rel else ""
+            for name, entry in listing.items():
+                found = present.pop(name, None)
+                if found is None or _moved(found, entry):
+                    changed.append(prefix + name)
+            changed.extend(prefix + name for name, e in present.items() if self._left_out(
+                prefix + name, e))
+        return changed
+
+    def _left_out(self, rel: str, entry: os.DirEntry[str]) -> bool:
+        """Whether a source entry the manifest does not name should have been staged (a
+        file created during the capture) rather than left out by a rule."""
+        if rel in self._skipped or entry.name.endswith(sqlite_copy.SIDECARS):
+            return False  # unreadable, or a database's sidecar (checked through the db)
+        if self.excludes and is_excluded(rel, self.excludes):
+            return False
+        try:
+            mode = entry.stat(follow_symlinks=False).st_mode
+        except OSError:
+            return True  # came and went
+        return stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)
+
     # --- one pass ------------------------------------------------------------
 
     def _pass(self, strict: bool) -> StageStats:
@@ -270,6 +325,8 @@ class Stager:
         self._strict = strict
         self._modified = set()
         self._current = self._staging
+        self._vanished = set()
+        self._skipped = set()
         if self._excluded_for != self.excludes or len(self._excluded) > _EXCLUDE_CACHE_MAX:
             self._excluded = {}
             self._excluded_for = list(self.excludes)
@@ -341,6 +398,7 @@ class Stager:
             self._stats.warnings.append(
                 f"{rel or '.'}: cannot list directory ({exc.strerror}), contents not staged"
             )
+            self._skipped.add(rel)
             entries = []
         scan = _Scan(rel, src, dst, listing)
         self._scan(scan, entries, stash_sidecars=True)
@@ -380,6 +438,7 @@ class Stager:
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
+                self._vanished.add(prefix + name)
                 continue  # vanished: removed from staging below
             mode = st.st_mode
             old = listing.get(name)
@@ -453,17 +512,21 @@ class Stager:
         try:
             fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
+            self._vanished.add(rel)
             return None  # vanished
         except OSError as exc:
             if exc.errno == errno.ELOOP:  # became a symlink: the next pass stages it
+                self._vanished.add(rel)
                 return None
             self._stats.warnings.append(f"{rel}: cannot read ({exc.strerror}), not staged")
+            self._skipped.add(rel)
             return None
         try:
             # Metadata taken before the data is read: a write during the copy moves it on,
             # and the next pass copies the file again.
             fst = os.fstat(fd)
             if not stat.S_ISREG(fst.st_mode):
+                self._vanished.add(rel)
                 return None
             if fst.st_size >= 16 and os.pread(fd, 16, 0) == sqlite_copy.HEADER:
                 os.close(fd)
@@ -740,8 +803,54 @@ class Stager:
         self._encoded.pop(rel, None)
         self._persisted = False
 
-    def _make_staging(self) -> None:
+    def _claim_staging(self) -> None:
+        """Create the staging directory with our marker, or check that it is ours.
+
+        A directory without the marker is taken only when it is empty (or was made by a
+        cleancut from before the marker); anything else raises NotOurs: mirroring into it
+        would delete whatever it holds that the source lacks.
+        """
+        if os.path.lexists(self._staging) and not os.path.isdir(self._staging):
+            raise NotOurs(
+                f"staging path {self.staging} exists and is not a directory: left untouched; "
+                "give --staging a new or empty directory"
+            )
         os.makedirs(self._staging, mode=0o700, exist_ok=True)
+        marker = os.path.join(self._staging, MARKER)
+        try:
+            if stat.S_ISREG(os.lstat(marker).st_mode):
+                return
+        except FileNotFoundError:
+            pass
+        names = set(os.listdir(self._staging))
+        if names and not (names <= _LEGACY_NAMES and self._legacy_staging(names)):
+            shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
+            raise NotOurs(
+                f"staging directory {self.staging} holds files cleancut did not create "
+                f"({shown}; no {MARKER} marker): the mirror would delete them; "
+                "give --staging a new or empty directory"
+            )
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, _MARKER_TEXT)
+        finally:
+            os.close(fd)
+
+    def _legacy_staging(self, names: set[str]) -> bool:
+        """Whether a marker-less directory is one an older cleancut staged into: a lock file
+        alone, or a manifest of ours beside it."""
+        if names <= {".lock"}:
+            return True
+        try:
+            with open(self._manifest, "rb") as f:
+                data = json.loads(f.read())
+        except (OSError, ValueError):
+            return False
+        return (
+            isinstance(data, dict)
+            and data.get("version") == MANIFEST_VERSION
+            and {"source", "boot_id", "root", "dirs"} <= data.keys()
+        )
 
     # --- the manifest ----------------------------------------------------------------
 
@@ -902,6 +1011,42 @@ def _matches(found: os.DirEntry[str], entry: Entry) -> bool:
         return stat.S_ISREG(st.st_mode) and st.st_ino == entry[_STAGED]
     except OSError:
         return False
+
+
+def _moved(found: os.DirEntry[str], entry: Entry) -> bool:
+    """Whether a source entry is no longer what the capture recorded for it."""
+    try:
+        st = found.stat(follow_symlinks=False)
+        kind = entry[0]
+        if kind == DIR:
+            return not stat.S_ISDIR(st.st_mode)
+        if kind == LINK:
+            return not (
+                stat.S_ISLNK(st.st_mode)
+                and os.readlink(found.path) == entry[1]
+                and st.st_mtime_ns == entry[2]
+            )
+        same = (
+            stat.S_ISREG(st.st_mode)
+            and st.st_size == entry[_SIZE]
+            and st.st_mtime_ns == entry[_MTIME]
+            and st.st_ctime_ns == entry[_CTIME]
+            and st.st_ino == entry[_INO]
+        )
+        if kind == DB and same:
+            return _wal_now(found.path) != entry[_WAL]
+        return not same
+    except OSError:
+        return True
+
+
+def _wal_now(path: str) -> list[int] | None:
+    """A database's -wal as the manifest records it: [size, mtime, inode], None if empty."""
+    try:
+        st = os.lstat(path + "-wal")
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino] if st.st_size else None
 
 
 def _is_int(value: object) -> bool:

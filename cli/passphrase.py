@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 
 import click
-from cleancut.store.errors import NoPassphrase, UsageError
+from cleancut.store.boundedread import SECRET_LIMIT, read_bounded
+from cleancut.store.errors import NoPassphrase
 
 
 def read_passphrase(
     password_file: str | None, password_command: str | None, confirm: bool = False
 ) -> str:
     if password_file:
-        try:
-            with open(password_file, encoding="utf-8", errors="surrogateescape") as f:
-                return f.read().rstrip("\r\n")
-        except OSError as exc:
-            raise UsageError(f"cannot read password file {password_file}: {exc.strerror}") from exc
+        data = read_bounded(password_file, "password file", SECRET_LIMIT)
+        return data.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
     if password_command:
-        proc = subprocess.run(
-            password_command, shell=True, capture_output=True, text=True, errors="surrogateescape"
-        )
-        if proc.returncode != 0:
-            raise NoPassphrase(f"password command failed with exit code {proc.returncode}")
-        return proc.stdout.rstrip("\r\n")
+        return _run_password_command(password_command)
     env = os.environ.get("CLEANCUT_PASSWORD")
     if env is not None:
         return env
@@ -36,6 +31,27 @@ def read_passphrase(
     raise NoPassphrase(
         "no passphrase: set CLEANCUT_PASSWORD, or pass --password-file or --password-command"
     )
+
+
+def _run_password_command(command: str) -> str:
+    """The command's standard output, at most SECRET_LIMIT bytes (`yes` is refused, not
+    read forever). It gets our full environment: it may need a token to fetch the secret."""
+    proc = subprocess.Popen(
+        command, shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    with proc.stdout:
+        out = proc.stdout.read(SECRET_LIMIT + 1)
+    if len(out) > SECRET_LIMIT:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise NoPassphrase(f"password command printed more than {SECRET_LIMIT >> 10} KiB")
+    returncode = proc.wait()
+    if returncode != 0:
+        raise NoPassphrase(f"password command failed with exit code {returncode}")
+    return out.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
 
 
 def read_new_passphrase(new_password_file: str | None) -> str:

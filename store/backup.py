@@ -1,8 +1,17 @@
 """Backup: walk a source directory and commit one snapshot of it.
 
-The walk is depth first. Files that match the previous snapshot of the same
-name (size, mtime_ns, ctime_ns, inode), and were not modified within the
-clock's granularity of that snapshot's scan, reuse its content list without
+The walk is depth first and never leaves the source: each directory is opened
+relative to its parent's descriptor with O_NOFOLLOW, listed through that
+descriptor, and each file is opened relative to it with O_NOFOLLOW|O_NONBLOCK
+and kept only if the opened descriptor is a regular file. An entry swapped for
+a symlink, a FIFO or a device after it was listed is skipped with a warning;
+a directory renamed or replaced by path after it was opened is still read
+through its descriptor. Symlinks are stored, never followed. Only the source
+path itself is followed if it is a symlink (as restic does).
+
+Files that match the previous snapshot of the same name (size, mtime_ns,
+ctime_ns, inode), and were not modified within the clock's granularity of
+that snapshot's scan, reuse its content list without
 being read. Everything else streams through the chunker into the blob saver.
 A directory's tree blob is written once all its entries are resolved; the
 root tree, then the snapshot record, are written only after every pack and
@@ -19,6 +28,7 @@ import socket
 import stat
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +43,7 @@ from .prefetch import MetadataPrefetcher
 from .records import JOURNAL_GAP, failed_snapshots, list_records
 from .repository import Repository
 from .saver import BlobSaver, Job
-from .snapshot import Snapshot
+from .snapshot import Snapshot, stamp
 from .state import State, diff_states, referenced_by_state
 from .statecache import load_state, save_state
 from .tree import DIR, FILE, SYMLINK, Node, encode_tree
@@ -122,11 +132,12 @@ def is_excluded(rel: str, patterns: list[str]) -> bool:
 class _OpenDir:
     """A directory being walked: its entries, and the jobs its files wait on."""
 
-    __slots__ = ("rel", "node", "nodes", "jobs", "prev", "parent")
+    __slots__ = ("rel", "node", "nodes", "jobs", "prev", "parent", "fd")
 
     def __init__(
-        self, rel: str, node: Node, prev: dict[str, Node], parent: _OpenDir | None
+        self, rel: str, node: Node, prev: dict[str, Node], parent: _OpenDir | None, fd: int
     ) -> None:
+        self.fd = fd  # open while the directory is walked; entries are opened relative to it
         self.rel = rel
         self.node = node
         self.nodes: list[Node] = []
@@ -159,9 +170,10 @@ class Archiver:
         self.prev_children: dict[str, dict[str, Node]] = {}
         self.state: State = {}  # what this snapshot holds, path by path
         self.trees: list[bytes] = []  # tree blobs a full references
-        self.prefetcher = MetadataPrefetcher(
-            str(source), lambda rel: is_excluded(rel, self.options.excludes)
-        )
+        self.prefetcher = MetadataPrefetcher(lambda rel: is_excluded(rel, self.options.excludes))
+        # Called with an entry's relative path just before it is opened, after its
+        # directory was listed: tests swap entries there to prove the walk stays put.
+        self.before_open: Callable[[str], None] | None = None
 
     def _prefetch_parent_trees(self) -> None:
         """Start reading the packs that hold trees; comparing with the parent needs them all."""
@@ -241,22 +253,25 @@ class Archiver:
         # Real time for the racy-file rule (it compares with filesystem timestamps); the
         # injectable clock for the snapshot's time, which policy and retention read.
         scan_start_ns = time.time_ns()
-        taken_at = clock.iso(clock.now())
+        reading = clock.now()
         source = self.source
+        root_fd = _open_source(source)
         try:
-            st = os.stat(source)
-        except OSError as exc:
-            raise CleancutError(f"cannot read source {source}: {exc.strerror}") from exc
-        if not stat.S_ISDIR(st.st_mode):
-            raise CleancutError(f"source {source} is not a directory")
-        name = self.options.name or str(source)
-        self.prefetcher.start()
-        self._plan(name)
+            st = os.fstat(root_fd)
+            name = self.options.name or str(source)
+            self.prefetcher.start(root_fd)
+            self._plan(name)
+        except BaseException:
+            os.close(root_fd)
+            raise
         assert self.decision is not None
+        taken = stamp(self.repo.snapshots(), name, reading)
+        if taken.went_back:
+            self.warnings.append(taken.warning())
         saver = BlobSaver(self.repo, on_pack_stored=self._on_stored)
         delta_id: str | None = None
         try:
-            root = _OpenDir("", _dir_node("", st), self.prev_children.get("", {}), None)
+            root = _OpenDir("", _dir_node("", st), self.prev_children.get("", {}), None, root_fd)
             self._walk(saver, root)
             while self.ready:
                 self._finalize_ready(saver, force=True)
@@ -277,7 +292,7 @@ class Archiver:
         decision = self.decision
         parent = decision.parent
         snapshot = Snapshot(
-            time=taken_at,
+            time=taken.time,
             name=name,
             host=socket.gethostname(),
             user=getpass.getuser(),
@@ -295,6 +310,8 @@ class Archiver:
             reason=decision.reason,
             delta=delta_id,
             capture=dict(self.options.capture),
+            clock_went_back=taken.went_back,
+            clock_reading=taken.reading if taken.went_back else None,
         )
         duration = time.monotonic() - started
         snapshot.summary = {
@@ -347,13 +364,25 @@ class Archiver:
         self.progress.bytes_added += nbytes
 
     def _walk(self, saver: BlobSaver, top: _OpenDir) -> None:
-        # Iterative depth-first walk: directories are finished in post-order.
-        stack: list[tuple[_OpenDir, list[os.DirEntry[str]]]] = [(top, self._listed(top))]
+        # Iterative depth-first walk: directories are finished in post-order. Each
+        # directory on the stack holds its descriptor; all are closed on the way out.
+        stack: list[tuple[_OpenDir, list[os.DirEntry[str]]]] = []
+        try:
+            stack.append((top, self._listed(top)))
+            self._walk_stack(saver, stack)
+        finally:
+            for d, _ in stack:
+                os.close(d.fd)
+
+    def _walk_stack(
+        self, saver: BlobSaver, stack: list[tuple[_OpenDir, list[os.DirEntry[str]]]]
+    ) -> None:
         self.dirs += 1
         while stack:
             current, entries = stack[-1]
             if not entries:
                 stack.pop()
+                os.close(current.fd)
                 self.ready.append(current)
                 self._finalize_ready(saver, force=False)
                 continue
@@ -368,16 +397,17 @@ class Archiver:
                 continue
             prev = current.prev.get(entry.name)
             if stat.S_ISDIR(st.st_mode):
-                node = _dir_node(entry.name, st)
-                child = _OpenDir(rel, node, self.prev_children.get(rel, {}), current)
-                current.nodes.append(node)
+                child = self._open_dir(current, entry.name, rel)
+                if child is None:
+                    continue
+                current.nodes.append(child.node)
                 self.dirs += 1
                 stack.append((child, self._listed(child)))
             elif stat.S_ISREG(st.st_mode):
                 self._file(saver, current, entry.name, rel, st, prev)
             elif stat.S_ISLNK(st.st_mode):
                 try:
-                    target = os.readlink(entry.path)
+                    target = os.readlink(entry.name, dir_fd=current.fd)
                 except OSError as exc:
                     self._warn(f"{rel}: cannot read symlink ({exc.strerror}), skipped")
                     continue
@@ -385,9 +415,39 @@ class Archiver:
             else:
                 self.notes.append(f"{rel}: special file (socket, fifo or device) not backed up")
 
+    def _open_dir(self, parent: _OpenDir, name: str, rel: str) -> _OpenDir | None:
+        """Open a listed subdirectory through its parent's descriptor, never through a link."""
+        if self.before_open is not None:
+            self.before_open(rel)
+        try:
+            fd = os.open(name, DIR_FLAGS, dir_fd=parent.fd)
+        except OSError as exc:
+            self._warn_swapped_or_unreadable(parent, name, rel, exc, "cannot list directory")
+            return None
+        try:
+            node = _dir_node(name, os.fstat(fd))
+        except OSError as exc:
+            os.close(fd)
+            self._warn(f"{rel}: cannot stat ({exc.strerror}), skipped")
+            return None
+        return _OpenDir(rel, node, self.prev_children.get(rel, {}), parent, fd)
+
+    def _warn_swapped_or_unreadable(
+        self, parent: _OpenDir, name: str, rel: str, exc: OSError, what: str
+    ) -> None:
+        """One warning: the entry became something else since the listing, or it failed."""
+        try:
+            now = os.stat(name, dir_fd=parent.fd, follow_symlinks=False)
+        except OSError:
+            now = None
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO) and now is not None:
+            self._warn(f"{rel}: became {_kind(now.st_mode)} after it was listed, skipped")
+        else:
+            self._warn(f"{rel}: {what} ({exc.strerror}), skipped")
+
     def _listed(self, d: _OpenDir) -> list[os.DirEntry[str]]:
         """A directory's entries; files that will be read are handed to the readahead thread."""
-        entries = self._list(d.rel)
+        entries = self._list(d)
         wanted = []
         for entry in entries:
             try:
@@ -397,19 +457,19 @@ class Archiver:
             except OSError:
                 continue
             if st.st_size and not self._unchanged(d.prev.get(entry.name), st):
-                wanted.append((entry.path, min(st.st_size, READAHEAD_BYTES)))
+                wanted.append((entry.name, min(st.st_size, READAHEAD_BYTES)))
         if wanted:
-            self.prefetcher.readahead(wanted)
+            self.prefetcher.readahead(d.rel, wanted)
         return entries
 
-    def _list(self, rel: str) -> list[os.DirEntry[str]]:
-        path = os.path.join(self.source, rel) if rel else self.source
+    def _list(self, d: _OpenDir) -> list[os.DirEntry[str]]:
         try:
-            with os.scandir(path) as it:
+            # Listed through the descriptor: the entries' stat() is relative to it too.
+            with os.scandir(d.fd) as it:
                 # Reverse order: entries.pop() then yields names in sorted order.
                 return sorted(it, key=lambda e: e.name, reverse=True)
         except OSError as exc:
-            self._warn(f"{rel or '.'}: cannot list directory ({exc.strerror}), contents skipped")
+            self._warn(f"{d.rel or '.'}: cannot list directory ({exc.strerror}), contents skipped")
             return []
 
     def _file(
@@ -433,14 +493,21 @@ class Archiver:
             self.progress.bytes_done += st.st_size
             return
         jobs: list[Job] = []
+        if self.before_open is not None:
+            self.before_open(rel)
         try:
-            fd = _open_noatime(os.path.join(self.source, rel))
+            fd = _open_noatime(name, current.fd)
         except OSError as exc:
-            self._warn(f"{rel}: cannot read ({exc.strerror}), skipped")
+            self._warn_swapped_or_unreadable(current, name, rel, exc, "cannot read")
             return
         read = 0
         try:
             opened = os.fstat(fd)
+            if not stat.S_ISREG(opened.st_mode):
+                # A FIFO or a device put in its place after the listing: never read it.
+                self._warn(f"{rel}: became {_kind(opened.st_mode)} after it was listed, skipped")
+                return
+            os.set_blocking(fd, True)
             for chunk in chunk_fd(fd, self.repo.config.chunker, opened.st_size):
                 jobs.append(saver.submit(DATA, chunk))
                 read += len(chunk)
@@ -515,12 +582,42 @@ class Archiver:
                 self.root_tree = d.node.subtree
 
 
-def _open_noatime(path: str) -> int:
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+# A directory of the source: never through a symlink, never blocking.
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# A file of the source: a FIFO opened with O_NONBLOCK returns at once (then fstat refuses it).
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+_KINDS = (
+    (stat.S_ISLNK, "a symlink"),
+    (stat.S_ISFIFO, "a fifo"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISREG, "a regular file"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((label for test, label in _KINDS if test(mode)), "a special file")
+
+
+def _open_source(source: Path) -> int:
+    """The source directory's descriptor; the given path is followed if it is a symlink."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        return os.open(path, flags | getattr(os, "O_NOATIME", 0))
+        return os.open(source, flags)
+    except NotADirectoryError:
+        raise CleancutError(f"source {source} is not a directory") from None
+    except OSError as exc:
+        raise CleancutError(f"cannot read source {source}: {exc.strerror}") from exc
+
+
+def _open_noatime(name: str, dir_fd: int) -> int:
+    try:
+        return os.open(name, FILE_FLAGS | getattr(os, "O_NOATIME", 0), dir_fd=dir_fd)
     except PermissionError:
-        return os.open(path, flags)  # O_NOATIME needs ownership; fall back
+        return os.open(name, FILE_FLAGS, dir_fd=dir_fd)  # O_NOATIME needs ownership
 
 
 def _node(name: str, kind: str, st: os.stat_result, **extra: object) -> Node:
@@ -546,9 +643,13 @@ def _dir_node(name: str, st: os.stat_result) -> Node:
 
 
 def estimate(source: Path, excludes: list[str], progress: Progress) -> None:
-    """Count files and bytes for the progress ETA (run on a side thread; stat only)."""
-    for dirpath, dirnames, filenames in os.walk(source):
-        rel_dir = os.path.relpath(dirpath, source)
+    """Count files and bytes for the progress ETA (run on a side thread; stat only).
+
+    Like the walk, it goes through directory descriptors and never follows a link
+    below the source (the source itself is resolved once, as the walk opens it)."""
+    top = os.path.realpath(source)
+    for dirpath, dirnames, filenames, dir_fd in os.fwalk(top, follow_symlinks=False):
+        rel_dir = os.path.relpath(dirpath, top)
         rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/")
         dirnames[:] = [
             d for d in dirnames if not is_excluded(f"{rel_dir}/{d}".lstrip("/"), excludes)
@@ -558,7 +659,7 @@ def estimate(source: Path, excludes: list[str], progress: Progress) -> None:
             if is_excluded(rel, excludes):
                 continue
             try:
-                st = os.lstat(os.path.join(dirpath, filename))
+                st = os.stat(filename, dir_fd=dir_fd, follow_symlinks=False)
             except OSError:
                 continue
             if stat.S_ISREG(st.st_mode):

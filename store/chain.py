@@ -3,17 +3,20 @@
 Each incremental names its chain, its sequence number (contiguous from 0 at
 the full), its parent's id and the hash of its parent's record. Restoring or
 checking an incremental first verifies every link back to the full; a
-missing or altered link is named (chain, sequence) and never skipped.
+missing or altered link is named (chain, sequence) and never skipped. Two
+snapshots with one sequence number in a chain (a fork: two backups at once, or
+a clock stepped back under an old version) are found by `find_forks`.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from .errors import ChainBroken, CleancutError, ObjectNotFound
 from .pack import DELTA, pack_name
 from .repository import Repository
-from .snapshot import SNAPSHOTS_PREFIX, Snapshot
+from .snapshot import SNAPSHOTS_PREFIX, Snapshot, chain_order
 from .state import Delta, State, apply_delta, tree_state
 from .walk import load_tree
 
@@ -106,3 +109,51 @@ def own_blobs(repo: Repository, snapshot: Snapshot) -> set[bytes]:
     for node in delta.changed.values():
         blobs.update(bytes.fromhex(b) for b in node.content)
     return blobs
+
+
+@dataclass(frozen=True)
+class Fork:
+    """Two snapshots or more with one sequence number in one chain."""
+
+    chain: str
+    seq: int
+    snapshots: list[Snapshot]  # oldest first in chain order: the last is the one used
+
+    def describe(self) -> str:
+        ids = ", ".join(s.id[:12] for s in self.snapshots)
+        return (
+            f"chain {self.chain[:12]} of {self.snapshots[0].name} forked at seq {self.seq} "
+            f"({ids}): each branch restores; 'latest' is the highest seq, the newest "
+            "sibling on a tie; the next backup takes a full"
+        )
+
+
+def find_forks(snapshots: list[Snapshot]) -> list[Fork]:
+    """Every fork, by chain and sequence number. Both branches still restore (each
+    link names its parent); only "latest" must choose, and it chooses the newest."""
+    by_link: dict[tuple[str, int], list[Snapshot]] = {}
+    for snap in snapshots:
+        if snap.chain:
+            by_link.setdefault((snap.chain, snap.seq), []).append(snap)
+    return [
+        Fork(chain, seq, sorted(group, key=chain_order(group)))
+        for (chain, seq), group in sorted(by_link.items())
+        if len(group) > 1
+    ]
+
+
+def older_than_parent(snapshots: list[Snapshot]) -> list[str]:
+    """Incrementals whose recorded time is earlier than their parent's: written by an
+    older version while the clock was stepped back (this one records such a snapshot
+    at its parent's time plus 1 µs, with clock_went_back). Chain order still holds."""
+    by_id = {s.id: s for s in snapshots}
+    found = []
+    for snap in snapshots:
+        parent = by_id.get(snap.parent or "") if not snap.is_full else None
+        if parent is not None and snap.time < parent.time:
+            found.append(
+                f"snapshot {snap.id[:12]} (seq {snap.seq} of chain {(snap.chain or '?')[:12]}) "
+                f"is recorded at {snap.time}, earlier than its parent {parent.id[:12]} at "
+                f"{parent.time}: the clock went back; chain order, not time, orders them"
+            )
+    return found

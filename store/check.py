@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .chain import load_delta, verified_chain
+from .chain import find_forks, load_delta, older_than_parent, verified_chain
 from .compress import decompress
 from .crypto import Sealer, content_hash
 from .errors import ChainBroken, CleancutError
@@ -66,6 +66,8 @@ class Checker:
     def run(self, read_data_percent: float = 0.0) -> CheckReport:
         self._check_index()
         snapshots = self._check_snapshots()
+        self.report.notes.extend(fork.describe() for fork in find_forks(snapshots))
+        self.report.notes.extend(older_than_parent(snapshots))
         refs = self._check_trees(snapshots)
         if read_data_percent > 0:
             self._read_data(read_data_percent)

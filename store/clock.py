@@ -29,6 +29,7 @@ def from_iso(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+_MAX_AGO = 36500 * 86400  # "N ago" further back than 100 years is a typo
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -38,7 +39,10 @@ def parse_time(text: str, reference: datetime | None = None) -> datetime:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s+ago", text)
     if match:
         ref = reference or now()
-        return ref - timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+        if seconds > _MAX_AGO:
+            raise UsageError(f"not a time: {text!r} (at most 36500d ago: 100 years)")
+        return ref - timedelta(seconds=seconds)
     try:
         return from_iso(text)
     except ValueError as exc:

@@ -14,7 +14,10 @@ nothing changes, else `ok`:
               restore test within the restore-test interval plus a day's grace
               (8 days by default; a source younger than that is not warned);
               the last backup attempt failed; its journal has a gap that no full
-              snapshot taken since covers (until the forced full exists)
+              snapshot taken since covers (until the forced full exists); the
+              current chain forked (two snapshots with one sequence number) or
+              holds a snapshot taken while the clock read earlier than the one
+              before it (clock_went_back)
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .chain import find_forks
 from .clock import age_text, from_iso
 from .policy import gap_range, open_journal_gap
 from .profiles import (
@@ -36,7 +40,7 @@ from .profiles import (
 )
 from .records import BACKUP_ATTEMPT, JOURNAL_GAP, RESTORE_TEST, list_records
 from .repository import Repository
-from .snapshot import Snapshot
+from .snapshot import Snapshot, chain_order
 
 OK = "ok"
 WARN = "warn"
@@ -159,7 +163,7 @@ def _age(now: datetime, when: str) -> float:
 
 
 def _newest(snaps: list[Snapshot]) -> Snapshot | None:
-    return max(snaps, key=lambda s: (s.time, s.seq, s.id)) if snaps else None
+    return max(snaps, key=chain_order(snaps)) if snaps else None
 
 
 def _days(seconds: float) -> str:
@@ -292,6 +296,7 @@ def _judge(h: SourceHealth, now: datetime, snaps: list[Snapshot]) -> list[Findin
                 f"{h.consecutive_quiesce_misses} consecutive backup windows missed quiesce",
             )
         )
+    found.extend(_clock_findings(h, snaps))
     if h.last_attempt_ok is False and _failure_is_latest(h):
         error = f": {h.last_attempt_error}" if h.last_attempt_error else ""
         age = age_text(h.last_attempt_age_s or 0.0)
@@ -305,3 +310,21 @@ def _failure_is_latest(h: SourceHealth) -> bool:
     if h.last_attempt_age_s is None:
         return False
     return h.last_snapshot_age_s is None or h.last_snapshot_age_s >= h.last_attempt_age_s
+
+
+def _clock_findings(h: SourceHealth, snaps: list[Snapshot]) -> list[Finding]:
+    """A fork in the current chain, and snapshots of it taken with the clock stepped back."""
+    current = [s for s in snaps if h.chain and s.chain == h.chain]
+    found = [Finding(WARN, fork.describe()) for fork in find_forks(current)]
+    skewed = [s for s in current if s.clock_went_back]
+    if skewed:
+        last = max(skewed, key=chain_order(skewed))
+        found.append(
+            Finding(
+                WARN,
+                f"the clock went back: {len(skewed)} snapshot(s) of the current chain were "
+                f"taken earlier than the one before (last {last.id[:12]}, clock read "
+                f"{last.clock_reading}); check NTP and the host's clock",
+            )
+        )
+    return found

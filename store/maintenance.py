@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from . import clock
+from .errors import NoSpace
 from .prune import DEFAULT_SAFETY_MARGIN, Pruner
 from .records import list_records, write_record
 from .repository import Repository
@@ -57,11 +58,15 @@ def run_prune(repo: Repository, config: ConfigFile) -> str:
     report = Pruner(
         repo, safety_margin=margin, journal_retention=journal_retention_for(config, repo)
     ).run()
-    write_record(repo, {"type": PRUNE_RUN, "time": clock.iso(clock.now()), **report.to_json()})
-    return (
+    done = (
         f"{len(report.deleted)} pack(s) deleted, {len(report.marked)} marked, "
         f"{len(report.repacked)} repacked"
     )
+    try:
+        write_record(repo, {"type": PRUNE_RUN, "time": clock.iso(clock.now()), **report.to_json()})
+    except NoSpace:  # the run is done; unrecorded, the next tick prunes again: harmless
+        return done + "; the run is not recorded (the repository's filesystem is full)"
+    return done
 
 
 def journal_retention_for(config: ConfigFile, repo: Repository) -> Callable[[str], float]:

@@ -2,10 +2,12 @@
 
 A full is taken when the source has no chain, when the chain's full is older
 than the profile's maximum full age, when the chain has reached the 72 h cap
-(no setting lifts it), when the parent failed verification, when the source's
+(no setting lifts it), when the parent failed verification, when the chain
+forked (two snapshots hold one sequence number), when the source's
 journal has a gap no full snapshot has covered yet (records are missing, so only
 a full is a base its journal can start again from), or on request. Otherwise the
-next snapshot is an incremental on the latest one.
+next snapshot is an incremental on the chain's tip: its highest sequence
+number, never "the newest by the clock" (a clock stepped back must not fork it).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .chain import find_forks
 from .clock import age_text, from_iso
 from .profiles import CHAIN_CAP
-from .snapshot import Snapshot
+from .snapshot import Snapshot, chain_order
 
 
 @dataclass(frozen=True)
@@ -31,8 +34,10 @@ class Decision:
 
 
 def latest_of(snapshots: list[Snapshot], name: str) -> Snapshot | None:
+    """The source's newest snapshot in chain order: the tip (highest seq) of its newest
+    chain, whatever the clock said when each was taken."""
     same = [s for s in snapshots if s.name == name]
-    return max(same, key=lambda s: (s.time, s.seq, s.id)) if same else None
+    return max(same, key=chain_order(same)) if same else None
 
 
 def decide(
@@ -69,6 +74,9 @@ def decide(
     bad = chain_failure(snapshots, latest, failed)
     if bad is not None:
         return full(f"parent {bad.id[:12]} failed verification")
+    fork = next((f for f in find_forks(snapshots) if f.chain == latest.chain), None)
+    if fork is not None:
+        return full(f"chain {latest.chain[:12]} forked at seq {fork.seq}; taking a full")
     return Decision(
         "incremental",
         f"chain {latest.chain[:12]} at seq {latest.seq}, full is {age_text(age)} old",

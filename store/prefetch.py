@@ -5,54 +5,133 @@ directory listing and each inode is a disk read the walk waits for. A few
 threads listing and stat-ing the tree ahead of it (system calls that release
 the GIL) turn those waits into parallel I/O, as restic's concurrent scanner
 does. They only read metadata and never influence what is backed up.
+
+Like the walk, they never leave the source and never block on a special file.
+The prefetcher keeps one descriptor of the source (its own open, not a dup: a
+dup would share the walk's listing offset). A queued task holds only a
+relative path; when it runs it opens that path one component at a time from
+the source's descriptor with O_NOFOLLOW, so a component swapped for a symlink
+stops it, and it holds at most two descriptors while it runs, however many
+tasks are queued. Files get a readahead only if, opened with
+O_NOFOLLOW|O_NONBLOCK, they are regular files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from .local import readahead
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+FILE_FLAGS |= getattr(os, "O_NOATIME", 0)
 
 
 class MetadataPrefetcher:
-    def __init__(self, root: str, skip_dir: Callable[[str], bool], threads: int = 4) -> None:
-        self.root = root
+    def __init__(self, skip_dir: Callable[[str], bool], threads: int = 4) -> None:
         self.skip_dir = skip_dir
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="prefetch")
         self.stopped = threading.Event()
+        self.root_fd: int | None = None
 
-    def start(self) -> None:
-        self.pool.submit(self._scan, self.root, "")
-
-    def _scan(self, path: str, rel: str) -> None:
-        if self.stopped.is_set():
-            return
+    def start(self, root_fd: int) -> None:
+        """Scan the tree below an open directory (the caller keeps its descriptor)."""
         try:
-            with os.scandir(path) as it:
-                for entry in it:
-                    if entry.is_dir(follow_symlinks=False):
-                        child = f"{rel}/{entry.name}" if rel else entry.name
-                        if not self.skip_dir(child):
-                            self.pool.submit(self._scan, entry.path, child)
-                    else:
-                        entry.stat(follow_symlinks=False)
+            self.root_fd = os.open(".", DIR_FLAGS, dir_fd=root_fd)
         except OSError:
-            pass  # the walk itself reports what it cannot read
+            return  # out of descriptors, say: warming the cache is optional
+        self._submit(self._scan, "")
 
-    def readahead(self, files: list[tuple[str, int]]) -> None:
-        """Ask the kernel to read these files (path, bytes) while earlier ones are processed."""
-        self.pool.submit(_readahead_all, files, self.stopped)
+    def readahead(self, rel_dir: str, files: list[tuple[str, int]]) -> None:
+        """Ask the kernel to read these files (name in rel_dir, bytes) while earlier ones
+        are processed."""
+        self._submit(self._readahead_all, rel_dir, files)
 
     def stop(self) -> None:
         self.stopped.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.root_fd is not None:
+            # Closed once the last task is done (or cancelled), never under a running one.
+            threading.Thread(target=self._close_root, daemon=True).start()
 
+    def _close_root(self) -> None:
+        self.pool.shutdown(wait=True)
+        if self.root_fd is not None:
+            os.close(self.root_fd)
+            self.root_fd = None
 
-def _readahead_all(files: list[tuple[str, int]], stopped: threading.Event) -> None:
-    for path, length in files:
-        if stopped.is_set():
+    def _submit(self, fn: Callable[..., None], *args: object) -> None:
+        if self.root_fd is None or self.stopped.is_set():
             return
-        readahead(path, length)
+        with contextlib.suppress(RuntimeError):  # shut down: no more work
+            self.pool.submit(fn, *args)
+
+    def _scan(self, rel: str) -> None:
+        if self.stopped.is_set():
+            return
+        with _opened_dir(self.root_fd, rel) as dir_fd:
+            if dir_fd is None:
+                return  # gone, or swapped for a link: the walk reports it
+            try:
+                with os.scandir(dir_fd) as it:
+                    for entry in it:
+                        if self.stopped.is_set():
+                            return
+                        if entry.is_dir(follow_symlinks=False):
+                            child = f"{rel}/{entry.name}" if rel else entry.name
+                            if not self.skip_dir(child):
+                                self._submit(self._scan, child)
+                        else:
+                            entry.stat(follow_symlinks=False)
+            except OSError:
+                pass  # the walk itself reports what it cannot read
+
+    def _readahead_all(self, rel_dir: str, files: list[tuple[str, int]]) -> None:
+        with _opened_dir(self.root_fd, rel_dir) as dir_fd:
+            if dir_fd is None:
+                return
+            for name, length in files:
+                if self.stopped.is_set():
+                    return
+                _readahead(dir_fd, name, length)
+
+
+@contextlib.contextmanager
+def _opened_dir(root_fd: int | None, rel: str) -> Iterator[int | None]:
+    """The directory at rel below root_fd, opened component by component without
+    following a link (None if that fails); closed on exit."""
+    fd: int | None = None
+    if root_fd is not None:
+        try:
+            fd = os.open(".", DIR_FLAGS, dir_fd=root_fd)
+            for part in rel.split("/") if rel else []:
+                parent = fd
+                try:
+                    fd = os.open(part, DIR_FLAGS, dir_fd=parent)
+                finally:
+                    os.close(parent)
+        except OSError:
+            fd = None
+    try:
+        yield fd
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _readahead(dir_fd: int, name: str, length: int) -> None:
+    """Start reading a regular file into the page cache, without waiting for it."""
+    try:
+        fd = os.open(name, FILE_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.posix_fadvise(fd, 0, length, os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

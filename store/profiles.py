@@ -85,6 +85,22 @@ _UNIT_SECONDS: dict[str, Fraction] = {
 _NUMBER = r"(?:\d+(?:\.\d+)?|\.\d+)"
 _COMPONENT = re.compile(rf"({_NUMBER})(ms|[dhms])")
 _DURATION_HELP = "examples: 500ms, 30s, 5m, 1h30m, 7d, or a number of seconds"
+MAX_DURATION = 36500 * DAY  # 100 years: anything longer is a typo, not a plan
+MAX_COUNT = 1_000_000  # keep rules and other counts: more snapshots than a repository holds
+
+
+def check_duration(seconds: float | Fraction, text: object) -> None:
+    """ValueError unless 0 <= seconds <= MAX_DURATION (and finite): 1e20 days is a typo."""
+    if not (0 <= seconds <= MAX_DURATION):  # NaN fails every comparison
+        raise ValueError(
+            f"duration {text!r} is out of range: allowed 0s to {MAX_DURATION // DAY}d (100 years)"
+        )
+
+
+def check_count(value: int, what: str) -> None:
+    """ValueError unless 0 <= value <= MAX_COUNT."""
+    if not 0 <= value <= MAX_COUNT:
+        raise ValueError(f"{what} {value} is out of range: allowed 0 to {MAX_COUNT:,}")
 
 
 def parse_duration(text: str) -> float:
@@ -96,6 +112,7 @@ def parse_duration(text: str) -> float:
     """
     stripped = text.strip()
     if re.fullmatch(_NUMBER, stripped):
+        check_duration(Fraction(stripped), text)
         return float(Fraction(stripped))
     total = Fraction(0)
     position = 0
@@ -110,6 +127,7 @@ def parse_duration(text: str) -> float:
         last_rank = rank
     if not stripped or position != len(stripped):
         raise ValueError(f"not a duration: {text!r} ({_DURATION_HELP})")
+    check_duration(total, text)
     return float(total)
 
 
@@ -192,6 +210,8 @@ def parse_value(name: str, raw: object) -> float | None:
         value = parse_bandwidth(raw) if name == BANDWIDTH_FIELD else parse_duration(raw)
     else:
         value = float(raw)
+        if name != BANDWIDTH_FIELD:
+            check_duration(value, raw)
     check_value(name, value)
     return value
 

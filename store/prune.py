@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import clock
+from . import clock, reserve
 from .appendonly import refuse_if_append_only
 from .backend import Backend
 from .cache import BlobLocation
@@ -62,7 +62,7 @@ from .chain import own_blobs
 from .clock import from_iso, iso
 from .compress import decompress
 from .crypto import content_hash
-from .errors import CleancutError, IntegrityError, ObjectNotFound, RepositoryLocked
+from .errors import CleancutError, IntegrityError, NoSpace, ObjectNotFound, RepositoryLocked
 from .index import IndexSegment, PackRecord
 from .journal_compact import (
     JournalPrune,
@@ -103,6 +103,8 @@ class Lock:
     expires: str = ""
     token: str = ""
     readable: bool = True
+    boot_id: str = ""  # the holder host's boot: a lock from before a reboot is dead
+    started: int = 0  # the holder's start time (clock ticks since boot): pid reuse
 
     @property
     def holder(self) -> str:
@@ -112,11 +114,33 @@ class Lock:
         """An unreadable lock never expires by itself: only `unlock --force` removes it."""
         return self.readable and from_iso(self.expires) <= now
 
+    def holder_gone(self) -> bool:
+        """Provably dead: taken on this host, and its process is no longer running (or
+        the host rebooted since). A lock from another host is never judged this way."""
+        if not self.readable or self.host != socket.gethostname() or self.pid <= 0:
+            return False
+        if self.boot_id and self.boot_id != _boot_id():
+            return True
+        return not _process_runs(self.pid, self.started)
+
+    def stale_reason(self, now: datetime) -> str | None:
+        """Why the lock may be removed without --force, or None while it is live."""
+        if self.holder_gone():
+            return f"pid {self.pid} no longer runs on this host"
+        if self.expired(now):
+            return f"expired {self.expires}"
+        return None
+
     def describe(self, now: datetime) -> str:
         if not self.readable:
             return (
                 f"the lock object {self.name} is unreadable; if no prune is running, "
                 "remove it with 'cleancut unlock --force'"
+            )
+        if self.holder_gone():
+            return (
+                f"stale lock {self.name} left by {self.holder}, created {self.created}: "
+                "that process no longer runs; remove the lock with 'cleancut unlock'"
             )
         if self.expired(now):
             return (
@@ -138,6 +162,8 @@ class Lock:
             "created": self.created,
             "expires": self.expires,
             "token": self.token,
+            "boot_id": self.boot_id,
+            "started": self.started,
         }
         return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
@@ -154,11 +180,48 @@ class Lock:
                 str(doc["created"]),
                 str(doc["expires"]),
                 str(doc.get("token", "")),
+                boot_id=str(doc.get("boot_id", "")),
+                started=int(doc.get("started", 0)),
             )
             from_iso(lock.expires)
         except (ValueError, KeyError, TypeError):
             return cls(name, readable=False)
         return lock
+
+
+def _boot_id() -> str:
+    """This boot of this host (Linux), or "" where the system does not say."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _start_ticks(pid: int) -> int | None:
+    """A process's start time in clock ticks since boot, None if it is gone or a zombie
+    (Linux /proc; None also where there is no /proc, and then `_process_runs` asks kill)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] in ("Z", "X"):  # killed, not yet reaped: it holds nothing any more
+        return None
+    return int(fields[19])
+
+
+def _process_runs(pid: int, started: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, another user's
+    if not os.path.isdir("/proc/self"):
+        return True
+    ticks = _start_ticks(pid)
+    return ticks is not None and (not started or ticks == started)
 
 
 def read_locks(backend: Backend) -> list[Lock]:
@@ -197,6 +260,8 @@ class HeldLock:
                 iso(now),
                 iso(now + timedelta(seconds=ttl)),
                 os.urandom(16).hex(),
+                boot_id=_boot_id(),
+                started=_start_ticks(os.getpid()) or 0,
             )
             if backend.put_if_absent(LOCK_NAME, lock.to_bytes()):
                 return cls(backend, lock, ttl)
@@ -250,10 +315,11 @@ class UnlockResult:
 
 
 def remove_locks(backend: Backend, now: datetime, force: bool) -> UnlockResult:
-    """Remove stale locks; with `force`, live and unreadable ones too."""
+    """Remove stale locks (expired, or whose holder provably no longer runs: same host,
+    pid gone or host rebooted); with `force`, live and unreadable ones too."""
     result = UnlockResult()
     for lock in read_locks(backend):
-        if lock.expired(now):
+        if lock.stale_reason(now) is not None:
             backend.delete(lock.name)
             result.removed.append(lock)
         elif force:
@@ -461,6 +527,8 @@ class PruneReport:
     snapshots: int = 0
     next_run: str | None = None  # when a prune can act on what waits now
     journal: dict[str, Any] = field(default_factory=dict)  # batches kept, compacted, damaged
+    reserve_used: int = 0  # bytes of the reserve released because the filesystem was full
+    reserve_bytes: int = 0  # the reserve after the run (0: none, or not a local repository)
 
     def to_json(self) -> dict[str, Any]:
         def notes(items: list[PackNote]) -> dict[str, Any]:
@@ -490,6 +558,7 @@ class PruneReport:
             "segments_deleted": self.segments_deleted,
             "next_run": self.next_run,
             "journal": self.journal,
+            "reserve": {"used_bytes": self.reserve_used, "bytes": self.reserve_bytes},
         }
 
 
@@ -572,6 +641,24 @@ class Pruner:
         if dry_run:
             self._report(self._plan(), report)
             return report
+        try:
+            self._locked_run(report)
+        except NoSpace as exc:
+            # A full filesystem: free the reserve, then run again, as after a crash, in
+            # the room it leaves; no repack (it writes new packs before it frees any).
+            freed = reserve.release(self.repo.backend)
+            if not freed:
+                raise NoSpace(
+                    f"{exc}; the repository holds no prune reserve: free some space on "
+                    "its filesystem (outside the repository) and run prune again"
+                ) from exc
+            report = PruneReport(iso(self.now), self.margin, 0.0, dry_run, reserve_used=freed)
+            self.repack_below = 0.0
+            self._locked_run(report)
+        report.reserve_bytes = reserve.refill(self.repo.backend)
+        return report
+
+    def _locked_run(self, report: PruneReport) -> None:
         self.lock = HeldLock.acquire(self.repo.backend)
         try:
             plan = self._plan()
@@ -580,7 +667,6 @@ class Pruner:
         finally:
             self.lock.release()
             self.lock = None
-        return report
 
     # --- planning -----------------------------------------------------------
 

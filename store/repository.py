@@ -11,6 +11,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+from . import reserve
 from .appendonly import refuse_if_append_only
 from .backend import Backend
 from .cache import BlobLocation, Cache
@@ -48,6 +49,7 @@ def init_repository(
     KeyRing(backend, config.id).add(keys, passphrase, kdf)
     if not backend.put_if_absent(CONFIG, config.to_bytes()):
         raise CleancutError(f"a repository already exists at {backend.location}")
+    reserve.refill(backend)  # room for prune on a full filesystem (store/reserve.py)
     return config
 
 

@@ -38,6 +38,7 @@ from typing import Any
 
 from . import clock
 from .chain import snapshot_state
+from .childenv import child_env
 from .chunker import chunk_fd
 from .errors import CleancutError, NoSpace, SnapshotNotFound, UsageError
 from .policy import latest_of
@@ -56,8 +57,6 @@ RESTORE_SNAPSHOT_ENV = "CLEANCUT_RESTORE_SNAPSHOT"
 DEFAULT_SMOKE_TIMEOUT = 600.0
 MAX_PROBLEMS = 50  # per step, in the record: enough to act on, bounded in size
 SQLITE_MAGIC = b"SQLite format 3\x00"
-# The smoke command checks the restored data; it has no business with the repository key.
-_SECRET_ENV = ("CLEANCUT_PASSWORD", "CLEANCUT_PASSWORD_FILE", "CLEANCUT_PASSWORD_COMMAND")
 
 
 @dataclass
@@ -431,6 +430,8 @@ def validate_json(path: Path) -> str | None:
         json.loads(path.read_bytes())
     except (ValueError, UnicodeDecodeError) as exc:
         return f"not valid JSON ({exc})"
+    except RecursionError:  # deeper than the parser recurses: neither good nor bad known
+        return "nested too deeply to check"
     return None
 
 
@@ -450,6 +451,8 @@ def validate_jsonl(path: Path) -> str | None:
             json.loads(line)
         except (ValueError, UnicodeDecodeError):
             return f"line {number} is not valid JSON"
+        except RecursionError:
+            return f"line {number} is nested too deeply to check"
     return None
 
 
@@ -488,9 +491,8 @@ def run_smoke(
     not only the shell.
     """
     shown = command if len(command) <= 60 else command[:57] + "..."
-    env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
-    env[RESTORE_DIR_ENV] = str(sandbox)
-    env[RESTORE_SNAPSHOT_ENV] = snapshot.id
+    # It checks the restored data: no passphrase, no storage credentials, no tokens.
+    env = child_env({RESTORE_DIR_ENV: str(sandbox), RESTORE_SNAPSHOT_ENV: snapshot.id})
     with tempfile.TemporaryFile() as out:  # a file, not a pipe: any amount of output is fine
         proc = subprocess.Popen(
             command,

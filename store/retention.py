@@ -6,6 +6,11 @@ without a repository; `forget_snapshots` then deletes the records.
 
 The rules, per source name (restic's, adapted to chains):
 
+- The newest snapshot of every source is always kept, whatever the rules: a
+  source that stopped backing up keeps its last state (and, by the closure
+  below, the chain that state needs). Only `forget SNAPSHOT_ID`, where the
+  operator names it, removes it (`plan_named`). "Newest" is in chain order
+  (`snapshot.chain_order`), so a clock stepped back cannot change which it is.
 - `last N` and `within D` match any snapshot, full or incremental: "the last N
   backups" and "everything from the last D before the newest" mean what an
   operator would restore from now. `within` counts back from the source's newest
@@ -33,10 +38,10 @@ from datetime import datetime
 from .appendonly import refuse_if_append_only
 from .clock import from_iso
 from .errors import UsageError
-from .profiles import format_duration
+from .profiles import check_count, check_duration, format_duration
 from .prune import observe_segments
 from .repository import Repository
-from .snapshot import SNAPSHOTS_PREFIX, Snapshot
+from .snapshot import SNAPSHOTS_PREFIX, OrderKey, Snapshot, chain_order, resolve
 
 
 @dataclass(frozen=True)
@@ -51,11 +56,12 @@ class KeepRules:
     within: float = 0.0  # seconds before the source's newest snapshot
 
     def __post_init__(self) -> None:
-        for name in ("last", "hourly", "daily", "weekly", "monthly"):
-            if getattr(self, name) < 0:
-                raise UsageError(f"--keep-{name} must not be negative")
-        if self.within < 0:
-            raise UsageError("--keep-within must not be negative")
+        try:
+            for name in ("last", "hourly", "daily", "weekly", "monthly"):
+                check_count(getattr(self, name), f"--keep-{name}")
+            check_duration(self.within, format_duration(self.within))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
     @property
     def empty(self) -> bool:
@@ -89,9 +95,18 @@ _BUCKETS: tuple[tuple[str, Callable[[datetime], str]], ...] = (
 )
 
 
-def _order(snap: Snapshot) -> tuple[str, int, str]:
-    """Newest last: time, then the position in its chain (equal times do happen)."""
-    return (snap.time, snap.seq, snap.id)
+def _orders(snapshots: list[Snapshot]) -> dict[str, OrderKey]:
+    """Each snapshot's place among its source's, oldest first, in chain order (chains
+    by their full, then sequence numbers): a clock stepped back cannot make the newest
+    data look old to keep-last, nor to the newest-snapshot rule."""
+    by_name: dict[str, list[Snapshot]] = {}
+    for snap in snapshots:
+        by_name.setdefault(snap.name, []).append(snap)
+    keys: dict[str, OrderKey] = {}
+    for group in by_name.values():
+        key = chain_order(group)
+        keys.update({s.id: key(s) for s in group})
+    return keys
 
 
 def plan_forget(
@@ -100,19 +115,22 @@ def plan_forget(
     now: datetime,
     incremental_retention: float,
 ) -> list[Verdict]:
-    """One verdict per snapshot, in (name, time) order. Refuses an empty rule set."""
+    """One verdict per snapshot, by name, then in chain order. Refuses an empty rule set."""
     rules.require()
     reasons: dict[str, list[str]] = {s.id: [] for s in snapshots}
+    order = _orders(snapshots)
     by_name: dict[str, list[Snapshot]] = {}
     for snap in snapshots:
         by_name.setdefault(snap.name, []).append(snap)
     for group in by_name.values():
-        group.sort(key=_order, reverse=True)  # newest first
+        group.sort(key=lambda s: order[s.id], reverse=True)  # newest first
         _apply_rules(group, rules, now, incremental_retention, reasons)
+        if not reasons[group[0].id]:
+            reasons[group[0].id].append("newest of its source")
     kept = {sid for sid, why in reasons.items() if why}
-    _close_dependencies(snapshots, kept, reasons)
+    _close_dependencies(snapshots, kept, reasons, order)
     verdicts = []
-    for snap in sorted(snapshots, key=lambda s: (s.name, *_order(s))):
+    for snap in sorted(snapshots, key=lambda s: (s.name, order[s.id])):
         why = reasons[snap.id]
         if why:
             verdicts.append(Verdict(snap, True, why))
@@ -153,7 +171,10 @@ def _apply_rules(
 
 
 def _close_dependencies(
-    snapshots: list[Snapshot], kept: set[str], reasons: dict[str, list[str]]
+    snapshots: list[Snapshot],
+    kept: set[str],
+    reasons: dict[str, list[str]],
+    order: dict[str, OrderKey],
 ) -> None:
     """Keep every ancestor of a kept incremental, back to its chain's full.
 
@@ -162,7 +183,7 @@ def _close_dependencies(
     """
     by_id = {s.id: s for s in snapshots}
     closed: set[str] = set()  # ids whose whole ancestry is known to be kept
-    for start in sorted((by_id[sid] for sid in kept), key=_order, reverse=True):
+    for start in sorted((by_id[sid] for sid in kept), key=lambda s: order[s.id], reverse=True):
         child = start
         visited = {child.id}
         while not child.is_full and child.id not in closed and child.parent:
@@ -204,3 +225,24 @@ def forget_snapshots(repo: Repository, snapshots: list[Snapshot]) -> list[str]:
         observe_segments(repo)
         repo.sync_cache()
     return [s.id for s in order]
+
+
+def plan_named(snapshots: list[Snapshot], refs: list[str]) -> list[Verdict]:
+    """`forget SNAPSHOT_ID...`: forget exactly the snapshots the operator names (ids or
+    unambiguous prefixes), the newest of a source included. Refused (exit 2) when a
+    snapshot not named depends on one that is: naming a link never breaks a chain."""
+    named = {resolve(snapshots, ref).id for ref in refs}
+    by_id = {s.id: s for s in snapshots}
+    for snap in snapshots:
+        if snap.id in named or snap.is_full or snap.parent not in named:
+            continue
+        parent = by_id[snap.parent or ""]
+        raise UsageError(
+            f"snapshot {parent.id[:12]} is needed by {snap.id[:12]} (seq {snap.seq} of chain "
+            f"{(snap.chain or '?')[:12]}): name that one too, or forget by keep rules"
+        )
+    order = _orders(snapshots)
+    return [
+        Verdict(s, s.id not in named, ["not named"] if s.id not in named else ["named"])
+        for s in sorted(snapshots, key=lambda s: (s.name, order[s.id]))
+    ]

@@ -40,6 +40,7 @@ from obstore.store import S3Store
 
 from .backend import ObjectInfo
 from .errors import AccessDenied, BackendUnavailable, CleancutError, ObjectNotFound, UsageError
+from .redact import has_userinfo, redact_userinfo
 from .retry import RetriesExhausted, RetryPolicy, retry
 
 T = TypeVar("T")
@@ -76,7 +77,12 @@ class S3Location:
     @classmethod
     def parse(cls, url: str) -> S3Location:
         if not url.startswith(SCHEME):
-            raise UsageError(f"not an s3:// location: {url}")
+            raise UsageError(f"not an s3:// location: {redact_userinfo(url)}")
+        if has_userinfo(url):
+            raise UsageError(
+                f"{redact_userinfo(url)}: credentials do not belong in the location; "
+                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            )
         bucket, _, prefix = url[len(SCHEME) :].partition("/")
         prefix = prefix.strip("/")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}", bucket):
@@ -120,7 +126,13 @@ class S3Settings:
             endpoint = endpoint.rstrip("/")
             if not endpoint.startswith(("http://", "https://")):
                 raise UsageError(
-                    f"AWS_ENDPOINT_URL must start with https:// or http://: {endpoint}"
+                    "AWS_ENDPOINT_URL must start with https:// or http://: "
+                    + redact_userinfo(endpoint if "://" in endpoint else "://" + endpoint)[3:]
+                )
+            if has_userinfo(endpoint):
+                raise UsageError(
+                    f"AWS_ENDPOINT_URL {redact_userinfo(endpoint)}: credentials do not belong "
+                    "in the endpoint; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
                 )
         # Other servers (MinIO, SeaweedFS, most S3-compatible services) want path-style
         # requests: http://host/bucket/key. AWS prefers virtual-hosted style, except for

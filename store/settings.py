@@ -24,8 +24,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .boundedread import CONFIG_LIMIT, read_bounded
 from .errors import UsageError
-from .profiles import DEFAULT_PROFILE, Profile, get_profile, parse_duration, parse_value
+from .profiles import (
+    DEFAULT_PROFILE,
+    Profile,
+    check_count,
+    check_duration,
+    get_profile,
+    parse_duration,
+    parse_value,
+)
+from .redact import has_userinfo, redact_userinfo
 
 CONFIG_ENV = "CLEANCUT_CONFIG"
 DEFAULT_CONFIG_NAME = "cleancut.toml"
@@ -181,14 +191,7 @@ def load_config(path: Path | None) -> ConfigFile:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"config file {path}: not found") from None
-    except IsADirectoryError:
-        raise UsageError(f"config file {path}: is a directory") from None
-    except OSError as exc:
-        raise UsageError(f"config file {path}: cannot read: {exc.strerror or exc}") from None
+    data = read_bounded(path, "config file", CONFIG_LIMIT)
     try:
         return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -196,6 +199,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         detail = " ".join(str(exc).split())
         raise UsageError(f"{path}: not valid TOML: {detail}") from None
+    except RecursionError:  # tables or arrays nested deeper than the parser recurses
+        raise UsageError(f"{path}: not valid TOML: nested too deeply") from None
 
 
 # --- parsing ---------------------------------------------------------------
@@ -215,7 +220,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> ConfigFile:
     sources_raw = where.table(raw, "sources")
     return ConfigFile(
         path=path,
-        repository=_resolve_location(repository, base) if repository else None,
+        repository=_resolve_location(where, "repository", repository, base) if repository else None,
         password_file=str(_resolve_path(password_file, base)) if password_file else None,
         profile=where.profile_name(raw, "profile"),
         overrides=where.overrides(where.table(raw, "overrides"), "overrides"),
@@ -242,7 +247,7 @@ def _parse_replication(where: _Where, raw: dict[str, Any], base: Path) -> Replic
     interval = where.duration(table, "interval", "replication")
     password_file = where.optional_str(table, "password_file", "replication")
     return Replication(
-        to=_resolve_location(to, base),
+        to=_resolve_location(where, "replication.to", to, base),
         interval=interval if interval is not None else DEFAULT_REPLICATION_INTERVAL,
         password_file=str(_resolve_path(password_file, base)) if password_file else None,
     )
@@ -371,6 +376,7 @@ class _Where:
             return None
         try:
             seconds = parse_duration(str(value)) if isinstance(value, str) else float(value)
+            check_duration(seconds, value)
         except (TypeError, ValueError) as exc:
             raise self.fail(_key(prefix, name), str(exc)) from None
         if seconds <= 0 or isinstance(value, bool):
@@ -388,6 +394,10 @@ class _Where:
             elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise self.fail(_key(prefix, name), f"expected a count >= 0, got {_shown(value)}")
             else:
+                try:
+                    check_count(value, name)
+                except ValueError as exc:
+                    raise self.fail(_key(prefix, name), str(exc)) from None
                 rules[name] = value
         return rules
 
@@ -426,8 +436,17 @@ def _resolve_path(text: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _resolve_location(text: str, base: Path) -> str:
-    """A repository location: URLs as written, local paths relative to the config file."""
+def _resolve_location(where: _Where, key: str, text: str, base: Path) -> str:
+    """A repository location: URLs as written, local paths relative to the config file.
+
+    A URL with `user:password@` is refused without echoing it: credentials belong in
+    the environment, and `config show` would print the location."""
+    if has_userinfo(text):
+        raise where.fail(
+            key,
+            f"{redact_userinfo(text)}: credentials do not belong in the location; "
+            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+        )
     return text if "://" in text else str(_resolve_path(text, base))
 
 

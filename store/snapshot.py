@@ -7,8 +7,9 @@ every pack and index segment it depends on, so its presence is the commit.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import blake3
@@ -44,6 +45,10 @@ class Snapshot:
     capture: dict[str, Any] = field(default_factory=dict)
     # A replica made by `copy`: {repository, snapshot, origin: {repository, snapshot}}.
     copied_from: dict[str, Any] | None = None
+    # The clock read earlier than the source's newest snapshot: `time` is then that
+    # snapshot's time plus 1 µs (order never goes back) and this is the real reading.
+    clock_went_back: bool = False
+    clock_reading: str | None = None
     id: str = ""  # not stored: the object name
     record_hash: str = ""  # not stored: BLAKE3 of the canonical record, for chain links
 
@@ -51,6 +56,9 @@ class Snapshot:
         record = asdict(self)
         record.pop("id")
         record.pop("record_hash")
+        if not self.clock_went_back:  # records of a sane clock stay as they always were
+            record.pop("clock_went_back")
+            record.pop("clock_reading")
         record["version"] = 1
         return record
 
@@ -76,11 +84,14 @@ def resolve(snapshots: list[Snapshot], ref: str, name: str | None = None) -> Sna
     """An id, an unambiguous id prefix, or "latest" (optionally of one source name)."""
     pool = [s for s in snapshots if name is None or s.name == name]
     if ref == "latest":
-        if not pool:
+        newest = newest_of_each(pool)
+        if not newest:
             raise SnapshotNotFound(
                 "the repository holds no snapshot" + (f" of {name}" if name else "")
             )
-        return max(pool, key=lambda s: (s.time, s.id))
+        # One source: its newest in chain order. Several: the newest of those by time,
+        # the only measure sources share.
+        return max(newest.values(), key=lambda s: (s.time, s.id))
     matches = [s for s in pool if s.id.startswith(ref)]
     if not matches:
         raise SnapshotNotFound(f"no snapshot matches {ref!r}")
@@ -107,3 +118,69 @@ def snapshot_at(snapshots: list[Snapshot], moment: datetime, name: str | None) -
 def _parse_time(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+OrderKey = tuple[str, str, int, str, str]
+
+
+def chain_order(pool: list[Snapshot]) -> Callable[[Snapshot], OrderKey]:
+    """A sort key for the snapshots of ONE source, oldest first, that a clock stepped
+    back cannot reorder within a chain: chains by their full's time, then by sequence
+    number inside a chain. Siblings with the same sequence number (a fork) are ordered
+    by time, then id, so the same one is "newest" everywhere."""
+    starts: dict[str, str] = {}
+    for snap in pool:
+        if snap.chain:
+            starts[snap.chain] = min(starts.get(snap.chain, snap.time), snap.time)
+    starts.update({s.chain: s.time for s in pool if s.chain and s.is_full})
+
+    def key(snap: Snapshot) -> OrderKey:
+        if not snap.chain:
+            return (snap.time, snap.id, snap.seq, snap.time, snap.id)
+        return (starts.get(snap.chain, snap.time), snap.chain, snap.seq, snap.time, snap.id)
+
+    return key
+
+
+def newest_of_each(snapshots: list[Snapshot]) -> dict[str, Snapshot]:
+    """Each source's newest snapshot, in chain order (see `chain_order`)."""
+    by_name: dict[str, list[Snapshot]] = {}
+    for snap in snapshots:
+        by_name.setdefault(snap.name, []).append(snap)
+    return {name: max(group, key=chain_order(group)) for name, group in by_name.items()}
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """The time a new snapshot records, and whether the clock had gone back."""
+
+    time: str
+    went_back: bool
+    reading: str
+    newest: Snapshot | None
+
+    def warning(self) -> str:
+        newest = self.newest
+        assert newest is not None
+        return (
+            f"the clock reads {self.reading}, earlier than the newest snapshot "
+            f"{newest.id[:12]} of {newest.name} at {newest.time}; recorded at {self.time} "
+            "with clock_went_back (fix the clock: NTP, the RTC)"
+        )
+
+
+def stamp(snapshots: list[Snapshot], name: str, reading: datetime) -> Stamp:
+    """Never record a time earlier than the source's newest: a clock stepped back (NTP
+    at 3 a.m., a VM restored) must not reorder snapshots. The snapshot is still taken
+    (never lose a backup) and keeps the real reading beside the clamped time."""
+    text = _iso(reading)
+    mine = [s for s in snapshots if s.name == name]
+    newest = max(mine, key=lambda s: (s.time, s.id), default=None)
+    if newest is None or text >= newest.time:  # a tie is ordered by chain and seq
+        return Stamp(text, False, text, None)
+    later = _iso(_parse_time(newest.time) + timedelta(microseconds=1))
+    return Stamp(later, True, text, newest)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import socket
+import stat
 import threading
 import time
 
@@ -162,6 +163,9 @@ def main() -> None:
     args = ap.parse_args()
     os.makedirs(args.workspace, exist_ok=True)
     agent = Agent(args.workspace)
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISSOCK(os.lstat(args.socket).st_mode):  # a file, dir, symlink: not ours
+            raise SystemExit(f"{args.socket} is not a socket; refusing to delete it")
     probe = socket.socket(socket.AF_UNIX)
     try:
         probe.connect(args.socket)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import CLI, assert_no_traceback, tree_state
+from conftest import CLI, Result, assert_no_traceback, tree_state
 
 
 @pytest.mark.parametrize(
@@ -110,3 +112,107 @@ def test_repair_index_names_packs_it_cannot_read(repo_cli: CLI, workspace: Path)
     res = repo_cli.run("repair", "index")
     assert res.code == 4
     assert pack.name[:12] in res.err and "could not be indexed" in res.err
+
+
+def _hostile(kind: str, where: Path) -> Path:
+    """A path a user might set a password or config file to that is no small regular file."""
+    if kind == "dev-zero":
+        return Path("/dev/zero")
+    if kind == "fifo":
+        os.mkfifo(where)  # no writer ever comes: a blocking open would never return
+    elif kind == "directory":
+        where.mkdir()
+    elif kind == "huge":
+        with where.open("wb") as f:
+            f.truncate(3 << 30)  # sparse: 3 GiB that cost no disk
+    return where
+
+
+HOSTILE = ["dev-zero", "fifo", "directory", "huge"]
+REFUSED = {
+    "dev-zero": "is a character device, not a regular file",
+    "fifo": "is a fifo, not a regular file",
+    "directory": "is a directory, not a regular file",
+    "huge": "larger than",
+}
+
+
+def _refused(res: Result, kind: str, label: str) -> None:
+    assert res.code == 2, res.err
+    if kind == "directory" and "Usage:" in res.err:
+        # click's own check on a path option: its usage error, naming the directory.
+        assert "Traceback" not in res.err and "is a directory" in res.err, res.err
+        return
+    assert_no_traceback(res)
+    assert label in res.err and REFUSED[kind] in res.err, res.err
+
+
+def test_a_password_or_config_file_that_is_not_a_small_regular_file_is_refused(
+    repo_cli: CLI, tmp_path: Path
+):
+    to = tmp_path / "to"
+    repo_cli.ok("init", "--repo", str(to), "--kdf-memory", "8MiB", "--kdf-iterations", "1")
+    no_password = {k: v for k, v in repo_cli.env.items() if k != "CLEANCUT_PASSWORD"}
+    for kind in HOSTILE:
+        bad = str(_hostile(kind, tmp_path / kind))
+        # The timeouts guard against a hang; they assert nothing about speed.
+        res = repo_cli.run("snapshots", "--password-file", bad, timeout=60)
+        _refused(res, kind, "password file")
+        res = repo_cli.run("key", "add", "--new-password-file", bad, timeout=60)
+        _refused(res, kind, "password file")
+        res = repo_cli.run("copy", "--to", str(to), "--to-password-file", bad, timeout=60)
+        _refused(res, kind, "password file")
+        res = repo_cli.run("snapshots", env={"CLEANCUT_CONFIG": bad}, timeout=60)
+        _refused(res, kind, "config file")
+        config = tmp_path / f"{kind}.toml"
+        config.write_text(
+            f'password_file = "{bad}"\n[replication]\nto = "{to}"\npassword_file = "{bad}"\n'
+        )
+        for args in (["snapshots"], ["copy"]):
+            proc = subprocess.run(
+                repo_cli.command(*args),
+                env=no_password | {"CLEANCUT_CONFIG": str(config)},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            _refused(Result(proc.returncode, proc.stdout, proc.stderr), kind, "password file")
+
+
+@pytest.mark.parametrize("opener", ["a = ", "a = [", "a = {b = "])
+def test_a_config_nested_too_deeply_is_one_line(repo_cli: CLI, tmp_path: Path, opener: str):
+    config = tmp_path / "deep.toml"
+    if opener == "a = ":
+        config.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    elif opener == "a = [":
+        config.write_text("a = [" + "{b = [" * 50_000 + "]}" * 50_000 + "]\n")
+    else:
+        config.write_text("a = {b = " + "{c = " * 100_000 + "1" + "}" * 100_001 + "\n")
+    res = repo_cli.run("snapshots", env={"CLEANCUT_CONFIG": str(config)}, timeout=60)
+    assert res.code == 2, res.err
+    assert_no_traceback(res)
+    assert f"{config}: not valid TOML" in res.err
+
+
+@pytest.mark.parametrize("command", ["yes", "cat /dev/zero"])
+def test_a_password_command_that_prints_without_end_is_refused(repo_cli: CLI, command: str):
+    res = repo_cli.run("snapshots", "--password-command", command, timeout=60)
+    assert res.code == 1, res.err
+    assert_no_traceback(res)
+    assert "password command printed more than 64 KiB" in res.err
+
+
+def test_restore_test_of_json_nested_too_deeply_is_a_failed_check_not_a_crash(
+    repo_cli: CLI, tmp_path: Path
+):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (src / "deep.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n{}\n")
+    repo_cli.ok("backup", str(src), "--name", "deep")
+    res = repo_cli.run("restore-test", "--json")
+    assert "Traceback" not in res.err, res.err
+    assert res.code != 0
+    detail = json.loads(res.out)["steps"]["validate"]["detail"]
+    assert "deep.json: nested too deeply to check" in detail, detail
+    assert "deep.jsonl: line 1 is nested too deeply to check" in detail, detail

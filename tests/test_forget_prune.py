@@ -116,9 +116,12 @@ def test_incrementals_follow_retention_and_keep_their_ancestors():
     assert kept(verdicts) == {"inc4", "inc3", "full2"}
     assert by_id["inc3"].reasons == ["needed by inc4"]
     assert by_id["full2"].reasons == ["needed by inc3"]
-    # A rule on fulls alone lets the chain's tail go, never its middle.
+    # A rule on fulls alone lets an old chain's tail go, never its middle; the newest
+    # snapshot of the source and its chain stay whatever the rules (issue 10, item 6).
     verdicts = plan_forget(snaps, KeepRules(daily=1), later, 72 * HOUR)
-    assert kept(verdicts) == {"full2"}
+    by_id = {v.snapshot.id: v for v in verdicts}
+    assert kept(verdicts) == {"full2", "inc3", "inc4"}
+    assert by_id["inc4"].reasons == ["newest of its source"]
 
 
 def test_no_rule_is_refused():

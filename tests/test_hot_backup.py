@@ -175,8 +175,8 @@ def test_agent_that_never_quiesces_is_a_miss_and_keeps_running(repo_cli: CLI, tm
             took = time.monotonic() - started
             assert res.code == 7, res.err
             assert "quiesce missed" in res.err
-            assert took < 8, took
-            assert wait_running(hung, within=1.0) < 1.0
+            assert took < 1 + 2 + 2 + 15, took  # timeout + grace + resume: a generous bound
+            wait_running(hung, within=10.0)  # runs again (raises if not)
             assert (alert_file.exists()) == (attempt == 2)
         listed = json.loads(repo_cli.ok("snapshots", "--json").out)
         assert [s for s in listed if s["consistency"] == "quiesced"] == []
@@ -231,7 +231,7 @@ def test_fallbacks_label_the_snapshot_for_what_it_is(repo_cli: CLI, tmp_path: Pa
             summary = json.loads(res.out)
             assert summary["consistency"] == fallback
             assert summary["quiesce_missed"] is True
-            wait_running(hung, within=2.0)
+            wait_running(hung, within=10.0)
         listed = json.loads(repo_cli.ok("snapshots", "--json").out)
         assert sorted(s["consistency"] for s in listed) == ["frozen", "unquiesced"]
     finally:
@@ -477,9 +477,16 @@ def test_restore_of_a_snapshot_without_inflight_removes_a_stale_file(
     repo_cli.ok("backup", str(workspace))
     target = tmp_path / "restored"
     stale = tmp_path / "restored.inflight.json"
-    stale.write_text('{"inflight": [{"key": "old"}]}')
+    stale.write_text(json.dumps({  # what an earlier restore wrote
+        "snapshot": "0" * 64, "name": "old", "time": "2026-11-26T17:53:01Z",
+        "consistency": "quiesced", "inflight": [{"key": "old"}],
+    }))
     repo_cli.ok("restore", "latest", "--target", str(target))
     assert not stale.exists()
+    # A file of the operator's at that name is not ours: left alone.
+    (tmp_path / "restored-again.inflight.json").write_text("my notes")
+    repo_cli.ok("restore", "latest", "--target", str(tmp_path / "restored-again"))
+    assert (tmp_path / "restored-again.inflight.json").read_text() == "my notes"
 
 
 @pytest.mark.parametrize(

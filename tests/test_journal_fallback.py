@@ -8,13 +8,50 @@ fallback snapshot must be exactly the agent's state at its journal_seq.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+from cleancut.agent.control import AgentClient
 from cleancut.agent.simulated.checker import check_workspace
 from conftest import CLI
 from test_journal_live import start_agent, stop_agent
+
+
+def _journal_past(address: str, seq: int, within: float = 60.0) -> int:
+    """Wait until the agent's journal is durable past `seq` (asking it to flush, as tick
+    does), so the journal holds records the base snapshot does not."""
+    client = AgentClient(address)
+    client.connect()
+    try:
+        client.hello()
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            reply = client.request("flush", timeout=30.0)
+            if reply["ok"] and reply["journal_seq"] > seq:
+                return int(reply["journal_seq"])
+            time.sleep(0.05)
+    finally:
+        client.close()
+    raise AssertionError(f"the agent's journal did not pass record {seq} in {within}s")
+
+
+@contextlib.contextmanager
+def _quiesce_held_by_another_client(address: str) -> Iterator[None]:
+    """Hold the agent's quiesce from a second connection: any other quiesce is answered
+    `busy` at once, so the backup misses whatever the scheduling."""
+    holder = AgentClient(address)
+    holder.connect()
+    try:
+        holder.hello()
+        reply = holder.request("quiesce", timeout=70.0, timeout_ms=60_000, lease_ms=300_000)
+        assert reply["ok"] is True, reply
+        yield
+        holder.request("resume")
+    finally:
+        holder.close()
 
 
 def test_quiesce_miss_falls_back_to_the_journal_state(repo_cli: CLI, tmp_path: Path) -> None:
@@ -27,16 +64,18 @@ def test_quiesce_miss_falls_back_to_the_journal_state(repo_cli: CLI, tmp_path: P
         ).out)
         assert base["consistency"] == "quiesced"
         assert isinstance(base["capture"]["journal_seq"], int)
-        time.sleep(1.0)
-        # A quiesce that cannot succeed in time: the journal answers instead.
-        res = repo_cli.run(
-            "backup", str(root), "--name", "j", "--agent", f"unix:{agent.socket}",
-            "--quiesce-timeout", "1ms", "--fallback", "journal", "--journal", str(journal),
-            "--json",
-        )
+        _journal_past(agent.address, base["capture"]["journal_seq"])
+        # A quiesce that cannot succeed: another client holds it. The journal answers.
+        with _quiesce_held_by_another_client(agent.address):
+            res = repo_cli.run(
+                "backup", str(root), "--name", "j", "--agent", f"unix:{agent.socket}",
+                "--quiesce-timeout", "10s", "--fallback", "journal", "--journal", str(journal),
+                "--json",
+            )
     finally:
         stop_agent(agent)
     assert res.code == 7, res.err
+    assert "busy" in res.err
     summary = json.loads(res.out)
     assert summary["consistency"] == "journal"
     assert summary["quiesce_missed"] is True
@@ -59,7 +98,7 @@ def test_tick_ships_the_journal_on_the_sync_interval(repo_cli: CLI, tmp_path: Pa
         f'journal = "{journal}"\n[sources.j.overrides]\nincremental_sync_interval = "1h"\n'
     )
     try:
-        time.sleep(0.5)
+        _journal_past(agent.address, 0)  # records to ship, rather than a sleep that hopes so
         first = repo_cli.run("tick", "--config", str(config), "--json")
         assert first.code == 0, first.err
         actions = {a["what"]: a for a in json.loads(first.out)}

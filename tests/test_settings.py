@@ -14,6 +14,7 @@ from cleancut.store.errors import ExitCode, UsageError
 from cleancut.store.profiles import (
     CHAIN_CAP,
     DEFAULT_PROFILE,
+    MAX_DURATION,
     MAX_RESTORE_TEST_INTERVAL,
     MIN_JOURNAL_WINDOW,
     MISS_ALERT_THRESHOLD,
@@ -153,7 +154,7 @@ def test_duration_round_trip_whole_milliseconds(millis: int):
     assert "." not in text  # whole milliseconds always read as units, not decimals
 
 
-@given(st.floats(min_value=0, allow_nan=False, allow_infinity=False))
+@given(st.floats(min_value=0, max_value=MAX_DURATION, allow_nan=False, allow_infinity=False))
 def test_duration_round_trip_any_float(seconds: float):
     assert parse_duration(format_duration(seconds)) == seconds
 

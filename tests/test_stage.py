@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cleancut.agent.stage import TEMP_PREFIX, Stager
-from cleancut.store.errors import CleancutError, NoSpace
+from cleancut.agent.stage import MARKER, TEMP_PREFIX, Stager
+from cleancut.store.errors import CleancutError, NoSpace, NotOurs
 from conftest import CLI, tree_state
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -96,7 +96,9 @@ def test_layout_and_unchanged_files_are_not_copied_again(src: Path, staging: Pat
     assert fresh.files_copied == 0
     assert _inodes(stager.tree) == inodes
     assert stager.tree == staging / "tree"
-    assert {p.name for p in staging.iterdir()} == {"tree", "manifest.json", ".lock"}
+    assert {p.name for p in staging.iterdir()} == {
+        "tree", "manifest.json", ".lock", ".cleancut-staging"
+    }
     assert staging.stat().st_mode & 0o777 == 0o700
     manifest = json.loads((staging / "manifest.json").read_text())
     assert manifest["dirs"]["memory"]["2026-11-05.md"][0] == "f"
@@ -613,3 +615,126 @@ def test_reflinks_where_the_filesystem_shares_extents(tmp_path: Path):
         assert tree_state(mnt / "staging" / "tree") == tree_state(src)
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
+
+
+# --- refusing a staging directory that is not ours ---------------------------------
+
+
+def test_a_staging_directory_with_someone_elses_files_is_refused_untouched(
+    src: Path, tmp_path: Path
+) -> None:
+    _make_tree(src)
+    staging = tmp_path / "photos"
+    _write(staging / "holiday.jpg", b"jpeg")
+    _write(staging / "tree" / "keep.txt", b"a tree of my own")  # even a name we use
+    before = tree_state(staging)
+    with pytest.raises(NotOurs, match="no .cleancut-staging marker"):
+        Stager(src, staging).capture()
+    assert tree_state(staging) == before
+
+
+def test_a_staging_path_that_is_a_file_is_refused_untouched(src: Path, tmp_path: Path) -> None:
+    _make_tree(src)
+    staging = tmp_path / "notes.txt"
+    staging.write_text("mine")
+    with pytest.raises(NotOurs, match="is not a directory"):
+        Stager(src, staging).capture()
+    assert staging.read_text() == "mine"
+
+
+@pytest.mark.parametrize("kind", ["new", "empty"])
+def test_a_new_or_empty_staging_directory_is_claimed(
+    src: Path, tmp_path: Path, kind: str
+) -> None:
+    _make_tree(src)
+    staging = tmp_path / "staging"
+    if kind == "empty":
+        staging.mkdir()
+    time.sleep(SETTLE_S)
+    Stager(src, staging).capture()
+    assert (staging / MARKER).is_file()
+    assert Stager(src, staging).capture().files_copied == 0  # ours now: reused as it is
+
+
+def test_a_staging_directory_from_before_the_marker_is_still_ours(
+    src: Path, staging: Path
+) -> None:
+    _make_tree(src)
+    time.sleep(SETTLE_S)
+    Stager(src, staging).capture()
+    (staging / MARKER).unlink()  # as an older cleancut left it
+    assert Stager(src, staging).capture().files_copied == 0
+    assert (staging / MARKER).is_file()
+
+
+# --- what moved after a capture (writes behind a quiesce) ---------------------------
+
+
+def _captured(src: Path, staging: Path, excludes: list[str] | None = None) -> Stager:
+    stager = Stager(src, staging, excludes)
+    stager.capture()
+    assert stager.changed_since_capture() == []
+    return stager
+
+
+def test_nothing_moved_after_a_capture_is_an_empty_list(src: Path, staging: Path) -> None:
+    _make_tree(src)
+    (src / "link").symlink_to("SOUL.md")
+    with _captured(src, staging).lock():
+        pass
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda s: (s / "SOUL.md").write_bytes(b"# soul\n"), "SOUL.md"),  # same bytes, new times
+        (lambda s: (s / "memory" / "deep" / "a.json").write_bytes(b"{}"), "memory/deep/a.json"),
+        (lambda s: (s / "state" / "queue.bin").unlink(), "state/queue.bin"),
+        (lambda s: (s / "memory" / "new.md").write_bytes(b"new"), "memory/new.md"),
+        (lambda s: (s / "empty" / "sub").mkdir(), "empty/sub"),
+        (lambda s: shutil.rmtree(s / "memory" / "deep"), "memory/deep"),
+        (lambda s: os.chmod(s / "SOUL.md", 0o600), "SOUL.md"),  # ctime
+        (lambda s: os.replace(s / "SOUL.md", s / "memory" / "2026-11-05.md"), "SOUL.md"),
+    ],
+)
+def test_each_kind_of_write_after_a_capture_is_named(
+    src: Path, staging: Path, change: object, expected: str
+) -> None:
+    _make_tree(src)
+    stager = _captured(src, staging)
+    change(src)  # type: ignore[operator]
+    assert expected in stager.changed_since_capture()
+
+
+def test_a_retargeted_symlink_is_named(src: Path, staging: Path) -> None:
+    _make_tree(src)
+    (src / "link").symlink_to("SOUL.md")
+    stager = _captured(src, staging)
+    (src / "link").unlink()
+    (src / "link").symlink_to("memory")
+    assert stager.changed_since_capture() == ["link"]
+
+
+def test_an_excluded_file_or_sqlite_sidecar_is_not_a_change(src: Path, staging: Path) -> None:
+    _make_tree(src)
+    stager = _captured(src, staging, excludes=["*.log"])
+    (src / "agent.log").write_bytes(b"excluded")
+    (src / "state" / "x.db-shm").write_bytes(b"")  # a database's sidecar: not staged
+    assert stager.changed_since_capture() == []
+
+
+def test_a_commit_into_the_wal_after_a_capture_is_named(src: Path, staging: Path) -> None:
+    db = src / "memory.db"
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA wal_autocheckpoint=0")
+    con.execute("CREATE TABLE t (v TEXT)")
+    con.execute("INSERT INTO t VALUES ('one')")
+    try:
+        stager = _captured(src, staging)
+        main = db.stat()
+        con.execute("INSERT INTO t VALUES ('two')")  # lands in memory.db-wal only
+        assert (db.stat().st_size, db.stat().st_mtime_ns) == (main.st_size, main.st_mtime_ns)
+        assert stager.changed_since_capture() == ["memory.db"]
+    finally:
+        con.close()

@@ -260,6 +260,8 @@ def _report_hot(common: Common, hot: HotResult) -> None:
                 f"in flight: {action.get('key')} ({action.get('kind')}, {action.get('state')} "
                 f"since {action.get('since')})"
             )
+    if hot.misbehaved:  # a fallback snapshot was stored, but the agent broke its word
+        sys.exit(ExitCode.AGENT_MISBEHAVED)
     if hot.quiesce_missed:
         sys.exit(ExitCode.QUIESCE_MISSED)
     if result.warnings:

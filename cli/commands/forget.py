@@ -8,9 +8,15 @@ import click
 from cleancut.store import clock
 from cleancut.store.errors import CleancutError, UsageError
 from cleancut.store.maintenance import journal_retention_for
-from cleancut.store.profiles import get_profile, parse_duration
+from cleancut.store.profiles import MAX_COUNT, get_profile, parse_duration
 from cleancut.store.prune import prune
-from cleancut.store.retention import KeepRules, Verdict, forget_snapshots, plan_forget
+from cleancut.store.retention import (
+    KeepRules,
+    Verdict,
+    forget_snapshots,
+    plan_forget,
+    plan_named,
+)
 
 from ..context import Common, common_options
 from .prune import report_lines
@@ -29,7 +35,7 @@ def _count(rule: str) -> Callable[[F], F]:
     return click.option(
         f"--keep-{rule}",
         f"keep_{rule}",
-        type=click.IntRange(min=0),
+        type=click.IntRange(0, MAX_COUNT),
         default=0,
         metavar="N",
         help=text,
@@ -45,6 +51,7 @@ def _row(verdict: Verdict) -> str:
 
 
 @click.command("forget")
+@click.argument("snapshot_ids", nargs=-1, metavar="[SNAPSHOT_ID]...")
 @click.option("--name", help="Only snapshots of this source.")
 @_count("last")
 @_count("hourly")
@@ -64,6 +71,7 @@ def _row(verdict: Verdict) -> str:
 @common_options
 def command(
     common: Common,
+    snapshot_ids: tuple[str, ...],
     name: str | None,
     keep_last: int,
     keep_hourly: int,
@@ -75,13 +83,18 @@ def command(
     dry_run: bool,
     then_prune: bool,
 ) -> None:
-    """Forget snapshots that no keep rule (and no kept snapshot) needs; prune frees the space."""
+    """Forget snapshots that no keep rule (and no kept snapshot) needs, or the
+    SNAPSHOT_IDs named; prune frees the space. The newest snapshot of each source
+    is always kept unless named."""
     try:
         within = parse_duration(keep_within) if keep_within else 0.0
     except ValueError as exc:
         raise UsageError(f"--keep-within: {exc}") from exc
     rules = KeepRules(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, within)
-    rules.require()  # before asking for a passphrase
+    if snapshot_ids and not rules.empty:
+        raise UsageError("give SNAPSHOT_IDs or keep rules, not both")
+    if not snapshot_ids:
+        rules.require()  # before asking for a passphrase
     repo = common.open()
     try:
         try:
@@ -89,7 +102,11 @@ def command(
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
         snaps = [s for s in repo.snapshots() if name is None or s.name == name]
-        verdicts = plan_forget(snaps, rules, clock.now(), settings.incremental_retention)
+        verdicts = (
+            plan_named(snaps, list(snapshot_ids))
+            if snapshot_ids
+            else plan_forget(snaps, rules, clock.now(), settings.incremental_retention)
+        )
         gone = (
             [] if dry_run else forget_snapshots(repo, [v.snapshot for v in verdicts if not v.keep])
         )

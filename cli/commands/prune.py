@@ -85,6 +85,12 @@ def report_lines(report: PruneReport) -> list[str]:
     if report.segments_seen:
         verb = "would note" if dry else "noted"
         lines.append(f"{verb} {report.segments_seen} index segment(s) seen for the first time")
+    if report.reserve_used:
+        lines.append(
+            f"the repository's filesystem was full: released the "
+            f"{format_bytes(report.reserve_used)} prune reserve to run (no repack); "
+            f"reserve now {format_bytes(report.reserve_bytes)}"
+        )
     if not lines:
         lines.append(f"nothing to prune ({report.snapshots} snapshots)")
     if report.next_run:

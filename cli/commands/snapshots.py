@@ -41,6 +41,8 @@ def command(common: Common, name: str | None, tags: tuple[str, ...]) -> None:
                     "tree": s.tree,
                     "summary": s.summary,
                     "copied_from": s.copied_from,
+                    "clock_went_back": s.clock_went_back,
+                    "clock_reading": s.clock_reading,
                 }
                 for s in snaps
             ]
@@ -52,7 +54,7 @@ def command(common: Common, name: str | None, tags: tuple[str, ...]) -> None:
     for s in snaps:
         table.add_row(
             s.id[:12],
-            s.time[:19].replace("T", " "),
+            s.time[:19].replace("T", " ") + (" (clock went back)" if s.clock_went_back else ""),
             s.name,
             s.host,
             s.kind,

@@ -27,7 +27,8 @@ def _json(lock: Lock) -> dict[str, object]:
 )
 @common_options
 def command(common: Common, force: bool) -> None:
-    """Remove stale locks (left by a prune that crashed or was killed)."""
+    """Remove stale locks (left by a prune that crashed or was killed): expired ones,
+    and at once those whose holder no longer runs on this host."""
     repo = common.open()
     try:
         now = clock.now()
@@ -44,7 +45,7 @@ def command(common: Common, force: bool) -> None:
         )
     else:
         for lock in result.removed:
-            common.say(f"removed stale lock {lock.name}: {lock.holder}, expired {lock.expires}")
+            common.say(f"removed stale lock {lock.name}: {lock.holder}, {lock.stale_reason(now)}")
         for lock in result.forced:
             what = lock.holder if lock.readable else "an unreadable lock"
             click.echo(

@@ -178,6 +178,12 @@ setInterval(() => { // the lease
 }, 20);
 
 fs.mkdirSync(WS, { recursive: true });
+let existing = null;
+try { existing = fs.lstatSync(SOCKET); } catch (err) { if (err.code !== 'ENOENT') throw err; }
+if (existing && !existing.isSocket()) { // a file, directory or symlink: not ours to delete
+  console.error(`${SOCKET} is not a socket; refusing to delete it`);
+  process.exit(1);
+}
 const probe = net.connect(SOCKET);
 probe.on('connect', () => {
   console.error(`another process serves ${SOCKET}`);
