@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -39,6 +40,7 @@ from websockets.exceptions import InvalidHandshake, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
 from ..store.errors import AgentMisbehaved, AgentUnreachable, QuiesceMissed, UsageError
+from .runtime import AgentRuntime, LeaseLost, RuntimeContext
 
 SCHEME = "openclaw://"
 PROTOCOL = 4
@@ -334,3 +336,142 @@ class OpenClawSuspender:
         )
         self.lease.status = str(payload.get("status", "running"))
         return bool(payload.get("resumed"))
+
+
+# --- the runtime the orchestrator uses (agent/runtime.py) ---------------------------------
+
+# Renewals are prepares, and the gateway takes at most 30 prepares a minute; its lease is
+# 120 s. Renewing every third of cleancut's lease, within these bounds, keeps it held.
+MIN_RENEW_S = 2.5
+MAX_RENEW_S = 40.0
+QUEUE_DB = "openclaw.sqlite"  # state/openclaw.sqlite holds delivery_queue_entries
+# Written by a gateway while it is suspended and ready: databases (memory index, the
+# lease row) copied through the backup API, their sidecars and temporary reindex files,
+# and its logs. A change there after the capture is its normal life, not a broken promise.
+_LIVE_DIRS = ("logs", "tmp")
+
+
+def _rfc3339(ms: int | None) -> str:
+    if not isinstance(ms, int):
+        return ""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+
+
+def queue_actions(db: Path) -> list[dict[str, Any]]:
+    """The outbound deliveries not settled in one state database, as in-flight actions.
+
+    A pending entry whose platform send started may have reached the outside world
+    (`unknown`: reconcile by its id before resending); one not started is `intent`
+    (safe to send once). Failed entries are settled and not listed.
+    """
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = con.execute(
+            "SELECT queue_name, id, status, entry_kind, channel, session_key, "
+            "platform_send_started_at, updated_at, retry_count FROM delivery_queue_entries "
+            "WHERE status = 'pending' ORDER BY enqueued_at, id"
+        ).fetchall()
+    except sqlite3.Error as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+    finally:
+        con.close()
+    actions = []
+    for queue, key, _status, kind, channel, session, started, updated, retries in rows:
+        actions.append({
+            "key": str(key), "queue": str(queue),
+            "kind": f"openclaw.{kind or 'delivery'}" + (f".{channel}" if channel else ""),
+            "state": "unknown" if started else "intent", "since": _rfc3339(updated),
+            "session": session, "retries": retries,
+        })
+    return actions
+
+
+def state_databases(root: Path) -> list[Path]:
+    """The gateway state databases (state/openclaw.sqlite) under a state dir or its parent."""
+    found = [p for p in (root / "state" / QUEUE_DB, root / "state" / "state" / QUEUE_DB)
+             if p.is_file()]
+    return found
+
+
+class OpenClawRuntime(AgentRuntime):
+    """An OpenClaw gateway as an agent runtime: quiesce is its drained suspension."""
+
+    # The drain already waits for pending reply deliveries and runs: no horizon to poll.
+    polls_horizon = False
+
+    def __init__(self, address: str, context: RuntimeContext) -> None:
+        self.host, self.port = parse_address(address)
+        self.source: Path | None = context.source
+        self.token = resolve_token(context.token_file)
+        self.client: GatewayClient | None = None
+        self.suspender: OpenClawSuspender | None = None
+
+    def _deadline(self, timeout: float) -> float:
+        return time.monotonic() + timeout
+
+    def connect(self, timeout: float) -> dict[str, Any]:
+        self.client = GatewayClient(self.host, self.port, self.token, self._deadline(timeout))
+        self.suspender = OpenClawSuspender(self.client)
+        server = self.client.hello.get("server") or {}
+        return {"agent": "openclaw", "protocol": self.client.hello.get("protocol"),
+                "capabilities": ["suspend"], "version": server.get("version")}
+
+    def peer_pid(self) -> int | None:
+        return None
+
+    def _held(self) -> OpenClawSuspender:
+        if self.suspender is None:
+            raise AgentUnreachable("openclaw gateway: not connected")
+        return self.suspender
+
+    def quiesce(self, timeout: float, lease: float) -> None:
+        try:
+            self._held().quiesce(self._deadline(timeout))
+        except QuiesceMissed as exc:
+            raise QuiesceMissed(f"quiesce missed: {exc} (timeout {timeout:g}s)") from None
+
+    def flush(self, timeout: float) -> dict[str, Any]:
+        """Ready already means drained (final transcript writes included): check it holds."""
+        suspender = self._held()
+        assert self.client is not None
+        payload = self.client.call("gateway.suspend.status",
+                                   {"suspensionId": suspender.lease.suspension_id},
+                                   self._deadline(timeout))
+        if payload.get("status") != "ready":
+            raise QuiesceMissed(
+                f"quiesce missed: openclaw suspension is {payload.get('status')!r}, not ready"
+            )
+        return {}
+
+    def inflight(self, timeout: float) -> list[dict[str, Any]]:
+        if self.source is None:
+            return []
+        return [a for db in state_databases(self.source) for a in queue_actions(db)]
+
+    def captured_inflight(self, tree: Path) -> list[dict[str, Any]]:
+        return [a for db in state_databases(tree) for a in queue_actions(db)]
+
+    def renew(self, timeout: float, lease: float) -> None:
+        try:
+            self._held().renew(self._deadline(timeout))
+        except QuiesceMissed as exc:
+            raise LeaseLost(str(exc), answered=True) from None
+        except AgentUnreachable as exc:
+            raise LeaseLost(str(exc), answered=False) from None
+
+    def renew_every(self, lease: float) -> float:
+        return min(max(lease / 3, MIN_RENEW_S), MAX_RENEW_S)
+
+    def resume(self, timeout: float) -> None:
+        self._held().resume(self._deadline(timeout))
+
+    def expected_change(self, rel: str, staged: Path) -> bool:
+        parts = rel.split("/")
+        return ".sqlite" in parts[-1] or any(p in _LIVE_DIRS for p in parts[:-1])
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
