@@ -1,0 +1,231 @@
+"""Hot backups of a real OpenClaw gateway under load, and the gateway that comes back.
+
+One gateway for the module (pinned openclaw, Node 24, a fake model), in a network
+namespace with only loopback; cleancut runs there too, as the operator would run it:
+`cleancut backup DIR --agent openclaw://127.0.0.1:PORT` with the token in
+OPENCLAW_GATEWAY_TOKEN. Several clients send turns flat out while the backups run.
+Every restore is checked with an SQLite new enough for the gateway's schema (Node 24's
+node:sqlite): integrity_check on every database, and no session ending in a user
+message without its reply. The same check is shown to fail on a copy taken without
+suspension, and a gateway started on a restored copy continues a restored session.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import CLI
+from openclaw_gateway import (
+    TOKEN,
+    Gateway,
+    NetNamespace,
+    databases,
+    http,
+    integrity,
+    reply_text,
+    runtime,
+    transcripts,
+    unanswered,
+)
+
+pytestmark = pytest.mark.timeout(900)
+
+BACKUPS = 10
+CLIENTS = 3
+# Left out of the capture: what the gateway regenerates (UI assets, temp and lock
+# files), its logs, and the test's own files beside the state dir.
+EXCLUDES = ("state/cache", "state/tmp", "state/logs", "home", "gateway.out")
+ENV = {"OPENCLAW_GATEWAY_TOKEN": TOKEN}
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    rt = runtime()
+    with NetNamespace():
+        gw = Gateway(rt, tmp_path_factory.mktemp("openclaw-hot"))
+        try:
+            gw.start()
+            yield gw
+        finally:
+            gw.stop()
+
+
+def backup(cli: CLI, gw: Gateway, *extra: str) -> tuple[int, dict[str, object], str]:
+    args = ["backup", str(gw.root), "--name", "gateway", "--agent", gw.address, "--json"]
+    for pattern in EXCLUDES:
+        args += ["--exclude", pattern]
+    res = cli.run(*args, *extra, env=ENV)
+    return res.code, (json.loads(res.out) if res.out.strip() else {}), res.err
+
+
+class Load:
+    """Clients sending turns flat out, each to its own session; 503s (suspended) retried."""
+
+    def __init__(self, gw: Gateway, clients: int, limit_s: float = 600.0) -> None:
+        self.gw = gw
+        self.stop = threading.Event()
+        self.served = [0] * clients
+        self.refused = [0] * clients
+        self.errors: list[str] = []
+        self.limit = time.monotonic() + limit_s
+        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(clients)]
+
+    def _run(self, i: int) -> None:
+        n = 0
+        while not self.stop.is_set() and time.monotonic() < self.limit:
+            n += 1
+            try:
+                status, body = self.gw.chat(f"load-{i}", f"turn {n} of client {i}", timeout=120)
+            except OSError as exc:
+                self.errors.append(f"client {i}: {exc}")
+                return
+            if status == 200:
+                self.served[i] += 1
+            elif status == 503:
+                self.refused[i] += 1
+                time.sleep(0.05)
+            else:
+                self.errors.append(f"client {i}: HTTP {status} {body}")
+                return
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(180)
+
+
+def check_restore(cli: CLI, gw: Gateway, snapshot: str, target: Path) -> list[str]:
+    cli.ok("restore", snapshot, "--target", str(target))
+    problems = []
+    found = databases(target / "state")
+    if not any(p.name == "openclaw-agent.sqlite" for p in found):
+        problems.append("no agent database restored")
+    for path, result in integrity(gw.runtime, found).items():
+        if result != ["ok"]:
+            problems.append(f"{path}: {result[:3]}")
+    problems += [f"unanswered: {s}" for s in unanswered(target / "state")]
+    return problems
+
+
+def test_hot_backups_under_load_are_clean_cuts(
+    repo_cli: CLI, gateway: Gateway, tmp_path: Path
+) -> None:
+    summaries = []
+    with Load(gateway, CLIENTS) as load:
+        while min(load.served) < 1:  # every client has a session before the first cut
+            assert time.monotonic() < load.limit and not load.errors, load.errors
+            time.sleep(0.2)
+        for _ in range(BACKUPS):
+            code, summary, err = backup(repo_cli, gateway, "--quiesce-timeout", "60s")
+            assert code == 0, err
+            assert summary["consistency"] == "quiesced", summary
+            assert summary["quiesce_missed"] is False
+            summaries.append(summary)
+            time.sleep(0.5)
+    assert load.errors == []
+    assert sum(load.served) > BACKUPS
+    kinds = [s["kind"] for s in summaries]
+    assert kinds[0] == "full" and "incremental" in kinds
+    for s in summaries:
+        steps = s["steps_ms"]
+        assert isinstance(steps, dict)
+        for step in ("hello", "quiesce", "flush", "capture", "resume", "store"):
+            assert step in steps
+        assert s["capture"]["agent"]["agent"] == "openclaw"  # type: ignore[index]
+    for i, s in enumerate(summaries):
+        problems = check_restore(repo_cli, gateway, str(s["snapshot_id"]), tmp_path / f"r{i}")
+        assert problems == [], f"snapshot {i}: {problems[:5]}"
+    listed = json.loads(repo_cli.ok("snapshots", "--json").out)
+    assert {s["consistency"] for s in listed} == {"quiesced"}
+
+
+def _wait_hung(gw: Gateway) -> None:
+    deadline = time.monotonic() + 120
+    while http("GET", f"http://127.0.0.1:{gw.model_port}/control/state")[1]["hung"] < 1:
+        assert time.monotonic() < deadline, "the hung turn never reached the model"
+        time.sleep(0.1)
+
+
+def test_a_turn_that_never_ends_is_a_miss_and_a_copy_without_suspension_is_torn(
+    repo_cli: CLI, gateway: Gateway, tmp_path: Path
+) -> None:
+    replies: list[tuple[int, dict[str, object]]] = []
+    hung = threading.Thread(target=lambda: replies.append(
+        gateway.chat("stuck", "HANG until released", timeout=300)))
+    hung.start()
+    try:
+        _wait_hung(gateway)
+        started = time.monotonic()
+        code, _, err = backup(repo_cli, gateway, "--quiesce-timeout", "3s")
+        assert code == 7, err
+        assert "quiesce missed" in err and "\n" not in err.strip()
+        assert time.monotonic() - started < 60
+        # The miss resumed the gateway: other sessions are served at once.
+        status, body = gateway.chat("bystander", "still serving?", timeout=60)
+        assert status == 200, body
+        status_doc = json.loads(repo_cli.ok("status", "--json").out)
+        source = next(s for s in status_doc["sources"] if s["name"] == "gateway")
+        assert source["consecutive_quiesce_misses"] >= 1
+        # The control: the same databases copied through the backup API but without the
+        # suspension (hooks that do nothing) hold the user's turn without its reply.
+        args = ["backup", str(gateway.root), "--name", "unsuspended", "--json",
+                "--pre", "true", "--post", "true"]
+        for pattern in EXCLUDES:
+            args += ["--exclude", pattern]
+        summary = json.loads(repo_cli.ok(*args).out)
+        assert summary["consistency"] == "hooked"
+        target = tmp_path / "unsuspended"
+        repo_cli.ok("restore", str(summary["snapshot_id"]), "--target", str(target))
+        assert unanswered(target / "state") != []
+    finally:
+        gateway.release_model()
+        hung.join(120)
+    assert replies and replies[0][0] == 200, replies
+
+
+def test_a_restored_gateway_continues_a_restored_session(
+    repo_cli: CLI, gateway: Gateway, tmp_path: Path
+) -> None:
+    for n in range(3):
+        status, body = gateway.chat("resumed", f"before the cut {n}")
+        assert status == 200, body
+    code, summary, err = backup(repo_cli, gateway)
+    assert code == 0 and summary["consistency"] == "quiesced", err
+    status, body = gateway.chat("resumed", "after the cut, lost with the live gateway")
+    assert status == 200, body
+    target = tmp_path / "restored"
+    assert check_restore(repo_cli, gateway, str(summary["snapshot_id"]), target) == []
+    db = target / "state" / "agents" / "main" / "agent" / "openclaw-agent.sqlite"
+    before = {sid: msgs for sid, msgs in transcripts(db).items()
+              if any(t == "before the cut 2" for _, t in msgs)}
+    assert len(before) == 1
+    (sid, restored), = before.items()
+    assert restored[-1] == ("assistant", "reply 3: before the cut 2")
+    # As an operator would: the live gateway stops before one starts on the restored state
+    # (the copy names the live process as its databases' holder, so a gateway started on
+    # it while that process runs on the same host refuses: "database is still open").
+    # Last test of the module: it ends the module's gateway.
+    gateway.stop()
+    second = Gateway(gateway.runtime, target, port=gateway.port, model_port=gateway.model_port)
+    try:
+        second.start()
+        status, body = second.chat("resumed", "after restore")
+    finally:
+        second.stop()
+    assert status == 200, body
+    # The model saw the conversation up to the cut (3 turns), not the one after it.
+    assert reply_text(body) == "reply 4: after restore"
+    after = transcripts(db)[sid]
+    assert after[:len(restored)] == restored
+    assert after[len(restored):] == [("user", "after restore"),
+                                     ("assistant", "reply 4: after restore")]
