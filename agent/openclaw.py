@@ -52,9 +52,10 @@ DEFAULT_CONFIG = Path("~/.openclaw/openclaw.json")
 CLIENT = {"id": "gateway-client", "version": "1", "platform": "linux", "mode": "backend"}
 SCOPES = ["operator.admin", "operator.read"]
 # Polling between status calls when the gateway gives no retryAfterMs, and the most we
-# ever wait between two polls whatever it says (its hint is for long drains).
+# ever wait between two polls whatever it says (its hint is for long drains; every
+# moment waited here is a moment the gateway refuses its users).
 POLL_S = 0.05
-MAX_POLL_S = 0.5
+MAX_POLL_S = 0.1
 BUSY_RETRY_S = 2.0
 
 
