@@ -142,6 +142,19 @@ def test_a_wrong_token_is_refused_in_one_line(gateway: Gateway) -> None:
     assert "\n" not in str(err.value)
 
 
+def test_cleancut_backup_with_a_wrong_or_missing_token(repo_cli: CLI, gateway: Gateway) -> None:
+    args = ("backup", str(gateway.state), "--agent", gateway.address)
+    res = repo_cli.run(*args, env={"OPENCLAW_GATEWAY_TOKEN": "wrong"})
+    assert res.code == 8, res.err
+    assert res.err.startswith("cleancut: ") and res.err.count("\n") == 1
+    assert "refused the connection" in res.err and "wrong" not in res.err
+    res = repo_cli.run(*args, env={"OPENCLAW_CONFIG_PATH": str(gateway.root / "nothing.json")})
+    assert res.code == 2 and "no openclaw gateway token" in res.err, res.err
+    # The gateway is left as it was: serving.
+    status, body = gateway.chat("frank", "no harm done?")
+    assert status == 200, body
+
+
 def test_nothing_listening_is_unreachable(gateway: Gateway) -> None:
     with pytest.raises(AgentUnreachable, match="did not answer"):
         GatewayClient("127.0.0.1", 1, TOKEN, time.monotonic() + 5)

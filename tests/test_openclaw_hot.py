@@ -13,12 +13,14 @@ suspension, and a gateway started on a restored copy continues a restored sessio
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cleancut.agent.openclaw import queue_actions, state_databases
 from conftest import CLI
 from openclaw_gateway import (
     TOKEN,
@@ -102,6 +104,10 @@ class Load:
         self.stop.set()
         for t in self.threads:
             t.join(180)
+
+
+def state_inflight(root: Path) -> list[dict[str, object]]:
+    return [a for db in state_databases(root) for a in queue_actions(db)]
 
 
 def check_restore(cli: CLI, gw: Gateway, snapshot: str, target: Path) -> list[str]:
@@ -191,6 +197,37 @@ def test_a_turn_that_never_ends_is_a_miss_and_a_copy_without_suspension_is_torn(
         gateway.release_model()
         hung.join(120)
     assert replies and replies[0][0] == 200, replies
+
+
+def test_pending_deliveries_of_the_captured_state_are_the_inflight_actions(
+    repo_cli: CLI, gateway: Gateway, tmp_path: Path
+) -> None:
+    code, summary, err = backup(repo_cli, gateway)
+    assert code == 0, err
+    assert summary["inflight"] == []  # no channel: the drain leaves no pending delivery
+    target = tmp_path / "restored"
+    repo_cli.ok("restore", str(summary["snapshot_id"]), "--target", str(target))
+    assert not (tmp_path / "restored.inflight.json").exists()
+    # The same reading, on the restored copy of the gateway's own schema, with entries
+    # as the queue holds them: pending (sent or not yet) are in flight, failed are not.
+    db = target / "state" / "state" / "openclaw.sqlite"
+    con = sqlite3.connect(db)
+    rows = [("outbound", "d-sent", "pending", 1796600000000),
+            ("outbound", "d-new", "pending", None),
+            ("outbound", "d-failed", "failed", None)]
+    for queue, key, status, started in rows:
+        con.execute(
+            "INSERT INTO delivery_queue_entries (queue_name, id, status, entry_kind, channel,"
+            " platform_send_started_at, entry_json, enqueued_at, updated_at)"
+            " VALUES (?, ?, ?, 'reply', 'telegram', ?, '{}', 1796600000000, 1796600000123)",
+            (queue, key, status, started))
+    con.commit()
+    con.close()
+    found = {a["key"]: a for a in state_inflight(target)}
+    assert set(found) == {"d-sent", "d-new"}
+    assert found["d-sent"]["state"] == "unknown" and found["d-new"]["state"] == "intent"
+    assert found["d-new"]["kind"] == "openclaw.reply.telegram"
+    assert found["d-new"]["since"] == "2026-12-06T23:33:20.123Z"
 
 
 def test_a_restored_gateway_continues_a_restored_session(
