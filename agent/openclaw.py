@@ -57,6 +57,10 @@ SCOPES = ["operator.admin", "operator.read"]
 POLL_S = 0.05
 MAX_POLL_S = 0.1
 BUSY_RETRY_S = 2.0
+# Renewals are prepares, and the gateway takes at most 30 prepares a minute; its lease is
+# 120 s. Renewing every third of cleancut's lease, within these bounds, keeps it held.
+MIN_RENEW_S = 2.5
+MAX_RENEW_S = 40.0
 
 
 class GatewayRefused(AgentMisbehaved):
@@ -289,9 +293,10 @@ class OpenClawSuspender:
         On a miss the lease may be held (draining): the caller resumes in its finally.
         """
         payload = self._prepare(deadline)
+        prepared = time.monotonic()
         self._note(payload)
         while self.lease.status != "ready":
-            if self.lease.status not in ("draining", "busy"):
+            if self.lease.status not in ("draining", "busy", "running"):
                 raise AgentMisbehaved(
                     f"openclaw gateway answered suspension with status {self.lease.status!r}"
                 )
@@ -303,8 +308,13 @@ class OpenClawSuspender:
             if _remaining(deadline) <= wait:
                 raise QuiesceMissed(self._missed())
             time.sleep(max(0.0, wait))
-            if self.lease.status == "busy" or self.lease.suspension_id is None:
+            # A long drain outlasts the 120 s lease: prepare again (the same requestId
+            # renews it) as the renewer would, and at once if it lapsed ("running").
+            stale = time.monotonic() - prepared >= MAX_RENEW_S
+            if (self.lease.status in ("busy", "running") or self.lease.suspension_id is None
+                    or stale):
                 payload = self._prepare(deadline)
+                prepared = time.monotonic()
             else:
                 payload = self.client.call(
                     "gateway.suspend.status", {"suspensionId": self.lease.suspension_id}, deadline
@@ -341,10 +351,6 @@ class OpenClawSuspender:
 
 # --- the runtime the orchestrator uses (agent/runtime.py) ---------------------------------
 
-# Renewals are prepares, and the gateway takes at most 30 prepares a minute; its lease is
-# 120 s. Renewing every third of cleancut's lease, within these bounds, keeps it held.
-MIN_RENEW_S = 2.5
-MAX_RENEW_S = 40.0
 QUEUE_DB = "openclaw.sqlite"  # state/openclaw.sqlite holds delivery_queue_entries
 # Written by a gateway while it is suspended and ready: databases (memory index, the
 # lease row) copied through the backup API, their sidecars and temporary reindex files,

@@ -177,6 +177,16 @@ def test_token_sources_never_argv(tmp_path: Path) -> None:
         resolve_token(token_file, env=env)
 
 
+def test_a_config_source_names_an_openclaw_agent(repo_cli: CLI, workspace: Path,
+                                                 tmp_path: Path) -> None:
+    config = tmp_path / "cleancut.toml"
+    config.write_text(f'[sources.claw]\npath = "{workspace}"\nagent = "openclaw://127.0.0.1:1"\n')
+    res = repo_cli.run("backup", "claw", "--config", str(config),
+                       env={"OPENCLAW_GATEWAY_TOKEN": "t"})
+    assert res.code == 8, res.err
+    assert "openclaw gateway at 127.0.0.1:1 did not answer" in res.err
+
+
 @pytest.mark.parametrize("bad", ["unix:/x", "openclaw://host", "openclaw://:80",
                                  "openclaw://h:0", "openclaw://h:99999"])
 def test_bad_addresses_are_usage_errors(bad: str) -> None:

@@ -230,9 +230,10 @@ def test_pending_deliveries_of_the_captured_state_are_the_inflight_actions(
     assert found["d-new"]["since"] == "2026-12-06T23:33:20.123Z"
 
 
-def test_a_restored_gateway_continues_a_restored_session(
+def test_the_way_back_restore_beside_check_swap_start_continues_the_session(
     repo_cli: CLI, gateway: Gateway, tmp_path: Path
 ) -> None:
+    """docs/openclaw.md's way back for a broken gateway, step by step."""
     for n in range(3):
         status, body = gateway.chat("resumed", f"before the cut {n}")
         assert status == 200, body
@@ -240,25 +241,32 @@ def test_a_restored_gateway_continues_a_restored_session(
     assert code == 0 and summary["consistency"] == "quiesced", err
     status, body = gateway.chat("resumed", "after the cut, lost with the live gateway")
     assert status == 200, body
-    target = tmp_path / "restored"
-    assert check_restore(repo_cli, gateway, str(summary["snapshot_id"]), target) == []
-    db = target / "state" / "agents" / "main" / "agent" / "openclaw-agent.sqlite"
+    # Restore beside the live state, and check the copies.
+    beside = gateway.root.parent / (gateway.root.name + ".restored")
+    assert check_restore(repo_cli, gateway, str(summary["snapshot_id"]), beside) == []
+    # Stop the gateway (the copy names its process as the databases' holder: a gateway
+    # started on it while that process runs on the same host refuses), then swap: the
+    # old state is kept aside, never deleted. Last test of the module: it ends the
+    # module's gateway and starts its successor at the same place.
+    gateway.stop()
+    kept = {}
+    for part in ("state", "workspace"):
+        kept[part] = gateway.root / f"{part}.before-restore"
+        (gateway.root / part).rename(kept[part])
+        (beside / part).rename(gateway.root / part)
+    db = gateway.state / "agents" / "main" / "agent" / "openclaw-agent.sqlite"
     before = {sid: msgs for sid, msgs in transcripts(db).items()
               if any(t == "before the cut 2" for _, t in msgs)}
     assert len(before) == 1
     (sid, restored), = before.items()
     assert restored[-1] == ("assistant", "reply 3: before the cut 2")
-    # As an operator would: the live gateway stops before one starts on the restored state
-    # (the copy names the live process as its databases' holder, so a gateway started on
-    # it while that process runs on the same host refuses: "database is still open").
-    # Last test of the module: it ends the module's gateway.
-    gateway.stop()
-    second = Gateway(gateway.runtime, target, port=gateway.port, model_port=gateway.model_port)
+    successor = Gateway(gateway.runtime, gateway.root, port=gateway.port,
+                        model_port=gateway.model_port)
     try:
-        second.start()
-        status, body = second.chat("resumed", "after restore")
+        successor.start()
+        status, body = successor.chat("resumed", "after restore")
     finally:
-        second.stop()
+        successor.stop()
     assert status == 200, body
     # The model saw the conversation up to the cut (3 turns), not the one after it.
     assert reply_text(body) == "reply 4: after restore"
@@ -266,3 +274,7 @@ def test_a_restored_gateway_continues_a_restored_session(
     assert after[:len(restored)] == restored
     assert after[len(restored):] == [("user", "after restore"),
                                      ("assistant", "reply 4: after restore")]
+    # The state from before the restore is still there, with the turn after the cut.
+    old = kept["state"] / "agents" / "main" / "agent" / "openclaw-agent.sqlite"
+    assert any(t == "after the cut, lost with the live gateway"
+               for msgs in transcripts(old).values() for _, t in msgs)
