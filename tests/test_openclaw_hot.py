@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -228,6 +230,41 @@ def test_pending_deliveries_of_the_captured_state_are_the_inflight_actions(
     assert found["d-sent"]["state"] == "unknown" and found["d-new"]["state"] == "intent"
     assert found["d-new"]["kind"] == "openclaw.reply.telegram"
     assert found["d-new"]["since"] == "2026-12-06T23:33:20.123Z"
+
+
+def test_the_drill_boots_a_sandboxed_gateway_on_a_restore_that_continues_a_session(
+    repo_cli: CLI, gateway: Gateway, tmp_path: Path
+) -> None:
+    for n in range(2):
+        status, body = gateway.chat("drilled", f"drill history {n}")
+        assert status == 200, body
+    code, summary, err = backup(repo_cli, gateway)
+    assert code == 0 and summary["consistency"] == "quiesced", err
+    target = tmp_path / "sandbox"
+    repo_cli.ok("restore", str(summary["snapshot_id"]), "--target", str(target))
+    # As restore-test's --smoke runs it. The live gateway keeps running beside the
+    # drill's: the drill's own namespaces keep them apart (the port, and the process the
+    # copy names as its databases' holder).
+    drill = subprocess.run(
+        [sys.executable, "-m", "cleancut.agent.openclaw_drill", str(target),
+         "--openclaw", " ".join(gateway.openclaw()),
+         "--session-key", "agent:main:openai-user:drilled"],
+        capture_output=True, text=True, timeout=400)
+    assert drill.returncode == 0, drill.stderr
+    # The restored session's two turns were the model's history for the drill's turn.
+    assert "answered with 3 user turn(s) of history" in drill.stdout, drill.stdout
+    status, body = gateway.chat("drilled", "the live gateway still serves")
+    assert status == 200, body
+    assert reply_text(body) == "reply 3: the live gateway still serves"
+
+
+def test_the_drill_fails_in_one_line_on_a_dir_without_a_state(tmp_path: Path) -> None:
+    drill = subprocess.run([sys.executable, "-m", "cleancut.agent.openclaw_drill",
+                            str(tmp_path), "--openclaw", "false"],
+                           capture_output=True, text=True, timeout=60)
+    assert drill.returncode == 1
+    assert drill.stderr.startswith("openclaw drill: no OpenClaw state dir in ")
+    assert drill.stderr.count("\n") == 1
 
 
 def test_the_way_back_restore_beside_check_swap_start_continues_the_session(
