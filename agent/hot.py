@@ -48,6 +48,7 @@ from ..store.walk import load_tree
 from .control import AgentClient, AgentClosed, AgentTimeout
 from .freeze import freeze
 from .hooks import run_hook
+from .runtime import RuntimeContext, open_runtime
 from .session import SessionReport, quiesced
 from .stage import RACY_WINDOW_NS, Stager, StageStats
 
@@ -57,7 +58,8 @@ DEFAULT_FREEZE_WATCHDOG = 60.0
 
 @dataclass
 class HotOptions:
-    agent: str | None = None  # unix:PATH
+    agent: str | None = None  # unix:PATH or openclaw://HOST:PORT (agent/runtime.py)
+    agent_token_file: Path | None = None  # a runtime's credential, never on the command line
     quiesce_timeout: float = 60.0
     horizon: float = 60.0
     lease: float = 10.0
@@ -274,6 +276,9 @@ def _journal_capture(
 def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> StageStats:
     assert hot.agent is not None
     report = SessionReport()
+    runtime = open_runtime(
+        hot.agent, RuntimeContext(source=stager.source, token_file=hot.agent_token_file)
+    )
 
     def capture_and_check() -> tuple[StageStats, list[str]]:
         stats = stager.capture()
@@ -281,8 +286,13 @@ def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> 
 
     try:
         stats, changed = quiesced(
-            hot.agent, hot.quiesce_timeout, hot.horizon, capture_and_check, report, hot.lease
+            hot.agent, hot.quiesce_timeout, hot.horizon, capture_and_check, report, hot.lease,
+            runtime=runtime,
         )
+        # What the captured state itself says is in flight, when the runtime reads it there.
+        captured = runtime.captured_inflight(stager.tree)
+        if captured is not None:
+            report.inflight = captured
     finally:
         capture["steps_ms"].update(report.steps_ms)
         capture["pause_ms"] = report.pause_ms
@@ -292,6 +302,7 @@ def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> 
         capture["peer_pid"] = report.peer_pid
         if report.journal_seq is not None:
             capture["journal_seq"] = report.journal_seq
+    changed = [rel for rel in changed if not runtime.expected_change(rel, stager.tree / rel)]
     if changed:
         capture["changed_while_quiesced"] = changed[:100]
         more = len(changed) - 5

@@ -299,9 +299,13 @@ def _agent_address(where: _Where, raw: dict[str, Any], prefix: str, base: Path) 
     value = where.optional_str(raw, "agent", prefix)
     if value is None:
         return None
+    if value.startswith("openclaw://") and len(value) > len("openclaw://"):
+        return value  # checked in full when the runtime connects (agent/openclaw.py)
     scheme, sep, path = value.partition(":")
     if not sep or scheme != "unix" or not path:
-        raise where.fail(_key(prefix, "agent"), f"expected unix:PATH, got {value!r}")
+        raise where.fail(
+            _key(prefix, "agent"), f"expected unix:PATH or openclaw://HOST:PORT, got {value!r}"
+        )
     return f"unix:{_resolve_path(path, base)}"
 
 

@@ -39,7 +39,11 @@ from ..progress import format_bytes, progress_line
     metavar="KEY=VALUE",
     help="Override one profile setting for this run, e.g. --set max_full_age=6h.",
 )
-@click.option("--agent", metavar="unix:PATH", help="Hot backup: the agent's control socket.")
+@click.option("--agent", metavar="unix:PATH|openclaw://HOST:PORT",
+              help="Hot backup: the agent's control socket, or an OpenClaw gateway.")
+@click.option("--agent-token-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File holding the OpenClaw gateway token (else $OPENCLAW_GATEWAY_TOKEN, "
+                   "else the gateway's config file).")
 @click.option(
     "--quiesce-timeout", metavar="DURATION", help="How long the agent may take to quiesce."
 )
@@ -77,6 +81,7 @@ def command(
     profile: str | None,
     assignments: tuple[str, ...],
     agent: str | None,
+    agent_token_file: Path | None,
     quiesce_timeout: str | None,
     horizon: str | None,
     fallback: str | None,
@@ -141,10 +146,11 @@ def command(
         )
         if lease is not None:
             hot.lease = _duration("--lease", lease)
+        hot.agent_token_file = agent_token_file
         hot.journal = journal_dir or (configured.journal if configured else None)
         if hot.mode is None:
             _refuse_hot_only(quiesce_timeout, horizon, fallback, hook_timeout, staging, lease,
-                             alert_command, journal_dir)
+                             alert_command, journal_dir, agent_token_file)
         hot.quiesce_timeout = settings.quiesce_timeout
         hot.horizon = settings.horizon
         hot_result: HotResult | None = None
@@ -201,8 +207,8 @@ def _refuse_hot_only(*given: object) -> None:
     if any(value is not None for value in given):
         raise UsageError(
             "--quiesce-timeout, --horizon, --fallback, --hook-timeout, --staging, --lease, "
-            "--journal and --alert-command need a hot backup: add --agent, --freeze or "
-            "--pre/--post"
+            "--journal, --alert-command and --agent-token-file need a hot backup: add "
+            "--agent, --freeze or --pre/--post"
         )
 
 

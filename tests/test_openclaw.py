@@ -1,0 +1,237 @@
+"""cleancut's OpenClaw client against a real OpenClaw gateway (pinned, from the npm registry).
+
+One gateway for the module, started inside a network namespace that has only loopback,
+with a fake OpenAI-compatible model beside it. These tests drive the gateway's
+cooperative host suspension through agent/openclaw.py, the client cleancut uses to
+quiesce it: prepare with drain, status until ready, renewal, resume; turns refused
+while suspended; a turn that never ends gives a miss; a cleancut killed with -9 while it
+holds the lease leaves a gateway that serves again when the lease lapses.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cleancut.agent.openclaw import (
+    GatewayClient,
+    OpenClawSuspender,
+    parse_address,
+    resolve_token,
+)
+from cleancut.store.errors import AgentUnreachable, QuiesceMissed, UsageError
+from conftest import CLI
+from openclaw_gateway import TOKEN, Gateway, NetNamespace, http, reply_text, runtime
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    rt = runtime()
+    with NetNamespace():
+        gw = Gateway(rt, tmp_path_factory.mktemp("openclaw"))
+        try:
+            gw.start()
+            yield gw
+        finally:
+            gw.stop()
+
+
+def _client(gw: Gateway, seconds: float = 30.0) -> GatewayClient:
+    host, port = parse_address(gw.address)
+    return GatewayClient(host, port, TOKEN, time.monotonic() + seconds)
+
+
+def _model_state(gw: Gateway) -> dict[str, int]:
+    return http("GET", f"http://127.0.0.1:{gw.model_port}/control/state")[1]
+
+
+def test_gateway_lives_in_a_namespace_with_only_loopback(gateway: Gateway) -> None:
+    assert NetNamespace.links() == ["lo"]
+    status, body = gateway.chat("alice", "hello")
+    assert status == 200, body
+    assert reply_text(body) == "reply 1: hello"
+
+
+def test_suspension_refuses_turns_until_resume(gateway: Gateway) -> None:
+    client = _client(gateway)
+    suspender = OpenClawSuspender(client)
+    try:
+        lease = suspender.quiesce(time.monotonic() + 30)
+        assert lease.status == "ready" and lease.suspension_id
+        status, body = gateway.chat("bob", "while suspended", timeout=30)
+        assert status == 503, body
+        assert body["error"]["code"] == "gateway_unavailable"
+        status = client.call("gateway.suspend.status", {"suspensionId": lease.suspension_id},
+                             time.monotonic() + 10)
+        assert status["status"] == "ready"
+    finally:
+        assert suspender.resume(time.monotonic() + 10) is True
+        client.close()
+    status, body = gateway.chat("bob", "after resume")
+    assert status == 200, body
+    assert reply_text(body) == "reply 1: after resume"
+
+
+def test_renewal_keeps_the_same_lease(gateway: Gateway) -> None:
+    client = _client(gateway)
+    suspender = OpenClawSuspender(client)
+    try:
+        first = suspender.quiesce(time.monotonic() + 30)
+        sid, expires = first.suspension_id, first.expires_at_ms
+        renewed = suspender.renew(time.monotonic() + 10)
+        assert renewed.suspension_id == sid
+        assert renewed.expires_at_ms is not None and expires is not None
+        assert renewed.expires_at_ms >= expires
+    finally:
+        suspender.resume(time.monotonic() + 10)
+        client.close()
+    # Once resumed, a renewal cannot silently take a new lease for the old one.
+    client = _client(gateway)
+    try:
+        again = OpenClawSuspender(client, suspender.lease.request_id)
+        again.lease.suspension_id = sid
+        with pytest.raises(QuiesceMissed):
+            again.renew(time.monotonic() + 10)
+    finally:
+        again.resume(time.monotonic() + 10)
+        client.close()
+
+
+def test_a_turn_that_never_ends_is_a_miss_and_the_gateway_keeps_serving(
+    gateway: Gateway,
+) -> None:
+    replies: list[tuple[int, dict[str, object]]] = []
+    hung = threading.Thread(target=lambda: replies.append(
+        gateway.chat("carol", "HANG until released", timeout=300)))
+    hung.start()
+    deadline = time.monotonic() + 120
+    while _model_state(gateway)["hung"] < 1:
+        assert time.monotonic() < deadline, "the hung turn never reached the model"
+        time.sleep(0.1)
+    client = _client(gateway)
+    suspender = OpenClawSuspender(client)
+    try:
+        began = time.monotonic()
+        with pytest.raises(QuiesceMissed, match="did not become ready"):
+            suspender.quiesce(began + 3.0)
+        # The deadline is absolute: the drain does not stretch it.
+        assert time.monotonic() - began < 3.0 + 1.0
+        assert suspender.lease.status == "draining"
+    finally:
+        suspender.resume(time.monotonic() + 10)
+        client.close()
+    gateway.release_model()
+    hung.join(120)
+    assert replies and replies[0][0] == 200, replies
+    status, body = gateway.chat("carol", "still there?")
+    assert status == 200, body
+
+
+def test_a_wrong_token_is_refused_in_one_line(gateway: Gateway) -> None:
+    host, port = parse_address(gateway.address)
+    with pytest.raises(AgentUnreachable, match="refused the connection") as err:
+        GatewayClient(host, port, "not-the-token", time.monotonic() + 30)
+    assert "\n" not in str(err.value)
+
+
+def test_cleancut_backup_with_a_wrong_or_missing_token(repo_cli: CLI, gateway: Gateway) -> None:
+    args = ("backup", str(gateway.state), "--agent", gateway.address)
+    res = repo_cli.run(*args, env={"OPENCLAW_GATEWAY_TOKEN": "wrong"})
+    assert res.code == 8, res.err
+    assert res.err.startswith("cleancut: ") and res.err.count("\n") == 1
+    assert "refused the connection" in res.err and "wrong" not in res.err
+    res = repo_cli.run(*args, env={"OPENCLAW_CONFIG_PATH": str(gateway.root / "nothing.json")})
+    assert res.code == 2 and "no openclaw gateway token" in res.err, res.err
+    # The gateway is left as it was: serving.
+    status, body = gateway.chat("frank", "no harm done?")
+    assert status == 200, body
+
+
+def test_nothing_listening_is_unreachable(gateway: Gateway) -> None:
+    with pytest.raises(AgentUnreachable, match="did not answer"):
+        GatewayClient("127.0.0.1", 1, TOKEN, time.monotonic() + 5)
+
+
+def test_token_sources_never_argv(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    cfg = tmp_path / "openclaw.json"
+    cfg.write_text('{ // JSON5, as OpenClaw writes it\n'
+                   ' gateway: { auth: { token: "from-config" } },\n}')
+    env = {"OPENCLAW_CONFIG_PATH": str(cfg)}
+    assert resolve_token(token_file, env=env) == "from-file"
+    assert resolve_token(env=env | {"OPENCLAW_GATEWAY_TOKEN": "from-env"}) == "from-env"
+    assert resolve_token(env=env) == "from-config"
+    with pytest.raises(UsageError, match="no openclaw gateway token"):
+        resolve_token(env={"OPENCLAW_CONFIG_PATH": str(tmp_path / "missing.json")})
+    token_file.write_text("  \n")
+    with pytest.raises(UsageError, match="is empty"):
+        resolve_token(token_file, env=env)
+
+
+def test_a_config_source_names_an_openclaw_agent(repo_cli: CLI, workspace: Path,
+                                                 tmp_path: Path) -> None:
+    config = tmp_path / "cleancut.toml"
+    config.write_text(f'[sources.claw]\npath = "{workspace}"\nagent = "openclaw://127.0.0.1:1"\n')
+    res = repo_cli.run("backup", "claw", "--config", str(config),
+                       env={"OPENCLAW_GATEWAY_TOKEN": "t"})
+    assert res.code == 8, res.err
+    assert "openclaw gateway at 127.0.0.1:1 did not answer" in res.err
+
+
+@pytest.mark.parametrize("bad", ["unix:/x", "openclaw://host", "openclaw://:80",
+                                 "openclaw://h:0", "openclaw://h:99999"])
+def test_bad_addresses_are_usage_errors(bad: str) -> None:
+    with pytest.raises(UsageError):
+        parse_address(bad)
+
+
+def test_cleancut_killed_holding_the_lease_leaves_a_gateway_that_serves_again(
+    repo_cli: CLI, gateway: Gateway
+) -> None:
+    # Last in the module: the gateway stays closed for its whole lease (120 s).
+    replies: list[tuple[int, dict[str, object]]] = []
+    hung = threading.Thread(target=lambda: replies.append(
+        gateway.chat("erin", "HANG while cleancut waits", timeout=300)))
+    hung.start()
+    deadline = time.monotonic() + 120
+    while _model_state(gateway)["hung"] < 1:
+        assert time.monotonic() < deadline, "the hung turn never reached the model"
+        time.sleep(0.1)
+    backup = subprocess.Popen(
+        repo_cli.command("backup", str(gateway.state), "--agent", gateway.address,
+                         "--quiesce-timeout", "300s"),
+        env=repo_cli.env | {"OPENCLAW_GATEWAY_TOKEN": TOKEN},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # cleancut holds the lease (draining, waiting for the hung turn): turns are refused.
+        while gateway.chat("dave", "is cleancut holding you?", timeout=30)[0] != 503:
+            assert backup.poll() is None and time.monotonic() < deadline + 60
+            time.sleep(0.1)
+    finally:
+        os.kill(backup.pid, signal.SIGKILL)
+        backup.wait()
+    killed = time.monotonic()
+    # The admitted turn finishes; the gateway is then suspended with nobody to resume it.
+    gateway.release_model()
+    hung.join(120)
+    assert replies and replies[0][0] == 200, replies
+    status, body = gateway.chat("dave", "holder just died", timeout=30)
+    assert status == 503, body
+    # Nobody resumes: the lease's own expiry (120 s from the prepare) reopens admission.
+    while True:
+        status, body = gateway.chat("dave", "are you back?", timeout=60)
+        if status == 200:
+            break
+        assert status == 503, body
+        assert time.monotonic() - killed < 120 + 30, "admission did not reopen after the lease"
+        time.sleep(2)
+    assert reply_text(body).endswith("are you back?")
