@@ -31,6 +31,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ import json5
 from websockets.exceptions import InvalidHandshake, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
+from ..store.boundedread import CONFIG_LIMIT, SECRET_LIMIT, read_bounded
 from ..store.errors import AgentMisbehaved, AgentUnreachable, QuiesceMissed, UsageError
 from .runtime import AgentRuntime, LeaseLost, RuntimeContext
 
@@ -88,50 +90,47 @@ def parse_address(agent: str) -> tuple[str, int]:
 
 def read_config(path: Path) -> dict[str, Any]:
     """The gateway's config file (JSON5), as a dict."""
+    raw = read_bounded(path, "openclaw config", CONFIG_LIMIT)  # regular, bounded, non-blocking
     try:
-        data = json5.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"cannot read openclaw config {path}: {exc.strerror}") from exc
-    except ValueError as exc:
+        data = json5.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
         raise UsageError(f"openclaw config {path} is not valid JSON5: {exc}") from exc
     if not isinstance(data, dict):
         raise UsageError(f"openclaw config {path} does not hold an object")
     return data
 
 
-def config_path(env: dict[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    return Path(env.get(CONFIG_ENV) or DEFAULT_CONFIG).expanduser()
+def config_path(env: Mapping[str, str] | None = None) -> Path:
+    source = os.environ if env is None else env
+    return Path(source.get(CONFIG_ENV) or DEFAULT_CONFIG).expanduser()
 
 
 def resolve_token(
     token_file: Path | None = None,
     config: Path | None = None,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> str:
     """The gateway token: a token file if given, else $OPENCLAW_GATEWAY_TOKEN, else the config."""
-    env = os.environ if env is None else env
+    source = os.environ if env is None else env
     if token_file is not None:
-        try:
-            token = token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UsageError(f"cannot read agent token file {token_file}: {exc.strerror}") from exc
+        raw = read_bounded(token_file, "agent token file", SECRET_LIMIT)
+        token = raw.decode("utf-8", "replace").strip()
         if not token:
             raise UsageError(f"agent token file {token_file} is empty")
         return token
-    if env.get(TOKEN_ENV, "").strip():
-        return env[TOKEN_ENV].strip()
-    path = config or config_path(env)
+    if source.get(TOKEN_ENV, "").strip():
+        return source[TOKEN_ENV].strip()
+    path = config or config_path(source)
     if not path.exists():
         raise UsageError(
             f"no openclaw gateway token: set {TOKEN_ENV}, pass --agent-token-file, "
             f"or point {CONFIG_ENV} at the gateway's config"
         )
     auth = (read_config(path).get("gateway") or {}).get("auth") or {}
-    token = auth.get("token") if isinstance(auth, dict) else None
-    if not isinstance(token, str) or not token.strip():
+    found = auth.get("token") if isinstance(auth, dict) else None
+    if not isinstance(found, str) or not found.strip():
         raise UsageError(f"openclaw config {path} holds no plain gateway.auth.token")
-    return token.strip()
+    return found.strip()
 
 
 def _remaining(deadline: float) -> float:
