@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote
 
+from cleancut.store import sqlitecheck
 from cleancut.store.errors import CleancutError
 
 # The first 16 bytes of every SQLite 3 database file.
@@ -125,16 +126,7 @@ def _busy_guard() -> Callable[[int, int, int], None]:
 
 
 def integrity_problems(path: str) -> list[str]:
-    """What `PRAGMA integrity_check` finds wrong with the database at `path` (empty: fine)."""
-    try:
-        con = sqlite3.connect(_uri(path, "mode=ro"), uri=True)
-    except sqlite3.Error as exc:
-        return [str(exc)]
-    try:
-        rows = con.execute("PRAGMA integrity_check").fetchall()
-    except sqlite3.Error as exc:
-        return [str(exc)]
-    finally:
-        con.close()
-    found = [str(row[0]) for row in rows]
-    return [] if found == ["ok"] else found
+    """What `PRAGMA integrity_check` finds wrong with the staged copy at `path` (empty:
+    fine), read-only so the check cannot change what is stored (store/sqlitecheck.py:
+    CHECK constraints are left to the restore test)."""
+    return sqlitecheck.integrity_problems(path, read_only=True)

@@ -25,7 +25,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import stat
 import subprocess
 import tempfile
@@ -45,6 +44,7 @@ from .records import RESTORE_TEST, list_records, write_record
 from .repository import Repository
 from .restore import Restorer
 from .snapshot import Snapshot
+from .sqlitecheck import integrity_problems
 from .state import State
 from .tree import DIR, FILE, SYMLINK
 from .treewalk import remove_tree, walk
@@ -456,19 +456,14 @@ def validate_jsonl(path: Path) -> str | None:
 
 
 def validate_sqlite(path: Path) -> str | None:
-    try:
-        db = sqlite3.connect(path, timeout=5)
-    except sqlite3.Error as exc:
-        return f"cannot open as SQLite ({exc})"
-    try:
-        rows = [str(r[0]) for r in db.execute("PRAGMA integrity_check").fetchall()]
-    except sqlite3.Error as exc:
-        return f"integrity_check failed ({exc})"
-    finally:
-        db.close()
-    if rows != ["ok"]:
-        return "integrity_check: " + "; ".join(rows[:3])
-    return None
+    """Opened read-write, as the agent opens it: a restored WAL is applied, and CHECK
+    constraints are verified (sqlitecheck: a current SQLite, not Python's)."""
+    problems = integrity_problems(str(path), read_only=False)
+    if not problems:
+        return None
+    if problems[0].startswith(("cannot open", "integrity_check failed")):
+        return problems[0]
+    return "integrity_check: " + "; ".join(problems[:3])
 
 
 _VALIDATORS: dict[str, Callable[[Path], str | None]] = {

@@ -253,3 +253,29 @@ def test_sqlite_is_recognised_by_its_header(tmp_path: Path, name: str):
     conn.close()
     assert _format_of(path) == "SQLite"
     assert validate_sqlite(path) is None
+
+
+def _checked_database(path: Path, *, break_check: bool) -> None:
+    """A WAL database whose CHECK constraint calls octet_length() (SQLite 3.43), as the
+    OpenClaw gateway's do; made with apsw's SQLite, since Python's may be older."""
+    import apsw
+
+    con = apsw.Connection(str(path))
+    con.execute("PRAGMA journal_mode=wal")
+    con.execute("CREATE TABLE events(body TEXT CHECK (octet_length(body) < 16))")
+    con.execute("INSERT INTO events VALUES ('fits')")
+    if break_check:  # a row the constraint forbids, as damage or a bad writer leaves it
+        con.execute("PRAGMA ignore_check_constraints=ON")
+        con.execute("INSERT INTO events VALUES ('far longer than sixteen bytes')")
+    con.close()
+
+
+def test_databases_of_a_newer_sqlite_are_checked_with_a_current_one(tmp_path: Path):
+    """Python's SQLite (3.40 here) failed every check of such a database with "unknown
+    function: octet_length()"; and read-only it skips CHECK constraints altogether."""
+    good, bad = tmp_path / "good.sqlite", tmp_path / "bad.sqlite"
+    _checked_database(good, break_check=False)
+    _checked_database(bad, break_check=True)
+    assert validate_sqlite(good) is None
+    problem = validate_sqlite(bad)
+    assert problem is not None and "CHECK constraint failed in events" in problem
