@@ -11,6 +11,7 @@ than RECORD_RETENTION that nothing reads any more (see its docstring).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,18 +41,27 @@ def write_record(repo: Repository, record: dict[str, Any]) -> str:
     return record_id
 
 
+def _read_records(repo: Repository) -> Iterator[tuple[str, Any, str | None]]:
+    """(record id, record or None, why it is unreadable or None) for every record under
+    records/; a record deleted between the listing and its read (prune's bookkeeping) is
+    left out."""
+    for info in repo.backend.list(RECORDS_PREFIX):
+        rid = info.name[len(RECORDS_PREFIX) :]
+        try:
+            yield rid, open_json(repo.keys, RECORD_KIND, rid, repo.backend.get(info.name)), None
+        except ObjectNotFound:
+            continue
+        except IntegrityError as exc:
+            yield rid, None, str(exc)
+
+
 def list_records(repo: Repository, record_type: str | None = None) -> list[dict[str, Any]]:
     """Every readable record (of one type), oldest first; damaged ones are skipped with a
     warning on the repository."""
     out = []
-    for info in repo.backend.list(RECORDS_PREFIX):
-        rid = info.name[len(RECORDS_PREFIX) :]
-        try:
-            record = open_json(repo.keys, RECORD_KIND, rid, repo.backend.get(info.name))
-        except ObjectNotFound:
-            continue  # deleted (prune's bookkeeping) between the listing and the read
-        except IntegrityError as exc:
-            repo.warnings.append(f"ignored {exc}")
+    for rid, record, problem in _read_records(repo):
+        if problem is not None:
+            repo.warnings.append(f"ignored {problem}")
             continue
         if record_type is None or record.get("type") == record_type:
             record["id"] = rid
@@ -91,16 +101,10 @@ def missing_tips(repo: Repository, present: set[str]) -> list[tuple[str, str, st
 def damaged_records(repo: Repository) -> list[tuple[str, str]]:
     """(record id, why) for every record under records/ that fails authentication."""
     out = []
-    for info in repo.backend.list(RECORDS_PREFIX):
-        rid = info.name[len(RECORDS_PREFIX) :]
-        try:
-            record = open_json(repo.keys, RECORD_KIND, rid, repo.backend.get(info.name))
-        except ObjectNotFound:
-            continue
-        except IntegrityError as exc:
-            out.append((rid, str(exc)))
-            continue
-        if not isinstance(record, dict) or "type" not in record or "time" not in record:
+    for rid, record, problem in _read_records(repo):
+        if problem is not None:
+            out.append((rid, problem))
+        elif not isinstance(record, dict) or "type" not in record or "time" not in record:
             out.append((rid, "record has no type or time"))
     return out
 
