@@ -30,12 +30,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus  # noqa: E402
-from cleancut.store.backup import Archiver, BackupOptions  # noqa: E402
-from cleancut.store.keys import KdfParams  # noqa: E402
-from cleancut.store.local import LocalBackend  # noqa: E402
-from cleancut.store.repository import Repository, init_repository  # noqa: E402
-from cleancut.store.restore import Restorer  # noqa: E402
 from run import drop_caches  # noqa: E402  (the same cache drop as the tool comparison)
+
+from cleancut.archiver.backup import Archiver, BackupOptions  # noqa: E402
+from cleancut.backend.local import LocalBackend  # noqa: E402
+from cleancut.repository.keys import KdfParams  # noqa: E402
+from cleancut.repository.repository import Repository, init_repository  # noqa: E402
+from cleancut.restorer.restore import Restorer  # noqa: E402
 
 PASSWORD = "bench-password-not-secret"
 T0 = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)

@@ -53,9 +53,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cleancut.agent.journal import Journal  # noqa: E402
-from cleancut.agent.simulated import diskio  # noqa: E402
-from cleancut.store.journal import (  # noqa: E402
+from run import dir_bytes, machine_info, md_table  # noqa: E402  (sibling module)
+
+from cleancut.journal.log import (
     Append,
     Delete,
     JournalRecord,
@@ -66,7 +66,8 @@ from cleancut.store.journal import (  # noqa: E402
     read_tail,
     replay_into,
 )
-from run import dir_bytes, machine_info, md_table  # noqa: E402  (sibling module)
+from cleancut.sdk.journal_writer import Journal  # noqa: E402
+from cleancut.testing.simulated import diskio  # noqa: E402
 
 PASSWORD = "journal benchmark"
 NAME = "agent"
@@ -131,7 +132,7 @@ def start_agent(base: Path, *extra: str) -> Agent:
     sock = Path(tempfile.mkdtemp(prefix="jb-", dir="/tmp")) / "s.sock"
     root, journal = base / "agent", base / "journal"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cleancut.agent.simulated", "run", "--root", str(root),
+        [sys.executable, "-m", "cleancut.testing.simulated", "run", "--root", str(root),
          "--socket", str(sock), "--oracle", str(base / "oracle.jsonl"), "--journal",
          str(journal), "--seed", "21", "--async-fraction", "0.1", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,

@@ -8,7 +8,7 @@ and no growth of the pause with workspace size when the change stays the same."
 
 For each size in --sizes, in a fresh directory:
   1. a new repository (`cleancut init`, cheap KDF) and a new simulated agent
-     (`python -m cleancut.agent.simulated run`), running flat out in its own process group;
+     (`python -m cleancut.testing.simulated run`), running flat out in its own process group;
   2. bulk attachments of that size (`bulk.make_bulk`) in the agent's workspace/attachments,
      10,000 files for every size (only the bytes grow) unless --scale-files;
   3. one warm-up hot backup (the first, full one: staging starts empty), reported apart;
@@ -57,8 +57,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus  # noqa: E402  (sibling module; benchmarks/ is not a package)
-from cleancut.agent.simulated.bulk import churn, make_bulk  # noqa: E402
-from cleancut.agent.simulated.checker import check_workspace  # noqa: E402
 from run import (  # noqa: E402  (the store benchmark's process and report helpers)
     PASSWORD,
     ToolError,
@@ -71,6 +69,9 @@ from run import (  # noqa: E402  (the store benchmark's process and report helpe
     quick,
     run_step,
 )
+
+from cleancut.testing.simulated.bulk import churn, make_bulk  # noqa: E402
+from cleancut.testing.simulated.checker import check_workspace  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 MIB, GIB = 1 << 20, 1 << 30
@@ -176,7 +177,7 @@ def start_agent(d: Path, seed: int) -> Agent:
         [
             sys.executable,
             "-m",
-            "cleancut.agent.simulated",
+            "cleancut.testing.simulated",
             "run",
             "--root",
             str(root),

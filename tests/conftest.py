@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cleancut.cli.sample import make_workspace
+
+from cleancut.testing.sample import make_workspace
 
 PASSWORD = "correct horse battery staple"
 

@@ -10,13 +10,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cleancut.store.local import LocalBackend
-from cleancut.store.pack import DATA, TREE
-from cleancut.store.repository import Repository
-from cleancut.store.saver import BlobSaver
-from cleancut.store.snapshot import Snapshot
-from cleancut.store.tree import DIR, FILE, SYMLINK, Node, encode_tree
 from conftest import PASSWORD
+
+from cleancut.archiver.saver import BlobSaver
+from cleancut.backend.local import LocalBackend
+from cleancut.repository.pack import DATA, TREE
+from cleancut.repository.repository import Repository
+from cleancut.repository.snapshot import Snapshot
+from cleancut.repository.tree import DIR, FILE, SYMLINK, Node, encode_tree
 
 
 def forge_snapshot(

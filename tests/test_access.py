@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-from cleancut.store.errors import AppendOnly
-from cleancut.store.local import LocalBackend
-from cleancut.store.throttle import ThrottledBackend
 from conftest import CLI, assert_no_traceback, tree_state
+
+from cleancut.backend.local import LocalBackend
+from cleancut.backend.throttle import ThrottledBackend
+from cleancut.errors import AppendOnly
 
 
 @pytest.mark.parametrize("cap_mbit", [40.0, 160.0])
@@ -87,7 +88,7 @@ def test_append_only_backs_up_but_never_deletes(repo_cli: CLI, workspace: Path,
 
 
 def test_append_only_never_overwrites(tmp_path: Path) -> None:
-    from cleancut.store.appendonly import AppendOnlyBackend
+    from cleancut.backend.appendonly import AppendOnlyBackend
 
     inner = LocalBackend(tmp_path / "objects")
     backend = AppendOnlyBackend(inner)

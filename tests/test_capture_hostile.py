@@ -17,8 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cleancut.agent.stage import Stager
 from hostile import swapper
+
+from cleancut.hot.stage import Stager
 
 SECRET = b"root-only secret from outside the source\n"
 GUARD_S = 120  # a hang guard for the child process, not a timing assertion
@@ -160,7 +161,7 @@ def test_sqlite_reads_the_database_in_the_directory_the_capture_opened(tmp_path:
 
 PROBE = """
 import sys
-from cleancut.agent.stage import Stager
+from cleancut.hot.stage import Stager
 stats = Stager(sys.argv[1], sys.argv[2]).capture()
 print(stats.sqlite_copied, stats.files_copied)
 for line in stats.warnings:

@@ -6,10 +6,11 @@ import os
 import time
 from pathlib import Path
 
-from cleancut.store.local import LocalBackend
-from cleancut.store.records import RESTORE_TEST, write_record
-from cleancut.store.repository import Repository
 from conftest import CLI, PASSWORD, assert_no_traceback, tree_state
+
+from cleancut.backend.local import LocalBackend
+from cleancut.repository.records import RESTORE_TEST, write_record
+from cleancut.repository.repository import Repository
 
 T0 = "2026-11-20T00:00:00Z"
 
@@ -250,10 +251,10 @@ def test_a_failed_ancestor_ends_the_chain(repo_cli: CLI, workspace: Path):
 def test_a_delta_entry_whose_name_leaves_its_path_is_refused(
     repo_cli: CLI, workspace: Path, tmp_path: Path
 ):
-    from cleancut.store.pack import DELTA
-    from cleancut.store.saver import BlobSaver
-    from cleancut.store.state import Delta
-    from cleancut.store.tree import SYMLINK, Node
+    from cleancut.archiver.saver import BlobSaver
+    from cleancut.repository.pack import DELTA
+    from cleancut.repository.state import Delta
+    from cleancut.repository.tree import SYMLINK, Node
 
     full = backup(repo_cli, workspace, at(0))
     repo = Repository.open(LocalBackend(repo_cli.repo), PASSWORD, repo_cli.cache)
@@ -292,8 +293,8 @@ def test_a_missing_config_file_is_an_error_and_profile_keeps_overrides(
 
 
 def test_the_next_backup_uses_the_cached_state_only_when_it_matches(repo_cli: CLI, workspace: Path):
-    from cleancut.store.chain import snapshot_state
-    from cleancut.store.statecache import load_state
+    from cleancut.repository.chain import snapshot_state
+    from cleancut.repository.statecache import load_state
 
     backup(repo_cli, workspace, at(0))
     touch(workspace, 1)

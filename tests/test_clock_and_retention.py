@@ -16,15 +16,16 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cleancut.store.clock import iso
-from cleancut.store.local import LocalBackend
-from cleancut.store.prune import LOCK_NAME, Lock, remove_locks
-from cleancut.store.repository import Repository
-from cleancut.store.retention import KeepRules, plan_forget
-from cleancut.store.snapshot import Snapshot
 from conftest import CLI, PASSWORD, assert_no_traceback, tree_state
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from cleancut.backend.local import LocalBackend
+from cleancut.clock import iso
+from cleancut.prune.prune import LOCK_NAME, Lock, remove_locks
+from cleancut.prune.retention import KeepRules, plan_forget
+from cleancut.repository.repository import Repository
+from cleancut.repository.snapshot import Snapshot
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
 HOUR = 3600.0
@@ -246,8 +247,8 @@ def test_absurd_durations_and_counts_are_refused_with_the_range(repo_cli: CLI, t
 HOLD_LOCK = """
 import sys
 from pathlib import Path
-from cleancut.store.local import LocalBackend
-from cleancut.store.prune import HeldLock
+from cleancut.backend.local import LocalBackend
+from cleancut.prune.prune import HeldLock
 HeldLock.acquire(LocalBackend(Path(sys.argv[1])))
 print("held", flush=True)
 sys.stdin.read()

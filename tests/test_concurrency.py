@@ -7,8 +7,9 @@ import random
 import subprocess
 from pathlib import Path
 
-from cleancut.cli.sample import make_workspace
 from conftest import CLI, tree_state
+
+from cleancut.testing.sample import make_workspace
 
 
 def test_two_concurrent_backups_both_succeed_and_restore(repo_cli: CLI, tmp_path: Path):

@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from cleancut.store.errors import UsageError
-from cleancut.store.settings import DEFAULT_REPLICATION_INTERVAL, parse_config
 from conftest import CLI, PASSWORD, assert_no_traceback, tree_state
+
+from cleancut.errors import UsageError
+from cleancut.settings.config_file import DEFAULT_REPLICATION_INTERVAL, parse_config
 
 PASSWORD_B = "a different passphrase for the replica"
 PASSWORD_C = "and a third one"

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cleancut.store.check import Checker
-from cleancut.store.errors import CleancutError
-from cleancut.store.location import backend_for
-from cleancut.store.repository import Repository
-from cleancut.store.restore import Restorer
 from conftest import CLI, PASSWORD, tree_state
+
+from cleancut.backend.location import backend_for
+from cleancut.checker.check import Checker
+from cleancut.errors import CleancutError
+from cleancut.repository.repository import Repository
+from cleancut.restorer.restore import Restorer
 
 
 @dataclass

@@ -12,16 +12,17 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from cleancut.agent.ledger import Ledger
-from cleancut.agent.stage import Stager
-from cleancut.agent.wire import WireError, decode
-from cleancut.store import jsonparse
-from cleancut.store.errors import NotOurs, UnknownFormat
-from cleancut.store.journal import _decode_ops
-from cleancut.store.journal_store import _read_catalog_cache
-from cleancut.store.prune import Lock
-from cleancut.store.statecache import _path, load_state
 from conftest import CLI
+
+from cleancut import jsonparse
+from cleancut.errors import NotOurs, UnknownFormat
+from cleancut.hot.stage import Stager
+from cleancut.journal.log import _decode_ops
+from cleancut.journal.repo.store import _read_catalog_cache
+from cleancut.prune.prune import Lock
+from cleancut.repository.statecache import _path, load_state
+from cleancut.sdk.ledger import Ledger
+from cleancut.sdk.wire import WireError, decode
 
 DEEP = b"[" * 100_000
 
@@ -41,7 +42,7 @@ def test_a_deeply_nested_repository_config_is_one_line_exit_11(repo_cli: CLI):
 
 
 def test_a_deeply_nested_config_parses_to_unknown_format():
-    from cleancut.store.config import RepoConfig
+    from cleancut.repository.config import RepoConfig
 
     with pytest.raises(UnknownFormat):
         RepoConfig.from_bytes(DEEP)
@@ -90,12 +91,12 @@ def test_a_deeply_nested_staging_manifest_starts_staging_over(tmp_path: Path):
 
 
 def test_deeply_nested_slots_trees_deltas_and_records_are_damage_not_tracebacks():
-    from cleancut.store.crypto import MasterKeys
-    from cleancut.store.errors import IntegrityError
-    from cleancut.store.keys import _parse
-    from cleancut.store.objects import open_json, seal_json, seal_object
-    from cleancut.store.state import Delta
-    from cleancut.store.tree import decode_tree
+    from cleancut.errors import IntegrityError
+    from cleancut.repository.crypto import MasterKeys
+    from cleancut.repository.keys import _parse
+    from cleancut.repository.objects import open_json, seal_json, seal_object
+    from cleancut.repository.state import Delta
+    from cleancut.repository.tree import decode_tree
 
     with pytest.raises(IntegrityError):
         _parse("slot", DEEP)

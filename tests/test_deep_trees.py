@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cleancut.store.treewalk import remove_tree, walk
 from conftest import CLI
+
+from cleancut.fsio.treewalk import remove_tree, walk
 
 DEPTH = 1_500  # Python's default recursion limit is 1,000
 

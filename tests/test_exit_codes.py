@@ -1,7 +1,7 @@
 """The exit codes the README and the command reference list are exactly those in use.
 
-Every code is an attribute of store/errors.py's ExitCode (plus 130 for an
-interrupt, from cli/main.py); a code listed in the docs but no longer raised,
+Every code is an attribute of src/cleancut/errors.py's ExitCode (plus 130 for an
+interrupt, from src/cleancut/cli/main.py); a code listed in the docs but no longer raised,
 or raised but not listed, is a lie to the scripts that branch on it.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from cleancut.store import errors
+from cleancut import errors
 
 ROOT = Path(__file__).resolve().parent.parent
 INTERRUPTED = 130

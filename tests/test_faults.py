@@ -141,7 +141,7 @@ def test_truncated_pack_is_found_by_structure_check(repo_cli: CLI, tmp_path: Pat
 def test_tampered_record_is_refused(repo_cli: CLI, workspace: Path, tmp_path: Path, kind: str):
     first = repo_cli.ok("backup", str(workspace), "--json").json()["snapshot_id"]
     (victim,) = list((repo_cli.repo / kind).iterdir())
-    from cleancut.store.crypto import content_hash
+    from cleancut.repository.crypto import content_hash
 
     data = bytearray(victim.read_bytes())
     data[-5] ^= 0x40

@@ -16,19 +16,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cleancut.store.backup import Archiver, BackupOptions
-from cleancut.store.clock import iso
-from cleancut.store.crypto import content_hash
-from cleancut.store.errors import CleancutError, RepositoryLocked, UsageError
-from cleancut.store.local import LocalBackend
-from cleancut.store.pack import DATA, PackBuilder, pack_name
-from cleancut.store.prune import LOCK_NAME, HeldLock
-from cleancut.store.repository import Repository
-from cleancut.store.retention import KeepRules, plan_forget
-from cleancut.store.snapshot import Snapshot
 from conftest import CLI, PASSWORD, assert_no_traceback, tree_state
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from cleancut.archiver.backup import Archiver, BackupOptions
+from cleancut.backend.local import LocalBackend
+from cleancut.clock import iso
+from cleancut.errors import CleancutError, RepositoryLocked, UsageError
+from cleancut.prune.prune import LOCK_NAME, HeldLock
+from cleancut.prune.retention import KeepRules, plan_forget
+from cleancut.repository.crypto import content_hash
+from cleancut.repository.pack import DATA, PackBuilder, pack_name
+from cleancut.repository.repository import Repository
+from cleancut.repository.snapshot import Snapshot
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
 HOUR = 3600

@@ -5,17 +5,18 @@ from __future__ import annotations
 import os
 
 import pytest
-from cleancut.store.chunker import chunk_bytes
-from cleancut.store.compress import compress, decompress
-from cleancut.store.config import ChunkerParams, RepoConfig
-from cleancut.store.crypto import MasterKeys
-from cleancut.store.errors import IntegrityError
-from cleancut.store.index import IndexSegment, PackRecord
-from cleancut.store.objects import open_object, seal_object
-from cleancut.store.pack import BlobEntry, PackBuilder, blob_aad, pack_sealer, parse_header
-from cleancut.store.tree import DIR, FILE, SYMLINK, Node, decode_tree, encode_tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from cleancut.errors import IntegrityError
+from cleancut.repository.chunker import chunk_bytes
+from cleancut.repository.compress import compress, decompress
+from cleancut.repository.config import ChunkerParams, RepoConfig
+from cleancut.repository.crypto import MasterKeys
+from cleancut.repository.index import IndexSegment, PackRecord
+from cleancut.repository.objects import open_object, seal_object
+from cleancut.repository.pack import BlobEntry, PackBuilder, blob_aad, pack_sealer, parse_header
+from cleancut.repository.tree import DIR, FILE, SYMLINK, Node, decode_tree, encode_tree
 
 KEYS = MasterKeys.generate()
 SMALL = ChunkerParams(min_size=64, avg_size=256, max_size=1024)
@@ -180,7 +181,7 @@ def test_chunks_reassemble_and_resynchronise(data: bytes, prefix: bytes):
 
 def test_chunking_a_stream_matches_chunking_it_whole():
     # Windows carry their last chunk forward: boundaries never depend on the window size.
-    import cleancut.store.chunker as chunker
+    import cleancut.repository.chunker as chunker
 
     data = os.urandom(3 << 20)
     params = ChunkerParams(min_size=4096, avg_size=16384, max_size=65536)

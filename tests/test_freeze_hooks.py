@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cleancut.agent.freeze import freeze
-from cleancut.agent.hooks import HookResult, run_hook
-from cleancut.store.errors import CaptureFailed, ExitCode, UsageError
+
+from cleancut.errors import CaptureFailed, ExitCode, UsageError
+from cleancut.hot.freeze import freeze
+from cleancut.hot.hooks import HookResult, run_hook
 
 COUNTER = textwrap.dedent(
     """
@@ -43,7 +44,7 @@ COUNTER_SRC = f"CODE = {COUNTER!r}\n" + COUNTER
 HOLDER = textwrap.dedent(
     """
     import sys, time
-    from cleancut.agent.freeze import freeze
+    from cleancut.hot.freeze import freeze
     with freeze(int(sys.argv[1]), float(sys.argv[2])):
         print("frozen", flush=True)
         time.sleep(60)
@@ -141,7 +142,7 @@ def _watchdogs_for(pgid: int) -> list[int]:
             argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"cleancut.agent.watchdog" in argv and str(pgid).encode() in argv and _alive(int(name)):
+        if b"cleancut.hot.watchdog" in argv and str(pgid).encode() in argv and _alive(int(name)):
             found.append(int(name))
     return found
 
@@ -278,7 +279,7 @@ def test_ctrl_c_during_a_hook_kills_its_group(tmp_path: Path, spawn) -> None:
     code = textwrap.dedent(
         f"""
         import signal
-        from cleancut.agent.hooks import run_hook
+        from cleancut.hot.hooks import run_hook
         # A shell's background job starts with SIGINT ignored; act like a terminal's foreground.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         try:

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cleancut.agent.simulated.checker import check_workspace
 from conftest import CLI, assert_no_traceback
+
+from cleancut.testing.simulated.checker import check_workspace
 
 HERE = Path(__file__).parent
 
@@ -63,7 +64,7 @@ def start_agent(tmp_path: Path, *extra: str, name: str = "agent") -> Agent:
     oracle = tmp_path / f"{name}.oracle"
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "cleancut.agent.simulated", "run",
+            sys.executable, "-m", "cleancut.testing.simulated", "run",
             "--root", str(root), "--socket", str(sock), "--oracle", str(oracle),
             "--seed", "7", *extra,
         ],

@@ -27,12 +27,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from cleancut.agent.inflight import write_inflight
-from cleancut.agent.ledger import Ledger
-from cleancut.agent.sdk import ControlServer
-from cleancut.agent.session import SessionReport, quiesced
-from cleancut.store.errors import AgentMisbehaved, NotOurs, QuiesceMissed
 from conftest import CLI, assert_no_traceback
+
+from cleancut.errors import AgentMisbehaved, NotOurs, QuiesceMissed
+from cleancut.hot.session import SessionReport, quiesced
+from cleancut.restorer.inflight import write_inflight
+from cleancut.sdk.ledger import Ledger
+from cleancut.sdk.server import ControlServer
 
 HELLO = {"ok": True, "protocol": 1, "agent": "fake", "capabilities": ["quiesce", "flush"],
          "state": "running"}

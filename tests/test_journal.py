@@ -25,10 +25,11 @@ from pathlib import Path
 
 import blake3
 import pytest
-from cleancut.agent.journal import Journal
-from cleancut.agent.sdk import ControlServer
-from cleancut.store.errors import CleancutError
-from cleancut.store.journal import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cleancut.errors import CleancutError
+from cleancut.journal.log import (
     BROKEN_LINK,
     CORRUPT,
     DUPLICATE,
@@ -51,8 +52,8 @@ from cleancut.store.journal import (
     replay_into,
     segment_name,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from cleancut.sdk.journal_writer import Journal
+from cleancut.sdk.server import ControlServer
 
 # --- trees and a model --------------------------------------------------------
 

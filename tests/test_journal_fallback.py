@@ -14,10 +14,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from cleancut.agent.control import AgentClient
-from cleancut.agent.simulated.checker import check_workspace
 from conftest import CLI
 from test_journal_live import start_agent, stop_agent
+
+from cleancut.hot.control import AgentClient
+from cleancut.testing.simulated.checker import check_workspace
 
 
 def _journal_past(address: str, seq: int, within: float = 60.0) -> int:

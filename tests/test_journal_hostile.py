@@ -18,15 +18,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from cleancut.store.journal import list_segments
 from test_journal import build
+
+from cleancut.journal.log import list_segments
 
 GUARD_S = 120  # a hang guard, not a timing assertion
 MEMORY_CAP = 1 << 30
 
 READERS = {
     "read_journal": """
-from cleancut.store.journal import read_journal, list_segments
+from cleancut.journal.log import read_journal, list_segments
 import os, stat, sys
 scan = read_journal(sys.argv[1])
 it = iter(scan)
@@ -47,14 +48,14 @@ journal.list_segments = list_then_swap
 journal.read_tail(sys.argv[1])
 """,
     "first_record": """
-from cleancut.store.journal import first_record, list_segments
+from cleancut.journal.log import first_record, list_segments
 import sys
 path = list_segments(sys.argv[1])[0][1]
 plant(path)
 first_record(path)
 """,
     "read_marker": """
-from cleancut.store.journal import read_marker
+from cleancut.journal.log import read_marker
 import sys, pathlib
 marker = pathlib.Path(sys.argv[1]) / "applied"
 marker.write_bytes(b"")
@@ -62,7 +63,7 @@ plant(marker)
 read_marker(marker)
 """,
     "replayer_marker": """
-from cleancut.store.journal import Replayer
+from cleancut.journal.log import Replayer
 import sys, pathlib
 target = pathlib.Path(sys.argv[1]).parent / "target"
 target.mkdir()
@@ -72,7 +73,7 @@ plant(marker)
 Replayer(target, marker)
 """,
     "read_shipped": """
-from cleancut.store.journal_shipped import read_shipped, write_shipped
+from cleancut.journal.repo.shipped import read_shipped, write_shipped
 import sys, pathlib
 write_shipped(pathlib.Path(sys.argv[1]), 3)
 plant(pathlib.Path(sys.argv[1]) / "shipped")
@@ -91,7 +92,7 @@ def plant(path):
         os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 5))
     else:
         os.symlink(OUTSIDE, path)
-from cleancut.store.errors import CleancutError
+from cleancut.errors import CleancutError
 try:
     exec(compile(sys.argv[4], "probe", "exec"))
     print("no error")

@@ -40,12 +40,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from cleancut.agent.freeze import group_members
-from cleancut.agent.journal import MARKER_NAME
-from cleancut.agent.session import SessionReport, quiesced
-from cleancut.agent.simulated.checker import check_workspace
-from cleancut.store.journal import read_journal, read_marker, read_tail
 from conftest import CLI
+
+from cleancut.hot.freeze import group_members
+from cleancut.hot.session import SessionReport, quiesced
+from cleancut.journal.log import read_journal, read_marker, read_tail
+from cleancut.sdk.journal_writer import MARKER_NAME
+from cleancut.testing.simulated.checker import check_workspace
 
 NAME = "journaled"
 FREEZE_POINTS = 21
@@ -88,7 +89,7 @@ class Live:
 def start_agent(root: Path, journal: Path, oracle: Path, *extra: str) -> Agent:
     sock = Path(tempfile.mkdtemp(prefix="jl-", dir="/tmp")) / "s.sock"  # AF_UNIX path limit
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cleancut.agent.simulated", "run", "--root", str(root),
+        [sys.executable, "-m", "cleancut.testing.simulated", "run", "--root", str(root),
          "--socket", str(sock), "--oracle", str(oracle), "--journal", str(journal),
          "--seed", "13", "--async-fraction", "0.25", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -20,25 +20,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cleancut.agent.journal import Journal
-from cleancut.store.backup import BackupOptions
-from cleancut.store.clock import iso
-from cleancut.store.errors import SnapshotNotFound, UsageError
-from cleancut.store.health import source_health
-from cleancut.store.journal import (
-    CORRUPT,
-    DUPLICATE,
-    GAP,
-    JournalRecord,
-    list_segments,
-    segment_name,
-)
-from cleancut.store.journal_compact import compactable
-from cleancut.store.journal_point import plan_point
-from cleancut.store.journal_restore import plan_restore, replay_from_repository, restore_to_point
-from cleancut.store.journal_ship import ShipError, ship
-from cleancut.store.journal_shipped import read_shipped
-from cleancut.store.journal_store import (
+from conftest import CLI, PASSWORD, assert_no_traceback
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cleancut.archiver.backup import BackupOptions
+from cleancut.archiver.policy import decide
+from cleancut.backend.local import LocalBackend
+from cleancut.clock import iso
+from cleancut.errors import SnapshotNotFound, UsageError
+from cleancut.journal.log import CORRUPT, DUPLICATE, GAP, JournalRecord, list_segments, segment_name
+from cleancut.journal.repo.compact import compactable
+from cleancut.journal.repo.point import plan_point
+from cleancut.journal.repo.restore import plan_restore, replay_from_repository, restore_to_point
+from cleancut.journal.repo.ship import ShipError, ship
+from cleancut.journal.repo.shipped import read_shipped
+from cleancut.journal.repo.store import (
     JOURNAL_PREFIX,
     Catalog,
     JournalBatch,
@@ -48,17 +45,14 @@ from cleancut.store.journal_store import (
     last_shipped,
     load_catalog,
 )
-from cleancut.store.journal_verify import verify_journal
-from cleancut.store.local import LocalBackend
-from cleancut.store.policy import decide
-from cleancut.store.records import JOURNAL_GAP, list_records
-from cleancut.store.repository import Repository
-from cleancut.store.retention import KeepRules, plan_forget
-from cleancut.store.runner import run_backup
-from cleancut.store.snapshot import Snapshot
-from conftest import CLI, PASSWORD, assert_no_traceback
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from cleancut.journal.repo.verify import verify_journal
+from cleancut.ops.health import source_health
+from cleancut.ops.runner import run_backup
+from cleancut.prune.retention import KeepRules, plan_forget
+from cleancut.repository.records import JOURNAL_GAP, list_records
+from cleancut.repository.repository import Repository
+from cleancut.repository.snapshot import Snapshot
+from cleancut.sdk.journal_writer import Journal
 
 NAME = "agent"
 LOGS = ["transcript.jsonl", "mem/log.md", "q/inbox.jsonl"]
@@ -231,7 +225,7 @@ def test_restore_to_random_points_equals_the_live_workspace(env: Env, tmp_path: 
     # Replay is idempotent: the same records again onto the same target change nothing.
     catalog, plan = plan_restore(env.repo, NAME, seq=points[5])
     target = tmp_path / "twice"
-    from cleancut.store.restore import Restorer
+    from cleancut.restorer.restore import Restorer
 
     Restorer(env.repo, env.repo.load_snapshot(plan.snapshot.id), target).run()
     marker = tmp_path / "twice.applied"
@@ -285,7 +279,7 @@ def test_ship_only_what_the_agent_acknowledged_and_resume_after_a_crash(
     assert env.ship(agent, upto=12).records == 0  # nothing new up to 12
 
     # A ship killed after its packs and index, before its journal object: no batch is visible.
-    import cleancut.store.journal_pack as packing
+    import cleancut.journal.repo.pack as packing
 
     def killed(*_args: object) -> None:
         raise KeyboardInterrupt
@@ -319,7 +313,7 @@ def restore_first_full_then(env: Env, agent: Agent, tmp: Path, seq: int):
 
 
 def _records(jdir: Path) -> list[JournalRecord]:
-    from cleancut.store.journal import read_journal
+    from cleancut.journal.log import read_journal
 
     return list(read_journal(jdir))
 

@@ -2,7 +2,7 @@
 
 One gateway for the module, started inside a network namespace that has only loopback,
 with a fake OpenAI-compatible model beside it. These tests drive the gateway's
-cooperative host suspension through agent/openclaw.py, the client cleancut uses to
+cooperative host suspension through src/cleancut/hot/openclaw.py, the client cleancut uses to
 quiesce it: prepare with drain, status until ready, renewal, resume; turns refused
 while suspended; a turn that never ends gives a miss; a cleancut killed with -9 while it
 holds the lease leaves a gateway that serves again when the lease lapses.
@@ -19,15 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cleancut.agent.openclaw import (
-    GatewayClient,
-    OpenClawSuspender,
-    parse_address,
-    resolve_token,
-)
-from cleancut.store.errors import AgentUnreachable, QuiesceMissed, UsageError
 from conftest import CLI
 from openclaw_gateway import TOKEN, Gateway, NetNamespace, http, reply_text, runtime
+
+from cleancut.errors import AgentUnreachable, QuiesceMissed, UsageError
+from cleancut.hot.openclaw import GatewayClient, OpenClawSuspender, parse_address, resolve_token
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cleancut.agent.openclaw import queue_actions, state_databases
 from conftest import CLI
 from openclaw_gateway import (
     TOKEN,
@@ -36,6 +35,8 @@ from openclaw_gateway import (
     transcripts,
     unanswered,
 )
+
+from cleancut.hot.openclaw import queue_actions, state_databases
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -246,7 +247,7 @@ def test_the_drill_boots_a_sandboxed_gateway_on_a_restore_that_continues_a_sessi
     # drill's: the drill's own namespaces keep them apart (the port, and the process the
     # copy names as its databases' holder).
     drill = subprocess.run(
-        [sys.executable, "-m", "cleancut.agent.openclaw_drill", str(target),
+        [sys.executable, "-m", "cleancut.hot.openclaw_drill", str(target),
          "--openclaw", " ".join(gateway.openclaw()),
          "--session-key", "agent:main:openai-user:drilled"],
         capture_output=True, text=True, timeout=400)
@@ -259,7 +260,7 @@ def test_the_drill_boots_a_sandboxed_gateway_on_a_restore_that_continues_a_sessi
 
 
 def test_the_drill_fails_in_one_line_on_a_dir_without_a_state(tmp_path: Path) -> None:
-    drill = subprocess.run([sys.executable, "-m", "cleancut.agent.openclaw_drill",
+    drill = subprocess.run([sys.executable, "-m", "cleancut.hot.openclaw_drill",
                             str(tmp_path), "--openclaw", "false"],
                            capture_output=True, text=True, timeout=60)
     assert drill.returncode == 1

@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cleancut.agent import session
-from cleancut.agent.control import AgentClient
-from cleancut.agent.ledger import Ledger, LedgerError
-from cleancut.agent.sdk import ControlServer
-from cleancut.agent.wire import MAX_LINE
+
+from cleancut.hot import session
+from cleancut.hot.control import AgentClient
+from cleancut.sdk.ledger import Ledger, LedgerError
+from cleancut.sdk.server import ControlServer
+from cleancut.sdk.wire import MAX_LINE
 
 ROOT = Path(__file__).resolve().parent.parent
 # Scheduling noise allowed on top of a timeout or a lease: a correctness bound (the
@@ -460,7 +461,7 @@ def test_one_client_shared_by_two_threads_gets_every_reply(agent: Agent) -> None
 
 HOLDER = """
 import sys
-from cleancut.agent.control import AgentClient
+from cleancut.hot.control import AgentClient
 
 client = AgentClient("unix:" + sys.argv[1])
 client.connect()

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from cleancut.store.clock import from_iso, iso
-from cleancut.store.location import backend_for
-from cleancut.store.records import (
+from conftest import CLI, PASSWORD
+
+from cleancut.backend.location import backend_for
+from cleancut.clock import from_iso, iso
+from cleancut.repository.records import (
     BACKUP_ATTEMPT,
     RECORDS_PREFIX,
     RESTORE_TEST,
@@ -15,8 +17,7 @@ from cleancut.store.records import (
     list_records,
     write_record,
 )
-from cleancut.store.repository import Repository
-from conftest import CLI, PASSWORD
+from cleancut.repository.repository import Repository
 
 NOW = from_iso("2027-03-01T00:00:00.000000Z")
 

@@ -21,8 +21,8 @@ GUARD_S = 120
 
 PROBE = """
 import sys
-from cleancut.store.errors import CleancutError
-from cleancut.store.local import LocalBackend
+from cleancut.errors import CleancutError
+from cleancut.backend.local import LocalBackend
 backend = LocalBackend(sys.argv[1])
 name = sys.argv[2]
 backend.prefetch(name)

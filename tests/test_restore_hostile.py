@@ -17,15 +17,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from cleancut.store.backup import Archiver, BackupOptions
-from cleancut.store.journal_shipped import read_shipped, write_shipped
-from cleancut.store.local import LocalBackend
-from cleancut.store.repository import Repository
-from cleancut.store.restore import Restorer
 from conftest import CLI, PASSWORD, assert_no_traceback, tree_state
 from forge import forge_reused_tree, forge_snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from cleancut.archiver.backup import Archiver, BackupOptions
+from cleancut.backend.local import LocalBackend
+from cleancut.journal.repo.shipped import read_shipped, write_shipped
+from cleancut.repository.repository import Repository
+from cleancut.restorer.restore import Restorer
 
 OLD_SUFFIX = ".cleancut-restore"  # the temporary names of earlier versions
 
@@ -281,7 +282,7 @@ def test_the_local_backend_writes_past_whatever_sits_at_a_guessable_temp_name(tm
 
 _REPLAY = """
 import sys
-from cleancut.store.journal import ZERO_HASH, JournalRecord, Put, replay
+from cleancut.journal.log import ZERO_HASH, JournalRecord, Put, replay
 ops = (Put("a", b"new a"), Put("b", b"new b"), Put("c", b"new c"))
 replay([JournalRecord(1, 0, ZERO_HASH, ops)], sys.argv[1])
 """

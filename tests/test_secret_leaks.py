@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from cleancut.agent.freeze import _start_watchdog, _stop_watchdog
 from conftest import CLI
+
+from cleancut.hot.freeze import _start_watchdog, _stop_watchdog
 
 SECRETS = {
     "CLEANCUT_PASSWORD": "hunter2-passphrase",

@@ -13,9 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cleancut.store.childenv import child_env, is_secret_name
 from conftest import CLI, PASSWORD, assert_no_traceback
 from test_hot_backup import start_agent, stop_agent
+
+from cleancut.childenv import child_env, is_secret_name
 
 SECRETS = {
     "AWS_SECRET_ACCESS_KEY": "aws-secret-value-1",

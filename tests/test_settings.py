@@ -10,8 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from cleancut.store.errors import ExitCode, UsageError
-from cleancut.store.profiles import (
+from conftest import Result, assert_no_traceback
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cleancut.errors import ExitCode, UsageError
+from cleancut.settings.config_file import ConfigFile, effective, load_config
+from cleancut.settings.profiles import (
     CHAIN_CAP,
     DEFAULT_PROFILE,
     MAX_DURATION,
@@ -25,10 +30,6 @@ from cleancut.store.profiles import (
     parse_bandwidth,
     parse_duration,
 )
-from cleancut.store.settings import ConfigFile, effective, load_config
-from conftest import Result, assert_no_traceback
-from hypothesis import given
-from hypothesis import strategies as st
 
 # --- the profiles are docs/architecture.md's table -------------------------------------
 

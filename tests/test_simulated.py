@@ -25,15 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cleancut.agent.freeze import freeze
-from cleancut.agent.session import SessionReport, quiesced
-from cleancut.agent.simulated.bulk import churn, make_bulk, total_size
-from cleancut.agent.simulated.checker import check_workspace
-from cleancut.agent.simulated.layout import Layout
-from cleancut.agent.simulated.memindex import SCHEMA, MemoryIndex, connect
-from cleancut.agent.simulated.naive import naive_copy
-from cleancut.agent.simulated.oracle import OracleWriter
-from cleancut.store.errors import QuiesceMissed
+
+from cleancut.errors import QuiesceMissed
+from cleancut.hot.freeze import freeze
+from cleancut.hot.session import SessionReport, quiesced
+from cleancut.testing.simulated.bulk import churn, make_bulk, total_size
+from cleancut.testing.simulated.checker import check_workspace
+from cleancut.testing.simulated.layout import Layout
+from cleancut.testing.simulated.memindex import SCHEMA, MemoryIndex, connect
+from cleancut.testing.simulated.naive import naive_copy
+from cleancut.testing.simulated.oracle import OracleWriter
 
 
 @dataclass
@@ -54,7 +55,7 @@ def _start(base: Path, *flags: str) -> Running:
     root, oracle = base / "agent", base / "oracle.jsonl"
     sock = Path(tempfile.mkdtemp(prefix="sim-", dir="/tmp")) / "s.sock"  # short: AF_UNIX limit
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cleancut.agent.simulated", "run", "--root", str(root),
+        [sys.executable, "-m", "cleancut.testing.simulated", "run", "--root", str(root),
          "--socket", str(sock), "--oracle", str(oracle), *flags],
         stdout=subprocess.PIPE, text=True, start_new_session=True,  # freeze() needs its own group
     )
@@ -340,7 +341,7 @@ def test_bulk_files_and_churn(tmp_path: Path) -> None:
 
 
 def test_check_cli_exit_codes(agent: Running, copies: tuple[Copy, Copy], faulty: Copy) -> None:
-    cli = [sys.executable, "-m", "cleancut.agent.simulated", "check"]
+    cli = [sys.executable, "-m", "cleancut.testing.simulated", "check"]
     keys = [f"--inflight-ok={k}" for k in copies[0].inflight]
     ok = subprocess.run([*cli, str(copies[0].root), "--oracle", str(agent.oracle), *keys],
                         capture_output=True, text=True)

@@ -17,12 +17,13 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from cleancut.store.backup import Archiver, BackupOptions
-from cleancut.store.local import LocalBackend
-from cleancut.store.repository import Repository
-from cleancut.store.walk import walk
 from conftest import CLI, PASSWORD
 from hostile import swapper
+
+from cleancut.archiver.backup import Archiver, BackupOptions
+from cleancut.backend.local import LocalBackend
+from cleancut.repository.repository import Repository
+from cleancut.repository.walk import walk
 
 SECRET = b"root-only secret from outside the source\n"
 

@@ -21,11 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cleancut.agent.stage import MARKER, TEMP_PREFIX, Stager
-from cleancut.store.errors import CleancutError, NoSpace, NotOurs
 from conftest import CLI, tree_state
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from cleancut.errors import CleancutError, NoSpace, NotOurs
+from cleancut.hot.stage import MARKER, TEMP_PREFIX, Stager
 
 # Longer than the stager's racy window: files older than this are copied once.
 SETTLE_S = 0.06

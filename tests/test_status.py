@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cleancut.cli.sample import mutate_workspace
-from cleancut.store.attempts import backup_attempts, record_backup_attempt
-from cleancut.store.chain import snapshot_state
-from cleancut.store.clock import iso
-from cleancut.store.local import LocalBackend
-from cleancut.store.pack import pack_name
-from cleancut.store.repository import Repository
 from conftest import CLI, PASSWORD, assert_no_traceback
+
+from cleancut.backend.local import LocalBackend
+from cleancut.clock import iso
+from cleancut.repository.attempts import backup_attempts, record_backup_attempt
+from cleancut.repository.chain import snapshot_state
+from cleancut.repository.pack import pack_name
+from cleancut.repository.repository import Repository
+from cleancut.testing.sample import mutate_workspace
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
 

@@ -1,0 +1,2 @@
+"""Backup: walk a source, chunk, deduplicate, pack and commit one snapshot.
+"""

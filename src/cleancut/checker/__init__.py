@@ -1,0 +1,2 @@
+"""Check and repair: is every snapshot restorable, and healing what `check` found damaged.
+"""

@@ -1,0 +1,289 @@
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from cleancut.archiver.backup import BackupOptions, BackupResult, Progress, estimate
+from cleancut.backend.access import is_remote
+from cleancut.backend.throttle import set_upload_cap
+from cleancut.cli.context import Common, common_options
+from cleancut.cli.progress import format_bytes, progress_line
+from cleancut.errors import ExitCode, UsageError
+from cleancut.hot.orchestrator import DEFAULT_HOOK_TIMEOUT, HotOptions, HotResult, hot_backup
+from cleancut.ops.runner import run_backup
+from cleancut.settings.config_file import ConfigFile, SourceConfig, effective, parse_assignments
+from cleancut.settings.profiles import get_profile, parse_duration
+
+
+@click.command("backup")
+@click.argument("source")
+@click.option("--tag", "tags", multiple=True, help="Tag the snapshot (repeatable).")
+@click.option(
+    "--exclude",
+    "excludes",
+    multiple=True,
+    metavar="GLOB",
+    help="Skip matching paths (repeatable); a pattern with '/' matches the relative path.",
+)
+@click.option("--name", help="The source's name in the catalog (default: its absolute path).")
+@click.option("--full", "force_full", is_flag=True, help="Start a new chain with a full snapshot.")
+@click.option("--profile", help="Profile for this run (default: config file, then repository).")
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override one profile setting for this run, e.g. --set max_full_age=6h.",
+)
+@click.option("--agent", metavar="unix:PATH|openclaw://HOST:PORT",
+              help="Hot backup: the agent's control socket, or an OpenClaw gateway.")
+@click.option("--agent-token-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File holding the OpenClaw gateway token (else $OPENCLAW_GATEWAY_TOKEN, "
+                   "else the gateway's config file).")
+@click.option(
+    "--quiesce-timeout", metavar="DURATION", help="How long the agent may take to quiesce."
+)
+@click.option(
+    "--horizon", metavar="DURATION", help="How long to wait for in-flight actions to settle."
+)
+@click.option(
+    "--fallback",
+    type=click.Choice(["none", "frozen", "unquiesced", "journal"]),
+    help="On a quiesce miss: no snapshot (default), or one labelled frozen, unquiesced, or "
+    "journal (rebuilt from the shipped journal; needs --journal).",
+)
+@click.option("--journal", "journal_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The agent's journal directory (for --fallback journal).")
+@click.option("--freeze", "freeze_pid", type=int, metavar="PID",
+              help="Stop PID's process group (SIGSTOP) for the capture.")
+@click.option("--pre", metavar="CMD", help="Command run before the capture (label hooked).")
+@click.option("--post", metavar="CMD", help="Command run after the capture, always.")
+@click.option("--hook-timeout", metavar="DURATION",
+              help="Limit for each hook; also the freeze watchdog (default 60s).")
+@click.option("--staging", type=click.Path(file_okay=False, path_type=Path),
+              help="Staging directory (best on the source's filesystem, for reflinks).")
+@click.option("--lease", metavar="DURATION",
+              help="Quiesce lease, renewed every third of it during the capture (default 10s).")
+@click.option("--alert-command", metavar="CMD",
+              help="Run when the source has missed quiesce 3 windows in a row.")
+@common_options
+def command(
+    common: Common,
+    source: str,
+    tags: tuple[str, ...],
+    excludes: tuple[str, ...],
+    name: str | None,
+    force_full: bool,
+    profile: str | None,
+    assignments: tuple[str, ...],
+    agent: str | None,
+    agent_token_file: Path | None,
+    quiesce_timeout: str | None,
+    horizon: str | None,
+    fallback: str | None,
+    freeze_pid: int | None,
+    pre: str | None,
+    post: str | None,
+    hook_timeout: str | None,
+    staging: Path | None,
+    lease: str | None,
+    alert_command: str | None,
+    journal_dir: Path | None,
+) -> None:
+    """Snapshot one directory: SOURCE is a path, or the name of a source in the config file.
+
+    The policy decides a full or an incremental (see --full and the profile).
+    With --agent (or --freeze, or --pre/--post) the snapshot is a hot backup of a
+    running agent: a short pause for a clean cut, then the store runs from a
+    staged copy while the agent works.
+    """
+    configured = common.config.sources.get(source)
+    path = configured.path if configured else Path(source).absolute()
+    if configured:
+        name = name or configured.name
+        excludes = (*configured.exclude, *excludes)
+        tags = (*configured.tags, *tags)
+    repo = common.open()
+    try:
+        progress = Progress()
+        if common.show_progress:
+            threading.Thread(
+                target=estimate, args=(path, list(excludes), progress), daemon=True
+            ).start()
+        overrides = parse_assignments(assignments)
+        if quiesce_timeout is not None:
+            overrides["quiesce_timeout"] = quiesce_timeout
+        if horizon is not None:
+            overrides["horizon"] = horizon
+        settings = effective(
+            _with_profile(common.config, profile, configured.name if configured else None),
+            configured.name if configured else None,
+            repo.config.profile,
+            overrides,
+        ).profile
+        options = BackupOptions(
+            name=name or str(path),
+            tags=list(tags),
+            excludes=list(excludes),
+            force_full=force_full,
+            max_full_age=settings.max_full_age,
+        )
+
+        def sample() -> tuple[int, int, int, int]:
+            p = progress
+            return p.files_done, p.bytes_done, p.files_total, p.bytes_total
+
+        if common.limit_upload is None and is_remote(repo.backend):
+            # The profile this backup settled on (--profile, --set, the source's) caps it.
+            repo.backend = set_upload_cap(repo.backend, settings.bandwidth_cap_mbit)
+        hot = _hot_options(
+            configured, agent, fallback, freeze_pid, pre, post, hook_timeout, staging,
+            alert_command, common.config.alert_command,
+        )
+        if lease is not None:
+            hot.lease = _duration("--lease", lease)
+        hot.agent_token_file = agent_token_file
+        hot.journal = journal_dir or (configured.journal if configured else None)
+        if hot.mode is None:
+            _refuse_hot_only(quiesce_timeout, horizon, fallback, hook_timeout, staging, lease,
+                             alert_command, journal_dir, agent_token_file)
+        hot.quiesce_timeout = settings.quiesce_timeout
+        hot.horizon = settings.horizon
+        hot_result: HotResult | None = None
+        with progress_line(common.show_progress, sample):
+            if hot.mode is None:
+                result = run_backup(repo, path, options, progress)
+            else:
+                hot_result = hot_backup(repo, path, options, hot, progress)
+                assert hot_result.backup is not None
+                result = hot_result.backup
+    finally:
+        repo.close()
+    if hot_result is not None:
+        _report_hot(common, hot_result)
+        return
+    _report(common, result)
+    if result.warnings:
+        sys.exit(ExitCode.WARNINGS)
+
+
+def _hot_options(
+    configured: SourceConfig | None,
+    agent: str | None,
+    fallback: str | None,
+    freeze_pid: int | None,
+    pre: str | None,
+    post: str | None,
+    hook_timeout: str | None,
+    staging: Path | None,
+    alert_command: str | None,
+    config_alert: str | None = None,
+) -> HotOptions:
+    """Command line first, then the source's table in the config file."""
+    limit = _duration("--hook-timeout", hook_timeout) if hook_timeout else DEFAULT_HOOK_TIMEOUT
+    c = configured
+    hot = HotOptions(
+        agent=agent or (c.agent if c and freeze_pid is None and not (pre or post) else None),
+        fallback=fallback or (c.fallback if c and c.fallback else "none"),
+        freeze_pid=freeze_pid,
+        pre=pre or (c.pre if c and not agent else None),
+        post=post or (c.post if c and not agent else None),
+        hook_timeout=limit,
+        watchdog=limit,
+        staging=staging or (c.staging if c else None),
+        alert_command=alert_command or config_alert,
+    )
+    if hot.agent and hot.freeze_pid is not None and hot.fallback != "frozen":
+        raise UsageError("--freeze with --agent names the pid for --fallback frozen only")
+    return hot
+
+
+def _refuse_hot_only(*given: object) -> None:
+    """Options that only mean something for a hot backup must not be silently ignored."""
+    if any(value is not None for value in given):
+        raise UsageError(
+            "--quiesce-timeout, --horizon, --fallback, --hook-timeout, --staging, --lease, "
+            "--journal, --alert-command and --agent-token-file need a hot backup: add "
+            "--agent, --freeze or --pre/--post"
+        )
+
+
+def _duration(option: str, text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+    if seconds <= 0:
+        raise UsageError(f"{option}: expected a duration above 0, like 10s")
+    return seconds
+
+
+def _report(common: Common, result: BackupResult) -> None:
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if common.json:
+        common.emit(result.summary())
+    else:
+        common.say(_saved_line(result))
+
+
+def _saved_line(result: BackupResult) -> str:
+    return (
+        f"{result.snapshot.kind} snapshot {result.snapshot.id[:12]} saved "
+        f"(seq {result.snapshot.seq}: {result.snapshot.reason}): "
+        f"{result.files} files, {result.dirs} dirs, "
+        f"{format_bytes(result.bytes_read)} read, {format_bytes(result.bytes_added)} added "
+        f"in {result.duration_s:.1f}s"
+    )
+
+
+def _report_hot(common: Common, hot: HotResult) -> None:
+    result = hot.backup
+    assert result is not None
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if hot.quiesce_missed:
+        click.echo(f"warning: {hot.miss_reason}", err=True)
+    for alert in hot.alerts:
+        click.echo(f"alert: {alert}", err=True)
+    if common.json:
+        common.emit(hot.summary())
+    else:
+        capture = hot.capture
+        pause = capture.get("pause_ms")
+        steps = ", ".join(f"{k} {v:.0f}ms" for k, v in capture.get("steps_ms", {}).items())
+        common.say(f"{_saved_line(result)}; {capture.get('consistency')}")
+        common.say(
+            f"pause {pause:.1f} ms" if pause is not None else "no pause (not quiesced)"
+        )
+        common.say(f"steps: {steps}")
+        for action in capture.get("inflight", []):
+            common.say(
+                f"in flight: {action.get('key')} ({action.get('kind')}, {action.get('state')} "
+                f"since {action.get('since')})"
+            )
+    if hot.misbehaved:  # a fallback snapshot was stored, but the agent broke its word
+        sys.exit(ExitCode.AGENT_MISBEHAVED)
+    if hot.quiesce_missed:
+        sys.exit(ExitCode.QUIESCE_MISSED)
+    if result.warnings:
+        sys.exit(ExitCode.WARNINGS)
+
+
+def _with_profile(config: ConfigFile, profile: str | None, source: str | None) -> ConfigFile:
+    """--profile for this run: it replaces the profile the file or the source names, and
+    the file's and the source's overrides still apply on top, as with any profile."""
+    if profile is None:
+        return config
+    try:
+        get_profile(profile)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    sources = dict(config.sources)
+    if source is not None and source in sources:
+        sources[source] = replace(sources[source], profile=profile)
+    return replace(config, profile=profile, sources=sources)

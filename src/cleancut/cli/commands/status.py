@@ -1,0 +1,147 @@
+"""`cleancut status`: the health of each source, from the repository alone.
+
+Each source is judged against the profile it is backed up with: its own in the
+config file, else the config file's shared settings, else the repository's.
+
+Exit codes: 0 whatever the state, so a glance at a terminal is never an "error".
+With --check (for monitoring): 0 ok, 3 warn, 4 critical; an empty repository
+(nothing backed up yet) counts as critical there. Failing to open the repository
+keeps its usual codes (1, 10, ...).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from cleancut import clock
+from cleancut.cli.cells import cell
+from cleancut.cli.context import Common, common_options
+from cleancut.errors import ExitCode, UsageError
+from cleancut.ops.health import CRITICAL, OK, WARN, SourceHealth, overall_state, source_health
+from cleancut.pathtext import shown_path
+from cleancut.settings.config_file import effective
+from cleancut.settings.profiles import Profile
+
+CHECK_EXIT = {OK: ExitCode.OK, WARN: ExitCode.WARNINGS, CRITICAL: ExitCode.INTEGRITY}
+
+
+@click.command("status")
+@click.option("--source", help="Only this source.")
+@click.option(
+    "--check", is_flag=True, help="Exit 0 for ok, 3 for warn, 4 for critical (for monitoring)."
+)
+@common_options
+def command(common: Common, source: str | None, check: bool) -> None:
+    """Health of each source: fulls, chains, restore tests, success rates, quiesce misses.
+
+    Each source is ok, warn or critical, with the reasons. Without --check the exit
+    code is 0 whatever the state.
+    """
+    now = clock.now()
+    repo = common.open()
+    try:
+        default, profiles = _profiles(common, repo.config.profile)
+        sources = source_health(repo, now, profiles, default)
+    finally:
+        repo.close()
+    if source is not None:
+        sources = [s for s in sources if s.name == source]
+        if not sources:
+            raise UsageError(f"no snapshot or backup attempt of source {source!r}")
+    state = overall_state(sources) if sources else CRITICAL
+    if common.json:
+        common.emit(
+            {
+                "time": clock.iso(now),
+                "state": state,
+                "sources": [s.to_json() for s in sources],
+            }
+        )
+    elif not sources:
+        click.echo("no backups yet: the repository holds no snapshot and no backup attempt")
+    else:
+        _print(sources)
+    if check and state != OK:
+        sys.exit(CHECK_EXIT[state])
+
+
+def _profiles(common: Common, repo_profile: str) -> tuple[Profile, dict[str, Profile]]:
+    """The profile each source is backed up with, stacked as `backup` stacks it: the
+    config file's sources get their own, every other source the shared layers'."""
+    config = common.config
+    default = effective(config, None, repo_profile, {}).profile
+    return default, {
+        name: effective(config, name, repo_profile, {}).profile for name in config.sources
+    }
+
+
+def _age(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{clock.age_text(seconds)} ago"
+
+
+def _seconds(value: float) -> str:
+    """A restore time: sub-second precision while it is short, like an age once it is long."""
+    if value < 10:
+        return f"{value:.2f}s"
+    return f"{value:.0f}s" if value < 120 else clock.age_text(value)
+
+
+def _rate(h: SourceHealth, window: str) -> str:
+    rate = h.success_rate.get(window)
+    if rate is None:
+        return "-"
+    ok = round(rate * h.attempts[window])
+    return f"{rate * 100:.0f}% ({ok}/{h.attempts[window]})"
+
+
+def _restore_test(h: SourceHealth) -> str:
+    test = h.last_restore_test
+    if test is None:
+        return "never"
+    result = "passed" if test.passed else "FAILED"
+    rto = f", RTO {_seconds(test.rto_s)}" if test.rto_s is not None else ""
+    return f"{result} {clock.age_text(test.age_s)} ago{rto}"
+
+
+def _print(sources: list[SourceHealth]) -> None:
+    table = Table(box=None)
+    for col in (
+        "source",
+        "state",
+        "last full",
+        "chain",
+        "last incr",
+        "restore test",
+        "ok 7d",
+        "ok 30d",
+        "misses",
+    ):
+        table.add_column(col)
+    for h in sources:
+        chain = (
+            f"{h.chain_length} long, {clock.age_text(h.chain_age_s)}"
+            if h.chain_age_s is not None
+            else "-"
+        )
+        table.add_row(
+            cell(h.name),
+            h.state,
+            _age(h.last_full_age_s),
+            chain,
+            _age(h.last_incremental_age_s),
+            _restore_test(h),
+            _rate(h, "7d"),
+            _rate(h, "30d"),
+            str(h.consecutive_quiesce_misses),
+        )
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # piped: never cut names or reasons
+    console.print(table)
+    for h in sources:
+        for finding in h.findings:
+            click.echo(f"{finding.state}: {shown_path(h.name)}: {finding.reason}")

@@ -1,0 +1,190 @@
+"""Options every command shares, and opening the repository they name."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from cleancut.backend.access import is_remote, open_backend
+from cleancut.backend.base import Backend
+from cleancut.backend.throttle import ThrottledBackend
+from cleancut.errors import NotARepository, UsageError
+from cleancut.repository.repository import Repository, read_config
+from cleancut.settings.config_file import ConfigFile, effective, load_config
+from cleancut.settings.profiles import parse_bandwidth
+
+from .passphrase import read_passphrase
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Common:
+    repo: str | None
+    password_file: str | None
+    password_command: str | None
+    json: bool
+    quiet: bool
+    cache_dir: str | None
+    config_path: Path | None = None
+    limit_upload: str | None = None
+    limit_download: str | None = None
+    append_only: bool = False
+
+    @functools.cached_property
+    def config(self) -> ConfigFile:
+        """The config file (--config, CLEANCUT_CONFIG, or ./cleancut.toml), read once."""
+        return load_config(self.config_path)
+
+    @property
+    def location(self) -> str:
+        location = self.repo or self.config.repository
+        if not location:
+            raise UsageError(
+                "no repository: pass --repo, set CLEANCUT_REPO, or name one in the config file"
+            )
+        return location
+
+    def passphrase(self, confirm: bool = False) -> str:
+        password_file = self.password_file
+        if not password_file and not self.password_command:
+            password_file = self.config.password_file
+        return read_passphrase(password_file, self.password_command, confirm)
+
+    def open(self) -> Repository:
+        backend = self.backend(self.location)
+        cache_root = Path(self.cache_dir) if self.cache_dir else None
+        if self.config_path is not None:
+            _ = self.config  # a --config that names no readable file is an error, always
+        read_config(backend)  # "not a repository" before asking for a passphrase
+        repo = Repository.open(backend, self.passphrase(), cache_root)
+        for warning in repo.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        return repo
+
+    def backend(self, location: str) -> Backend:
+        """The location's backend with this run's caps and append-only choice.
+
+        An explicit --limit-upload applies to any backend; without one, the profile's
+        bandwidth cap applies to remote repositories only (a local disk is not a link
+        shared with the agent)."""
+        upload = _mbit("--limit-upload", self.limit_upload)
+        download = _mbit("--limit-download", self.limit_download)
+        append_only = self.append_only or self.config.append_only
+        plain = open_backend(location, append_only=append_only)
+        if self.limit_upload is None and is_remote(plain):
+            try:
+                profile = read_config(plain).profile
+            except NotARepository:
+                profile = None  # not a repository yet (init): the shared layers decide
+            upload = effective(self.config, None, profile, {}).profile.bandwidth_cap_mbit
+        if not upload and not download:
+            return plain
+        return ThrottledBackend(plain, upload, download)
+
+    @property
+    def show_progress(self) -> bool:
+        return not self.quiet and not self.json and sys.stderr.isatty()
+
+    def emit(self, value: Any) -> None:
+        """Machine-readable output: one JSON document on stdout."""
+        click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            click.echo(message)
+
+
+def common_options(func: F) -> F:
+    """--repo, passphrase sources, --json, --quiet, --cache-dir on every command."""
+
+    @click.option(
+        "--repo", "-r", envvar="CLEANCUT_REPO", help="Repository location (or CLEANCUT_REPO)."
+    )
+    @click.option(
+        "--password-file",
+        envvar="CLEANCUT_PASSWORD_FILE",
+        type=click.Path(dir_okay=False),
+        help="Read the passphrase from this file.",
+    )
+    @click.option(
+        "--password-command",
+        envvar="CLEANCUT_PASSWORD_COMMAND",
+        help="Run this command and read the passphrase from its output.",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @click.option("--quiet", "-q", is_flag=True, help="No progress and no chatter.")
+    @click.option(
+        "--cache-dir", envvar="CLEANCUT_CACHE_DIR", help="Where the local index cache lives."
+    )
+    @click.option(
+        "--config",
+        "config_path",
+        envvar="CLEANCUT_CONFIG",
+        type=click.Path(path_type=Path),
+        help="Config file (or CLEANCUT_CONFIG; default ./cleancut.toml if it exists).",
+    )
+    @click.option(
+        "--limit-upload",
+        envvar="CLEANCUT_LIMIT_UPLOAD",
+        metavar="MBIT",
+        help="Cap uploads, in Mbit/s (default: the profile's cap, for remote repositories).",
+    )
+    @click.option(
+        "--limit-download",
+        envvar="CLEANCUT_LIMIT_DOWNLOAD",
+        metavar="MBIT",
+        help="Cap downloads, in Mbit/s (default: none).",
+    )
+    @click.option(
+        "--append-only",
+        is_flag=True,
+        envvar="CLEANCUT_APPEND_ONLY",
+        help="Never delete or overwrite an object (agent hosts; prune from a trusted host).",
+    )
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any,
+        repo: str | None,
+        password_file: str | None,
+        password_command: str | None,
+        as_json: bool,
+        quiet: bool,
+        cache_dir: str | None,
+        config_path: Path | None,
+        limit_upload: str | None,
+        limit_download: str | None,
+        append_only: bool,
+        **kwargs: Any,
+    ) -> Any:
+        common = Common(
+            repo,
+            password_file,
+            password_command,
+            as_json,
+            quiet,
+            cache_dir,
+            config_path,
+            limit_upload,
+            limit_download,
+            append_only,
+        )
+        return func(common, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _mbit(option: str, text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_bandwidth(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None

@@ -1,0 +1,494 @@
+"""A hot backup: capture a clean cut of a running agent, let it run, then store the cut.
+
+Three ways to get the cut, by what the agent allows:
+
+- `agent`  the agent speaks the control protocol: quiesce, flush, horizon, capture,
+           resume (label `quiesced`);
+- `hooks`  operator commands before and after the capture (label `hooked`);
+- `freeze` SIGSTOP of the agent's process group for the capture (label `frozen`,
+           crash-consistent).
+
+In each, the pause covers only the Stager's in-pause pass (metadata scan and the
+files changed since the previous capture); chunking, compression, encryption and
+upload run from the staged copy after the agent runs again. A quiesce that is
+missed never yields a `quiesced` snapshot: the attempt is recorded as a miss,
+and a fallback snapshot is taken only if the operator asked for one, labelled
+for what it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from cleancut.archiver.backup import BackupOptions, BackupResult, Progress
+from cleancut.errors import (
+    AgentMisbehaved,
+    CaptureFailed,
+    CleancutError,
+    IntegrityError,
+    QuiesceMissed,
+    UsageError,
+)
+from cleancut.fsio.treewalk import remove_tree
+from cleancut.journal.repo.restore import restore_to_point
+from cleancut.journal.repo.ship import ship
+from cleancut.journal.repo.store import last_shipped
+from cleancut.ops.runner import run_backup
+from cleancut.repository.attempts import backup_attempts, record_backup_attempt
+from cleancut.repository.chain import own_blobs, verified_chain
+from cleancut.repository.repository import Repository
+from cleancut.repository.walk import load_tree
+from cleancut.settings.config_file import FALLBACKS, SourceConfig
+from cleancut.settings.profiles import MISS_ALERT_THRESHOLD, Profile
+
+from .control import AgentClient, AgentClosed, AgentTimeout
+from .freeze import freeze
+from .hooks import run_hook
+from .runtime import RuntimeContext, open_runtime
+from .session import SessionReport, quiesced
+from .stage import RACY_WINDOW_NS, Stager, StageStats
+
+DEFAULT_HOOK_TIMEOUT = 60.0
+DEFAULT_FREEZE_WATCHDOG = 60.0
+
+
+@dataclass
+class HotOptions:
+    agent: str | None = None  # unix:PATH or openclaw://HOST:PORT (src/cleancut/hot/runtime.py)
+    agent_token_file: Path | None = None  # a runtime's credential, never on the command line
+    quiesce_timeout: float = 60.0
+    horizon: float = 60.0
+    lease: float = 10.0
+    fallback: str = "none"
+    freeze_pid: int | None = None
+    pre: str | None = None
+    post: str | None = None
+    hook_timeout: float = DEFAULT_HOOK_TIMEOUT
+    watchdog: float = DEFAULT_FREEZE_WATCHDOG
+    staging: Path | None = None
+    alert_command: str | None = None
+    journal: Path | None = None  # the agent's journal directory (the `journal` fallback)
+
+    @property
+    def mode(self) -> str | None:
+        if self.agent:
+            return "agent"
+        if self.freeze_pid is not None:
+            return "freeze"
+        if self.pre or self.post:
+            return "hooks"
+        return None
+
+    def validate(self) -> None:
+        if self.fallback not in FALLBACKS:
+            raise UsageError(f"--fallback {self.fallback}: choose one of {', '.join(FALLBACKS)}")
+        if self.agent and (self.pre or self.post):
+            raise UsageError("choose one capture mode: --agent or --pre/--post")
+        if self.freeze_pid is not None and (self.pre or self.post):
+            raise UsageError("choose one capture mode: --freeze or --pre/--post")
+        if self.fallback != "none" and not self.agent:
+            raise UsageError("--fallback applies to --agent backups (what to do on a quiesce miss)")
+        if self.fallback == "journal" and self.journal is None:
+            raise UsageError("--fallback journal needs --journal DIR (the agent's journal)")
+
+
+@dataclass
+class HotResult:
+    backup: BackupResult | None
+    capture: dict[str, Any]
+    quiesce_missed: bool = False
+    miss_reason: str | None = None
+    misbehaved: bool = False  # the miss was the agent breaking the protocol or its promise
+    alerts: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = self.backup.summary() if self.backup else {"snapshot_id": None}
+        out.update(
+            consistency=self.capture.get("consistency"),
+            pause_ms=self.capture.get("pause_ms"),
+            steps_ms=self.capture.get("steps_ms", {}),
+            inflight=self.capture.get("inflight", []),
+            quiesce_missed=self.quiesce_missed,
+            miss_reason=self.miss_reason,
+            capture=self.capture,
+            alerts=self.alerts,
+        )
+        return out
+
+
+def default_staging(repo: Repository, name: str) -> Path:
+    """Per source, inside the repository's cache directory (a cache: it can be deleted)."""
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    return repo.cache.path.parent / "staging" / digest
+
+
+def hot_backup(
+    repo: Repository,
+    source: Path,
+    options: BackupOptions,
+    hot: HotOptions,
+    progress: Progress | None = None,
+) -> HotResult:
+    hot.validate()
+    name = options.name or str(source)
+    stager = Stager(source, hot.staging or default_staging(repo, name), options.excludes)
+    started = time.monotonic()
+    steps: dict[str, float] = {}
+    capture: dict[str, Any] = {"mode": hot.mode, "steps_ms": steps}
+    missed: list[CleancutError] = []  # the quiesce miss (or agent misbehaviour), if any
+    storing = False  # from here on run_backup records the attempt itself
+    try:
+        with stager.lock():
+            stats, consistency, tree = _capture(repo, name, stager, source, hot, capture, missed)
+            stored = replace(
+                options,
+                name=name,
+                consistency=consistency,
+                source_path=str(source),
+                capture=capture,
+            )
+            storing = True
+            with _timed(steps, "store"):
+                result = run_backup(repo, tree, stored, progress, bool(missed))
+    except CleancutError as exc:
+        if storing:
+            raise
+        # A miss, an unreachable agent, a failed hook or freeze, a busy staging area:
+        # the attempt failed before anything was stored, and status must see it.
+        _record_failure(repo, name, str(exc), time.monotonic() - started, bool(missed))
+        alerts = _maybe_alert(repo, name, hot.alert_command) if missed else []
+        if alerts:
+            raise type(exc)("; ".join([str(exc), *alerts])) from None
+        raise
+    result.warnings.extend(f"capture: {w}" for w in stats.warnings)
+    with _timed(steps, "verify"):
+        _verify(repo, result)
+    hot_result = HotResult(
+        result,
+        capture,
+        bool(missed),
+        str(missed[0]) if missed else None,
+        any(isinstance(m, AgentMisbehaved) for m in missed),
+    )
+    if missed:
+        hot_result.alerts = _maybe_alert(repo, name, hot.alert_command)
+    return hot_result
+
+
+def _capture(
+    repo: Repository,
+    name: str,
+    stager: Stager,
+    source: Path,
+    hot: HotOptions,
+    capture: dict[str, Any],
+    missed: list[CleancutError],
+) -> tuple[StageStats, str, Path]:
+    """Prepare, then take the cut the mode allows; verify the staged copy. Returns the
+    directory to store: the staging mirror, or the journal fallback's rebuilt tree."""
+    steps = capture["steps_ms"]
+    with _timed(steps, "prepare"):
+        prepared = stager.prepare()  # outside the pause: the in-pause pass copies little
+        if prepared.files_copied:
+            # What it just copied was written moments ago, so the racy rule would copy it
+            # again inside the pause. Once the timestamp tick has passed, a second pass
+            # copies it for good (and whatever changed meanwhile), still outside the pause.
+            time.sleep(RACY_WINDOW_NS / 1e9)
+            again = stager.prepare()
+            prepared.files_copied += again.files_copied
+            prepared.bytes_copied += again.bytes_copied
+            prepared.warnings = again.warnings
+    capture["prepare"] = prepared.to_json()
+    if hot.mode == "agent":
+        try:
+            stats = _agent_capture(stager, hot, capture)
+            consistency = "quiesced"
+        except (QuiesceMissed, AgentMisbehaved) as exc:
+            # Not a clean cut, whether the agent could not pause or broke its word:
+            # recorded as a miss, and the operator's fallback (if any) applies.
+            missed.append(exc)
+            capture["miss"] = str(exc)
+            if hot.fallback == "none":
+                raise
+            if hot.fallback == "journal":
+                assert hot.journal is not None
+                return _journal_capture(repo, name, stager, hot.journal, capture)
+            stats, consistency = _fallback_capture(stager, hot, capture)
+    elif hot.mode == "freeze":
+        assert hot.freeze_pid is not None
+        stats = _frozen_capture(stager, hot.freeze_pid, hot.watchdog, capture)
+        consistency = "frozen"
+    elif hot.mode == "hooks":
+        stats = _hooked_capture(stager, source, hot, capture)
+        consistency = "hooked"
+    else:
+        raise UsageError("a hot backup needs --agent, --freeze or --pre/--post")
+    capture["consistency"] = consistency
+    capture["stage"] = stats.to_json()
+    with _timed(steps, "verify_staged"):
+        problems = stager.verify()
+    if problems:
+        raise CaptureFailed(f"staged copy failed verification: {problems[0]}")
+    return stats, consistency, stager.tree
+
+
+def _journal_capture(
+    repo: Repository, name: str, stager: Stager, journal: Path, capture: dict[str, Any]
+) -> tuple[StageStats, str, Path]:
+    """The journal fallback: ship what the agent's journal holds, then rebuild the state at
+    the last shipped record (its base snapshot plus replay) and store that, labelled
+    `journal`. No pause: the journal's records are whole and hash-linked by construction."""
+    steps = capture["steps_ms"]
+    capture["fallback"] = "journal"
+    capture["pause_ms"] = None
+    capture["inflight"] = []
+    with _timed(steps, "ship"):
+        shipped = ship(repo, name, journal)
+    seq = last_shipped(repo, name)
+    if seq is None:
+        raise QuiesceMissed(f"{capture['miss']}; the journal fallback found no shipped record")
+    tree = stager.tree.parent / "journal-tree"
+    remove_tree(tree)
+    with _timed(steps, "replay"):
+        try:
+            point = restore_to_point(repo, name, tree, seq=seq)
+        except UsageError as exc:  # no base snapshot with a journal_seq yet, for one
+            raise QuiesceMissed(f"{capture['miss']}; the journal fallback cannot: {exc}") from None
+    damaged = point.restore and (point.restore.damaged or point.restore.refused)
+    if point.replay.reached_seq != seq or damaged:
+        raise QuiesceMissed(
+            f"{capture['miss']}; the journal fallback reached record "
+            f"{point.replay.reached_seq} of {seq}"
+            + (" with damaged files in its base" if damaged else "")
+            + ": nothing stored (run 'cleancut journal verify')"
+        )
+    capture["journal_seq"] = point.replay.reached_seq
+    capture["journal_shipped_records"] = shipped.records
+    capture["consistency"] = "journal"
+    capture["stage"] = StageStats().to_json()
+    return StageStats(warnings=list(shipped.warnings)), "journal", tree
+
+
+def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> StageStats:
+    assert hot.agent is not None
+    report = SessionReport()
+    runtime = open_runtime(
+        hot.agent, RuntimeContext(source=stager.source, token_file=hot.agent_token_file)
+    )
+
+    def capture_and_check() -> tuple[StageStats, list[str]]:
+        stats = stager.capture()
+        return stats, stager.changed_since_capture()  # still inside the pause
+
+    try:
+        stats, changed = quiesced(
+            hot.agent, hot.quiesce_timeout, hot.horizon, capture_and_check, report, hot.lease,
+            runtime=runtime,
+        )
+        # What the captured state itself says is in flight, when the runtime reads it there.
+        captured = runtime.captured_inflight(stager.tree)
+        if captured is not None:
+            report.inflight = captured
+    finally:
+        capture["steps_ms"].update(report.steps_ms)
+        capture["pause_ms"] = report.pause_ms
+        capture["agent"] = report.agent
+        capture["inflight"] = report.inflight
+        capture["horizon_reached"] = report.horizon_reached
+        capture["peer_pid"] = report.peer_pid
+        if report.journal_seq is not None:
+            capture["journal_seq"] = report.journal_seq
+    changed = [rel for rel in changed if not runtime.expected_change(rel, stager.tree / rel)]
+    if changed:
+        capture["changed_while_quiesced"] = changed[:100]
+        more = len(changed) - 5
+        shown = ", ".join(changed[:5]) + (f" and {more} more" if more > 0 else "")
+        raise AgentMisbehaved(
+            f"the agent acknowledged quiesce but {len(changed)} file(s) changed during the "
+            f"capture ({shown}): not a clean cut, not stored as quiesced"
+        )
+    return stats
+
+
+def _fallback_capture(
+    stager: Stager, hot: HotOptions, capture: dict[str, Any]
+) -> tuple[StageStats, str]:
+    capture["fallback"] = hot.fallback
+    capture["pause_ms"] = None
+    capture["inflight"] = []  # not known at the moment of this copy
+    if hot.fallback == "frozen":
+        pid = hot.freeze_pid or capture.get("peer_pid")
+        if not pid:
+            raise QuiesceMissed(
+                f"{capture['miss']}; the frozen fallback needs --freeze PID (the agent's pid "
+                "could not be read from the socket)"
+            )
+        return _frozen_capture(stager, int(pid), hot.watchdog, capture), "frozen"
+    with _timed(capture["steps_ms"], "capture"):
+        return stager.capture(), "unquiesced"
+
+
+def _frozen_capture(
+    stager: Stager, pid: int, watchdog: float, capture: dict[str, Any]
+) -> StageStats:
+    steps = capture["steps_ms"]
+    frozen_at = time.monotonic()
+    with freeze(pid, watchdog) as info:
+        steps["freeze"] = round(info.stop_ms, 3)
+        with _timed(steps, "capture"):
+            stats = stager.capture()
+    capture["pause_ms"] = round((time.monotonic() - frozen_at) * 1000, 3)
+    capture["frozen_pids"] = list(info.pids)
+    return stats
+
+
+def _hooked_capture(
+    stager: Stager, source: Path, hot: HotOptions, capture: dict[str, Any]
+) -> StageStats:
+    steps = capture["steps_ms"]
+    env = {"CLEANCUT_SOURCE": str(source)}
+    hooks: dict[str, Any] = {}
+    capture["hooks"] = hooks
+    try:
+        if hot.pre:
+            with _timed(steps, "pre"):
+                pre = run_hook("pre", hot.pre, hot.hook_timeout, env)
+            hooks["pre"] = {"returncode": pre.returncode, "duration_s": pre.duration_s}
+        paused_at = time.monotonic()
+        with _timed(steps, "capture"):
+            stats = stager.capture()
+        capture["pause_ms"] = round((time.monotonic() - paused_at) * 1000, 3)
+    finally:
+        if hot.post:  # always, once the pre hook was started: it undoes what pre did
+            with _timed(steps, "post"):
+                post = run_hook("post", hot.post, hot.hook_timeout, env)
+            hooks["post"] = {"returncode": post.returncode, "duration_s": post.duration_s}
+    return stats
+
+
+def _record_failure(
+    repo: Repository, name: str, error: str, duration_s: float, quiesce_missed: bool
+) -> None:
+    with contextlib.suppress(CleancutError, OSError):
+        record_backup_attempt(
+            repo,
+            name=name,
+            ok=False,
+            kind=None,
+            snapshot_id=None,
+            error=error,
+            duration_s=duration_s,
+            quiesce_missed=quiesce_missed,
+            consistency=None,
+        )
+
+
+def consecutive_misses(repo: Repository, name: str) -> int:
+    misses = 0
+    for attempt in reversed(backup_attempts(repo, name)):
+        if not attempt.get("quiesce_missed"):
+            break
+        misses += 1
+    return misses
+
+
+def alert_on_misses(repo: Repository, name: str, command: str | None) -> list[str]:
+    """Run the alert command once the source has missed quiesce MISS_ALERT_THRESHOLD times."""
+    return _maybe_alert(repo, name, command)
+
+
+def _maybe_alert(repo: Repository, name: str, command: str | None) -> list[str]:
+    misses = consecutive_misses(repo, name)
+    if misses < MISS_ALERT_THRESHOLD:
+        return []
+    message = f"{name}: {misses} consecutive backup windows missed quiesce"
+    if command:
+        env = {"CLEANCUT_SOURCE": name, "CLEANCUT_MISSES": str(misses), "CLEANCUT_ALERT": message}
+        try:
+            run_hook("alert", command, DEFAULT_HOOK_TIMEOUT, env)
+        except CaptureFailed as exc:
+            return [message, f"alert command failed: {exc}"]
+    return [message]
+
+
+def _verify(repo: Repository, result: BackupResult) -> None:
+    """Read the committed snapshot back: its record authenticates and matches what was
+    written, its chain links hold, its delta manifest (or root tree) decrypts, and
+    every data blob it names is in the index."""
+    snapshot = repo.load_snapshot(result.snapshot.id)
+    if snapshot.record_hash != result.snapshot.record_hash:
+        raise IntegrityError(f"snapshot {snapshot.id[:12]} reads back differently than written")
+    verified_chain(repo, snapshot)
+    if snapshot.is_full:
+        load_tree(repo, snapshot.tree)
+        return
+    missing = [b for b in own_blobs(repo, snapshot) if not repo.has_blob(b)]
+    if missing:
+        raise IntegrityError(
+            f"snapshot {snapshot.id[:12]}: {len(missing)} blob(s) it names are not indexed"
+        )
+
+
+@contextlib.contextmanager
+def _timed(steps: dict[str, float], name: str) -> Any:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        steps[name] = round((time.monotonic() - started) * 1000, 3)
+
+
+def tick_backup(
+    repo: Repository,
+    src: SourceConfig,
+    options: BackupOptions,
+    profile: Profile,
+    alert_command: str | None = None,
+) -> BackupResult:
+    """How `tick` and `daemon` back up a configured source: hot when it names an agent
+    (or hooks), with the profile's quiesce timeout and horizon; plain otherwise."""
+    hot = HotOptions(
+        agent=src.agent,
+        fallback=src.fallback or "none",
+        pre=None if src.agent else src.pre,
+        post=None if src.agent else src.post,
+        staging=src.staging,
+        journal=src.journal,
+        quiesce_timeout=profile.quiesce_timeout,
+        horizon=profile.horizon,
+        alert_command=alert_command,
+    )
+    if hot.mode is None:
+        return run_backup(repo, src.path, options)
+    result = hot_backup(repo, src.path, options, hot)
+    assert result.backup is not None
+    if result.quiesce_missed:
+        result.backup.warnings.append(result.miss_reason or "quiesce missed")
+        result.backup.warnings.extend(f"alert: {a}" for a in result.alerts)
+    return result.backup
+
+
+def journal_ack(src: SourceConfig) -> int | None:
+    """The journal record the source's agent acknowledges as durable: a `flush` (no
+    quiesce) answers with it. None when there is no agent, it does not journal, or it
+    cannot be reached (then what its journal holds intact is shipped)."""
+    if not src.agent:
+        return None
+    client = AgentClient(src.agent)
+    try:
+        client.connect()
+        hello = client.hello()
+        if "journal" not in (hello.get("capabilities") or []):
+            return None
+        reply = client.request("flush", timeout=30.0)
+    except (CleancutError, AgentTimeout, AgentClosed):
+        return None
+    finally:
+        client.close()
+    seq = reply.get("journal_seq") if reply.get("ok") else None
+    return seq if isinstance(seq, int) else None

@@ -1,0 +1,114 @@
+"""The one interface the hot-backup orchestrator uses to pause an agent, and its registry.
+
+An agent runtime is whatever answers at an `--agent` address: an agent speaking
+protocol v1 on a Unix socket (`unix:PATH`), an OpenClaw gateway
+(`openclaw://HOST:PORT`). The orchestrator (src/cleancut/hot/session.py) knows only this
+interface: connect, quiesce, flush, in-flight, renew, resume, close. It owns the
+budget (every call gets a timeout that is a deadline), the background renewal, the
+horizon and the pause; a runtime only translates each step into its agent's terms.
+
+A new runtime is a new file with a subclass of AgentRuntime, named in RUNTIMES by its
+address prefix.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cleancut.errors import UsageError
+
+# Address prefix -> "module:class", imported only when used.
+RUNTIMES = {
+    "unix:": "cleancut.hot.protocol_v1:ProtocolV1Runtime",
+    "openclaw://": "cleancut.hot.openclaw:OpenClawRuntime",
+}
+
+
+class LeaseLost(Exception):
+    """A renewal failed: `answered` is True when the agent said so, False when it was silent
+    or the connection broke."""
+
+    def __init__(self, reason: str, answered: bool) -> None:
+        super().__init__(reason)
+        self.answered = answered
+
+
+@dataclass
+class RuntimeContext:
+    """What a runtime may need beyond its address: the source being captured, and
+    where a credential comes from (never the command line)."""
+
+    source: Path | None = None
+    token_file: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class AgentRuntime(ABC):
+    """One connection to one agent, for one quiesce session."""
+
+    # Whether the orchestrator waits out the external-consistency horizon by polling
+    # inflight(). A runtime whose quiesce already waits for its actions to settle says no.
+    polls_horizon: bool = True
+
+    @abstractmethod
+    def connect(self, timeout: float) -> dict[str, Any]:
+        """Connect and greet; returns what to record about the agent (name, protocol...)."""
+
+    def peer_pid(self) -> int | None:
+        """The agent's process id, when the transport tells it (for --fallback frozen)."""
+        return None
+
+    @abstractmethod
+    def quiesce(self, timeout: float, lease: float) -> None:
+        """Ask the agent to pause and wait until it has; QuiesceMissed when it does not."""
+
+    @abstractmethod
+    def flush(self, timeout: float) -> dict[str, Any]:
+        """Have what the agent holds in memory reach disk; QuiesceMissed when it cannot.
+        May answer `journal_seq`."""
+
+    @abstractmethod
+    def inflight(self, timeout: float) -> list[dict[str, Any]]:
+        """The external actions not settled (key, kind, state, since)."""
+
+    @abstractmethod
+    def renew(self, timeout: float, lease: float) -> None:
+        """Extend the lease; LeaseLost when it no longer holds."""
+
+    def renew_every(self, lease: float) -> float:
+        """How often the background renewer renews."""
+        return lease / 3
+
+    @abstractmethod
+    def resume(self, timeout: float) -> None:
+        """Let the agent run again. Errors are the caller's to ignore."""
+
+    def expected_change(self, rel: str, staged: Path) -> bool:
+        """Whether a change of `rel` in the source after the capture is the agent's
+        normal life while paused rather than a broken promise (see changed_since_capture)."""
+        return False
+
+    def captured_inflight(self, tree: Path) -> list[dict[str, Any]] | None:
+        """The in-flight actions as the captured state holds them; None when the agent
+        reported them itself (inflight())."""
+        return None
+
+    @abstractmethod
+    def close(self) -> None:
+        """Drop the connection (for a protocol v1 agent this alone also resumes it)."""
+
+
+def open_runtime(address: str, context: RuntimeContext | None = None) -> AgentRuntime:
+    """The runtime for an --agent address."""
+    for prefix, target in RUNTIMES.items():
+        if address.startswith(prefix):
+            module, _, name = target.partition(":")
+            cls = getattr(importlib.import_module(module), name)
+            return cls(address, context or RuntimeContext())
+    raise UsageError(
+        f"--agent {address}: expected unix:PATH (a Unix socket path) or openclaw://HOST:PORT"
+    )

@@ -1,0 +1,206 @@
+"""One quiesce session with a live agent: quiesce, flush, horizon, (capture), renew, resume.
+
+The capture itself is the caller's, passed in as a function, so this module is
+only the protocol dance and its budget: every step has a deadline, the lease is
+renewed in the background while the capture runs, a final `renew` proves the
+lease held through the capture, and `resume` is sent in a `finally`, whatever
+happened (an exception, Ctrl-C). The pause the agent sees runs from the quiesce
+acknowledgement to the resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from cleancut.errors import AgentMisbehaved, CleancutError, QuiesceMissed
+from cleancut.sdk.wire import UNSETTLED
+
+from .control import REPLY_TIMEOUT_S, AgentClosed, AgentTimeout
+from .runtime import AgentRuntime, LeaseLost, RuntimeContext, open_runtime
+
+T = TypeVar("T")
+
+HORIZON_POLL_S = 0.05
+MIN_LEASE_S = 3.0
+# Closing the connection resumes an SDK agent too, so a silent agent is not waited on long.
+RESUME_REPLY_S = 2.0
+
+
+@dataclass
+class SessionReport:
+    agent: dict[str, Any] = field(default_factory=dict)  # hello: name, protocol, capabilities
+    steps_ms: dict[str, float] = field(default_factory=dict)
+    pause_ms: float | None = None
+    inflight: list[dict[str, Any]] = field(default_factory=list)
+    horizon_reached: bool | None = None  # every unsettled action settled in the horizon
+    peer_pid: int | None = None
+    # The journal's last durable record at the final flush: the snapshot is the state
+    # at this sequence number (agents that journal; None otherwise).
+    journal_seq: int | None = None
+
+
+class _Renewer:
+    """Renews the lease in the background while the capture runs on the main thread."""
+
+    def __init__(self, runtime: AgentRuntime, lease_s: float, step_s: float) -> None:
+        self.runtime = runtime
+        self.lease_s = lease_s
+        self.step_s = step_s
+        self.stop = threading.Event()
+        self.lost: str | None = None
+        self.misbehaved: AgentMisbehaved | None = None
+        self.thread = threading.Thread(target=self._run, name="cleancut-renew", daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.runtime.renew_every(self.lease_s)):
+            try:
+                self.runtime.renew(self.step_s, self.lease_s)
+            except LeaseLost as exc:
+                self.lost = str(exc)
+                return
+            except AgentMisbehaved as exc:
+                self.misbehaved = exc
+                self.lost = str(exc)
+                return
+            except CleancutError as exc:  # the connection broke in a runtime's own terms
+                self.lost = str(exc)
+                return
+
+    def check(self, during: str) -> None:
+        """Raise what the renewer met: the agent broke the protocol, or the lease was lost."""
+        if self.misbehaved is not None:
+            raise self.misbehaved
+        if self.lost:
+            raise QuiesceMissed(f"quiesce lease lost during {during}: {self.lost}")
+
+    def __enter__(self) -> _Renewer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def quiesced(
+    address: str,
+    quiesce_timeout: float,
+    horizon: float,
+    capture: Callable[[], T],
+    report: SessionReport,
+    lease: float = 10.0,
+    context: RuntimeContext | None = None,
+    runtime: AgentRuntime | None = None,
+) -> T:
+    """Run `capture` while the agent at `address` is quiesced and flushed; fill `report`.
+
+    The agent is reached through its runtime (src/cleancut/hot/runtime.py: protocol v1 on a Unix
+    socket, an OpenClaw gateway...). Raises QuiesceMissed when the agent does not
+    confirm quiesce in time, cannot flush, or its lease ended before the capture
+    finished; AgentMisbehaved when a reply breaks the protocol. Every request has a
+    deadline no agent behaviour can extend, and the agent is sent `resume` in every
+    case once quiesce was asked.
+    """
+    lease = max(lease, MIN_LEASE_S)
+    # While quiesced, no request may outlast the lease: the renewer shares the connection,
+    # so a longer wait would let the lease lapse anyway.
+    step_s = min(REPLY_TIMEOUT_S, lease)
+    runtime = runtime or open_runtime(address, context)
+    clock = _Steps(report)
+    try:
+        with clock("hello"):
+            report.agent = runtime.connect(step_s)
+        report.peer_pid = runtime.peer_pid()
+        return _paused(runtime, quiesce_timeout, horizon, capture, report, lease, step_s)
+    finally:
+        runtime.close()  # closing alone also resumes an SDK agent (the lease's rule)
+
+
+def _paused(
+    runtime: AgentRuntime,
+    quiesce_timeout: float,
+    horizon: float,
+    capture: Callable[[], T],
+    report: SessionReport,
+    lease: float,
+    step_s: float,
+) -> T:
+    clock = _Steps(report)
+    acknowledged: float | None = None
+    try:
+        with clock("quiesce"):
+            runtime.quiesce(quiesce_timeout, lease)
+        acknowledged = time.monotonic()
+        with _Renewer(runtime, lease, step_s) as renewer:
+            with clock("flush"):
+                runtime.flush(step_s)
+            with clock("horizon"):
+                report.inflight, report.horizon_reached = _horizon(
+                    runtime, horizon, renewer, step_s
+                )
+                final = runtime.flush(step_s)  # settlements that arrived during the horizon
+                if "journal_seq" in final:
+                    report.journal_seq = final["journal_seq"]
+            with clock("capture"):
+                result = capture()
+        renewer.check("capture")
+        try:
+            runtime.renew(step_s, lease)
+        except LeaseLost as exc:
+            if not exc.answered:
+                raise QuiesceMissed(
+                    f"quiesce lease could not be confirmed after capture: {exc}"
+                ) from None
+            raise QuiesceMissed(
+                f"quiesce lease ended before the capture finished ({exc}); "
+                "the copy is not a clean cut"
+            ) from None
+        return result
+    finally:
+        resumed = time.monotonic()
+        if acknowledged is not None:
+            report.pause_ms = round((resumed - acknowledged) * 1000, 3)
+        # Whatever the agent does now (silence, garbage), resume is tried once, bounded.
+        with clock("resume"), contextlib.suppress(AgentTimeout, AgentClosed, CleancutError):
+            runtime.resume(RESUME_REPLY_S)
+
+
+def _horizon(
+    runtime: AgentRuntime, horizon: float, renewer: _Renewer, step_s: float
+) -> tuple[list[dict[str, Any]], bool]:
+    """Poll `inflight` until no action is intent or started, or the horizon passes.
+
+    A lease lost meanwhile (the agent resumed) ends the wait at once: it is a miss.
+    A runtime whose quiesce already waited for its actions is asked once.
+    """
+    deadline = time.monotonic() + horizon
+    while True:
+        renewer.check("the horizon")
+        actions = runtime.inflight(step_s)
+        if not runtime.polls_horizon:
+            return actions, True
+        if not any(a["state"] in UNSETTLED for a in actions):
+            return actions, True
+        if time.monotonic() >= deadline:
+            return actions, False
+        time.sleep(min(HORIZON_POLL_S, max(0.0, deadline - time.monotonic())))
+
+
+class _Steps:
+    """Times named steps into report.steps_ms."""
+
+    def __init__(self, report: SessionReport) -> None:
+        self.report = report
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Any:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.report.steps_ms[name] = round((time.monotonic() - started) * 1000, 3)

@@ -1,0 +1,1219 @@
+"""Staging: a persistent mirror of an agent's workspace, brought up to date inside the pause.
+
+A hot backup pauses the agent, and the pause has to be short. So the pause only
+*captures*: it brings a staging directory that mirrors the workspace up to date,
+and the slow work (chunk, compress, encrypt) reads the staged copy after the
+agent runs again. The staging directory persists between backups and a
+manifest remembers, for every staged file, the source's (size, mtime, ctime,
+inode) when it was copied: a pass re-copies only what changed since the last
+one, so the pause grows with the change, not with the workspace. Unchanged
+staged files keep their own inode, size and times, which is what lets the
+Archiver, reading the staged tree, skip them too.
+
+Layout: staging/tree (the mirror), staging/manifest.json, staging/.lock, and
+staging/.cleancut-staging, the marker that says the directory is ours. The mirror
+deletes what the source lacks, so a directory without the marker is used only
+when it is new or empty; anything else (the operator's files, say) is refused
+with NotOurs rather than emptied.
+
+The capture never leaves the source and never blocks: each directory is opened
+relative to its parent's descriptor with O_NOFOLLOW and listed through it, each
+file is opened relative to that descriptor with O_NOFOLLOW|O_NONBLOCK and copied
+only if the descriptor is a regular file. An entry swapped for a symlink, a FIFO
+or a device after its directory was listed is skipped with a warning. SQLite must
+open a database by name: it is given /proc/self/fd/DIR/NAME, the name inside the
+directory we opened (SQLite resolves that to the directory's current path, -wal
+included), after the -wal, -shm and -journal beside it were checked to be regular
+files or absent, and the copy is kept only if NAME is still the regular file we
+opened (same device and inode) once SQLite is done.
+
+After a capture inside a pause, `changed_since_capture()` re-reads the metadata
+of everything the capture staged: an agent that claimed to be quiesced but kept
+writing shows as files whose size, times or inode moved, or names that came or
+went, and the copy is then not a clean cut.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import secrets
+import stat
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cleancut import jsonparse
+from cleancut.archiver.backup import DIR_FLAGS, FILE_FLAGS, is_excluded
+from cleancut.errors import CleancutError, NoSpace, NotOurs
+from cleancut.fsio.filekind import kind_of
+from cleancut.fsio.safeio import create_temp, unlink_quietly, write_all
+from cleancut.fsio.treewalk import remove_tree
+
+from . import sqlite_copy
+
+FICLONE = 0x40049409  # ioctl: share the source's extents (btrfs, XFS); copies nothing
+# Kernel file timestamps come from a coarse clock (a tick of 4-10 ms): a same-size
+# rewrite within the tick of a copy leaves identical metadata. A file whose ctime
+# is this close to the start of its last copy is therefore copied again.
+RACY_WINDOW_NS = 50_000_000
+MANIFEST_VERSION = 1
+TEMP_PREFIX = ".cleancut-stage."
+_NOSPACE = (errno.ENOSPC, errno.EDQUOT)
+# Errors of FICLONE / copy_file_range that mean "not here": fall back to the next method.
+_UNSUPPORTED = (
+    errno.EINVAL,
+    errno.EXDEV,
+    errno.ENOSYS,
+    errno.EOPNOTSUPP,
+    errno.ENOTSUP,
+    errno.ENOTTY,
+    errno.EBADF,
+    errno.EPERM,
+    errno.ETXTBSY,
+)
+_COPY_CHUNK = 1 << 20
+MARKER = ".cleancut-staging"
+_MARKER_TEXT = b"cleancut staging: a cache that cleancut empties and rebuilds at will\n"
+# What a staging directory made before the marker existed may hold (with a manifest).
+_LEGACY_NAMES = {"tree", "manifest.json", "manifest.json.tmp", ".lock", "journal-tree"}
+_EXCLUDE_CACHE_MAX = 1 << 20  # paths; beyond this (much churn of names) start afresh
+
+# A manifest entry is a list (compact JSON, cheap to compare). Kinds and fields:
+#   "f" regular file:  [kind, size, mtime_ns, ctime_ns, ino, copy_start_ns, staged_ino]
+#   "s" SQLite db:     the same, + the -wal's [size, mtime_ns, ino] or None (see _wal)
+#   "l" symlink:       [kind, target, mtime_ns]
+#   "d" directory:     [kind, mode, mtime_ns]  (source's; -1 until first set)
+# Sizes, times and inodes are the *source's*, taken before the copy began.
+FILE, DB, LINK, DIR = "f", "s", "l", "d"
+_SIZE, _MTIME, _CTIME, _INO, _COPIED, _STAGED, _WAL = 1, 2, 3, 4, 5, 6, 7
+
+Entry = list  # one manifest entry, as above
+Listing = dict[str, Entry]  # the entries of one staged directory, by name
+
+
+@dataclass
+class StageStats:
+    """What one pass did; `warnings` names files it could not stage (they are left out)."""
+
+    files_scanned: int = 0
+    files_copied: int = 0
+    bytes_copied: int = 0
+    files_deleted: int = 0
+    sqlite_copied: int = 0
+    reflinked: int = 0
+    duration_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "files_scanned": self.files_scanned,
+            "files_copied": self.files_copied,
+            "bytes_copied": self.bytes_copied,
+            "files_deleted": self.files_deleted,
+            "sqlite_copied": self.sqlite_copied,
+            "reflinked": self.reflinked,
+            "duration_s": round(self.duration_s, 6),
+            "warnings": list(self.warnings),
+        }
+
+
+def _boot_id() -> str:
+    """This boot's id. Staged files are not fsynced (staging is a cache), so after a
+    crash their data may be gone while the manifest survives: a new boot starts over."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _rmtree(path: str) -> None:
+    """Remove a staged subtree, even one whose mirrored modes forbid writing, at any
+    depth (treewalk's loop: a mirror is as deep as its source)."""
+    remove_tree(path)
+
+
+def _remove_path(path: str) -> None:
+    """Remove whatever is at `path` (never following a symlink)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        _rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+class Stager:
+    """Keeps `staging/tree` equal to `source`; see the module docstring.
+
+    Hold `lock()` across prepare() and capture(): the manifest is then kept in
+    memory between them. A pass called without the lock held takes it itself and,
+    since another process may have staged meanwhile, re-reads and re-checks the
+    staging directory first (correct, but that costs a walk of the staged tree).
+    """
+
+    def __init__(
+        self,
+        source: Path,
+        staging: Path,
+        excludes: list[str] | None = None,
+        *,
+        sqlite_timeout: float = 5.0,
+    ) -> None:
+        self.source = Path(source)
+        self.staging = Path(staging)
+        self.excludes = list(excludes or [])
+        self.sqlite_timeout = sqlite_timeout
+        self._src = os.path.abspath(source)
+        self._staging = os.path.abspath(staging)
+        self._tree = os.path.join(self._staging, "tree")
+        self._manifest = os.path.join(self._staging, "manifest.json")
+        src_real = os.path.realpath(self._src)
+        staging_real = os.path.realpath(self._staging)
+        if os.path.commonpath([src_real, staging_real]) in (src_real, staging_real):
+            raise CleancutError(
+                f"the staging directory {staging} and the source {source} must not contain "
+                "each other: choose a staging directory outside the workspace"
+            )
+        self._boot = _boot_id()
+        self._dirs: dict[str, Listing] = {}  # staged directory rel -> its entries
+        self._root: Entry | None = None  # the source root's DIR entry
+        self._loaded = False  # the in-memory manifest matches staging
+        self._need_sweep = False  # a pass failed half way: check staging against it
+        self._persisted = False  # manifest.json holds what is in memory
+        self._lock_fd: int | None = None
+        self._unverified: set[str] = set()  # databases staged since the last verify()
+        self._no_reflink: set[int] = set()  # source devices where FICLONE is unsupported
+        # Each staged directory's listing as JSON, kept until it changes: a pass that
+        # copies a few files re-encodes a few directories, not the whole manifest.
+        self._encoded: dict[str, str] = {}
+        # is_excluded's answer per path, for the excludes in _excluded_for: matching every
+        # name against every pattern on every pass would cost more than the scan itself.
+        self._excluded: dict[str, bool] = {}
+        self._excluded_for: list[str] = []
+        # Per pass:
+        self._stats = StageStats()
+        self._strict = True
+        self._modified: set[str] = set()  # staged directories written to in this pass
+        self._current = ""  # the staged path being written, for error messages
+        self._vanished: set[str] = set()  # went away (or changed kind) while being staged
+        self._skipped: set[str] = set()  # could not be read or listed: left out on purpose
+        # Called with an entry's relative path just before it is opened, after its
+        # directory was listed: tests swap entries there to prove the capture stays put.
+        self.before_open: Callable[[str], None] | None = None
+
+    # --- public -------------------------------------------------------------
+
+    @property
+    def tree(self) -> Path:
+        """The staged mirror: what the Archiver reads."""
+        return Path(self._tree)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the staging directory: two stagers on one staging directory would
+        overwrite each other's copies. Non-blocking: a second stager fails at once."""
+        if self._lock_fd is not None:  # already ours
+            yield
+            return
+        try:
+            self._claim_staging()
+            fd = os.open(
+                os.path.join(self._staging, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
+        except OSError as exc:
+            raise self._os_error(exc) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise CleancutError(
+                f"another backup is staging {self.source} ({self.staging})"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+        try:
+            yield
+        finally:
+            # Once we let go another process may stage: distrust the in-memory manifest.
+            self._loaded = False
+            self._lock_fd = None
+            os.close(fd)
+
+    def prepare(self) -> StageStats:
+        """Outside the pause: bring staging up to date with the live workspace.
+
+        Files being written may be copied torn; capture() copies them again, since
+        their metadata will have moved on. This pass does the bulk of the copying so
+        that the one inside the pause is small. A database that cannot be copied
+        now is left for capture() and named in the warnings.
+        """
+        return self._pass(strict=False)
+
+    def capture(self) -> StageStats:
+        """Inside the pause: make staging equal to the workspace at this moment.
+
+        Scans metadata, re-copies what changed since the last pass (or may have,
+        see RACY_WINDOW_NS), deletes what vanished, copies SQLite databases through
+        SQLite's backup API, and persists the manifest.
+        """
+        return self._pass(strict=True)
+
+    def verify(self) -> list[str]:
+        """After resume: `PRAGMA integrity_check` on each database staged since the
+        last verify(). One line per database that fails; empty when all are fine."""
+        problems = []
+        for rel in sorted(self._unverified):
+            parent, _, name = rel.rpartition("/")
+            entry = self._dirs.get(parent, {}).get(name)
+            if entry is None or entry[0] != DB:
+                continue  # no longer a staged database
+            found = sqlite_copy.integrity_problems(os.path.join(self._tree, rel))
+            if found:
+                problems.append(f"{rel}: integrity_check failed: {'; '.join(found[:3])}")
+        self._unverified.clear()
+        return problems
+
+    def changed_since_capture(self) -> list[str]:
+        """Inside the pause, right after capture(): what moved in the source since the
+        capture read it. Each staged file's size, mtime, ctime and inode (a database's
+        -wal's size, mtime and inode too), each symlink's target, and each directory's
+        names are compared with what the capture recorded; files that vanished or
+        changed kind during the capture count too. Empty when nothing moved.
+        One metadata pass, no data read."""
+        changed = sorted(self._vanished)
+        for rel, listing in self._dirs.items():
+            if rel in self._skipped:
+                continue
+            src = os.path.join(self._src, rel) if rel else self._src
+            try:
+                with os.scandir(src) as it:
+                    present = {e.name: e for e in it}
+            except OSError:
+                changed.append(rel or ".")
+                continue
+            prefix = rel + "/" if rel else ""
+            for name, entry in listing.items():
+                found = present.pop(name, None)
+                if found is None or _moved(found, entry):
+                    changed.append(prefix + name)
+            changed.extend(prefix + name for name, e in present.items() if self._left_out(
+                prefix + name, e))
+        return list(dict.fromkeys(changed))  # a name that vanished may also show as moved
+
+    def _left_out(self, rel: str, entry: os.DirEntry[str]) -> bool:
+        """Whether a source entry the manifest does not name should have been staged (a
+        file created during the capture) rather than left out by a rule."""
+        if rel in self._skipped or entry.name.endswith(sqlite_copy.SIDECARS):
+            return False  # unreadable, or a database's sidecar (checked through the db)
+        if self.excludes and is_excluded(rel, self.excludes):
+            return False
+        try:
+            mode = entry.stat(follow_symlinks=False).st_mode
+        except OSError:
+            return True  # came and went
+        return stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)
+
+    # --- one pass ------------------------------------------------------------
+
+    def _pass(self, strict: bool) -> StageStats:
+        started = time.monotonic()
+        stats = self._stats = StageStats()
+        self._strict = strict
+        self._modified = set()
+        self._current = self._staging
+        self._vanished = set()
+        self._skipped = set()
+        if self._excluded_for != self.excludes or len(self._excluded) > _EXCLUDE_CACHE_MAX:
+            self._excluded = {}
+            self._excluded_for = list(self.excludes)
+        with self.lock():
+            try:
+                self._ensure_loaded()
+                self._mirror()
+                if not self._persisted:
+                    self._write_manifest()
+            except OSError as exc:
+                self._need_sweep = True  # temp names or half-done removals may be left
+                raise self._os_error(exc) from exc
+            except BaseException:
+                self._need_sweep = True
+                raise
+        stats.duration_s = time.monotonic() - started
+        return stats
+
+    def _os_error(self, exc: OSError) -> CleancutError:
+        where = exc.filename
+        if not where or TEMP_PREFIX in os.path.basename(where):
+            where = self._current or self._staging  # the real name, not our temp name
+        if exc.errno in _NOSPACE:
+            return NoSpace(f"no space left on device while staging: {where}")
+        return CleancutError(f"cannot stage {where}: {exc.strerror or exc}")
+
+    def _mirror(self) -> None:
+        root_fd = self._open_source()
+        # Depth first; a directory's mode and mtime are set after its children (post order),
+        # since staging a child changes the directory's mtime. A directory's descriptor
+        # stays open until its post-order step, so only the current path's are open.
+        stack: list[_Step] = [_Step("", -1, "", self._tree, None, None, root_fd)]
+        try:
+            while stack:
+                step = stack.pop()
+                if step.done:
+                    if step.fd >= 0:
+                        os.close(step.fd)
+                        step.fd = -1
+                    assert step.st is not None  # set when the step was first popped
+                    self._finish_dir(step.rel, step.dst, step.st, step.holder, step.name)
+                    continue
+                if step.fd < 0:
+                    step.fd = self._open_dir(step)
+                step.done = True
+                stack.append(step)  # from here on, the finally below closes its descriptor
+                if step.st is None:  # the source root
+                    step.st = os.fstat(step.fd)
+                listing = self._dirs.setdefault(step.rel, {})
+                prefix = step.rel + "/" if step.rel else ""
+                for child, child_st in self._sync_dir(step.rel, step.fd, step.dst):
+                    stack.append(
+                        _Step(
+                            prefix + child, step.fd, child, os.path.join(step.dst, child),
+                            child_st, listing,
+                        )
+                    )  # fmt: skip
+        finally:
+            for step in stack:
+                if step.fd >= 0 and step.done:
+                    os.close(step.fd)
+
+    def _open_source(self) -> int:
+        """The source directory's descriptor; the given path is followed if it is a symlink."""
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            return os.open(self._src, flags)
+        except NotADirectoryError:
+            raise CleancutError(f"source {self.source} is not a directory") from None
+        except OSError as exc:
+            raise CleancutError(f"cannot read source {self.source}: {exc.strerror}") from exc
+
+    def _open_dir(self, step: _Step) -> int:
+        """Open a listed subdirectory through its parent's descriptor, never through a link.
+        -1 if it is gone or became something else (then it is staged as empty: the next
+        pass stages what is there now)."""
+        if self.before_open is not None:
+            self.before_open(step.rel)
+        try:
+            return os.open(step.name, DIR_FLAGS, dir_fd=step.parent_fd)
+        except FileNotFoundError:
+            self._vanished.add(step.rel)
+        except OSError as exc:
+            self._vanished.add(step.rel)
+            self._warn_open(step.parent_fd, step.name, step.rel, exc, "cannot list directory")
+        return -1
+
+    def _warn_open(self, dir_fd: int, name: str, rel: str, exc: OSError, what: str) -> None:
+        """One warning: the entry became something else since the listing, or it failed."""
+        try:
+            now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            return  # gone: vanished, not worth a warning
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO):
+            self._stats.warnings.append(
+                f"{rel}: became {kind_of(now.st_mode)} after it was listed, skipped"
+            )
+        else:
+            self._stats.warnings.append(f"{rel}: {what} ({exc.strerror}), not staged")
+            self._skipped.add(rel)
+
+    def _sync_dir(self, rel: str, fd: int, dst: str) -> list[tuple[str, os.stat_result]]:
+        """Mirror one directory's entries; returns its subdirectories to descend into.
+        `fd` is the directory's descriptor, -1 if it could not be opened (staged empty)."""
+        listing = self._dirs.setdefault(rel, {})
+        entries: list[os.DirEntry[str]] = []
+        if fd >= 0:
+            try:
+                # Listed through the descriptor: the entries' stat() is relative to it too.
+                with os.scandir(fd) as it:
+                    entries = list(it)
+            except OSError as exc:
+                self._stats.warnings.append(
+                    f"{rel or '.'}: cannot list directory ({exc.strerror}), contents not staged"
+                )
+                self._skipped.add(rel)
+        scan = _Scan(rel, fd, dst, listing)
+        self._scan(scan, entries, stash_sidecars=True)
+        self._settle(scan)
+        if scan.side:
+            # Sidecars of a database are never staged; any other "-wal" etc. is a plain file.
+            rest = [e for n, e in scan.side.items() if n[: n.rindex("-")] not in scan.dbs]
+            self._scan(scan, rest, stash_sidecars=False)
+            self._settle(scan)
+        seen = scan.seen
+        if len(listing) != len(seen):
+            for name in [n for n in listing if n not in seen]:
+                self._remove(scan, name)
+        return scan.subdirs
+
+    def _scan(self, scan: _Scan, entries: list[os.DirEntry[str]], stash_sidecars: bool) -> None:
+        """The hot loop: one lstat per entry; unchanged files cost nothing more."""
+        listing = scan.listing
+        seen = scan.seen
+        excludes = self.excludes
+        excluded = self._excluded
+        prefix = scan.prefix
+        racy = RACY_WINDOW_NS
+        scanned = 0
+        for entry in entries:
+            name = entry.name
+            if stash_sidecars and name.endswith(sqlite_copy.SIDECARS):
+                scan.side[name] = entry
+                continue
+            if excludes:
+                rel = prefix + name
+                hit = excluded.get(rel)
+                if hit is None:
+                    hit = excluded[rel] = is_excluded(rel, excludes)
+                if hit:
+                    continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                self._vanished.add(prefix + name)
+                continue  # vanished: removed from staging below
+            mode = st.st_mode
+            old = listing.get(name)
+            if stat.S_ISREG(mode):
+                scanned += 1
+                if (
+                    old is not None
+                    and old[0] in "fs"
+                    and old[_CTIME] == st.st_ctime_ns
+                    and old[_INO] == st.st_ino
+                    and old[_MTIME] == st.st_mtime_ns
+                    and old[_SIZE] == st.st_size
+                    and old[_CTIME] < old[_COPIED] - racy
+                ):
+                    if old[0] == FILE:
+                        seen.add(name)
+                    else:
+                        scan.dbs_to_check.append((name, st))
+                    continue
+                scan.to_copy.append((name, st))
+            elif stat.S_ISDIR(mode):
+                if old is None or old[0] != DIR:
+                    self._make_dir(scan, name)
+                seen.add(name)
+                scan.subdirs.append((name, st))
+            elif stat.S_ISLNK(mode):
+                scanned += 1
+                try:
+                    target = os.readlink(name, dir_fd=scan.fd)
+                except OSError:
+                    continue
+                if not (
+                    old is not None
+                    and old[0] == LINK
+                    and old[1] == target
+                    and old[2] == st.st_mtime_ns
+                ):
+                    self._stage_link(scan, name, target, st)
+                seen.add(name)
+            # Sockets, fifos and devices are not staged (the Archiver skips them too).
+        self._stats.files_scanned += scanned
+
+    def _settle(self, scan: _Scan) -> None:
+        """Check databases against their -wal, then copy what the scan found changed."""
+        racy = RACY_WINDOW_NS
+        for name, st in scan.dbs_to_check:
+            old = scan.listing[name]
+            wal = self._wal(scan, name)
+            # WAL-mode commits land in the -wal and leave the main file's metadata alone.
+            if wal == old[_WAL] and (wal is None or wal[1] < old[_COPIED] - racy):
+                scan.seen.add(name)
+                scan.dbs.add(name)
+            else:
+                scan.to_copy.append((name, st))
+        scan.dbs_to_check = []
+        for name, st in scan.to_copy:
+            kind = self._stage_file(scan, name, st)
+            if kind is not None:
+                scan.seen.add(name)
+                if kind == DB:
+                    scan.dbs.add(name)
+        scan.to_copy = []
+
+    # --- copying ---------------------------------------------------------------
+
+    def _stage_file(self, scan: _Scan, name: str, st: os.stat_result) -> str | None:
+        """Copy one regular file (or database) into staging; its kind, or None if skipped."""
+        rel = scan.prefix + name
+        started = time.time_ns()
+        if self.before_open is not None:
+            self.before_open(rel)
+        try:
+            fd = os.open(name, FILE_FLAGS, dir_fd=scan.fd)
+        except (FileNotFoundError, NotADirectoryError):
+            self._vanished.add(rel)
+            return None  # vanished
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENXIO):  # became a symlink or a socket
+                self._vanished.add(rel)
+            self._warn_open(scan.fd, name, rel, exc, "cannot read")
+            return None
+        try:
+            # Metadata taken before the data is read: a write during the copy moves it on,
+            # and the next pass copies the file again.
+            fst = os.fstat(fd)
+            if not stat.S_ISREG(fst.st_mode):
+                # A FIFO or a device put in its place after the listing: never read it.
+                self._vanished.add(rel)
+                self._stats.warnings.append(
+                    f"{rel}: became {kind_of(fst.st_mode)} after it was listed, skipped"
+                )
+                return None
+            if fst.st_size >= 16 and os.pread(fd, 16, 0) == sqlite_copy.HEADER:
+                # Held open while SQLite copies, so that its inode stays ours to compare.
+                return self._stage_db(scan, name, fst, started)
+            self._copy_plain(scan, name, fd, fst, started)
+            return FILE
+        finally:
+            os.close(fd)
+
+    def _copy_plain(
+        self, scan: _Scan, name: str, fd: int, fst: os.stat_result, started: int
+    ) -> None:
+        """Copy under a temp name, then rename: a crash leaves the old copy, never half."""
+        self._prepare_slot(scan, name)
+        tmp = self._temp(scan.dst)
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            reflinked, nbytes = self._copy_data(fd, out, fst)
+            os.fchmod(out, stat.S_IMODE(fst.st_mode))
+            os.utime(out, ns=(fst.st_atime_ns, fst.st_mtime_ns))
+            staged_ino = os.fstat(out).st_ino
+            os.close(out)
+            out = -1
+            # Staging never holds a partial file under a real name.
+            os.replace(tmp, os.path.join(scan.dst, name))
+        except BaseException:
+            if out >= 0:
+                os.close(out)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        scan.listing[name] = [
+            FILE,
+            fst.st_size,
+            fst.st_mtime_ns,
+            fst.st_ctime_ns,
+            fst.st_ino,
+            started,
+            staged_ino,
+        ]
+        self._changed(scan.rel)
+        stats = self._stats
+        stats.files_copied += 1
+        stats.bytes_copied += nbytes
+        stats.reflinked += reflinked
+
+    def _copy_data(self, fd: int, out: int, fst: os.stat_result) -> tuple[bool, int]:
+        """Reflink if the filesystem shares extents, else copy in the kernel, else by hand."""
+        if fst.st_dev not in self._no_reflink:
+            try:
+                fcntl.ioctl(out, FICLONE, fd)
+                return True, os.fstat(out).st_size
+            except OSError as exc:
+                if exc.errno not in _UNSUPPORTED:
+                    raise
+                if exc.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.ENOSYS):
+                    self._no_reflink.add(fst.st_dev)
+        copied = 0
+        try:
+            while True:
+                n = os.copy_file_range(fd, out, 1 << 30)
+                if n == 0:
+                    break
+                copied += n
+        except OSError as exc:
+            if exc.errno not in _UNSUPPORTED:
+                raise
+        # Some filesystems report 0 from copy_file_range without copying: finish by hand.
+        while True:
+            buf = os.read(fd, _COPY_CHUNK)
+            if not buf:
+                return False, copied
+            view = memoryview(buf)
+            while view:
+                written = os.write(out, view)
+                view = view[written:]
+                copied += written
+
+    def _stage_db(self, scan: _Scan, name: str, fst: os.stat_result, started: int) -> str | None:
+        """Stage a database through SQLite's backup API, never as bytes."""
+        rel = scan.prefix + name
+        wal = self._wal(scan, name)  # before the copy, like the main file's metadata
+        hostile = self._hostile_sidecar(scan, name)
+        if hostile:
+            self._stats.warnings.append(
+                f"{rel}: {hostile}, which SQLite would open by name (block on or follow); "
+                "database not staged"
+            )
+            self._skipped.add(rel)
+            return DB if scan.listing.get(name, [None])[0] == DB else None
+        self._prepare_slot(scan, name)
+        tmp = self._temp(scan.dst)
+        try:
+            # By name, since SQLite opens nothing else; the name is inside the directory
+            # we opened, not a path that a swapped parent could redirect.
+            sqlite_copy.copy_database(
+                f"/proc/self/fd/{scan.fd}/{name}", tmp, rel, timeout=self.sqlite_timeout
+            )
+            if not self._still(scan, name, fst):
+                sqlite_copy.remove_copy(tmp)
+                self._vanished.add(rel)
+                self._stats.warnings.append(
+                    f"{rel}: replaced while SQLite copied it, skipped; the next pass copies it"
+                )
+                return None
+        except sqlite_copy.NotADatabase as exc:
+            # SQLite itself cannot read it, so no writer can be keeping it consistent:
+            # keep the bytes as they are, and say so.
+            self._stats.warnings.append(
+                f"{rel}: starts like a SQLite database but SQLite cannot read it ({exc}); "
+                "staged byte for byte"
+            )
+            return self._stage_unreadable_db(scan, name)
+        except CleancutError as exc:
+            if self._strict or isinstance(exc, NoSpace):
+                raise
+            self._stats.warnings.append(f"{exc}; left for the capture")
+            # Keep any older staged copy: its entry no longer matches, so capture re-copies.
+            return DB if scan.listing.get(name, [None])[0] == DB else None
+        try:
+            os.chmod(tmp, stat.S_IMODE(fst.st_mode))
+            os.utime(tmp, ns=(fst.st_atime_ns, fst.st_mtime_ns))
+            staged = os.stat(tmp)
+            os.replace(tmp, os.path.join(scan.dst, name))
+        except BaseException:
+            sqlite_copy.remove_copy(tmp)
+            raise
+        scan.listing[name] = [
+            DB,
+            fst.st_size,
+            fst.st_mtime_ns,
+            fst.st_ctime_ns,
+            fst.st_ino,
+            started,
+            staged.st_ino,
+            wal,
+        ]
+        self._changed(scan.rel)
+        self._unverified.add(rel)
+        stats = self._stats
+        stats.files_copied += 1
+        stats.sqlite_copied += 1
+        stats.bytes_copied += staged.st_size
+        return DB
+
+    def _stage_unreadable_db(self, scan: _Scan, name: str) -> str | None:
+        """A file with a database header that SQLite rejects: staged as a plain file."""
+        started = time.time_ns()
+        try:
+            fd = os.open(name, FILE_FLAGS, dir_fd=scan.fd)
+        except OSError:
+            return None
+        try:
+            fst = os.fstat(fd)
+            if not stat.S_ISREG(fst.st_mode):
+                return None
+            self._copy_plain(scan, name, fd, fst, started)
+        finally:
+            os.close(fd)
+        return FILE
+
+    def _hostile_sidecar(self, scan: _Scan, name: str) -> str | None:
+        """What is wrong with a -wal, -shm or -journal beside a database, if anything:
+        SQLite opens them by name, blocking and following links, so each must be a
+        regular file or absent."""
+        for suffix in sqlite_copy.SIDECARS:
+            try:
+                st = os.stat(name + suffix, dir_fd=scan.fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                return f"{name}{suffix} is {kind_of(st.st_mode)}"
+        return None
+
+    def _still(self, scan: _Scan, name: str, fst: os.stat_result) -> bool:
+        """Whether `name` is still the regular file we opened (SQLite opened it by name)."""
+        try:
+            now = os.stat(name, dir_fd=scan.fd, follow_symlinks=False)
+        except OSError:
+            return False
+        return stat.S_ISREG(now.st_mode) and (now.st_dev, now.st_ino) == (fst.st_dev, fst.st_ino)
+
+    def _wal(self, scan: _Scan, name: str) -> list[int] | None:
+        """The -wal's (size, mtime, inode); an empty or missing -wal holds no commits (None).
+
+        Not its ctime: SQLite running as root fchown()s the -wal on every open, even a
+        read-only one (our own copy included), which moves the ctime without a write.
+        The racy rule therefore looks at the -wal's mtime.
+        """
+        entry = scan.side.get(name + "-wal")
+        if entry is None:
+            return None
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            return None
+        if not st.st_size:
+            return None
+        return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+    def _stage_link(self, scan: _Scan, name: str, target: str, st: os.stat_result) -> None:
+        """Recreate a symlink as it is; it is never followed."""
+        self._prepare_slot(scan, name)
+        tmp = self._temp(scan.dst)
+        os.symlink(target, tmp)
+        try:
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+            os.replace(tmp, os.path.join(scan.dst, name))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        scan.listing[name] = [LINK, target, st.st_mtime_ns]
+        self._changed(scan.rel)
+        self._stats.files_copied += 1
+
+    def _make_dir(self, scan: _Scan, name: str) -> None:
+        old = scan.listing.get(name)
+        self._touch(scan.rel, scan.dst)
+        if old is not None:
+            self._remove(scan, name)
+        path = os.path.join(scan.dst, name)
+        self._current = path
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:  # something staged without a manifest entry: not ours to keep
+            _remove_path(path)
+            os.mkdir(path, 0o700)
+        scan.listing[name] = [DIR, -1, -1]  # mode and mtime set once its children are staged
+        self._dirs[scan.prefix + name] = {}
+        self._encoded.pop(scan.prefix + name, None)
+        self._changed(scan.rel)
+
+    def _finish_dir(
+        self, rel: str, dst: str, st: os.stat_result, holder: Listing | None, name: str
+    ) -> None:
+        """Give a staged directory the source's mode and mtime, once its children are done."""
+        old = self._root if holder is None else holder.get(name)
+        mode = stat.S_IMODE(st.st_mode)
+        if (
+            rel not in self._modified
+            and old is not None
+            and old[1] == mode
+            and old[2] == st.st_mtime_ns
+        ):
+            return
+        self._current = dst
+        os.chmod(dst, mode)
+        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+        entry = [DIR, mode, st.st_mtime_ns]
+        if holder is None:
+            self._root = entry
+            self._persisted = False
+        else:
+            holder[name] = entry
+            self._changed(rel.rpartition("/")[0])
+
+    # --- staging-side helpers ----------------------------------------------------
+
+    def _touch(self, rel: str, dst: str) -> None:
+        """About to write into the staged directory `dst`: make sure we may (a mirrored
+        mode can forbid it), and remember to restore its mode and mtime afterwards."""
+        if rel in self._modified:
+            return
+        self._modified.add(rel)
+        st = os.stat(dst)
+        if st.st_mode & 0o700 != 0o700:
+            os.chmod(dst, stat.S_IMODE(st.st_mode) | 0o700)
+
+    def _prepare_slot(self, scan: _Scan, name: str) -> None:
+        """Make room for a file or symlink at `name`: a staged directory there goes first."""
+        self._touch(scan.rel, scan.dst)
+        self._current = os.path.join(scan.dst, name)
+        old = scan.listing.get(name)
+        if old is not None and old[0] == DIR:
+            self._remove(scan, name)
+
+    def _temp(self, directory: str) -> str:
+        # In the destination's directory, so that os.replace is a rename on one filesystem.
+        return os.path.join(directory, TEMP_PREFIX + secrets.token_hex(8))
+
+    def _remove(self, scan: _Scan, name: str) -> None:
+        """Remove a staged entry that the source no longer has (or has as another kind)."""
+        self._touch(scan.rel, scan.dst)
+        old = scan.listing.pop(name)
+        path = os.path.join(scan.dst, name)
+        self._current = path
+        if old[0] == DIR:
+            self._stats.files_deleted += self._forget_dir(scan.prefix + name)
+            _rmtree(path)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            self._stats.files_deleted += 1
+        self._changed(scan.rel)
+
+    def _forget_dir(self, rel: str) -> int:
+        """Drop a staged directory's entries from the manifest; how many were not dirs."""
+        count = 0
+        pending = [rel]
+        while pending:
+            current = pending.pop()
+            self._encoded.pop(current, None)
+            for name, entry in self._dirs.pop(current, {}).items():
+                if entry[0] == DIR:
+                    pending.append(f"{current}/{name}")
+                else:
+                    count += 1
+        return count
+
+    def _changed(self, rel: str) -> None:
+        """The listing of staged directory `rel` changed: re-encode it and persist."""
+        self._encoded.pop(rel, None)
+        self._persisted = False
+
+    def _claim_staging(self) -> None:
+        """Create the staging directory with our marker, or check that it is ours.
+
+        A directory without the marker is taken only when it is empty (or was made by a
+        cleancut from before the marker); anything else raises NotOurs: mirroring into it
+        would delete whatever it holds that the source lacks.
+        """
+        if os.path.lexists(self._staging) and not os.path.isdir(self._staging):
+            raise NotOurs(
+                f"staging path {self.staging} exists and is not a directory: left untouched; "
+                "give --staging a new or empty directory"
+            )
+        os.makedirs(self._staging, mode=0o700, exist_ok=True)
+        marker = os.path.join(self._staging, MARKER)
+        try:
+            if stat.S_ISREG(os.lstat(marker).st_mode):
+                return
+        except FileNotFoundError:
+            pass
+        names = set(os.listdir(self._staging))
+        if names and not (names <= _LEGACY_NAMES and self._legacy_staging(names)):
+            shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
+            raise NotOurs(
+                f"staging directory {self.staging} holds files cleancut did not create "
+                f"({shown}; no {MARKER} marker): the mirror would delete them; "
+                "give --staging a new or empty directory"
+            )
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, _MARKER_TEXT)
+        finally:
+            os.close(fd)
+
+    def _legacy_staging(self, names: set[str]) -> bool:
+        """Whether a marker-less directory is one an older cleancut staged into: a lock file
+        alone, or a manifest of ours beside it."""
+        if names <= {".lock"}:
+            return True
+        try:
+            with open(self._manifest, "rb") as f:
+                data = jsonparse.loads(f.read())
+        except (OSError, ValueError):
+            return False
+        return (
+            isinstance(data, dict)
+            and data.get("version") == MANIFEST_VERSION
+            and {"source", "boot_id", "root", "dirs"} <= data.keys()
+        )
+
+    # --- the manifest ----------------------------------------------------------------
+
+    def _ensure_loaded(self) -> None:
+        if self._loaded and os.path.isdir(self._tree):
+            if self._need_sweep:
+                self._sweep()
+            return
+        if not self._load():
+            self._start_over()
+        else:
+            self._sweep()
+        self._loaded = True
+
+    def _load(self) -> bool:
+        """Read the manifest; False if it is missing, damaged or from another source or boot."""
+        try:
+            with open(self._manifest, "rb") as f:
+                data = jsonparse.loads(f.read())
+            if not os.path.isdir(self._tree):
+                return False
+            root, dirs = _parse_manifest(data, self._src, self._boot)
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return False
+        self._root = root
+        self._dirs = dirs
+        self._encoded = {}
+        self._persisted = True
+        return True
+
+    def _start_over(self) -> None:
+        """No manifest to trust: nothing staged can be trusted either."""
+        for path in (self._manifest, self._manifest + ".tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        _remove_path(self._tree)
+        os.mkdir(self._tree, 0o700)
+        self._root = None
+        self._dirs = {"": {}}
+        self._encoded = {}
+        self._persisted = False
+        self._need_sweep = False
+
+    def _sweep(self) -> None:
+        """Check staging against the manifest: drop entries whose staged copy is missing or
+        not the one recorded, and remove what the manifest does not name (temp names left
+        by an interrupted pass, among them). What is dropped is copied again."""
+        dirs: dict[str, Listing] = {}
+        pending = [""]
+        while pending:
+            rel = pending.pop()
+            listing = self._dirs.get(rel, {})
+            dst = os.path.join(self._tree, rel) if rel else self._tree
+            with os.scandir(dst) as it:
+                staged = {e.name: e for e in it}
+            kept: Listing = {}
+            for name, entry in listing.items():
+                found = staged.pop(name, None)
+                if found is None:
+                    continue
+                if _matches(found, entry):
+                    kept[name] = entry
+                    if entry[0] == DIR:
+                        pending.append(f"{rel}/{name}" if rel else name)
+                else:
+                    staged[name] = found  # removed below, copied again
+            for name in staged:
+                self._touch(rel, dst)
+                _remove_path(os.path.join(dst, name))
+            if len(kept) != len(listing):
+                self._persisted = False
+            dirs[rel] = kept
+        if len(dirs) != len(self._dirs):
+            self._persisted = False
+        self._dirs = dirs
+        self._encoded = {}
+        self._need_sweep = False
+
+    def _write_manifest(self) -> None:
+        """Atomically (temp, fsync, rename), after the copies it describes are in place."""
+        encoded: dict[str, str] = {}
+        parts = []
+        for rel, listing in self._dirs.items():
+            text = self._encoded.get(rel)
+            if text is None:
+                text = json.dumps(listing, separators=(",", ":"), check_circular=False)
+            encoded[rel] = text
+            parts.append(f"{json.dumps(rel)}:{text}")
+        head = json.dumps(
+            {
+                "version": MANIFEST_VERSION,
+                "source": self._src,
+                "boot_id": self._boot,
+                "root": self._root,
+            },
+            separators=(",", ":"),
+        )
+        blob = f'{head[:-1]},"dirs":{{{",".join(parts)}}}}}'.encode()
+        # A random temporary name, created exclusively: a name anyone could guess in the
+        # staging directory could hold a symlink or hard link that O_TRUNC would write through.
+        dir_fd = os.open(self._staging, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd, tmp = create_temp(dir_fd, ("manifest.json",), ".tmp")
+            self._current = os.path.join(self._staging, tmp)
+            try:
+                try:
+                    write_all(fd, blob)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.rename(tmp, os.path.basename(self._manifest), src_dir_fd=dir_fd,
+                          dst_dir_fd=dir_fd)
+            except BaseException:
+                unlink_quietly(tmp, dir_fd)
+                raise
+        finally:
+            os.close(dir_fd)
+        self._encoded = encoded
+        self._persisted = True
+
+
+class _Scan:
+    """One directory being mirrored: where it is, and what the scan found to do."""
+
+    __slots__ = (
+        "rel",
+        "prefix",
+        "fd",
+        "dst",
+        "listing",
+        "seen",
+        "subdirs",
+        "side",
+        "dbs",
+        "dbs_to_check",
+        "to_copy",
+    )
+
+    def __init__(self, rel: str, fd: int, dst: str, listing: Listing) -> None:
+        self.rel = rel
+        self.prefix = rel + "/" if rel else ""
+        self.fd = fd  # the source directory's descriptor; entries are opened relative to it
+        self.dst = dst
+        self.listing = listing
+        self.seen: set[str] = set()  # names staged (kept or copied) in this pass
+        self.subdirs: list[tuple[str, os.stat_result]] = []
+        self.side: dict[str, os.DirEntry[str]] = {}  # names ending -wal, -shm, -journal
+        self.dbs: set[str] = set()  # names staged as databases in this pass
+        self.dbs_to_check: list[tuple[str, os.stat_result]] = []
+        self.to_copy: list[tuple[str, os.stat_result]] = []
+
+
+class _Step:
+    """One directory of the mirror's depth-first walk: opened (through its parent's
+    descriptor) when first popped, finished (mode, mtime; descriptor closed) when popped
+    again after its children."""
+
+    __slots__ = ("rel", "parent_fd", "name", "dst", "st", "holder", "fd", "done")
+
+    def __init__(
+        self,
+        rel: str,
+        parent_fd: int,
+        name: str,
+        dst: str,
+        st: os.stat_result | None,
+        holder: Listing | None,
+        fd: int = -1,
+    ) -> None:
+        self.rel = rel
+        self.parent_fd = parent_fd
+        self.name = name
+        self.dst = dst
+        self.st = st  # the source's stat as listed (the root's: fstat once opened)
+        self.holder = holder  # the parent's listing (None for the root)
+        self.fd = fd
+        self.done = False
+
+
+def _matches(found: os.DirEntry[str], entry: Entry) -> bool:
+    """Whether a staged entry is the one the manifest recorded."""
+    try:
+        st = found.stat(follow_symlinks=False)
+        kind = entry[0]
+        if kind == DIR:
+            return stat.S_ISDIR(st.st_mode)
+        if kind == LINK:
+            return stat.S_ISLNK(st.st_mode) and os.readlink(found.path) == entry[1]
+        return stat.S_ISREG(st.st_mode) and st.st_ino == entry[_STAGED]
+    except OSError:
+        return False
+
+
+def _moved(found: os.DirEntry[str], entry: Entry) -> bool:
+    """Whether a source entry is no longer what the capture recorded for it."""
+    try:
+        st = found.stat(follow_symlinks=False)
+        kind = entry[0]
+        if kind == DIR:
+            return not stat.S_ISDIR(st.st_mode)
+        if kind == LINK:
+            return not (
+                stat.S_ISLNK(st.st_mode)
+                and os.readlink(found.path) == entry[1]
+                and st.st_mtime_ns == entry[2]
+            )
+        same = (
+            stat.S_ISREG(st.st_mode)
+            and st.st_size == entry[_SIZE]
+            and st.st_mtime_ns == entry[_MTIME]
+            and st.st_ctime_ns == entry[_CTIME]
+            and st.st_ino == entry[_INO]
+        )
+        if kind == DB and same:
+            return _wal_now(found.path) != entry[_WAL]
+        return not same
+    except OSError:
+        return True
+
+
+def _wal_now(path: str) -> list[int] | None:
+    """A database's -wal as the manifest records it: [size, mtime, inode], None if empty."""
+    try:
+        st = os.lstat(path + "-wal")
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino] if st.st_size else None
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int
+
+
+def _parse_manifest(
+    data: object, source: str, boot: str
+) -> tuple[Entry | None, dict[str, Listing]]:
+    """Validate a manifest read from disk; ValueError if anything is off."""
+    if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION:
+        raise ValueError("unknown manifest version")
+    if data.get("source") != source or data.get("boot_id") != boot:
+        raise ValueError("manifest of another source or boot")
+    root = data["root"]
+    if root is not None and not _valid_entry(root):
+        raise ValueError("bad root entry")
+    dirs = data["dirs"]
+    if not isinstance(dirs, dict) or "" not in dirs:
+        raise ValueError("bad directory table")
+    for rel, listing in dirs.items():
+        if not isinstance(rel, str) or not isinstance(listing, dict):
+            raise ValueError("bad directory table")
+        for name, entry in listing.items():
+            if not name or name in (".", "..") or "/" in name or "\0" in name:
+                raise ValueError(f"bad name {name!r}")
+            if not _valid_entry(entry):
+                raise ValueError(f"bad entry for {name!r}")
+    return root, dirs
+
+
+def _valid_entry(entry: object) -> bool:
+    if not isinstance(entry, list) or not entry:
+        return False
+    kind = entry[0]
+    if kind == FILE:
+        return len(entry) == 7 and all(_is_int(v) for v in entry[1:])
+    if kind == DB:
+        if len(entry) != 8 or not all(_is_int(v) for v in entry[1:7]):
+            return False
+        wal = entry[_WAL]
+        return wal is None or (isinstance(wal, list) and len(wal) == 3 and all(map(_is_int, wal)))
+    if kind == LINK:
+        return len(entry) == 3 and isinstance(entry[1], str) and _is_int(entry[2])
+    if kind == DIR:
+        return len(entry) == 3 and _is_int(entry[1]) and _is_int(entry[2])
+    return False

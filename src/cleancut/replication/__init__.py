@@ -1,0 +1,2 @@
+"""Copy: snapshots to another repository, re-encrypted under its keys.
+"""

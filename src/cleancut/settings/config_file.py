@@ -1,0 +1,545 @@
+"""The config file (cleancut.toml) and the effective settings of a source, with provenance.
+
+A schedule should not need long command lines, so the repository, the
+sources and their settings live in one TOML file. Settings stack in seven
+layers; when a value surprises the operator, the layer it came from is what
+they need to know, so every effective value carries its origin.
+
+Precedence, lowest to highest: the built-in default profile < the
+repository's profile (chosen at init) < the config file's `profile` < the
+source's `profile` < the config file's [overrides] < the source's overrides
+< command-line overrides.
+
+Every mistake in the file is a UsageError of one line naming the file and
+the key, found when the file is loaded rather than hours later in a backup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cleancut.errors import UsageError
+from cleancut.fsio.boundedread import CONFIG_LIMIT, read_bounded
+from cleancut.redact import has_userinfo, redact_userinfo
+
+from .profiles import (
+    DEFAULT_PROFILE,
+    Profile,
+    check_count,
+    check_duration,
+    get_profile,
+    parse_duration,
+    parse_value,
+)
+
+CONFIG_ENV = "CLEANCUT_CONFIG"
+DEFAULT_CONFIG_NAME = "cleancut.toml"
+COMMAND_LINE = "command line"
+
+_TOP_KEYS = (
+    "repository",
+    "password_file",
+    "profile",
+    "overrides",
+    "sources",
+    "retention",
+    "prune_interval",
+    "prune_safety_margin",
+    "replication",
+    "append_only",
+    "alert_command",
+)
+_REPLICATION_KEYS = ("to", "interval", "password_file")
+DEFAULT_REPLICATION_INTERVAL = 3600.0
+_SOURCE_KEYS = (
+    "path",
+    "profile",
+    "exclude",
+    "tags",
+    "overrides",
+    "retention",
+    "agent",
+    "fallback",
+    "pre",
+    "post",
+    "staging",
+    "journal",
+)
+
+Overrides = dict[str, float | None]
+# Keep rules for `forget`, as in [retention]: keep_last, keep_hourly, keep_daily, keep_weekly,
+# keep_monthly (counts) and keep_within (seconds).
+Retention = dict[str, float]
+RETENTION_COUNTS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")
+RETENTION_KEYS = (*RETENTION_COUNTS, "keep_within")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One [sources.NAME] table; paths already resolved against the file's directory."""
+
+    name: str
+    path: Path
+    profile: str | None = None
+    exclude: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    overrides: Overrides = field(default_factory=dict)
+    retention: Retention = field(default_factory=dict)
+    # Hot backup: the agent's control socket (unix:PATH), what to do on a quiesce miss,
+    # hooks for agents without the protocol, and where the capture is staged.
+    agent: str | None = None
+    fallback: str | None = None
+    pre: str | None = None
+    post: str | None = None
+    staging: Path | None = None
+    # Journal mode: the agent's local journal directory, shipped by tick at the
+    # profile's incremental sync interval (and the `journal` fallback's source).
+    journal: Path | None = None
+
+
+@dataclass(frozen=True)
+class Replication:
+    """[replication]: the repository `tick` copies every snapshot to, and how often.
+
+    One table for the whole file, not one per source: a replica is a copy of the
+    repository, and a chain must arrive whole whatever source it belongs to.
+    """
+
+    to: str  # a location, as --repo takes it (local paths resolved against the file)
+    interval: float = DEFAULT_REPLICATION_INTERVAL
+    password_file: str | None = None  # the replica's passphrase; default: the source's
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A parsed config file; path None means there is none (every field empty)."""
+
+    path: Path | None = None
+    repository: str | None = None
+    password_file: str | None = None
+    profile: str | None = None
+    overrides: Overrides = field(default_factory=dict)
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+    retention: Retention = field(default_factory=dict)  # [retention]: every source's default
+    prune_interval: float | None = None  # how often `tick` prunes; None: never
+    prune_safety_margin: float | None = None
+    replication: Replication | None = None  # [replication]; None: tick copies nothing
+    append_only: bool = False  # open the repository append-only (agent hosts)
+    alert_command: str | None = None  # run after 3 consecutive quiesce misses of a source
+
+    def retention_for(self, source: str) -> Retention:
+        """A source's keep rules: its own [sources.NAME.retention], else the file's."""
+        src = self.sources.get(source)
+        return dict(src.retention) if src and src.retention else dict(self.retention)
+
+    @property
+    def label(self) -> str:
+        return str(self.path) if self.path else "no config file"
+
+
+@dataclass(frozen=True)
+class Effective:
+    """The settings a source runs with, and for each field the layer that set it."""
+
+    profile: Profile
+    origin: dict[str, str]
+    profile_name: str
+    profile_origin: str
+    source: SourceConfig | None = None
+
+
+@dataclass(frozen=True)
+class Located:
+    """A value found in the first layer that sets it (e.g. the repository location)."""
+
+    value: str | None
+    origin: str
+
+
+# --- finding and reading the file ------------------------------------------
+
+
+def find_config(path: Path | None) -> Path | None:
+    """The file to read: the given path, else CLEANCUT_CONFIG, else ./cleancut.toml if present.
+
+    A path that was asked for explicitly must exist; only the implicit
+    ./cleancut.toml may be absent, so a typo in --config is never ignored.
+    """
+    if path is not None:
+        return path
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    default = Path(DEFAULT_CONFIG_NAME)
+    return default if default.is_file() else None
+
+
+def load_config(path: Path | None) -> ConfigFile:
+    """The config at `path` (or found as find_config says); an empty ConfigFile if none."""
+    found = find_config(path)
+    if found is None:
+        return ConfigFile()
+    # Absolute, so the paths in it stay right whatever directory a later step runs in,
+    # and `config show` names exactly which file was read.
+    found = found.absolute()
+    return parse_config(_read_toml(found), found)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    data = read_bounded(path, "config file", CONFIG_LIMIT)
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        detail = " ".join(str(exc).split())
+        raise UsageError(f"{path}: not valid TOML: {detail}") from None
+    except RecursionError:  # tables or arrays nested deeper than the parser recurses
+        raise UsageError(f"{path}: not valid TOML: nested too deeply") from None
+
+
+# --- parsing ---------------------------------------------------------------
+
+
+def parse_config(raw: dict[str, Any], path: Path) -> ConfigFile:
+    """Check and convert a decoded TOML document; relative paths are taken from its directory.
+
+    Relative to the file, not the working directory, because a scheduler
+    (cron, systemd) runs cleancut from wherever it likes.
+    """
+    where = _Where(path)
+    where.no_unknown_keys(raw, _TOP_KEYS)
+    base = path.parent
+    repository = where.optional_str(raw, "repository")
+    password_file = where.optional_str(raw, "password_file")
+    sources_raw = where.table(raw, "sources")
+    return ConfigFile(
+        path=path,
+        repository=_resolve_location(where, "repository", repository, base) if repository else None,
+        password_file=str(_resolve_path(password_file, base)) if password_file else None,
+        profile=where.profile_name(raw, "profile"),
+        overrides=where.overrides(where.table(raw, "overrides"), "overrides"),
+        sources={
+            name: _parse_source(where, name, value, base) for name, value in sources_raw.items()
+        },
+        retention=where.retention(where.table(raw, "retention"), "retention"),
+        prune_interval=where.duration(raw, "prune_interval"),
+        prune_safety_margin=where.duration(raw, "prune_safety_margin"),
+        replication=_parse_replication(where, raw, base),
+        append_only=where.flag(raw, "append_only"),
+        alert_command=where.optional_str(raw, "alert_command"),
+    )
+
+
+def _parse_replication(where: _Where, raw: dict[str, Any], base: Path) -> Replication | None:
+    if "replication" not in raw:
+        return None
+    table = where.table(raw, "replication")
+    where.no_unknown_keys(table, _REPLICATION_KEYS, "replication")
+    to = where.optional_str(table, "to", "replication")
+    if to is None:
+        raise where.fail("replication", "missing 'to' (the repository to copy to)")
+    interval = where.duration(table, "interval", "replication")
+    password_file = where.optional_str(table, "password_file", "replication")
+    return Replication(
+        to=_resolve_location(where, "replication.to", to, base),
+        interval=interval if interval is not None else DEFAULT_REPLICATION_INTERVAL,
+        password_file=str(_resolve_path(password_file, base)) if password_file else None,
+    )
+
+
+def _parse_source(where: _Where, name: str, raw: object, base: Path) -> SourceConfig:
+    prefix = _key("sources", name)
+    if not name:
+        raise where.fail(prefix, "a source needs a non-empty name")
+    if not isinstance(raw, dict):
+        raise where.fail(prefix, f"expected a table ([{prefix}]), got {_toml_type(raw)}")
+    where.no_unknown_keys(raw, _SOURCE_KEYS, prefix)
+    path = where.optional_str(raw, "path", prefix)
+    if path is None:
+        raise where.fail(prefix, "missing 'path' (the directory to back up)")
+    agent = _agent_address(where, raw, prefix, base)
+    fallback = _fallback(where, raw, prefix)
+    if agent and ("pre" in raw or "post" in raw):
+        raise where.fail(prefix, "choose one capture mode: 'agent' or 'pre'/'post', not both")
+    if fallback == "journal" and "journal" not in raw:
+        raise where.fail(
+            _key(prefix, "fallback"), "the journal fallback needs 'journal' (the journal directory)"
+        )
+    if fallback and fallback != "none" and not agent:
+        raise where.fail(
+            _key(prefix, "fallback"), "a fallback needs 'agent' (it is what a miss does)"
+        )
+    return SourceConfig(
+        name=name,
+        path=_resolve_path(path, base),
+        profile=where.profile_name(raw, "profile", prefix),
+        exclude=where.str_list(raw, "exclude", prefix),
+        tags=where.str_list(raw, "tags", prefix),
+        overrides=where.overrides(where.table(raw, "overrides", prefix), _key(prefix, "overrides")),
+        retention=where.retention(where.table(raw, "retention", prefix), _key(prefix, "retention")),
+        agent=agent,
+        fallback=fallback,
+        pre=where.optional_str(raw, "pre", prefix),
+        post=where.optional_str(raw, "post", prefix),
+        staging=_optional_path(where, raw, "staging", prefix, base),
+        journal=_optional_path(where, raw, "journal", prefix, base),
+    )
+
+
+FALLBACKS = ("none", "frozen", "unquiesced", "journal")
+
+
+def _agent_address(where: _Where, raw: dict[str, Any], prefix: str, base: Path) -> str | None:
+    value = where.optional_str(raw, "agent", prefix)
+    if value is None:
+        return None
+    if value.startswith("openclaw://") and len(value) > len("openclaw://"):
+        return value  # checked in full when the runtime connects (src/cleancut/hot/openclaw.py)
+    scheme, sep, path = value.partition(":")
+    if not sep or scheme != "unix" or not path:
+        raise where.fail(
+            _key(prefix, "agent"), f"expected unix:PATH or openclaw://HOST:PORT, got {value!r}"
+        )
+    return f"unix:{_resolve_path(path, base)}"
+
+
+def _fallback(where: _Where, raw: dict[str, Any], prefix: str) -> str | None:
+    value = where.optional_str(raw, "fallback", prefix)
+    if value is not None and value not in FALLBACKS:
+        raise where.fail(_key(prefix, "fallback"), f"expected one of {', '.join(FALLBACKS)}")
+    return value
+
+
+def _optional_path(
+    where: _Where, raw: dict[str, Any], name: str, prefix: str, base: Path
+) -> Path | None:
+    value = where.optional_str(raw, name, prefix)
+    return _resolve_path(value, base) if value is not None else None
+
+
+class _Where:
+    """Reads values out of the document, raising errors that name the file and the key."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, key: str, message: str) -> UsageError:
+        return UsageError(f"{self.path}: {key}: {message}")
+
+    def no_unknown_keys(
+        self, raw: dict[str, Any], known: tuple[str, ...], prefix: str = ""
+    ) -> None:
+        for name in raw:
+            if name not in known:
+                raise self.fail(_key(prefix, name), f"unknown key (known here: {', '.join(known)})")
+
+    def optional_str(self, raw: dict[str, Any], name: str, prefix: str = "") -> str | None:
+        value = raw.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise self.fail(_key(prefix, name), f"expected a non-empty string, got {_shown(value)}")
+        return value
+
+    def str_list(self, raw: dict[str, Any], name: str, prefix: str) -> tuple[str, ...]:
+        value = raw.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(_key(prefix, name), f"expected a list of strings, got {_shown(value)}")
+        return tuple(value)
+
+    def flag(self, raw: dict[str, Any], name: str, prefix: str = "") -> bool:
+        value = raw.get(name, False)
+        if not isinstance(value, bool):
+            raise self.fail(_key(prefix, name), f"expected true or false, got {_shown(value)}")
+        return value
+
+    def table(self, raw: dict[str, Any], name: str, prefix: str = "") -> dict[str, Any]:
+        value = raw.get(name, {})
+        if not isinstance(value, dict):
+            raise self.fail(_key(prefix, name), f"expected a table, got {_toml_type(value)}")
+        return value
+
+    def profile_name(self, raw: dict[str, Any], name: str, prefix: str = "") -> str | None:
+        value = self.optional_str(raw, name, prefix)
+        if value is not None:
+            try:
+                get_profile(value)
+            except ValueError as exc:
+                raise self.fail(_key(prefix, name), str(exc)) from None
+        return value
+
+    def duration(self, raw: dict[str, Any], name: str, prefix: str = "") -> float | None:
+        value = raw.get(name)
+        if value is None:
+            return None
+        try:
+            seconds = parse_duration(str(value)) if isinstance(value, str) else float(value)
+            check_duration(seconds, value)
+        except (TypeError, ValueError) as exc:
+            raise self.fail(_key(prefix, name), str(exc)) from None
+        if seconds <= 0 or isinstance(value, bool):
+            raise self.fail(_key(prefix, name), "expected a positive duration like 1d or 6h")
+        return seconds
+
+    def retention(self, raw: dict[str, Any], prefix: str) -> Retention:
+        self.no_unknown_keys(raw, RETENTION_KEYS, prefix)
+        rules: Retention = {}
+        for name, value in raw.items():
+            if name == "keep_within":
+                seconds = self.duration(raw, name, prefix)
+                assert seconds is not None
+                rules[name] = seconds
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise self.fail(_key(prefix, name), f"expected a count >= 0, got {_shown(value)}")
+            else:
+                try:
+                    check_count(value, name)
+                except ValueError as exc:
+                    raise self.fail(_key(prefix, name), str(exc)) from None
+                rules[name] = value
+        return rules
+
+    def overrides(self, raw: dict[str, Any], prefix: str) -> Overrides:
+        parsed: Overrides = {}
+        for name, value in raw.items():
+            try:
+                parsed[name] = parse_value(name, value)
+            except ValueError as exc:
+                raise self.fail(_key(prefix, name), str(exc)) from None
+        return parsed
+
+
+def _key(prefix: str, name: str) -> str:
+    """`name` under an already-written dotted key, quoted if TOML needs it: sources."my agent"."""
+    part = name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
+    return f"{prefix}.{part}" if prefix else part
+
+
+def _shown(value: object) -> str:
+    """A wrong value as the error shows it: its TOML type, and the value if it is short."""
+    if isinstance(value, dict | list):
+        return _toml_type(value)
+    return f"{_toml_type(value)} {value!r}"
+
+
+def _toml_type(value: object) -> str:
+    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array"}
+    if isinstance(value, dict):
+        return "a table"
+    return names.get(type(value), type(value).__name__)
+
+
+def _resolve_path(text: str, base: Path) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _resolve_location(where: _Where, key: str, text: str, base: Path) -> str:
+    """A repository location: URLs as written, local paths relative to the config file.
+
+    A URL with `user:password@` is refused without echoing it: credentials belong in
+    the environment, and `config show` would print the location."""
+    if has_userinfo(text):
+        raise where.fail(
+            key,
+            f"{redact_userinfo(text)}: credentials do not belong in the location; "
+            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+        )
+    return text if "://" in text else str(_resolve_path(text, base))
+
+
+# --- the effective settings ------------------------------------------------
+
+
+def effective(
+    config: ConfigFile,
+    source: str | None,
+    repo_profile: str | None,
+    cli_overrides: dict[str, str],
+) -> Effective:
+    """Stack the seven layers for `source` (None: settings shared by every source)."""
+    src = _find_source(config, source)
+    profile_name, profile_origin = _choose_profile(config, src, repo_profile)
+    values: dict[str, Any] = asdict(get_profile(profile_name))
+    origin = dict.fromkeys(values, profile_origin)
+    layers = [(config.overrides, "config file [overrides]")]
+    if src is not None:
+        layers.append((src.overrides, f"source {src.name} overrides"))
+    layers.append((parse_cli_overrides(cli_overrides), COMMAND_LINE))
+    for overrides, label in layers:
+        for name, value in overrides.items():
+            values[name] = value
+            origin[name] = label
+    return Effective(Profile(**values), origin, profile_name, profile_origin, src)
+
+
+def _find_source(config: ConfigFile, name: str | None) -> SourceConfig | None:
+    if name is None:
+        return None
+    if config.path is None:
+        raise UsageError(
+            f"no source {name!r}: no config file "
+            f"(pass --config, set {CONFIG_ENV}, or create ./{DEFAULT_CONFIG_NAME})"
+        )
+    try:
+        return config.sources[name]
+    except KeyError:
+        known = ", ".join(config.sources) or "none"
+        raise UsageError(f"{config.path}: no source {name!r} (sources: {known})") from None
+
+
+def _choose_profile(
+    config: ConfigFile, src: SourceConfig | None, repo_profile: str | None
+) -> tuple[str, str]:
+    """The profile of the highest layer that names one, and that layer's label."""
+    if repo_profile is not None:
+        try:
+            get_profile(repo_profile)
+        except ValueError as exc:
+            raise UsageError(f"repository profile: {exc}") from None
+    candidates = [
+        (src.profile if src else None, f"source {src.name}" if src else ""),
+        (config.profile, "config file"),
+        (repo_profile, "repository"),
+    ]
+    for name, label in candidates:
+        if name is not None:
+            return name, f"profile {name} ({label})"
+    return DEFAULT_PROFILE, f"profile {DEFAULT_PROFILE} (default)"
+
+
+def parse_cli_overrides(raw: dict[str, str]) -> Overrides:
+    """Command-line KEY=VALUE settings, checked like the file's (errors name the key)."""
+    parsed: Overrides = {}
+    for name, text in raw.items():
+        try:
+            parsed[name] = parse_value(name, text)
+        except ValueError as exc:
+            raise UsageError(f"{COMMAND_LINE}: {name}={text}: {exc}") from None
+    return parsed
+
+
+def parse_assignments(items: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """["max_full_age=6h", ...] as a dict; the last of repeated keys wins, as on a shell line."""
+    result: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"{COMMAND_LINE}: {item!r} is not KEY=VALUE (e.g. max_full_age=6h)")
+        result[name.strip()] = value.strip()
+    return result
+
+
+def first_set(*candidates: tuple[str | None, str]) -> Located:
+    """The first (value, origin) pair with a value: --repo, then CLEANCUT_REPO, then the file."""
+    for value, origin in candidates:
+        if value:
+            return Located(value, origin)
+    return Located(None, "not set")

@@ -1,1 +1,0 @@
-"""The snapshot store: content-addressed, encrypted, deduplicating. Knows nothing of agents."""
