@@ -66,6 +66,7 @@ from cleancut.journal.repo.compact import (
     new_batch_blobs,
     plan_journal_prune,
 )
+from cleancut.repository import reserve
 from cleancut.repository.cache import BlobLocation
 from cleancut.repository.chain import own_blobs
 from cleancut.repository.compress import decompress
@@ -77,8 +78,6 @@ from cleancut.repository.repository import INDEX_PREFIX, Repository
 from cleancut.repository.snapshot import SNAPSHOTS_PREFIX, Snapshot
 from cleancut.repository.walk import load_tree
 from cleancut.settings.profiles import get_profile
-
-from . import reserve
 
 MARK_TYPE = "prune-mark"
 LOCKS_PREFIX = "locks/"

@@ -41,11 +41,11 @@ from cleancut.clock import from_iso, iso
 from cleancut.errors import NoSpace, UsageError
 from cleancut.repository.records import record_forgotten
 from cleancut.repository.repository import Repository
+from cleancut.repository.reserve import release as release_reserve
 from cleancut.repository.snapshot import SNAPSHOTS_PREFIX, OrderKey, Snapshot, chain_order, resolve
 from cleancut.settings.profiles import check_count, check_duration, format_duration
 
 from .prune import observe_segments
-from .reserve import release as release_reserve
 
 
 @dataclass(frozen=True)
