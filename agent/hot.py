@@ -27,6 +27,7 @@ from typing import Any
 
 from ..store.attempts import backup_attempts, record_backup_attempt
 from ..store.backup import BackupOptions, BackupResult, Progress
+from ..store.capturecheck import check_capture
 from ..store.chain import own_blobs, verified_chain
 from ..store.errors import (
     AgentMisbehaved,
@@ -44,6 +45,7 @@ from ..store.repository import Repository
 from ..store.runner import run_backup
 from ..store.settings import FALLBACKS, SourceConfig
 from ..store.treewalk import remove_tree
+from ..store.validaterules import DEFAULT_RULES, Rules
 from ..store.walk import load_tree
 from .control import AgentClient, AgentClosed, AgentTimeout
 from .freeze import freeze
@@ -72,6 +74,7 @@ class HotOptions:
     staging: Path | None = None
     alert_command: str | None = None
     journal: Path | None = None  # the agent's journal directory (the `journal` fallback)
+    formats: Rules = DEFAULT_RULES  # which captured files are checked, and as what (validate)
 
     @property
     def mode(self) -> str | None:
@@ -117,6 +120,10 @@ class HotResult:
             capture=self.capture,
             alerts=self.alerts,
         )
+        validation = self.backup.snapshot.validation if self.backup else None
+        if validation:  # the counts and the invalid files' names; the record has the rest
+            out["validation"] = {k: v for k, v in validation.items() if k != "files"}
+            out["validation"]["invalid_files"] = sorted(validation.get("files", {}))[:100]
         return out
 
 
@@ -144,12 +151,18 @@ def hot_backup(
     try:
         with stager.lock():
             stats, consistency, tree = _capture(repo, name, stager, source, hot, capture, missed)
+            # The agent runs again: the formats of what changed are checked now, never in
+            # the pause, and the result is stored with the snapshot.
+            with _timed(steps, "validate"):
+                validation, warnings = _check_formats(repo, name, tree, hot, options, consistency)
             stored = replace(
                 options,
                 name=name,
                 consistency=consistency,
                 source_path=str(source),
                 capture=capture,
+                validation=validation,
+                warnings=[*options.warnings, *warnings],
             )
             storing = True
             with _timed(steps, "store"):
@@ -177,6 +190,23 @@ def hot_backup(
     if missed:
         hot_result.alerts = _maybe_alert(repo, name, hot.alert_command)
     return hot_result
+
+
+def _check_formats(
+    repo: Repository,
+    name: str,
+    tree: Path,
+    hot: HotOptions,
+    options: BackupOptions,
+    consistency: str,
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """The capture check's record field and warnings. A check that cannot run (the staged
+    tree unreadable, the repository's parent unreadable) costs the check, not the backup."""
+    try:
+        checked = check_capture(repo, name, tree, hot.formats, options.excludes, consistency)
+    except (CleancutError, OSError) as exc:
+        return None, [f"capture check not run: {exc}"]
+    return checked.verdicts.to_json(), checked.warnings
 
 
 def _capture(
@@ -458,6 +488,7 @@ def tick_backup(
         post=None if src.agent else src.post,
         staging=src.staging,
         journal=src.journal,
+        formats=src.validate,
         quiesce_timeout=profile.quiesce_timeout,
         horizon=profile.horizon,
         alert_command=alert_command,

@@ -36,6 +36,7 @@ from .profiles import (
     parse_value,
 )
 from .redact import has_userinfo, redact_userinfo
+from .validaterules import DEFAULT_RULES, Rules
 
 CONFIG_ENV = "CLEANCUT_CONFIG"
 DEFAULT_CONFIG_NAME = "cleancut.toml"
@@ -69,6 +70,7 @@ _SOURCE_KEYS = (
     "post",
     "staging",
     "journal",
+    "validate",
 )
 
 Overrides = dict[str, float | None]
@@ -100,6 +102,8 @@ class SourceConfig:
     # Journal mode: the agent's local journal directory, shipped by tick at the
     # profile's incremental sync interval (and the `journal` fallback's source).
     journal: Path | None = None
+    # Which files a capture check and a restore test check, and as what (validaterules.py).
+    validate: Rules = DEFAULT_RULES
 
 
 @dataclass(frozen=True)
@@ -289,7 +293,16 @@ def _parse_source(where: _Where, name: str, raw: object, base: Path) -> SourceCo
         post=where.optional_str(raw, "post", prefix),
         staging=_optional_path(where, raw, "staging", prefix, base),
         journal=_optional_path(where, raw, "journal", prefix, base),
+        validate=_validate_rules(where, raw, prefix),
     )
+
+
+def _validate_rules(where: _Where, raw: dict[str, Any], prefix: str) -> Rules:
+    table = where.table(raw, "validate", prefix)
+    try:
+        return Rules.from_mapping(table)
+    except ValueError as exc:
+        raise where.fail(_key(prefix, "validate"), str(exc)) from None
 
 
 FALLBACKS = ("none", "frozen", "unquiesced", "journal")

@@ -31,6 +31,7 @@ from cleancut.store.settings import (
     first_set,
     parse_assignments,
 )
+from cleancut.store.validaterules import DEFAULT_VALIDATE
 from click.core import ParameterSource
 
 from ..context import Common, common_options
@@ -127,6 +128,11 @@ def _report(config: ConfigFile, result: Effective, places: dict[str, Located]) -
             "path": str(src.path),
             "exclude": list(src.exclude),
             "tags": list(src.tags),
+            # The rules in order, then the built-in defaults for what none matches.
+            "validate": [
+                {"pattern": p, "format": k, "origin": "config file"} for p, k in src.validate.rules
+            ]
+            + [{"pattern": p, "format": k, "origin": "default"} for p, k in DEFAULT_VALIDATE],
         },
         "profile": {"name": result.profile_name, "origin": result.profile_origin},
         "settings": {
@@ -158,6 +164,9 @@ def _print(report: dict[str, Any]) -> None:
         click.echo(f"{'source':<{width}}{src['name']}: {src['path']}")
         click.echo(f"{'  exclude':<{width}}{', '.join(src['exclude']) or '-'}")
         click.echo(f"{'  tags':<{width}}{', '.join(src['tags']) or '-'}")
+        for i, rule in enumerate(src["validate"]):
+            label = "  validate" if i == 0 else ""
+            click.echo(f"{label:<{width}}{rule['pattern']} = {rule['format']}  ({rule['origin']})")
     # The origin already reads "profile NAME (layer)"; print it once, not "NAME (profile NAME ...)".
     click.echo(f"{'profile':<{width}}{report['profile']['origin'].removeprefix('profile ')}")
     click.echo()

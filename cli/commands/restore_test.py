@@ -13,6 +13,7 @@ from cleancut.store.restore_test import (
     pick_snapshot,
     run_restore_test,
 )
+from cleancut.store.validaterules import DEFAULT_RULES
 
 from ..context import Common, common_options
 from ..progress import format_bytes
@@ -60,8 +61,9 @@ def command(
     """Restore a snapshot into a sandbox, check it end to end, and record the result.
 
     Steps: restore (the snapshot's verified chain), verify (every file re-read and
-    re-hashed against the snapshot), validate (JSON, JSONL and SQLite files usable),
-    smoke (with --smoke). The result is stored in the repository, where `status`
+    re-hashed against the snapshot), validate (JSON, JSONL and SQLite files usable, by
+    the source's `validate` rules; a file its capture found invalid already does not
+    fail it), smoke (with --smoke). The result is stored in the repository, where `status`
     reads it; a snapshot that failed is never the parent of a later backup.
     Exit 0 only if every step passed, else 4.
     """
@@ -72,7 +74,9 @@ def command(
     repo = common.open()
     try:
         snap = pick_snapshot(repo, source, pick)
-        result = run_restore_test(repo, snap, sandbox, smoke_cmd, limit, keep=keep)
+        configured = common.config.sources.get(snap.name)  # its `validate` rules, if any
+        rules = configured.validate if configured else DEFAULT_RULES
+        result = run_restore_test(repo, snap, sandbox, smoke_cmd, limit, keep=keep, rules=rules)
     finally:
         repo.close()
     if common.json:
