@@ -15,10 +15,18 @@ from cleancut.store.local import LocalBackend
 from cleancut.store.pack import pack_name
 from cleancut.store.records import RESTORE_TEST, failed_snapshots, list_records
 from cleancut.store.repository import Repository
-from cleancut.store.restore_test import validate_json, validate_jsonl, validate_sqlite
+from cleancut.store.fileformats import check_json as validate_json
+from cleancut.store.fileformats import check_jsonl as validate_jsonl
+from cleancut.store.fileformats import check_sqlite, has_sqlite_header
+from cleancut.store.validaterules import DEFAULT_RULES
 from conftest import CLI, PASSWORD, assert_no_traceback
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def validate_sqlite(path: Path) -> str | None:
+    """As a restore test checks a database: read-write."""
+    return check_sqlite(path, read_only=False)
 
 
 def at(hours: float) -> dict[str, str]:
@@ -244,14 +252,12 @@ def test_json_and_sqlite_validators(tmp_path: Path):
 def test_sqlite_is_recognised_by_its_header(tmp_path: Path, name: str):
     import sqlite3
 
-    from cleancut.store.restore_test import _format_of
-
     path = tmp_path / name
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE t (x)")
     conn.commit()
     conn.close()
-    assert _format_of(path) == "SQLite"
+    assert DEFAULT_RULES.kind_of(name, lambda: has_sqlite_header(path)) == "sqlite"
     assert validate_sqlite(path) is None
 
 
