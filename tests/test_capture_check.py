@@ -279,7 +279,7 @@ def test_validate_rules_choose_what_is_checked_and_as_what(
     assert rules[0] == {"pattern": "cache/*", "format": "none", "origin": "config file"}
     assert {"pattern": "*.json", "format": "json", "origin": "default"} in rules
     text = repo_cli.ok("config", "show", "--config", str(config), "-s", "agent").out
-    assert "*.log = jsonl  (config file)" in text
+    assert "cache/* = none, *.log = jsonl, *.txt = json  (config file), then the defaults" in text
 
     backup = repo_cli.ok("backup", "agent", "--config", str(config), "--json").json()
     # x.log's only line has a newline and is not JSON; cache/junk.json is not checked.

@@ -11,13 +11,13 @@ import pytest
 from cleancut.cli.sample import mutate_workspace
 from cleancut.store.chain import snapshot_state
 from cleancut.store.clock import iso
+from cleancut.store.fileformats import check_json as validate_json
+from cleancut.store.fileformats import check_jsonl as validate_jsonl
+from cleancut.store.fileformats import check_sqlite, has_sqlite_header
 from cleancut.store.local import LocalBackend
 from cleancut.store.pack import pack_name
 from cleancut.store.records import RESTORE_TEST, failed_snapshots, list_records
 from cleancut.store.repository import Repository
-from cleancut.store.fileformats import check_json as validate_json
-from cleancut.store.fileformats import check_jsonl as validate_jsonl
-from cleancut.store.fileformats import check_sqlite, has_sqlite_header
 from cleancut.store.validaterules import DEFAULT_RULES
 from conftest import CLI, PASSWORD, assert_no_traceback
 

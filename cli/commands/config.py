@@ -164,9 +164,11 @@ def _print(report: dict[str, Any]) -> None:
         click.echo(f"{'source':<{width}}{src['name']}: {src['path']}")
         click.echo(f"{'  exclude':<{width}}{', '.join(src['exclude']) or '-'}")
         click.echo(f"{'  tags':<{width}}{', '.join(src['tags']) or '-'}")
-        for i, rule in enumerate(src["validate"]):
-            label = "  validate" if i == 0 else ""
-            click.echo(f"{label:<{width}}{rule['pattern']} = {rule['format']}  ({rule['origin']})")
+        own = [
+            f"{r['pattern']} = {r['format']}" for r in src["validate"] if r["origin"] != "default"
+        ]
+        rules = f"{', '.join(own)}  (config file), then the defaults" if own else "the defaults"
+        click.echo(f"{'  validate':<{width}}{rules}")
     # The origin already reads "profile NAME (layer)"; print it once, not "NAME (profile NAME ...)".
     click.echo(f"{'profile':<{width}}{report['profile']['origin'].removeprefix('profile ')}")
     click.echo()
