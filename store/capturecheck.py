@@ -6,36 +6,37 @@ SQLite files can be checked at leisure (store/fileformats.py, the source's
 `validate` rules) and the result goes into the snapshot record
 (store/verdicts.py).
 
-Only what changed is checked. A file whose metadata (size, mtime, ctime, inode)
-equals its node in the parent snapshot, by the same rule the Archiver uses to
-reuse that node's content without reading it (its racy window included), holds
-the content the parent's capture judged: it inherits the parent's verdict. The
-parent's state comes from the local cache (store/statecache.py); without it, or
-when the parent was checked under other rules, every file is checked (slower,
-never wrong).
+Only what changed is checked. The previous check's verdicts are remembered by
+file metadata in the local cache (store/verdictmemo.py); a staged file whose
+size, mtime, ctime and inode are unchanged holds the bytes that were judged and
+inherits the verdict, unread. Without the memo (a new cache, other rules)
+every file is checked once: slower, never wrong.
 
-A file that was valid in the parent and is not now is *regressed*: in a
-`quiesced` snapshot, where the agent promised that everything it wrote was
-whole, that is a consistency warning at backup time (exit 3, one line naming
-the file) and a warning in `status` (store/health.py) while the source's newest
-snapshot still holds it. The snapshot is still stored: the warning says what
-the cut holds; losing the cut would help nobody.
+A file that was valid in the parent snapshot and is not now is *regressed*:
+in a `quiesced` snapshot, where the agent promised that everything it wrote
+was whole, that is a consistency warning at backup time (exit 3, one line
+naming the file) and a warning in `status` (store/health.py) while the
+source's newest snapshot still holds it. The snapshot is still stored: the
+warning says what the cut holds; losing the cut would help nobody. "Valid in
+the parent" is read from the parent's record (a file it does not list as
+invalid) and, only for a file found invalid now, from the parent's state (the
+local state cache, else the chain replayed).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .backup import RACY_WINDOW_NS, is_excluded
+from .backup import is_excluded
 from .chain import snapshot_state
 from .errors import CleancutError
-from .fileformats import check, has_sqlite_header
+from .fileformats import SQLITE, check, has_sqlite_header
 from .policy import latest_of
 from .repository import Repository
 from .snapshot import Snapshot
@@ -43,8 +44,9 @@ from .state import State
 from .statecache import load_state
 from .tree import FILE
 from .treewalk import walk
-from .validaterules import Rules
-from .verdicts import MAX_LISTED, Invalid, Stat, Verdicts, node_stat
+from .validaterules import BY_HEADER, Rules
+from .verdictmemo import Memo, Remembered, load_memo, save_memo
+from .verdicts import MAX_LISTED, Invalid, Stat, Verdicts
 
 MAX_WARNED = 5  # regressed files named one per line; the rest counted in one more
 
@@ -56,40 +58,21 @@ class CaptureCheck:
 
 
 class _Parent:
-    """What the parent snapshot knew: its verdicts (when made under the same rules) and
-    its state (from the cache; replayed from the repository only when a file is invalid
-    and whether it was valid before must be known)."""
+    """What the parent snapshot says of a file that is invalid now: was it valid there?
+    Its verdicts count only when made under the same rules; its state is read only when
+    asked (from the cache, else by replaying its chain)."""
 
     def __init__(self, repo: Repository, name: str, rules: Rules) -> None:
         self.repo = repo
+        self.name = name
         self.snapshot: Snapshot | None = latest_of(repo.snapshots(), name)
         found = Verdicts.from_json(self.snapshot.validation) if self.snapshot else None
         self.verdicts = found if found is not None and found.rules == rules.digest else None
-        self.cached: State | None = None
-        self._replayed: State | None = None
-        if self.snapshot is not None and self.verdicts is not None:
-            self.cached = load_state(repo.cache.path.parent, name, self.snapshot.id)
-
-    def inherited(self, rel: str, st: Stat, kind: str) -> Invalid | None | bool:
-        """The parent's verdict for this very content (an Invalid, or None: valid), or
-        False when it cannot be inherited and the file must be checked."""
-        if self.cached is None or self.snapshot is None or self.verdicts is None:
-            return False
-        node = self.cached.get(rel)
-        if node is None or node.type != FILE or node_stat(node) != st:
-            return False
-        if node.mtime_ns >= self.snapshot.scan_start_ns - RACY_WINDOW_NS:
-            return False  # the Archiver re-reads it too: it may have changed within a tick
-        entry = self.verdicts.files.get(rel)
-        if entry is not None:
-            return entry if entry.kind == kind else False
-        if self.verdicts.invalid > len(self.verdicts.files):
-            return False  # an unlisted file may have been invalid: check it
-        return None
+        self._state: State | None = None
 
     def before(self, rel: str, kind: str) -> Invalid | str | None:
-        """The parent's verdict on `rel` whatever its content: an Invalid, "valid", or
-        None when unknown (no verdicts, not in the parent, not listed past the limit)."""
+        """The parent's verdict on `rel`, whatever its content then: an Invalid, "valid",
+        or None when unknown (no verdicts, not in the parent, not listed past the limit)."""
         if self.verdicts is None:
             return None
         entry = self.verdicts.files.get(rel)
@@ -97,19 +80,21 @@ class _Parent:
             return entry if entry.kind == kind else None
         if self.verdicts.invalid > len(self.verdicts.files):
             return None
-        node = self._state().get(rel)
+        node = self.state().get(rel)
         return "valid" if node is not None and node.type == FILE else None
 
-    def _state(self) -> State:
-        if self.cached is not None:
-            return self.cached
-        if self._replayed is None:
-            self._replayed = {}
-            if self.snapshot is not None:
-                # A parent that cannot be read: nothing is known of it.
-                with contextlib.suppress(CleancutError):
-                    self._replayed = snapshot_state(self.repo, self.snapshot)
-        return self._replayed
+    def state(self) -> State:
+        if self._state is None:
+            self._state = {}
+            snap = self.snapshot
+            if snap is not None:
+                cached = load_state(self.repo.cache.path.parent, self.name, snap.id)
+                if cached is not None:
+                    self._state = cached
+                else:  # a parent that cannot be read: nothing is known of it
+                    with contextlib.suppress(CleancutError):
+                        self._state = snapshot_state(self.repo, snap)
+        return self._state
 
 
 def check_capture(
@@ -122,33 +107,54 @@ def check_capture(
 ) -> CaptureCheck:
     """Check the captured `tree` of source `name`; warn of regressed files when the
     capture is `quiesced`."""
+    cache_dir = repo.cache.path.parent
+    previous = load_memo(cache_dir, name, rules.digest, tree)
+    memo = Memo(rules.digest, str(tree), time.time_ns())
     parent = _Parent(repo, name, rules)
     verdicts = Verdicts(rules=rules.digest)
     invalid: dict[str, Invalid] = {}
-    for rel, path, st in _files(tree, excludes):
-        kind = rules.kind_of(rel, functools.partial(has_sqlite_header, path))
-        if kind is None:
+    for rel, st in _files(tree, excludes):
+        known = previous.get(rel, st) if previous is not None else None
+        if known is not None:
+            memo.files[rel] = known
+            if known.kind is not None:
+                verdicts.inherited += 1
+                if known.problem is not None:
+                    invalid[rel] = Invalid(known.kind, known.problem, st, known.was_valid)
+                    if known.was_valid and parent.before(rel, known.kind) == "valid":
+                        verdicts.regressed.append(rel)  # its last check was never stored
             continue
-        inherited = parent.inherited(rel, st, kind)
-        if inherited is not False:
-            verdicts.inherited += 1
-            if isinstance(inherited, Invalid):
-                invalid[rel] = inherited
-            continue
-        verdicts.checked += 1
-        problem = check(kind, path, read_only=True)
-        if problem is None:
-            continue
-        before = parent.before(rel, kind)
-        if before == "valid":
-            verdicts.regressed.append(rel)
-        was_valid = before == "valid" or (isinstance(before, Invalid) and before.was_valid)
-        invalid[rel] = Invalid(kind, problem, st, was_valid)
+        found = _check_one(rules, rel, tree / rel, st, parent, verdicts)
+        memo.files[rel] = found
+        if found.kind is not None and found.problem is not None:
+            invalid[rel] = Invalid(found.kind, found.problem, st, found.was_valid)
+    save_memo(cache_dir, name, memo)
     verdicts.invalid = len(invalid)
     verdicts.valid = verdicts.checked + verdicts.inherited - verdicts.invalid
     verdicts.files = {rel: invalid[rel] for rel in sorted(invalid)[:MAX_LISTED]}
     warnings = _warnings(verdicts, invalid) if consistency == "quiesced" else []
     return CaptureCheck(verdicts, warnings)
+
+
+def _check_one(
+    rules: Rules, rel: str, path: Path, st: Stat, parent: _Parent, verdicts: Verdicts
+) -> Remembered:
+    """A file that changed since the last check (or was never checked): its format by the
+    rules, then its check; an invalid one is compared with the parent."""
+    kind = rules.kind_by_name(rel)
+    if kind == BY_HEADER:
+        kind = SQLITE if has_sqlite_header(path) else None
+    if kind is None:
+        return Remembered(None, st)
+    verdicts.checked += 1
+    problem = check(kind, path, read_only=True)
+    if problem is None:
+        return Remembered(kind, st)
+    before = parent.before(rel, kind)
+    if before == "valid":
+        verdicts.regressed.append(rel)
+    was_valid = before == "valid" or (isinstance(before, Invalid) and before.was_valid)
+    return Remembered(kind, st, problem, was_valid)
 
 
 def _warnings(verdicts: Verdicts, invalid: dict[str, Invalid]) -> list[str]:
@@ -163,8 +169,8 @@ def _warnings(verdicts: Verdicts, invalid: dict[str, Invalid]) -> list[str]:
     return lines
 
 
-def _files(tree: Path, excludes: list[str]) -> Iterator[tuple[str, Path, Stat]]:
-    """Every regular file of the tree: its relative path, its path, its metadata."""
+def _files(tree: Path, excludes: list[str]) -> Iterator[tuple[str, Stat]]:
+    """Every regular file of the tree: its relative path and its metadata."""
     for level in walk(tree):
         if excludes:  # what the Archiver leaves out, it never walks into
             level.dirs[:] = [
@@ -180,4 +186,4 @@ def _files(tree: Path, excludes: list[str]) -> Iterator[tuple[str, Path, Stat]]:
             except OSError:
                 continue  # gone: the Archiver will not store it either
             if stat.S_ISREG(st.st_mode):
-                yield rel, tree / rel, (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                yield rel, (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from .fileformats import JSON, JSONL, KINDS, NONE, SQLITE
 
 CHOICES = (*KINDS, NONE)
+BY_HEADER = "by-header"  # kind_by_name: only the file's first bytes can tell
 _BY_SUFFIX = (
     ((".json",), JSON),
     ((".jsonl", ".ndjson"), JSONL),
@@ -65,6 +66,14 @@ class Rules:
     def kind_of(self, rel: str, has_header: Callable[[], bool]) -> str | None:
         """The format `rel` is checked as, or None. `has_header` is asked only when the
         defaults must look inside the file (no rule and no known suffix)."""
+        kind = self.kind_by_name(rel)
+        if kind == BY_HEADER:
+            return SQLITE if has_header() else None
+        return kind
+
+    def kind_by_name(self, rel: str) -> str | None:
+        """The format the name alone decides, None (not checked), or BY_HEADER: sqlite if
+        the file starts with SQLite's header, else not checked."""
         for pattern, kind in self.rules:
             if matches(rel, pattern):
                 return None if kind == NONE else kind
@@ -72,7 +81,7 @@ class Rules:
         for suffixes, kind in _BY_SUFFIX:
             if name.endswith(suffixes):
                 return kind
-        return SQLITE if has_header() else None
+        return BY_HEADER
 
     def to_json(self) -> dict[str, str]:
         return dict(self.rules)
