@@ -37,7 +37,7 @@ records = list(it)
 print("stopped:", scan.error())
 """,
     "read_tail": """
-from cleancut.store import journal
+from cleancut.journal import log as journal
 import sys
 listed = journal.list_segments
 def list_then_swap(directory):

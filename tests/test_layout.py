@@ -19,7 +19,7 @@ ROOT = Path(cleancut.__file__).parent
 TOP_LEVEL = {p.stem for p in ROOT.glob("*.py") if p.stem != "__init__"}
 PACKAGES = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
 STORE = {"repository", "backend", "archiver", "restorer", "checker", "prune", "journal",
-         "journal.repo", "ops", "replication", "settings", "fsio"}
+         "journal.repo", "ops", "replication", "settings", "fsio", "validation"}
 ABOVE_THE_STORE = {"hot", "sdk", "cli", "testing"}
 
 
@@ -74,7 +74,7 @@ def _breaking(importer_areas: set[str], allowed: set[str]) -> list[str]:
 def test_every_package_is_on_the_map() -> None:
     # A new package must be placed on the map (and in docs/architecture.md) before use.
     assert {"repository", "backend", "archiver", "restorer", "checker", "prune",
-                        "journal", "ops", "replication", "settings", "fsio", "hot", "sdk",
+                        "journal", "ops", "replication", "settings", "fsio", "validation", "hot", "sdk",
                         "cli", "testing"} == PACKAGES
 
 

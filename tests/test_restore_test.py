@@ -12,14 +12,22 @@ from conftest import CLI, PASSWORD, assert_no_traceback
 
 from cleancut.backend.local import LocalBackend
 from cleancut.clock import iso
-from cleancut.ops.restore_test import validate_json, validate_jsonl, validate_sqlite
 from cleancut.repository.chain import snapshot_state
 from cleancut.repository.pack import pack_name
 from cleancut.repository.records import RESTORE_TEST, failed_snapshots, list_records
 from cleancut.repository.repository import Repository
 from cleancut.testing.sample import mutate_workspace
+from cleancut.validation.formats import check_json as validate_json
+from cleancut.validation.formats import check_jsonl as validate_jsonl
+from cleancut.validation.formats import check_sqlite, has_sqlite_header
+from cleancut.validation.rules import DEFAULT_RULES
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def validate_sqlite(path: Path) -> str | None:
+    """As a restore test checks a database: read-write."""
+    return check_sqlite(path, read_only=False)
 
 
 def at(hours: float) -> dict[str, str]:
@@ -245,14 +253,12 @@ def test_json_and_sqlite_validators(tmp_path: Path):
 def test_sqlite_is_recognised_by_its_header(tmp_path: Path, name: str):
     import sqlite3
 
-    from cleancut.ops.restore_test import _format_of
-
     path = tmp_path / name
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE t (x)")
     conn.commit()
     conn.close()
-    assert _format_of(path) == "SQLite"
+    assert DEFAULT_RULES.kind_of(name, lambda: has_sqlite_header(path)) == "sqlite"
     assert validate_sqlite(path) is None
 
 

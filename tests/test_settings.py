@@ -503,6 +503,8 @@ def test_config_show_json_shape(tmp_path: Path):
     assert doc["repository"] == {"value": str(tmp_path / "no-such-repo"), "origin": "--repo"}
     assert doc["password_file"] == {"value": "/etc/cleancut/pass", "origin": "config file"}
     assert doc["sources"] == ["agent"]
+    # The source names no `validate` rules: only the defaults are listed.
+    assert {rule["origin"] for rule in doc["source"].pop("validate")} == {"default"}
     assert doc["source"] == {
         "name": "agent",
         "path": "/home/agent/.openclaw",

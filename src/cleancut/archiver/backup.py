@@ -70,6 +70,10 @@ class BackupOptions:
     source_path: str | None = None
     # How the snapshot was captured (steps, pause, actions in flight); stored in the record.
     capture: dict[str, Any] = field(default_factory=dict)
+    # What the capture's format checks found (validation/capture.py), stored in the record,
+    # and the warnings they raised, reported (and recorded) with the snapshot's own.
+    validation: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -161,7 +165,7 @@ class Archiver:
         self.source = source
         self.options = options
         self.progress = progress or Progress()
-        self.warnings: list[str] = []
+        self.warnings: list[str] = list(options.warnings)
         self.notes: list[str] = []
         self.files = self.dirs = 0
         self.bytes_read = self.bytes_total = 0
@@ -313,6 +317,7 @@ class Archiver:
             reason=decision.reason,
             delta=delta_id,
             capture=dict(self.options.capture),
+            validation=self.options.validation,
             clock_went_back=taken.went_back,
             clock_reading=taken.reading if taken.went_back else None,
         )

@@ -50,7 +50,7 @@ def decide(
     journal_gaps: Sequence[Mapping[str, Any]] = (),
 ) -> Decision:
     """`failed`: ids of snapshots that failed verification (a restore test, a check).
-    `journal_gaps`: the repository's journal-gap records (src/cleancut/journal/repo/ship.py)."""
+    `journal_gaps`: the repository's journal-gap records (journal/repo/ship.py)."""
     latest = latest_of(snapshots, name)
 
     def full(reason: str) -> Decision:

@@ -8,7 +8,7 @@ signing. What this module adds is what a backup tool needs on top:
   all, and the signed payload hash lets the server reject a damaged upload;
 - conditional create (If-None-Match: *) for `put_if_absent`, with a fallback for
   servers that do not implement it;
-- our own retry loop (src/cleancut/backend/retry.py) with obstore's retries turned off, so the
+- our own retry loop (backend/retry.py) with obstore's retries turned off, so the
   time an outage may last is one number the operator sets;
 - failures as one line each: unreachable (exit 14), refused credentials or
   missing bucket (exit 15), anything else (exit 1).

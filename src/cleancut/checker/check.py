@@ -9,7 +9,7 @@ pack, with the snapshots that depend on it. Key slots are checked against
 their check values, and every operational record and damage record is
 authenticated.
 
-What is found damaged is remembered in the repository (src/cleancut/repository/damage.py): later
+What is found damaged is remembered in the repository (repository/damage.py): later
 backups store fresh copies instead of deduplicating against it, and later
 checks keep reporting the pack until `repair packs` has replaced it. A snapshot
 is damaged only if a blob it needs has no intact indexed copy.

@@ -1,6 +1,6 @@
 """Repair packs: replace the packs `check` found damaged, healing the snapshots that use them.
 
-For each pack the damage registry (src/cleancut/repository/damage.py) names and the index still
+For each pack the damage registry (repository/damage.py) names and the index still
 lists, every blob that has no intact copy elsewhere is stored afresh in a new
 pack: from the damaged pack itself when that blob still decrypts and verifies
 (salvage), else from the source directories given, read and chunked again with

@@ -114,7 +114,7 @@ def run_hook(
 ) -> HookResult:
     """Run `command` with /bin/sh; return its result, or raise CaptureFailed.
 
-    The hook sees our environment without any secret (src/cleancut/childenv.py: no
+    The hook sees our environment without any secret (childenv.py: no
     passphrase, no storage credentials, no tokens) plus `env` and
     CLEANCUT_PHASE=<phase>. Its
     stdin is /dev/null, so a hook that reads input fails instead of waiting

@@ -45,6 +45,8 @@ from cleancut.repository.repository import Repository
 from cleancut.repository.walk import load_tree
 from cleancut.settings.config_file import FALLBACKS, SourceConfig
 from cleancut.settings.profiles import MISS_ALERT_THRESHOLD, Profile
+from cleancut.validation.capture import check_capture
+from cleancut.validation.rules import DEFAULT_RULES, Rules
 
 from .control import AgentClient, AgentClosed, AgentTimeout
 from .freeze import freeze
@@ -59,7 +61,7 @@ DEFAULT_FREEZE_WATCHDOG = 60.0
 
 @dataclass
 class HotOptions:
-    agent: str | None = None  # unix:PATH or openclaw://HOST:PORT (src/cleancut/hot/runtime.py)
+    agent: str | None = None  # unix:PATH or openclaw://HOST:PORT (hot/runtime.py)
     agent_token_file: Path | None = None  # a runtime's credential, never on the command line
     quiesce_timeout: float = 60.0
     horizon: float = 60.0
@@ -73,6 +75,7 @@ class HotOptions:
     staging: Path | None = None
     alert_command: str | None = None
     journal: Path | None = None  # the agent's journal directory (the `journal` fallback)
+    formats: Rules = DEFAULT_RULES  # which captured files are checked, and as what (validate)
 
     @property
     def mode(self) -> str | None:
@@ -118,6 +121,10 @@ class HotResult:
             capture=self.capture,
             alerts=self.alerts,
         )
+        validation = self.backup.snapshot.validation if self.backup else None
+        if validation:  # the counts and the invalid files' names; the record has the rest
+            out["validation"] = {k: v for k, v in validation.items() if k != "files"}
+            out["validation"]["invalid_files"] = sorted(validation.get("files", {}))[:100]
         return out
 
 
@@ -145,12 +152,18 @@ def hot_backup(
     try:
         with stager.lock():
             stats, consistency, tree = _capture(repo, name, stager, source, hot, capture, missed)
+            # The agent runs again: the formats of what changed are checked now, never in
+            # the pause, and the result is stored with the snapshot.
+            with _timed(steps, "validate"):
+                validation, warnings = _check_formats(repo, name, tree, hot, options, consistency)
             stored = replace(
                 options,
                 name=name,
                 consistency=consistency,
                 source_path=str(source),
                 capture=capture,
+                validation=validation,
+                warnings=[*options.warnings, *warnings],
             )
             storing = True
             with _timed(steps, "store"):
@@ -178,6 +191,23 @@ def hot_backup(
     if missed:
         hot_result.alerts = _maybe_alert(repo, name, hot.alert_command)
     return hot_result
+
+
+def _check_formats(
+    repo: Repository,
+    name: str,
+    tree: Path,
+    hot: HotOptions,
+    options: BackupOptions,
+    consistency: str,
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """The capture check's record field and warnings. A check that cannot run (the staged
+    tree unreadable, the repository's parent unreadable) costs the check, not the backup."""
+    try:
+        checked = check_capture(repo, name, tree, hot.formats, options.excludes, consistency)
+    except (CleancutError, OSError) as exc:
+        return None, [f"capture check not run: {exc}"]
+    return checked.verdicts.to_json(), checked.warnings
 
 
 def _capture(
@@ -459,6 +489,7 @@ def tick_backup(
         post=None if src.agent else src.post,
         staging=src.staging,
         journal=src.journal,
+        formats=src.validate,
         quiesce_timeout=profile.quiesce_timeout,
         horizon=profile.horizon,
         alert_command=alert_command,

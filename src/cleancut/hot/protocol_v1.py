@@ -1,6 +1,6 @@
 """The protocol v1 runtime: an agent on a Unix socket (docs/protocol.md).
 
-Each step is one request on the control socket (src/cleancut/hot/control.py), with the step's
+Each step is one request on the control socket (hot/control.py), with the step's
 timeout as its deadline; what a silent, closed or refusing agent means is said here
 in the words the operator reads.
 """

@@ -2,7 +2,7 @@
 
 An agent runtime is whatever answers at an `--agent` address: an agent speaking
 protocol v1 on a Unix socket (`unix:PATH`), an OpenClaw gateway
-(`openclaw://HOST:PORT`). The orchestrator (src/cleancut/hot/session.py) knows only this
+(`openclaw://HOST:PORT`). The orchestrator (hot/session.py) knows only this
 interface: connect, quiesce, flush, in-flight, renew, resume, close. It owns the
 budget (every call gets a timeout that is a deadline), the background renewal, the
 horizon and the pause; a runtime only translates each step into its agent's terms.

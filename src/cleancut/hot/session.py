@@ -99,7 +99,7 @@ def quiesced(
 ) -> T:
     """Run `capture` while the agent at `address` is quiesced and flushed; fill `report`.
 
-    The agent is reached through its runtime (src/cleancut/hot/runtime.py: protocol v1 on a Unix
+    The agent is reached through its runtime (hot/runtime.py: protocol v1 on a Unix
     socket, an OpenClaw gateway...). Raises QuiesceMissed when the agent does not
     confirm quiesce in time, cannot flush, or its lease ended before the capture
     finished; AgentMisbehaved when a reply breaks the protocol. Every request has a

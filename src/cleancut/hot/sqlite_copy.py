@@ -127,6 +127,6 @@ def _busy_guard() -> Callable[[int, int, int], None]:
 
 def integrity_problems(path: str) -> list[str]:
     """What `PRAGMA integrity_check` finds wrong with the staged copy at `path` (empty:
-    fine), read-only so the check cannot change what is stored (src/cleancut/sqlitecheck.py:
+    fine), read-only so the check cannot change what is stored (sqlitecheck.py:
     CHECK constraints are left to the restore test)."""
     return sqlitecheck.integrity_problems(path, read_only=True)

@@ -1,7 +1,7 @@
 """The journal: an append-only log of workspace mutations, how to verify it, how to replay it.
 
 An agent that cannot pause writes every mutation to its journal before
-applying it (src/cleancut/sdk/journal_writer.py). A backup then needs no quiet moment: the last
+applying it (sdk/journal_writer.py). A backup then needs no quiet moment: the last
 snapshot plus the journal replayed up to a sequence number is a consistent
 workspace. This module is the journal's only definition shared by both sides,
 so it knows nothing of agents: a journal is files of records, a record is a

@@ -17,7 +17,9 @@ nothing changes, else `ok`:
               snapshot taken since covers (until the forced full exists); the
               current chain forked (two snapshots with one sequence number) or
               holds a snapshot taken while the clock read earlier than the one
-              before it (clock_went_back)
+              before it (clock_went_back); the newest snapshot is `quiesced` and
+              holds files torn since an earlier snapshot had them valid (its
+              capture check, src/cleancut/validation/capture.py)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from cleancut.repository.chain import find_forks
 from cleancut.repository.records import BACKUP_ATTEMPT, JOURNAL_GAP, RESTORE_TEST, list_records
 from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import Snapshot, chain_order
+from cleancut.repository.verdicts import Verdicts
 from cleancut.settings.profiles import (
     CHAIN_CAP,
     DAY,
@@ -90,6 +93,7 @@ class SourceHealth:
     last_attempt_age_s: float | None = None
     consecutive_quiesce_misses: int = 0
     journal_gap: dict[str, Any] | None = None  # the open journal-gap record, if any
+    torn_files: list[str] = field(default_factory=list)  # in the newest quiesced snapshot
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -297,6 +301,7 @@ def _judge(h: SourceHealth, now: datetime, snaps: list[Snapshot]) -> list[Findin
             )
         )
     found.extend(_clock_findings(h, snaps))
+    found.extend(_torn_findings(h, snaps))
     if h.last_attempt_ok is False and _failure_is_latest(h):
         error = f": {h.last_attempt_error}" if h.last_attempt_error else ""
         age = age_text(h.last_attempt_age_s or 0.0)
@@ -310,6 +315,30 @@ def _failure_is_latest(h: SourceHealth) -> bool:
     if h.last_attempt_age_s is None:
         return False
     return h.last_snapshot_age_s is None or h.last_snapshot_age_s >= h.last_attempt_age_s
+
+
+def _torn_findings(h: SourceHealth, snaps: list[Snapshot]) -> list[Finding]:
+    """Files of the newest snapshot, a quiesced one, that its capture check found invalid
+    although an earlier snapshot held them valid: the agent's cut holds torn files."""
+    latest = _newest(snaps)
+    if latest is None or latest.consistency != "quiesced":
+        return []
+    verdicts = Verdicts.from_json(latest.validation)
+    if verdicts is None:
+        return []
+    h.torn_files = sorted(p for p, e in verdicts.files.items() if e.was_valid)
+    if not h.torn_files:
+        return []
+    more = len(h.torn_files) - 3
+    shown = ", ".join(h.torn_files[:3]) + (f" and {more} more" if more > 0 else "")
+    return [
+        Finding(
+            WARN,
+            f"consistency: the newest snapshot {latest.id[:12]} (quiesced) holds "
+            f"{len(h.torn_files)} file(s) torn since an earlier snapshot had them valid: "
+            f"{shown}",
+        )
+    ]
 
 
 def _clock_findings(h: SourceHealth, snaps: list[Snapshot]) -> list[Finding]:

@@ -181,7 +181,9 @@ def _tick_source(
     latest = latest_of(repo.snapshots(), src.name)
     if latest is not None and (last_test is None or last_test >= profile.restore_test_interval):
         try:
-            result_t = run_restore_test(repo, repo.load_snapshot(latest.id), None, None)
+            result_t = run_restore_test(
+                repo, repo.load_snapshot(latest.id), None, None, rules=src.validate
+            )
             failed = ", ".join(result_t.failed_steps)
             detail = f"{latest.id[:12]}: " + ("passed" if result_t.passed else f"failed ({failed})")
             actions.append(Action(src.name, "restore-test", result_t.passed, detail))

@@ -21,7 +21,7 @@ from .crypto import SALT_LEN, MasterKeys, content_hash
 
 MAGIC = b"CCO1"
 JOURNAL_KIND = "journal"
-"""A batch of shipped journal records (src/cleancut/journal/repo/store.py), under journal/."""
+"""A batch of shipped journal records (journal/repo/store.py), under journal/."""
 
 
 def seal_object(keys: MasterKeys, kind: str, plaintext: bytes) -> tuple[str, bytes]:

@@ -49,6 +49,8 @@ class Snapshot:
     # snapshot's time plus 1 µs (order never goes back) and this is the real reading.
     clock_went_back: bool = False
     clock_reading: str | None = None
+    # What the capture's format checks found (repository/verdicts.py); None: not checked.
+    validation: dict[str, Any] | None = None
     id: str = ""  # not stored: the object name
     record_hash: str = ""  # not stored: BLAKE3 of the canonical record, for chain links
 
@@ -59,6 +61,8 @@ class Snapshot:
         if not self.clock_went_back:  # records of a sane clock stay as they always were
             record.pop("clock_went_back")
             record.pop("clock_reading")
+        if self.validation is None:  # records without a capture check stay as they were
+            record.pop("validation")
         record["version"] = 1
         return record
 

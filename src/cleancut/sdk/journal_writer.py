@@ -13,7 +13,7 @@ workspace through this instead of open()/write():
 Each call validates the operation against the workspace (so a record never
 describes something that cannot be applied), appends one record to the
 current segment and fsyncs it, and only then applies it with the very code
-replay uses (src/cleancut/journal/log.py), so the live workspace and a replayed one
+replay uses (journal/log.py), so the live workspace and a replayed one
 cannot diverge. The file format is docs/journal.md.
 
 Recovery is the write-ahead rule's payoff: a crash between the fsync and the

@@ -27,6 +27,7 @@ from typing import Any
 from cleancut.errors import UsageError
 from cleancut.fsio.boundedread import CONFIG_LIMIT, read_bounded
 from cleancut.redact import has_userinfo, redact_userinfo
+from cleancut.validation.rules import DEFAULT_RULES, Rules
 
 from .profiles import (
     DEFAULT_PROFILE,
@@ -70,6 +71,7 @@ _SOURCE_KEYS = (
     "post",
     "staging",
     "journal",
+    "validate",
 )
 
 Overrides = dict[str, float | None]
@@ -101,6 +103,8 @@ class SourceConfig:
     # Journal mode: the agent's local journal directory, shipped by tick at the
     # profile's incremental sync interval (and the `journal` fallback's source).
     journal: Path | None = None
+    # Which files a capture check and a restore test check, and as what (validaterules.py).
+    validate: Rules = DEFAULT_RULES
 
 
 @dataclass(frozen=True)
@@ -290,7 +294,16 @@ def _parse_source(where: _Where, name: str, raw: object, base: Path) -> SourceCo
         post=where.optional_str(raw, "post", prefix),
         staging=_optional_path(where, raw, "staging", prefix, base),
         journal=_optional_path(where, raw, "journal", prefix, base),
+        validate=_validate_rules(where, raw, prefix),
     )
+
+
+def _validate_rules(where: _Where, raw: dict[str, Any], prefix: str) -> Rules:
+    table = where.table(raw, "validate", prefix)
+    try:
+        return Rules.from_mapping(table)
+    except ValueError as exc:
+        raise where.fail(_key(prefix, "validate"), str(exc)) from None
 
 
 FALLBACKS = ("none", "frozen", "unquiesced", "journal")
@@ -301,7 +314,7 @@ def _agent_address(where: _Where, raw: dict[str, Any], prefix: str, base: Path) 
     if value is None:
         return None
     if value.startswith("openclaw://") and len(value) > len("openclaw://"):
-        return value  # checked in full when the runtime connects (src/cleancut/hot/openclaw.py)
+        return value  # checked in full when the runtime connects (hot/openclaw.py)
     scheme, sep, path = value.partition(":")
     if not sep or scheme != "unix" or not path:
         raise where.fail(

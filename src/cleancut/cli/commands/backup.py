@@ -148,6 +148,8 @@ def command(
             hot.lease = _duration("--lease", lease)
         hot.agent_token_file = agent_token_file
         hot.journal = journal_dir or (configured.journal if configured else None)
+        if configured:
+            hot.formats = configured.validate
         if hot.mode is None:
             _refuse_hot_only(quiesce_timeout, horizon, fallback, hook_timeout, staging, lease,
                              alert_command, journal_dir, agent_token_file)

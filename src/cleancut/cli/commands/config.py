@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
-from cleancut.cli.context import Common, common_options
 from cleancut.redact import redact_userinfo
 from cleancut.settings.config_file import (
     CONFIG_ENV,
@@ -34,6 +33,9 @@ from cleancut.settings.profiles import (
     format_duration,
     format_value,
 )
+from cleancut.validation.rules import DEFAULT_VALIDATE
+
+from ..context import Common, common_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -127,6 +129,11 @@ def _report(config: ConfigFile, result: Effective, places: dict[str, Located]) -
             "path": str(src.path),
             "exclude": list(src.exclude),
             "tags": list(src.tags),
+            # The rules in order, then the built-in defaults for what none matches.
+            "validate": [
+                {"pattern": p, "format": k, "origin": "config file"} for p, k in src.validate.rules
+            ]
+            + [{"pattern": p, "format": k, "origin": "default"} for p, k in DEFAULT_VALIDATE],
         },
         "profile": {"name": result.profile_name, "origin": result.profile_origin},
         "settings": {
@@ -158,6 +165,11 @@ def _print(report: dict[str, Any]) -> None:
         click.echo(f"{'source':<{width}}{src['name']}: {src['path']}")
         click.echo(f"{'  exclude':<{width}}{', '.join(src['exclude']) or '-'}")
         click.echo(f"{'  tags':<{width}}{', '.join(src['tags']) or '-'}")
+        own = [
+            f"{r['pattern']} = {r['format']}" for r in src["validate"] if r["origin"] != "default"
+        ]
+        rules = f"{', '.join(own)}  (config file), then the defaults" if own else "the defaults"
+        click.echo(f"{'  validate':<{width}}{rules}")
     # The origin already reads "profile NAME (layer)"; print it once, not "NAME (profile NAME ...)".
     click.echo(f"{'profile':<{width}}{report['profile']['origin'].removeprefix('profile ')}")
     click.echo()

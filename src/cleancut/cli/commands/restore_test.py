@@ -5,8 +5,6 @@ from pathlib import Path
 
 import click
 
-from cleancut.cli.context import Common, common_options
-from cleancut.cli.progress import format_bytes
 from cleancut.errors import ExitCode, UsageError
 from cleancut.ops.restore_test import (
     DEFAULT_SMOKE_TIMEOUT,
@@ -16,6 +14,10 @@ from cleancut.ops.restore_test import (
     run_restore_test,
 )
 from cleancut.settings.profiles import parse_duration
+from cleancut.validation.rules import DEFAULT_RULES
+
+from ..context import Common, common_options
+from ..progress import format_bytes
 
 
 @click.command("restore-test")
@@ -60,8 +62,9 @@ def command(
     """Restore a snapshot into a sandbox, check it end to end, and record the result.
 
     Steps: restore (the snapshot's verified chain), verify (every file re-read and
-    re-hashed against the snapshot), validate (JSON, JSONL and SQLite files usable),
-    smoke (with --smoke). The result is stored in the repository, where `status`
+    re-hashed against the snapshot), validate (JSON, JSONL and SQLite files usable, by
+    the source's `validate` rules; a file its capture found invalid already does not
+    fail it), smoke (with --smoke). The result is stored in the repository, where `status`
     reads it; a snapshot that failed is never the parent of a later backup.
     Exit 0 only if every step passed, else 4.
     """
@@ -72,7 +75,9 @@ def command(
     repo = common.open()
     try:
         snap = pick_snapshot(repo, source, pick)
-        result = run_restore_test(repo, snap, sandbox, smoke_cmd, limit, keep=keep)
+        configured = common.config.sources.get(snap.name)  # its `validate` rules, if any
+        rules = configured.validate if configured else DEFAULT_RULES
+        result = run_restore_test(repo, snap, sandbox, smoke_cmd, limit, keep=keep, rules=rules)
     finally:
         repo.close()
     if common.json:
