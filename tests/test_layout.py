@@ -73,9 +73,10 @@ def _breaking(importer_areas: set[str], allowed: set[str]) -> list[str]:
 
 def test_every_package_is_on_the_map() -> None:
     # A new package must be placed on the map (and in docs/architecture.md) before use.
-    assert {"repository", "backend", "archiver", "restorer", "checker", "prune",
-                        "journal", "ops", "replication", "settings", "fsio", "validation", "hot", "sdk",
-                        "cli", "testing"} == PACKAGES
+    assert {
+        "repository", "backend", "archiver", "restorer", "checker", "prune", "journal", "ops",
+        "replication", "settings", "fsio", "validation", "hot", "sdk", "cli", "testing",
+    } == PACKAGES
 
 
 def test_the_store_never_imports_hot_backup_the_sdk_the_cli_or_test_equipment() -> None:

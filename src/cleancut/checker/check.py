@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cleancut.backend.appendonly import refuse_if_append_only
-from cleancut.errors import ChainBroken, CleancutError
+from cleancut.errors import ChainBroken, CleancutError, ExitCode
 from cleancut.journal.repo.store import all_batches
 from cleancut.journal.repo.verify import verify_journal
 from cleancut.repository.chain import find_forks, load_delta, older_than_parent, verified_chain
@@ -54,6 +54,10 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.OK if self.ok else ExitCode.INTEGRITY
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cleancut.archiver.saver import BlobSaver
-from cleancut.errors import CleancutError, ObjectNotFound
+from cleancut.errors import CleancutError, ExitCode, ObjectNotFound
 from cleancut.fsio.treewalk import walk
 from cleancut.repository.chain import own_blobs
 from cleancut.repository.chunker import chunk_fd
@@ -45,6 +45,11 @@ class HealReport:
     from_source: int = 0  # blobs stored again from the source directories
     lost: list[str] = field(default_factory=list)  # blob ids (hex) found nowhere
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """4 while a damaged pack remains (a blob it holds was found nowhere)."""
+        return ExitCode.INTEGRITY if self.remaining else ExitCode.OK
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -7,6 +7,10 @@ the core file; PR_SET_DUMPABLE 0 also stops a core piped to a handler
 (systemd-coredump, apport) and a ptrace or /proc/PID/mem read by another
 process of the same user. Every error line goes through redact_userinfo, so
 `user:password@` in a URL never reaches the terminal or a log.
+
+Exit codes are decided here and nowhere else on the command line: a command returns
+its engine's outcome (cleancut.outcome), whose exit_code becomes the process's; a
+CleancutError becomes its message and its own code; a usage error, 2; an interrupt, 130.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import sys
 import click
 
 from cleancut.errors import CleancutError, ExitCode
+from cleancut.outcome import Outcome
 from cleancut.redact import redact_userinfo
 
 from . import __version__
@@ -48,6 +53,16 @@ def _echo_error(message: str) -> None:
     click.echo(redact_userinfo(message), err=True)
 
 
+def exit_code_of(returned: object) -> int:
+    """The exit code of what a command returned: its outcome's, click's own (an int,
+    for --help and --version), else 0."""
+    if isinstance(returned, Outcome):
+        return returned.exit_code
+    if isinstance(returned, int):
+        return returned
+    return ExitCode.OK
+
+
 def main() -> None:
     no_core_dumps()
     # A backup allocates millions of small objects and almost no reference cycles;
@@ -55,7 +70,7 @@ def main() -> None:
     # in-memory index (py-spy). Collect far less often instead.
     gc.set_threshold(100_000, 50, 100)
     try:
-        code = cli.main(standalone_mode=False)
+        returned = cli.main(standalone_mode=False)
     except CleancutError as exc:
         _echo_error(f"cleancut: {exc}")
         sys.exit(exc.exit_code)
@@ -74,7 +89,7 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("cleancut: interrupted", err=True)
         sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(exit_code_of(returned))
 
 
 if __name__ == "__main__":

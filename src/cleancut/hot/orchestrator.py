@@ -427,11 +427,6 @@ def consecutive_misses(repo: Repository, name: str) -> int:
     return misses
 
 
-def alert_on_misses(repo: Repository, name: str, command: str | None) -> list[str]:
-    """Run the alert command once the source has missed quiesce MISS_ALERT_THRESHOLD times."""
-    return _maybe_alert(repo, name, command)
-
-
 def _maybe_alert(repo: Repository, name: str, command: str | None) -> list[str]:
     misses = consecutive_misses(repo, name)
     if misses < MISS_ALERT_THRESHOLD:

@@ -67,7 +67,7 @@ def run_daemon(
     while not stop.is_set():
         repo.sync_cache()  # other hosts and processes write snapshots too
         try:
-            actions = tick(repo, config, backup=backup, journal_ack=journal_ack)
+            actions = tick(repo, config, backup=backup, journal_ack=journal_ack).actions
         except CleancutError as exc:
             actions = [Action("*", "tick", False, str(exc))]
         on_tick(actions)

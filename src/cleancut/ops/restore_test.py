@@ -37,7 +37,7 @@ from typing import Any
 
 from cleancut import clock
 from cleancut.archiver.policy import latest_of
-from cleancut.errors import CleancutError, NoSpace, SnapshotNotFound, UsageError
+from cleancut.errors import CleancutError, ExitCode, NoSpace, SnapshotNotFound, UsageError
 from cleancut.fsio.treewalk import remove_tree
 from cleancut.repository.chain import snapshot_state
 from cleancut.repository.records import RESTORE_TEST, list_records, write_record
@@ -109,6 +109,19 @@ class RestoreTestResult:
     @property
     def skipped_steps(self) -> list[str]:
         return [s.name for s in self.steps if s.skipped]
+
+    @property
+    def exit_code(self) -> int:
+        """0 only if every step passed, else 4."""
+        return ExitCode.OK if self.passed else ExitCode.INTEGRITY
+
+    def to_json(self) -> dict[str, Any]:
+        """The record, and where it went: its id, the sandbox and whether it was kept."""
+        return self.to_record() | {
+            "record_id": self.record_id,
+            "sandbox": str(self.sandbox),
+            "kept": self.kept,
+        }
 
     def to_record(self) -> dict[str, Any]:
         """The RESTORE_TEST record; `snapshot` and `passed` are what policy reads."""

@@ -12,9 +12,19 @@ import time
 from pathlib import Path
 
 from cleancut.archiver.backup import Archiver, BackupOptions, BackupResult, Progress
+from cleancut.backend.access import is_remote
+from cleancut.backend.throttle import set_upload_cap
 from cleancut.errors import CleancutError
 from cleancut.repository.attempts import record_backup_attempt
 from cleancut.repository.repository import Repository
+
+
+def cap_uploads(repo: Repository, mbit: float | None) -> None:
+    """Uploads to a remote repository go at most at the cap of the profile this backup
+    settled on (--profile, --set, the source's); a local disk is not a shared link.
+    Not called when the operator gave --limit-upload: that cap stands."""
+    if is_remote(repo.backend):
+        repo.backend = set_upload_cap(repo.backend, mbit)
 
 
 def run_backup(

@@ -21,7 +21,7 @@ from pathlib import Path
 from cleancut import clock
 from cleancut.archiver.backup import BackupOptions, BackupResult
 from cleancut.archiver.policy import latest_of
-from cleancut.errors import CleancutError, RepositoryLocked, UsageError
+from cleancut.errors import CleancutError, ExitCode, RepositoryLocked, UsageError
 from cleancut.journal.repo.ship import ship
 from cleancut.journal.repo.store import batches
 from cleancut.replication.copy import copy_due, scheduled_copy
@@ -64,6 +64,20 @@ class Action:
         return {"source": self.source, "what": self.what, "ok": self.ok, "detail": self.detail}
 
 
+@dataclass
+class TickOutcome:
+    """What one tick did, in order; it failed (exit 1) if any action did."""
+
+    actions: list[Action]
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.FATAL if any(not a.ok for a in self.actions) else ExitCode.OK
+
+    def to_json(self) -> list[dict[str, object]]:
+        return [a.to_json() for a in self.actions]
+
+
 def tick(
     repo: Repository,
     config: ConfigFile,
@@ -72,7 +86,7 @@ def tick(
     backup: BackupFn = plain_backup,
     replica_passphrase: Callable[[], str] | None = None,
     journal_ack: AckFn = no_ack,
-) -> list[Action]:
+) -> TickOutcome:
     """replica_passphrase: how to get the [replication] destination's passphrase (default:
     the file's password_file, CLEANCUT_TO_PASSWORD, then the source's own)."""
     if config.path is None or not config.sources:
@@ -103,7 +117,7 @@ def tick(
                     actions.append(Action("*", "skip", True, f"prune: {exc}"))
                 except CleancutError as exc:
                     actions.append(Action("*", "prune", False, str(exc)))
-    return actions
+    return TickOutcome(actions)
 
 
 def _replicate(

@@ -1,4 +1,4 @@
-"""One module per command; each parses, calls the store, prints."""
+"""One module per command; each parses, calls an engine, prints and returns its outcome."""
 
 from __future__ import annotations
 

@@ -1,22 +1,28 @@
+"""`cleancut backup`: snapshot one directory, or take a hot backup of a running agent.
+
+SOURCE and the profile are resolved by settings/run_settings.py; the snapshot is
+taken by ops/runner.py (plain) or hot/orchestrator.py (hot); its outcome
+(archiver/outcome.py) gives the exit code: 3 with warnings, 7 on a quiesce miss
+with a fallback snapshot, 19 when the agent broke its word.
+"""
+
 from __future__ import annotations
 
-import sys
 import threading
-from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from cleancut.archiver.backup import BackupOptions, BackupResult, Progress, estimate
-from cleancut.backend.access import is_remote
-from cleancut.backend.throttle import set_upload_cap
+from cleancut.archiver.outcome import BackupOutcome
 from cleancut.cli.context import Common, common_options
 from cleancut.cli.progress import format_bytes, progress_line
-from cleancut.errors import ExitCode, UsageError
+from cleancut.errors import UsageError
 from cleancut.hot.orchestrator import DEFAULT_HOOK_TIMEOUT, HotOptions, HotResult, hot_backup
-from cleancut.ops.runner import run_backup
-from cleancut.settings.config_file import ConfigFile, SourceConfig, effective, parse_assignments
-from cleancut.settings.profiles import get_profile, parse_duration
+from cleancut.ops.runner import cap_uploads, run_backup
+from cleancut.settings.config_file import SourceConfig
+from cleancut.settings.profiles import parse_duration
+from cleancut.settings.run_settings import backup_profile, backup_source
 
 
 @click.command("backup")
@@ -93,7 +99,7 @@ def command(
     lease: str | None,
     alert_command: str | None,
     journal_dir: Path | None,
-) -> None:
+) -> BackupOutcome:
     """Snapshot one directory: SOURCE is a path, or the name of a source in the config file.
 
     The policy decides a full or an incremental (see --full and the profile).
@@ -101,34 +107,23 @@ def command(
     running agent: a short pause for a clean cut, then the store runs from a
     staged copy while the agent works.
     """
-    configured = common.config.sources.get(source)
-    path = configured.path if configured else Path(source).absolute()
-    if configured:
-        name = name or configured.name
-        excludes = (*configured.exclude, *excludes)
-        tags = (*configured.tags, *tags)
+    target = backup_source(common.config, source, name, excludes, tags)
+    configured = target.configured
     repo = common.open()
     try:
         progress = Progress()
         if common.show_progress:
             threading.Thread(
-                target=estimate, args=(path, list(excludes), progress), daemon=True
+                target=estimate, args=(target.path, list(target.excludes), progress), daemon=True
             ).start()
-        overrides = parse_assignments(assignments)
-        if quiesce_timeout is not None:
-            overrides["quiesce_timeout"] = quiesce_timeout
-        if horizon is not None:
-            overrides["horizon"] = horizon
-        settings = effective(
-            _with_profile(common.config, profile, configured.name if configured else None),
-            configured.name if configured else None,
-            repo.config.profile,
-            overrides,
-        ).profile
+        settings = backup_profile(
+            common.config, target, repo.config.profile, profile, assignments, quiesce_timeout,
+            horizon,
+        )
         options = BackupOptions(
-            name=name or str(path),
-            tags=list(tags),
-            excludes=list(excludes),
+            name=target.name or str(target.path),
+            tags=list(target.tags),
+            excludes=list(target.excludes),
             force_full=force_full,
             max_full_age=settings.max_full_age,
         )
@@ -137,9 +132,8 @@ def command(
             p = progress
             return p.files_done, p.bytes_done, p.files_total, p.bytes_total
 
-        if common.limit_upload is None and is_remote(repo.backend):
-            # The profile this backup settled on (--profile, --set, the source's) caps it.
-            repo.backend = set_upload_cap(repo.backend, settings.bandwidth_cap_mbit)
+        if common.limit_upload is None:
+            cap_uploads(repo, settings.bandwidth_cap_mbit)
         hot = _hot_options(
             configured, agent, fallback, freeze_pid, pre, post, hook_timeout, staging,
             alert_command, common.config.alert_command,
@@ -155,22 +149,20 @@ def command(
                              alert_command, journal_dir, agent_token_file)
         hot.quiesce_timeout = settings.quiesce_timeout
         hot.horizon = settings.horizon
-        hot_result: HotResult | None = None
         with progress_line(common.show_progress, sample):
             if hot.mode is None:
-                result = run_backup(repo, path, options, progress)
+                outcome = BackupOutcome(run_backup(repo, target.path, options, progress))
             else:
-                hot_result = hot_backup(repo, path, options, hot, progress)
-                assert hot_result.backup is not None
-                result = hot_result.backup
+                outcome = BackupOutcome.of_hot(
+                    hot_backup(repo, target.path, options, hot, progress)
+                )
     finally:
         repo.close()
-    if hot_result is not None:
-        _report_hot(common, hot_result)
-        return
-    _report(common, result)
-    if result.warnings:
-        sys.exit(ExitCode.WARNINGS)
+    if isinstance(outcome.hot, HotResult):
+        _report_hot(common, outcome.hot)
+    else:
+        _report(common, outcome.result)
+    return outcome
 
 
 def _hot_options(
@@ -268,24 +260,4 @@ def _report_hot(common: Common, hot: HotResult) -> None:
                 f"in flight: {action.get('key')} ({action.get('kind')}, {action.get('state')} "
                 f"since {action.get('since')})"
             )
-    if hot.misbehaved:  # a fallback snapshot was stored, but the agent broke its word
-        sys.exit(ExitCode.AGENT_MISBEHAVED)
-    if hot.quiesce_missed:
-        sys.exit(ExitCode.QUIESCE_MISSED)
-    if result.warnings:
-        sys.exit(ExitCode.WARNINGS)
 
-
-def _with_profile(config: ConfigFile, profile: str | None, source: str | None) -> ConfigFile:
-    """--profile for this run: it replaces the profile the file or the source names, and
-    the file's and the source's overrides still apply on top, as with any profile."""
-    if profile is None:
-        return config
-    try:
-        get_profile(profile)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    sources = dict(config.sources)
-    if source is not None and source in sources:
-        sources[source] = replace(sources[source], profile=profile)
-    return replace(config, profile=profile, sources=sources)

@@ -1,13 +1,16 @@
-from __future__ import annotations
+"""`cleancut check`: verify the repository's structure and, with --read-data, its data.
 
-import sys
+Exit 4 when anything is damaged, with one line naming the damaged packs, snapshots,
+key slots and records.
+"""
+
+from __future__ import annotations
 
 import click
 
-from cleancut.checker.check import Checker
+from cleancut.checker.check import Checker, CheckReport
 from cleancut.cli.context import Common, common_options
 from cleancut.cli.progress import progress_line
-from cleancut.errors import ExitCode
 
 
 @click.command("check")
@@ -19,7 +22,7 @@ from cleancut.errors import ExitCode
     help="Read only this percentage of packs, chosen at random.",
 )
 @common_options
-def command(common: Common, read_data: bool, read_data_subset: float | None) -> None:
+def command(common: Common, read_data: bool, read_data_subset: float | None) -> CheckReport:
     """Verify the repository's structure (and, with --read-data, its data)."""
     percent = 100.0 if read_data else (read_data_subset or 0.0)
     repo = common.open()
@@ -45,17 +48,16 @@ def command(common: Common, read_data: bool, read_data_subset: float | None) -> 
         if report.ok:
             extra = f", {report.packs_read} packs read" if percent else ""
             common.say(f"no errors: {report.snapshots} snapshots, {report.packs} packs{extra}")
-    if not report.ok:
-        if not common.json:
-            click.echo(
-                f"cleancut: check found {len(report.errors)} error(s); damaged packs: "
-                f"{', '.join(p[:12] for p in report.damaged_packs) or 'none'}; damaged "
-                f"snapshots: {', '.join(s[:12] for s in report.damaged_snapshots) or 'none'}"
-                + _named("damaged key slots", report.damaged_keys)
-                + _named("damaged records", report.damaged_records),
-                err=True,
-            )
-        sys.exit(ExitCode.INTEGRITY)
+    if not report.ok and not common.json:
+        click.echo(
+            f"cleancut: check found {len(report.errors)} error(s); damaged packs: "
+            f"{', '.join(p[:12] for p in report.damaged_packs) or 'none'}; damaged "
+            f"snapshots: {', '.join(s[:12] for s in report.damaged_snapshots) or 'none'}"
+            + _named("damaged key slots", report.damaged_keys)
+            + _named("damaged records", report.damaged_records),
+            err=True,
+        )
+    return report
 
 
 def _named(what: str, ids: list[str]) -> str:

@@ -1,7 +1,13 @@
+"""`cleancut copy`: copy snapshots to another repository, re-encrypted under its keys.
+
+The destination's passphrase is chosen by replication/destination_key.py; the copy
+is replication/copy.py's. The source's passphrase is asked for once, since the
+destination's defaults to it.
+"""
+
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import click
@@ -16,8 +22,7 @@ from cleancut.replication.copy import (
     read_destination_config,
     run_copy,
 )
-
-TO_PASSWORD_ENV = "CLEANCUT_TO_PASSWORD"
+from cleancut.replication.destination_key import destination_passphrase
 
 
 @click.command("copy")
@@ -77,13 +82,14 @@ def command(
     read_destination_config(to)  # "not a repository" before asking for passphrases
     src = common.open()
     try:
-        if to_password_file or to_password_command:
-            to_passphrase = read_passphrase(to_password_file, to_password_command)
-        elif replication and replication.password_file and not to_location:
-            to_passphrase = read_passphrase(replication.password_file, None)
-        else:
-            env = os.environ.get(TO_PASSWORD_ENV)
-            to_passphrase = env if env is not None else common.passphrase()
+        to_passphrase = destination_passphrase(
+            to_password_file,
+            to_password_command,
+            replication,
+            bool(to_location),
+            read_passphrase,
+            common.passphrase,
+        )
         cache_root = Path(common.cache_dir) if common.cache_dir else None
         dest = open_destination(to, to_passphrase, cache_root, common.backend(to))
         try:

@@ -1,3 +1,9 @@
+"""`cleancut diff`: what changed between two snapshots, one change a line.
+
++ added, - removed, M modified, U metadata only, T type changed; the comparison is
+repository/views.py's.
+"""
+
 from __future__ import annotations
 
 import click

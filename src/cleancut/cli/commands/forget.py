@@ -1,18 +1,23 @@
+"""`cleancut forget`: forget snapshots by keep rules or by id, and prune after if asked.
+
+The plan and the deletion are prune/forget.py's; this prints the verdicts (keep or
+forget, and why) per source. A --prune that could not run leaves what forget did in
+place, says why on stderr and exits with the prune's code.
+"""
+
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
-from cleancut import clock
 from cleancut.cli.context import Common, common_options
-from cleancut.errors import CleancutError, UsageError
+from cleancut.errors import UsageError
 from cleancut.ops.maintenance import journal_retention_for
-from cleancut.prune.prune import prune
-from cleancut.prune.retention import KeepRules, Verdict, forget_snapshots, plan_forget, plan_named
-from cleancut.settings.profiles import MAX_COUNT, get_profile, parse_duration
+from cleancut.prune.forget import ForgetOutcome, forget
+from cleancut.prune.retention import KeepRules, Verdict
+from cleancut.settings.profiles import MAX_COUNT, parse_duration
 
 from .prune import report_lines
 
@@ -77,7 +82,7 @@ def command(
     profile: str | None,
     dry_run: bool,
     then_prune: bool,
-) -> None:
+) -> ForgetOutcome:
     """Forget snapshots that no keep rule (and no kept snapshot) needs, or the
     SNAPSHOT_IDs named; prune frees the space. The newest snapshot of each source
     is always kept unless named."""
@@ -92,73 +97,48 @@ def command(
         rules.require()  # before asking for a passphrase
     repo = common.open()
     try:
-        try:
-            settings = get_profile(profile or repo.config.profile)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
-        snaps = [s for s in repo.snapshots() if name is None or s.name == name]
-        verdicts = (
-            plan_named(snaps, list(snapshot_ids))
-            if snapshot_ids
-            else plan_forget(snaps, rules, clock.now(), settings.incremental_retention)
+        # The config file is read for the prune's journal retention only when it runs.
+        pruning = then_prune and not dry_run
+        outcome = forget(
+            repo,
+            list(snapshot_ids),
+            rules,
+            name,
+            profile,
+            dry_run,
+            then_prune,
+            journal_retention_for(common.config, repo) if pruning else None,
         )
-        gone = (
-            [] if dry_run else forget_snapshots(repo, [v.snapshot for v in verdicts if not v.keep])
-        )
-        report, prune_error = None, None
-        if then_prune and not dry_run:
-            try:
-                report = prune(repo, journal_retention=journal_retention_for(common.config, repo))
-            except CleancutError as exc:  # what forget did is still reported below
-                prune_error = exc
     finally:
         repo.close()
-    forgotten = [v for v in verdicts if not v.keep]
     if common.json:
-        common.emit(
-            {
-                "dry_run": dry_run,
-                "snapshots": [
-                    {
-                        "id": v.snapshot.id,
-                        "name": v.snapshot.name,
-                        "time": v.snapshot.time,
-                        "kind": v.snapshot.kind,
-                        "chain": v.snapshot.chain,
-                        "seq": v.snapshot.seq,
-                        "keep": v.keep,
-                        "reasons": v.reasons,
-                    }
-                    for v in verdicts
-                ],
-                "forgotten": [v.snapshot.id for v in forgotten] if dry_run else gone,
-                "prune": report.to_json() if report else None,
-                "prune_error": str(prune_error) if prune_error else None,
-            }
-        )
-        _exit_for(prune_error)
-        return
+        common.emit(outcome.to_json())
+        return _said_why(outcome)
     sources: dict[str, list[Verdict]] = {}
-    for verdict in verdicts:
+    for verdict in outcome.verdicts:
         sources.setdefault(verdict.snapshot.name, []).append(verdict)
     for source, items in sources.items():
         kept = sum(1 for v in items if v.keep)
         common.say(f"{source}: keep {kept}, forget {len(items) - kept}")
         for verdict in items:
             common.say(_row(verdict))
+    report, gone = outcome.prune, outcome.gone
     if dry_run:
         skipped = "; --prune skipped" if then_prune else ""
-        common.say(f"would forget {len(forgotten)} snapshot(s) (dry run: nothing deleted{skipped})")
+        common.say(
+            f"would forget {len(outcome.forgotten)} snapshot(s) (dry run: nothing deleted{skipped})"
+        )
     else:
         hint = "" if report or not gone else "; 'cleancut prune' reclaims their space"
         common.say(f"forgot {len(gone)} snapshot(s){hint}")
     if report:
         for line in report_lines(report):
             common.say(line)
-    _exit_for(prune_error)
+    return _said_why(outcome)
 
 
-def _exit_for(prune_error: CleancutError | None) -> None:
-    if prune_error is not None:
-        click.echo(f"cleancut: prune did not run: {prune_error}", err=True)
-        sys.exit(prune_error.exit_code)
+def _said_why(outcome: ForgetOutcome) -> ForgetOutcome:
+    """The outcome, once the line saying why the prune did not run is on stderr."""
+    if outcome.prune_error is not None:
+        click.echo(f"cleancut: prune did not run: {outcome.prune_error}", err=True)
+    return outcome

@@ -1,3 +1,9 @@
+"""`cleancut inflight`: the external actions a snapshot holds in flight, with their keys.
+
+A restored agent reconciles these by idempotency key instead of repeating them; the
+list is restorer/inflight.py's, the same one `restore` writes beside its target.
+"""
+
 from __future__ import annotations
 
 import click

@@ -1,16 +1,21 @@
+"""`cleancut init`: create a repository (chunk and pack sizes, compression, key cost).
+
+The passphrase is asked for twice (or read from its file, command or environment);
+the sizes are validated before anything is written.
+"""
+
 from __future__ import annotations
 
 import click
 
 from cleancut.cli.context import Common, common_options
+from cleancut.cli.sizes import parse_size
 from cleancut.errors import UsageError
 from cleancut.repository.compress import DEFAULT_LEVEL
 from cleancut.repository.config import ChunkerParams
 from cleancut.repository.keys import KdfParams
 from cleancut.repository.repository import init_repository
 from cleancut.settings.profiles import DEFAULT_PROFILE, PROFILES
-
-from .sizes import parse_size
 
 
 @click.command("init")

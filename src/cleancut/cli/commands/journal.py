@@ -1,16 +1,21 @@
+"""`cleancut journal ship|ls|verify`: an agent's journal in the repository.
+
+`ship` stores the records after the last shipped one as a batch (exit 17, after
+storing what was good, when the journal is damaged or forked); `ls` lists the
+batches of each lineage; `verify` reads every batch back (exit 17 on damage).
+"""
+
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from cleancut.cli.context import Common, common_options
 from cleancut.cli.progress import format_bytes
-from cleancut.errors import ExitCode
-from cleancut.journal.repo.ship import ShipError, ShipResult, ship
+from cleancut.journal.repo.ship import ShipResult, ship_what_is_good
 from cleancut.journal.repo.store import load_catalog, seq_range
-from cleancut.journal.repo.verify import verify_journal
+from cleancut.journal.repo.verify import JournalVerifyReport, verify_journal
 
 
 @click.group("journal")
@@ -34,15 +39,11 @@ def command() -> None:
     help="Ship no record past SEQ (the journal_seq the agent acknowledged).",
 )
 @common_options
-def ship_command(common: Common, name: str, directory: Path, upto: int | None) -> None:
+def ship_command(common: Common, name: str, directory: Path, upto: int | None) -> ShipResult:
     """Store the journal's records after the last shipped one of source NAME, as one batch."""
     repo = common.open()
-    error: ShipError | None = None
     try:
-        try:
-            result = ship(repo, name, directory, upto)
-        except ShipError as exc:
-            result, error = exc.result, exc
+        result = ship_what_is_good(repo, name, directory, upto)
     finally:
         repo.close()
     for warning in result.warnings:
@@ -51,9 +52,9 @@ def ship_command(common: Common, name: str, directory: Path, upto: int | None) -
         common.emit(result.to_json())
     else:
         common.say(_ship_line(result))
-    if error is not None:
-        click.echo(f"cleancut: {error}", err=True)
-        sys.exit(error.exit_code)
+    if result.error is not None:
+        click.echo(f"cleancut: {result.error}", err=True)
+    return result
 
 
 def _ship_line(result: ShipResult) -> str:
@@ -124,7 +125,7 @@ def ls_command(common: Common, name: str) -> None:
 @command.command("verify")
 @click.argument("name")
 @common_options
-def verify_command(common: Common, name: str) -> None:
+def verify_command(common: Common, name: str) -> JournalVerifyReport:
     """Verify source NAME's journal batches: one chain per lineage, every batch read back."""
     repo = common.open()
     try:
@@ -148,4 +149,4 @@ def verify_command(common: Common, name: str) -> None:
             f"cleancut: the journal of {name} is damaged: {len(report.problems)} problem(s)",
             err=True,
         )
-        sys.exit(ExitCode.JOURNAL_DAMAGED)
+    return report

@@ -1,3 +1,10 @@
+"""`cleancut key list|add|passwd|remove`: the repository's key slots (passphrases).
+
+Passphrases are key slots that wrap the same master keys (repository/keys.py): adding,
+changing or removing one re-encrypts no data. The slot the repository was opened
+with is never removed while another exists, and the last slot never.
+"""
+
 from __future__ import annotations
 
 import click

@@ -1,3 +1,8 @@
+"""`cleancut ls`: the files of a snapshot (below a path), one entry a line.
+
+Names are escaped as paths are shown everywhere (pathtext.py); --json keeps them exact.
+"""
+
 from __future__ import annotations
 
 import stat

@@ -1,3 +1,9 @@
+"""`cleancut prune`: give back the space of packs no snapshot needs, in two phases.
+
+The pruning is prune/prune.py's (mark, then sweep after a safety margin); this parses
+the margin and prints one line per kind of action, lines `forget --prune` prints too.
+"""
+
 from __future__ import annotations
 
 import click

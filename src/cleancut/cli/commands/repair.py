@@ -1,14 +1,18 @@
+"""`cleancut repair index|packs`: rebuild the index, or replace the packs `check` found damaged.
+
+Both run under the repository's lock (checker/repair.py) and exit 4 while damage
+remains that they could not repair.
+"""
+
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from cleancut.checker.heal import repair_packs
+from cleancut.checker.heal import HealReport
+from cleancut.checker.repair import ReindexOutcome, repair_damaged_packs, repair_index
 from cleancut.cli.context import Common, common_options
-from cleancut.errors import ExitCode
-from cleancut.prune.prune import HeldLock
 
 
 @click.group("repair")
@@ -18,7 +22,7 @@ def command() -> None:
 
 @command.command("index")
 @common_options
-def repair_index(common: Common) -> None:
+def repair_index_command(common: Common) -> ReindexOutcome:
     """Rebuild the local SQLite index from the repository.
 
     Index segments are read again; packs that no readable segment covers are
@@ -27,19 +31,14 @@ def repair_index(common: Common) -> None:
     """
     repo = common.open()
     try:
-        # Never beside a prune: both rewrite index segments.
-        lock = HeldLock.acquire(repo.backend, "repair index")
-        try:
-            result = repo.reindex_from_packs()
-        finally:
-            lock.release()
-        counts = repo.cache.counts()
+        outcome = repair_index(repo)
     finally:
         repo.close()
     for warning in repo.warnings:
         click.echo(f"warning: {warning}", err=True)
+    result, counts = outcome.result, outcome.counts
     if common.json:
-        common.emit({**result, **counts})
+        common.emit(outcome.to_json())
     else:
         common.say(
             f"index rebuilt: {counts['blobs']} blobs in {counts['packs']} packs; "
@@ -52,7 +51,7 @@ def repair_index(common: Common) -> None:
             "run 'cleancut check --read-data' to see which snapshots depend on them",
             err=True,
         )
-        sys.exit(ExitCode.INTEGRITY)
+    return outcome
 
 
 @command.command("packs")
@@ -64,7 +63,7 @@ def repair_index(common: Common) -> None:
     help="A directory to read lost content from again (repeatable): the source backed up.",
 )
 @common_options
-def repair_packs_command(common: Common, sources: tuple[Path, ...]) -> None:
+def repair_packs_command(common: Common, sources: tuple[Path, ...]) -> HealReport:
     """Replace the packs 'check' found damaged.
 
     Every blob of a damaged pack that has no intact copy elsewhere is stored
@@ -75,11 +74,7 @@ def repair_packs_command(common: Common, sources: tuple[Path, ...]) -> None:
     """
     repo = common.open()
     try:
-        lock = HeldLock.acquire(repo.backend, "repair packs")
-        try:
-            report = repair_packs(repo, list(sources), lock.check)
-        finally:
-            lock.release()
+        report = repair_damaged_packs(repo, list(sources))
     finally:
         repo.close()
     for warning in report.warnings:
@@ -98,4 +93,4 @@ def repair_packs_command(common: Common, sources: tuple[Path, ...]) -> None:
             "found nowhere; give the source with --from, or forget the snapshots that need them",
             err=True,
         )
-        sys.exit(ExitCode.INTEGRITY)
+    return report

@@ -1,6 +1,13 @@
+"""`cleancut restore`: a snapshot, or a source's state at a journal record or a time.
+
+Which restore a request means, the restore and the in-flight file are
+restorer/run.py's; this prints what was restored, what was refused or damaged, and
+the journal's damage (exit codes: the outcome's, listed there).
+"""
+
 from __future__ import annotations
 
-import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import click
@@ -8,12 +15,9 @@ import click
 from cleancut.cli.context import Common, common_options
 from cleancut.cli.progress import format_bytes, progress_line
 from cleancut.clock import parse_time
-from cleancut.errors import ExitCode, UsageError
-from cleancut.journal.repo.restore import PointRestore, has_journal, lost_text, restore_to_point
+from cleancut.journal.repo.restore import PointRestore, lost_text
 from cleancut.pathtext import shown_path
-from cleancut.repository.snapshot import Snapshot, snapshot_at
-from cleancut.restorer.inflight import inflight_of, write_inflight
-from cleancut.restorer.restore import Restorer, RestoreResult
+from cleancut.restorer.run import RestoreOutcome, RestoreRequest, Sample, restore
 
 
 @click.command("restore")
@@ -63,7 +67,7 @@ def command(
     at: str | None,
     seq: int | None,
     accept_loss: bool,
-) -> None:
+) -> RestoreOutcome:
     """Restore SNAPSHOT (an id, an id prefix, or 'latest') into --target.
 
     An incremental is restored by replaying its chain from the full, after every
@@ -74,55 +78,27 @@ def command(
     if sum(x is not None for x in (snapshot, at, seq)) != 1:
         raise click.UsageError("give one of SNAPSHOT, --at TIME or --seq N")
     moment = parse_time(at) if at is not None else None
+    request = RestoreRequest(snapshot, target, list(includes), name, moment, seq, accept_loss)
+
+    def shown(sample: Sample) -> AbstractContextManager[None]:
+        return progress_line(common.show_progress, sample)
+
     repo = common.open()
-    point: PointRestore | None = None
     try:
-        if seq is not None or moment is not None:
-            source = name or _single_source(repo.snapshots())
-            if seq is not None and source is None:
-                raise UsageError("--seq needs --name: the source whose journal to replay")
-            journal = source is not None and (seq is not None or has_journal(repo, source))
-        else:
-            source, journal = name, False
-        if accept_loss and not journal:
-            raise UsageError(
-                "--accept-loss applies to a journal replay (--seq, or --at for a source with a "
-                "shipped journal)"
-            )
-        if journal:
-            assert source is not None
-            if includes:
-                raise UsageError("--include cannot be combined with a journal replay")
-            point = restore_to_point(repo, source, target, seq, moment, accept_loss=accept_loss)
-            snap, result = point.snapshot, point.restore or RestoreResult()
-        else:
-            if moment is not None:
-                snap = repo.load_snapshot(snapshot_at(repo.snapshots(), moment, name).id)
-            else:
-                snap = repo.find_snapshot(snapshot or "latest", name)
-            total = int(snap.summary.get("bytes_total", 0))
-            done = [0]
-
-            def on_bytes(n: int) -> None:
-                done[0] += n
-
-            restorer = Restorer(repo, snap, target, list(includes), on_bytes)
-            with progress_line(
-                common.show_progress, lambda: (restorer.result.files, done[0], 0, total)
-            ):
-                result = restorer.run()
+        outcome = restore(repo, request, shown)
     finally:
         repo.close()
-    inflight = inflight_of(snap)
-    inflight_file = write_inflight(snap, target)
-    for action in inflight:
+    snap, result, point = outcome.snapshot, outcome.result, outcome.point
+    for action in outcome.inflight:
         click.echo(
             f"in flight at capture: {action.get('key')} ({action.get('kind')}, "
             f"{action.get('state')}); reconcile by key, do not repeat",
             err=True,
         )
-    if inflight_file is not None:
-        click.echo(f"in-flight actions written to {shown_path(str(inflight_file))}", err=True)
+    if outcome.inflight_file is not None:
+        click.echo(
+            f"in-flight actions written to {shown_path(str(outcome.inflight_file))}", err=True
+        )
     for line in result.refused:
         click.echo(f"refused: {line}", err=True)
     for line in result.damaged:
@@ -130,22 +106,7 @@ def command(
     for line in result.errors:
         click.echo(f"error: {line}", err=True)
     if common.json:
-        doc = {
-            "snapshot_id": snap.id,
-            "target": str(target),
-            "files": result.files,
-            "dirs": result.dirs,
-            "symlinks": result.symlinks,
-            "bytes_written": result.bytes_written,
-            "refused": result.refused,
-            "damaged": result.damaged,
-            "errors": result.errors,
-            "inflight": inflight,
-            "inflight_file": str(inflight_file) if inflight_file else None,
-        }
-        if point is not None:
-            doc["journal"] = {**point.replay.to_json(), "resumed": point.resumed}
-        common.emit(doc)
+        common.emit(outcome.to_json())
     elif point is not None:
         common.say(_point_line(point, target))
     else:
@@ -159,29 +120,22 @@ def command(
             "damaged; run 'cleancut check --read-data'",
             err=True,
         )
-        sys.exit(ExitCode.INTEGRITY)
-    if result.refused:
+    elif result.refused:
         click.echo(
             f"cleancut: refused {len(result.refused)} unsafe entr"
             f"{'y' if len(result.refused) == 1 else 'ies'}; nothing was written outside "
             f"{shown_path(str(target))}",
             err=True,
         )
-        sys.exit(ExitCode.UNSAFE_ENTRY)
-    if result.errors:
+    elif result.errors:
         click.echo(
             f"cleancut: {len(result.errors)} file(s) could not be written into "
             f"{shown_path(str(target))}",
             err=True,
         )
-        sys.exit(ExitCode.FATAL)
-    if point is not None:
-        _journal_exit(point, target, accept_loss)
-
-
-def _single_source(snapshots: list[Snapshot]) -> str | None:
-    names = {s.name for s in snapshots}
-    return next(iter(names)) if len(names) == 1 else None
+    elif point is not None:
+        _journal_damage(outcome)
+    return outcome
 
 
 def _point_line(point: PointRestore, target: Path) -> str:
@@ -204,14 +158,16 @@ def _point_line(point: PointRestore, target: Path) -> str:
     return line + f"; the workspace is at record {replay.reached_seq}"
 
 
-def _journal_exit(point: PointRestore, target: Path, accept_loss: bool) -> None:
-    """Damage in the repository's journal: exit 17, or 3 when the loss was accepted."""
-    replay = point.replay
-    at = f"{shown_path(str(target))} is at record {replay.reached_seq}"
-    if replay.stopped_by is not None and not accept_loss:
+def _journal_damage(outcome: RestoreOutcome) -> None:
+    """Damage in the repository's journal: where the replay stopped (exit 17), or the
+    records the accepted loss left out (exit 3)."""
+    assert outcome.point is not None
+    replay = outcome.point.replay
+    at = f"{shown_path(str(outcome.target))} is at record {replay.reached_seq}"
+    if outcome.journal_stopped:
         click.echo(f"cleancut: {replay.error}; {at}; --accept-loss keeps it so", err=True)
-        sys.exit(ExitCode.JOURNAL_DAMAGED)
-    if not replay.problems:
+        return
+    if not outcome.loss_accepted:
         return
     lost = [lost_text(replay)] if replay.lost else []
     if replay.stopped_by is not None and replay.reached_seq < replay.target_seq:
@@ -222,4 +178,3 @@ def _journal_exit(point: PointRestore, target: Path, accept_loss: bool) -> None:
         f"workspace{bent}; {at}",
         err=True,
     )
-    sys.exit(ExitCode.WARNINGS)

@@ -1,11 +1,17 @@
+"""`cleancut restore-test`: restore a snapshot into a sandbox, check it, record the result.
+
+Exit 0 only if every step passed, else 4 with one line naming the failed steps.
+"""
+
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from cleancut.errors import ExitCode, UsageError
+from cleancut.cli.context import Common, common_options
+from cleancut.cli.progress import format_bytes
+from cleancut.errors import UsageError
 from cleancut.ops.restore_test import (
     DEFAULT_SMOKE_TIMEOUT,
     PICKS,
@@ -15,9 +21,6 @@ from cleancut.ops.restore_test import (
 )
 from cleancut.settings.profiles import parse_duration
 from cleancut.validation.rules import DEFAULT_RULES
-
-from ..context import Common, common_options
-from ..progress import format_bytes
 
 
 @click.command("restore-test")
@@ -58,7 +61,7 @@ def command(
     sandbox: Path | None,
     keep: bool,
     timeout: str,
-) -> None:
+) -> RestoreTestResult:
     """Restore a snapshot into a sandbox, check it end to end, and record the result.
 
     Steps: restore (the snapshot's verified chain), verify (every file re-read and
@@ -81,15 +84,12 @@ def command(
     finally:
         repo.close()
     if common.json:
-        common.emit(
-            result.to_record()
-            | {"record_id": result.record_id, "sandbox": str(result.sandbox), "kept": keep}
-        )
+        common.emit(result.to_json())
     else:
         _print(common, result)
     if not result.passed:
         click.echo(f"cleancut: {failure_line(result)}", err=True)
-        sys.exit(ExitCode.INTEGRITY)
+    return result
 
 
 def failure_line(result: RestoreTestResult) -> str:

@@ -1,3 +1,5 @@
+"""`cleancut snapshots`: list the snapshots, optionally of one source or with tags."""
+
 from __future__ import annotations
 
 import click

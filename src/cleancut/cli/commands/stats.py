@@ -1,3 +1,5 @@
+"""`cleancut stats`: sizes, deduplication and compression of the whole repository."""
+
 from __future__ import annotations
 
 import click

@@ -1,7 +1,8 @@
 """`cleancut status`: the health of each source, from the repository alone.
 
 Each source is judged against the profile it is backed up with: its own in the
-config file, else the config file's shared settings, else the repository's.
+config file, else the config file's shared settings, else the repository's
+(src/cleancut/ops/status.py).
 
 Exit codes: 0 whatever the state, so a glance at a terminal is never an "error".
 With --check (for monitoring): 0 ok, 3 warn, 4 critical; an empty repository
@@ -11,8 +12,6 @@ keeps its usual codes (1, 10, ...).
 
 from __future__ import annotations
 
-import sys
-
 import click
 from rich.console import Console
 from rich.table import Table
@@ -20,13 +19,9 @@ from rich.table import Table
 from cleancut import clock
 from cleancut.cli.cells import cell
 from cleancut.cli.context import Common, common_options
-from cleancut.errors import ExitCode, UsageError
-from cleancut.ops.health import CRITICAL, OK, WARN, SourceHealth, overall_state, source_health
+from cleancut.ops.health import SourceHealth
+from cleancut.ops.status import StatusOutcome, status
 from cleancut.pathtext import shown_path
-from cleancut.settings.config_file import effective
-from cleancut.settings.profiles import Profile
-
-CHECK_EXIT = {OK: ExitCode.OK, WARN: ExitCode.WARNINGS, CRITICAL: ExitCode.INTEGRITY}
 
 
 @click.command("status")
@@ -35,7 +30,7 @@ CHECK_EXIT = {OK: ExitCode.OK, WARN: ExitCode.WARNINGS, CRITICAL: ExitCode.INTEG
     "--check", is_flag=True, help="Exit 0 for ok, 3 for warn, 4 for critical (for monitoring)."
 )
 @common_options
-def command(common: Common, source: str | None, check: bool) -> None:
+def command(common: Common, source: str | None, check: bool) -> StatusOutcome:
     """Health of each source: fulls, chains, restore tests, success rates, quiesce misses.
 
     Each source is ok, warn or critical, with the reasons. Without --check the exit
@@ -44,39 +39,16 @@ def command(common: Common, source: str | None, check: bool) -> None:
     now = clock.now()
     repo = common.open()
     try:
-        default, profiles = _profiles(common, repo.config.profile)
-        sources = source_health(repo, now, profiles, default)
+        outcome = status(repo, common.config, now, source, check)
     finally:
         repo.close()
-    if source is not None:
-        sources = [s for s in sources if s.name == source]
-        if not sources:
-            raise UsageError(f"no snapshot or backup attempt of source {source!r}")
-    state = overall_state(sources) if sources else CRITICAL
     if common.json:
-        common.emit(
-            {
-                "time": clock.iso(now),
-                "state": state,
-                "sources": [s.to_json() for s in sources],
-            }
-        )
-    elif not sources:
+        common.emit(outcome.to_json())
+    elif not outcome.sources:
         click.echo("no backups yet: the repository holds no snapshot and no backup attempt")
     else:
-        _print(sources)
-    if check and state != OK:
-        sys.exit(CHECK_EXIT[state])
-
-
-def _profiles(common: Common, repo_profile: str) -> tuple[Profile, dict[str, Profile]]:
-    """The profile each source is backed up with, stacked as `backup` stacks it: the
-    config file's sources get their own, every other source the shared layers'."""
-    config = common.config
-    default = effective(config, None, repo_profile, {}).profile
-    return default, {
-        name: effective(config, name, repo_profile, {}).profile for name in config.sources
-    }
+        _print(outcome.sources)
+    return outcome
 
 
 def _age(seconds: float | None) -> str:

@@ -1,17 +1,22 @@
+"""`cleancut tick` and `cleancut daemon`: do what is due for each configured source.
+
+`tick` does it once and exits (1 if any action failed); `daemon` ticks in a loop and
+serves Prometheus metrics. Both take hot backups of sources that name an agent.
+"""
+
 from __future__ import annotations
 
 import functools
 import signal
-import sys
 import threading
 
 import click
 
 from cleancut.cli.context import Common, common_options
-from cleancut.errors import ExitCode, UsageError
+from cleancut.errors import UsageError
 from cleancut.hot.orchestrator import journal_ack, tick_backup
 from cleancut.ops.daemon import MetricsServer, run_daemon
-from cleancut.ops.tick import Action, BackupFn, tick
+from cleancut.ops.tick import Action, BackupFn, TickOutcome, tick
 from cleancut.settings.profiles import parse_duration
 
 
@@ -22,7 +27,7 @@ def _backup(common: Common) -> BackupFn:
 
 def _print(common: Common, actions: list[Action]) -> None:
     if common.json:
-        common.emit([a.to_json() for a in actions])
+        common.emit(TickOutcome(actions).to_json())
         return
     if not actions:
         common.say("nothing is due")
@@ -36,7 +41,7 @@ def _print(common: Common, actions: list[Action]) -> None:
 @click.command("tick")
 @click.argument("sources", nargs=-1)
 @common_options
-def command(common: Common, sources: tuple[str, ...]) -> None:
+def command(common: Common, sources: tuple[str, ...]) -> TickOutcome:
     """Do what is due for each configured source: ship its journal, back up (hot when it
     names an agent), restore-test, forget; then copy ([replication]) and prune.
 
@@ -45,7 +50,7 @@ def command(common: Common, sources: tuple[str, ...]) -> None:
     """
     repo = common.open()
     try:
-        actions = tick(
+        outcome = tick(
             repo,
             common.config,
             list(sources) or None,
@@ -54,9 +59,8 @@ def command(common: Common, sources: tuple[str, ...]) -> None:
         )
     finally:
         repo.close()
-    _print(common, actions)
-    if any(not a.ok for a in actions):
-        sys.exit(ExitCode.FATAL)
+    _print(common, outcome.actions)
+    return outcome
 
 
 @click.command("daemon")

@@ -1,3 +1,9 @@
+"""`cleancut unlock`: remove stale locks (left by a prune or repair that crashed).
+
+Expired locks, and at once those whose holder no longer runs on this host; a live
+lock only with --force. A live lock left in place ends with exit 12.
+"""
+
 from __future__ import annotations
 
 import click

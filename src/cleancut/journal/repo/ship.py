@@ -27,7 +27,7 @@ from typing import Any
 import blake3
 
 from cleancut import clock
-from cleancut.errors import CleancutError, PathNotFound
+from cleancut.errors import CleancutError, ExitCode, PathNotFound
 from cleancut.journal.log import (
     BROKEN_LINK,
     CORRUPT,
@@ -85,6 +85,11 @@ class ShipResult:
     def last_seq(self) -> int | None:
         return self.batches[-1].last_seq if self.batches else None
 
+    @property
+    def exit_code(self) -> int:
+        """17 when ship stopped on damage or a fork (after storing what was good)."""
+        return ExitCode.JOURNAL_DAMAGED if self.error else ExitCode.OK
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -132,6 +137,17 @@ def ship(
     if upto_seq is not None and upto_seq < 0:
         raise ValueError("upto_seq cannot be negative")
     return _Ship(repo, name, directory, upto_seq).run()
+
+
+def ship_what_is_good(
+    repo: Repository, name: str, journal_dir: str | Path, upto_seq: int | None = None
+) -> ShipResult:
+    """`ship` for a command that reports what was stored even when ship stopped: a
+    ShipError becomes its result, whose `error` and exit code (17) say why."""
+    try:
+        return ship(repo, name, journal_dir, upto_seq)
+    except ShipError as exc:
+        return exc.result
 
 
 class _Ship:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cleancut.errors import CleancutError
+from cleancut.errors import CleancutError, ExitCode
 from cleancut.repository.repository import Repository
 
 from .fetch import batch_records, where
@@ -34,6 +34,10 @@ class JournalVerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.OK if self.ok else ExitCode.JOURNAL_DAMAGED
 
     def to_json(self) -> dict[str, Any]:
         return {

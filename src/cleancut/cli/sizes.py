@@ -1,4 +1,4 @@
-"""Parsing sizes like 256KiB, 1MiB, 4M."""
+"""Parsing sizes like 256KiB, 1MiB, 4M (the options of `init`)."""
 
 from __future__ import annotations
 
