@@ -227,8 +227,12 @@ class Restorer:
                 fds.close()
 
         workers = _workers(self.repo.backend)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(work) for _ in range(min(workers, len(plan.runs)))]
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(work) for _ in range(min(workers, len(plan.runs)))]
+        except BaseException:  # interrupted while waiting: the workers stop after their run
+            stop.set()
+            raise
         for future in futures:
             future.result()  # the first failure (a full disk) stops the restore
 

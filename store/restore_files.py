@@ -140,6 +140,8 @@ class FileWriter:
     ) -> None:
         """Write one verified blob at its offsets in `job`."""
         with job.lock:
+            if job.done:
+                return  # abandoned: the restore is stopping
             if not job.failure:
                 try:
                     fd = self._descriptor(job, fds)
@@ -163,6 +165,8 @@ class FileWriter:
     def fail(self, job: FileJob, why: str, count: int, fds: DirFds) -> None:
         """A blob of `job` (at `count` offsets) is damaged: the file will not be restored."""
         with job.lock:
+            if job.done:
+                return
             if not job.failure:
                 job.failure, job.damaged = why, True
             job.remaining -= count
