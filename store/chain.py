@@ -20,6 +20,9 @@ from .snapshot import Snapshot, chain_order
 from .state import Claims, Delta, State, apply_delta, tree_state
 from .walk import load_tree
 
+DELTA_READERS = 8  # delta manifests read at once while a chain's end state is built
+DELTA_WINDOW = 64  # manifests held in memory at once, at most
+
 
 def _broken(snap: Snapshot, seq: int, detail: str) -> ChainBroken:
     chain = (snap.chain or "?")[:12]
@@ -104,8 +107,14 @@ def snapshot_state(
     """Replay the chain up to `snapshot`: its full's trees, then every delta in order."""
     links = verified_chain(repo, snapshot)
     state = tree_state(repo, links[0].tree, problems, Claims.of(links[0].summary))
-    for link in links[1:]:
-        apply_delta(state, load_delta(repo, link), problems)
+    incrementals = links[1:]
+    with ThreadPoolExecutor(max_workers=DELTA_READERS) as pool:
+        # Each delta usually sits in a pack of its own: read a window of them at once
+        # (the reads and decryption release the GIL), apply them in order.
+        for start in range(0, len(incrementals), DELTA_WINDOW):
+            window = incrementals[start : start + DELTA_WINDOW]
+            for delta in pool.map(lambda link: load_delta(repo, link), window):
+                apply_delta(state, delta, problems)
     return state
 
 
