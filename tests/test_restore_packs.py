@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+from cleancut.store import restore_files
 from cleancut.store.backup import Archiver, BackupOptions
 from cleancut.store.chain import snapshot_state
 from cleancut.store.config import ChunkerParams
@@ -275,3 +277,30 @@ def test_check_read_data_still_reads_every_blob_restore_reads(cli: CLI, tmp_path
     for name in restored:  # whatever was restored is whole
         assert (target / name).read_bytes() == (src / name).read_bytes()
     assert len(restored) < 8
+
+
+def test_files_waiting_for_later_packs_are_reopened_by_name_when_many_are_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """40 files share a head stored by an earlier backup, so all of them are in progress
+    once its pack is written; with room for 4 open descriptors, the others are closed
+    after each write and reopened by their temporary names, and all come back whole."""
+    monkeypatch.setattr(restore_files, "OPEN_MAX", 4)
+    rng = random.Random(7)
+    head = rng.randbytes(64 << 10)
+    repo = _small_repo(tmp_path)
+    src = tmp_path / "src"
+    src.mkdir()
+    try:
+        (src / "head").write_bytes(head)
+        Archiver(repo, src, BackupOptions(name="src")).run()
+        for i in range(40):
+            (src / f"f{i:02d}").write_bytes(head + rng.randbytes(rng.randrange(1, 200_000)))
+        snap = Archiver(repo, src, BackupOptions(name="src")).run().snapshot
+        target = tmp_path / "target"
+        result = Restorer(repo, snap, target).run()
+    finally:
+        repo.close()
+    assert not result.damaged and not result.errors
+    assert result.files == 41
+    assert tree_state(target) == tree_state(src)
