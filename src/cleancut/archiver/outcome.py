@@ -1,7 +1,7 @@
 """A backup's outcome: its JSON summary and the exit code it ends with.
 
 A plain backup ends 0, or 3 when the snapshot was written with warnings (files
-skipped or changed while read). A hot backup (src/cleancut/hot/) also ends 7 when
+skipped or changed while read). A hot backup (hot/) also ends 7 when
 the agent missed quiesce and a fallback snapshot was stored instead, and 19 when
 that miss was the agent breaking the protocol or its promise; these win over 3.
 The hot result is read through `HotReport`, its shape, so the store needs no import

@@ -17,9 +17,12 @@ from cleancut.errors import ChainBroken, CleancutError, ObjectNotFound
 
 from .pack import DELTA, pack_name
 from .repository import Repository
-from .snapshot import SNAPSHOTS_PREFIX, Snapshot, chain_order
+from .snapshot import Snapshot, chain_order
 from .state import Claims, Delta, State, apply_delta, tree_state
 from .walk import load_tree
+
+DELTA_READERS = 8  # delta manifests read at once while a chain's end state is built
+DELTA_WINDOW = 64  # manifests held in memory at once, at most
 
 
 def _broken(snap: Snapshot, seq: int, detail: str) -> ChainBroken:
@@ -28,36 +31,46 @@ def _broken(snap: Snapshot, seq: int, detail: str) -> ChainBroken:
 
 
 def _prefetch_chain(repo: Repository, snapshot: Snapshot) -> None:
-    """Start reading the chain's records and delta packs at once: verifying a long chain
-    reads hundreds of small objects one after another, and a cold disk makes each wait."""
+    """Start reading the chain's delta packs at once: a long chain reads hundreds of
+    small deltas one after another, and a cold disk makes each wait. (Its records come
+    from the cache, checked by their hashes: see verified_chain.)"""
     if snapshot.is_full:
         return
     names = set()
     for s in repo.snapshots():
         if s.chain == snapshot.chain and s.seq <= snapshot.seq:
-            names.add(SNAPSHOTS_PREFIX + s.id)
             loc = repo.cache.find_blob(bytes.fromhex(s.delta)) if s.delta else None
             if loc is not None:
                 names.add(pack_name(loc.pack_id))
     if len(names) > 4:
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(repo.backend.prefetch, sorted(names)))
+    else:
+        for name in names:
+            repo.backend.prefetch(name)
 
 
 def verified_chain(repo: Repository, snapshot: Snapshot) -> list[Snapshot]:
-    """The snapshots from the chain's full to `snapshot`, every link checked."""
+    """The snapshots from the chain's full to `snapshot`, every link checked.
+
+    `snapshot` itself was read from the repository and authenticated. Each parent is
+    then known by the hash its child records of it (BLAKE3 of the parent's canonical
+    record): the cache's copy of the parent's record (listed from the repository when
+    it was opened) is used when it has that very hash, so a 1,000-long chain costs no
+    1,000 reads and decryptions; any other parent is read from the repository, and a
+    missing or altered one is named."""
     _prefetch_chain(repo, snapshot)
+    cached = {s.id: s for s in repo.snapshots()}
     links = [snapshot]
     current = snapshot
     while not current.is_full:
         if current.seq <= 0 or not current.parent or not current.parent_hash:
             raise _broken(current, current.seq, "an incremental without a parent link")
-        try:
-            parent = repo.load_snapshot(current.parent)
-        except ObjectNotFound as exc:
-            raise _broken(current, current.seq - 1, "the record is missing") from exc
-        except CleancutError as exc:
-            raise _broken(current, current.seq - 1, f"the record is damaged ({exc})") from exc
+        known = cached.get(current.parent)
+        if known is not None and known.record_hash == current.parent_hash:
+            parent = known
+        else:
+            parent = _read_parent(repo, current)
         if parent.chain != current.chain:
             raise _broken(current, current.seq - 1, "the parent belongs to another chain")
         if parent.seq != current.seq - 1:
@@ -70,6 +83,16 @@ def verified_chain(repo: Repository, snapshot: Snapshot) -> list[Snapshot]:
         raise _broken(current, current.seq, "the chain's full is not at seq 0")
     links.reverse()
     return links
+
+
+def _read_parent(repo: Repository, current: Snapshot) -> Snapshot:
+    """The parent's record read from the repository itself, or the broken link named."""
+    try:
+        return repo.load_snapshot(current.parent or "")
+    except ObjectNotFound as exc:
+        raise _broken(current, current.seq - 1, "the record is missing") from exc
+    except CleancutError as exc:
+        raise _broken(current, current.seq - 1, f"the record is damaged ({exc})") from exc
 
 
 def load_delta(repo: Repository, snapshot: Snapshot) -> Delta:
@@ -85,8 +108,14 @@ def snapshot_state(
     """Replay the chain up to `snapshot`: its full's trees, then every delta in order."""
     links = verified_chain(repo, snapshot)
     state = tree_state(repo, links[0].tree, problems, Claims.of(links[0].summary))
-    for link in links[1:]:
-        apply_delta(state, load_delta(repo, link), problems)
+    incrementals = links[1:]
+    with ThreadPoolExecutor(max_workers=DELTA_READERS) as pool:
+        # Each delta usually sits in a pack of its own: read a window of them at once
+        # (the reads and decryption release the GIL), apply them in order.
+        for start in range(0, len(incrementals), DELTA_WINDOW):
+            window = incrementals[start : start + DELTA_WINDOW]
+            for delta in pool.map(lambda link: load_delta(repo, link), window):
+                apply_delta(state, delta, problems)
     return state
 
 

@@ -64,7 +64,8 @@ class Sealer:
         if len(box) < OVERHEAD:
             raise IntegrityError(f"{what} is truncated")
         try:
-            return self._aead.decrypt(bytes(box[:NONCE_LEN]), bytes(box[NONCE_LEN:]), aad)
+            view = memoryview(box)  # no copy of the ciphertext (a blob can be MiBs)
+            return self._aead.decrypt(view[:NONCE_LEN], view[NONCE_LEN:], aad)
         except InvalidTag as exc:
             raise IntegrityError(f"{what} failed authentication (damaged or tampered)") from exc
 

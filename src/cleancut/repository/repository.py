@@ -262,6 +262,14 @@ class Repository:
             box = self.backend.get_range(pack_name(loc.pack_id), entry.offset, entry.length)
         except ObjectNotFound as exc:
             raise IntegrityError(f"{what}: the pack is missing") from exc
+        return self.open_box(loc, box)
+
+    def open_box(self, loc: BlobLocation, box: bytes | memoryview) -> bytes:
+        """Decrypt, decompress and verify a blob's stored bytes, read from its pack at
+        `loc` (by load_blob, or by restore reading many blobs with one request)."""
+        entry = loc.entry
+        blob_id = entry.id
+        what = f"blob {blob_id.hex()[:12]} in pack {loc.pack_id[:12]}"
         if len(box) != entry.length:
             raise IntegrityError(f"{what}: the pack is truncated")
         plain = decompress(
@@ -271,6 +279,12 @@ class Repository:
         if len(plain) != entry.raw_length or self.keys.blob_id(plain) != blob_id:
             raise IntegrityError(f"{what} does not hash to its ID")
         return plain
+
+    def drop_tree_cache(self) -> None:
+        """Forget the trees kept for walks (restore, once its plan is made, needs none)."""
+        with self._lock:
+            self._blob_cache.clear()
+            self._blob_cache_bytes = 0
 
     def _sealer(self, salt: bytes) -> Sealer:
         """Pack keys, derived once per pack (HKDF costs more than decrypting a small blob)."""

@@ -10,6 +10,7 @@ survives the round trip.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,13 +48,13 @@ def _field(raw: dict[str, Any], key: str, name: object) -> int:
     return value
 
 
+_ID = re.compile("[0-9a-f]{64}")
+
+
 def _is_id(value: object) -> bool:
-    """A blob id as trees write it: 64 lowercase hex digits."""
-    return (
-        isinstance(value, str)
-        and len(value) == 64
-        and all(c in "0123456789abcdef" for c in value)
-    )
+    """A blob id as trees write it: 64 lowercase hex digits (one regex match, not a loop
+    per character: a restore checks every blob id of every tree)."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 @dataclass

@@ -3,31 +3,32 @@
 Every path is built from directory file descriptors opened with O_NOFOLLOW,
 one validated name at a time, so no entry ("../x", "/etc/passwd", a name with
 a slash, a symlink followed by a path under it) can make a write land outside
-the target. Each file is written under a short random temporary name created
-exclusively (safeio.py: nothing planted there is opened, followed or waited
-on, and no name, however long, can collide with it), every blob is verified
-against its ID as it is written, and only a complete, verified file is
-renamed into place: a damaged blob leaves no corrupted file behind. Blobs of
-zeros are skipped over rather than written, so sparse files come back sparse
-on filesystems with holes.
-"""
+the target. File data is restored pack by pack (restore_plan.py): each needed
+range of a pack is read once, by a few threads at once, each blob in it
+decrypted and verified against its ID once and written to every file that
+holds it (restore_files.py). Each file is written under a short random
+temporary name created exclusively (safeio.py: nothing planted there is
+opened, followed or waited on, and no name, however long, can collide with
+it), and only a complete, verified file is renamed into place: a damaged blob
+leaves no corrupted file behind. Blocks of zeros are skipped over rather than
+written, so sparse files come back sparse on filesystems with holes."""
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import stat
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cleancut.errors import CleancutError, NoSpace, PathNotFound
-from cleancut.fsio.safeio import create_temp, unlink_quietly, write_all
+from cleancut.backend.base import Backend
+from cleancut.backend.local import LocalBackend
+from cleancut.errors import CleancutError, ObjectNotFound, PathNotFound
 from cleancut.pathtext import shown_path
+from cleancut.repository.cache import BlobLocation
 from cleancut.repository.chain import snapshot_state
 from cleancut.repository.pack import pack_name
 from cleancut.repository.repository import Repository
@@ -35,9 +36,39 @@ from cleancut.repository.snapshot import Snapshot
 from cleancut.repository.state import State
 from cleancut.repository.tree import DIR, FILE, SYMLINK, Node
 
-RESTORE_THREADS = 4
-PREFETCH_AHEAD = 512 << 20
-HOLE_BLOCK = 64 << 10  # a run of zeros this long, so aligned, is skipped rather than written
+from .files import DirFds, FileWriter, data_segments
+from .plan import FileJob, Plan, Run, make_plan
+
+LOCAL_READERS = 4  # ranges read, opened and written at once from a local repository
+REMOTE_READERS = 8  # ... from an object store, where each request waits on the network
+HINT_AHEAD = 4  # packs of a local repository the kernel is asked to read ahead
+
+
+def _workers(backend: Backend) -> int:
+    return LOCAL_READERS if isinstance(backend, LocalBackend) else REMOTE_READERS
+
+
+class _PackHints:
+    """Asks a local backend's kernel to read the next packs while this one is written
+    (posix_fadvise: page cache, not this process's memory). An object store gets no
+    hint: its read-ahead would fetch whole packs that restore reads by ranges anyway."""
+
+    def __init__(self, backend: Backend, packs: list[str]) -> None:
+        self.backend = backend
+        self.packs = packs if isinstance(backend, LocalBackend) else []
+        self.position = {pack_id: i for i, pack_id in enumerate(self.packs)}
+        self.hinted = 0
+        self.lock = threading.Lock()
+
+    def reached(self, pack_id: str) -> None:
+        at = self.position.get(pack_id)
+        if at is None:
+            return
+        with self.lock:
+            start, end = self.hinted, min(at + 1 + HINT_AHEAD, len(self.packs))
+            self.hinted = max(self.hinted, end)
+        for pack in self.packs[start:end]:
+            self.backend.prefetch(pack_name(pack))
 
 
 @dataclass
@@ -51,89 +82,12 @@ class RestoreResult:
     errors: list[str] = field(default_factory=list)  # other per-entry failures
 
 
-@dataclass
-class _FileTask:
-    dir_rel: str
-    rel: str
-    node: Node
-
-
 def _included(rel: str, includes: list[str]) -> bool:
     if not includes:
         return True
     return any(
         rel == inc or rel.startswith(inc + "/") or inc.startswith(rel + "/") for inc in includes
     )
-
-
-def _zero(data: bytes, start: int, end: int) -> bool:
-    """Whether data[start:end] is all zero bytes (most blocks fail on the first or last)."""
-    return data[start] == 0 and data[end - 1] == 0 and data.count(0, start, end) == end - start
-
-
-def _write_sparse(fd: int, data: bytes, offset: int) -> None:
-    """Write `data` at `offset`, leaving its all-zero blocks unwritten: a hole where the
-    filesystem has them, zeros read back where it has not (the file is new and empty)."""
-    view = memoryview(data)
-    run = -1  # where the data to write starts, or -1
-    for start in range(0, len(data), HOLE_BLOCK):
-        end = min(start + HOLE_BLOCK, len(data))
-        if not _zero(data, start, end):
-            run = start if run < 0 else run
-        elif run >= 0:
-            write_all(fd, view[run:start], offset + run)
-            run = -1
-    if run >= 0:
-        write_all(fd, view[run:], offset + run)
-
-
-class _DirFds:
-    """Open directory fds under the target, by relative path; a small LRU."""
-
-    def __init__(self, root_fd: int, limit: int = 128) -> None:
-        self.root_fd = root_fd
-        self.fds: OrderedDict[str, int] = OrderedDict()
-        self.limit = limit
-
-    def get(self, rel: str) -> int:
-        """The open descriptor of directory `rel`, opening each missing level from the
-        nearest open ancestor down (a loop, not recursion: a tree may be nested deeper
-        than Python's recursion limit)."""
-        if not rel:
-            return self.root_fd
-        fd = self.fds.get(rel)
-        if fd is not None:
-            self.fds.move_to_end(rel)
-            return fd
-        missing: list[str] = []
-        base = rel
-        while base and base not in self.fds:
-            missing.append(base)
-            base = base.rpartition("/")[0]
-        fd = self.fds[base] if base else self.root_fd
-        if base:
-            self.fds.move_to_end(base)
-        for level in reversed(missing):
-            name = level.rpartition("/")[2]
-            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            self.fds[level] = fd
-            self._evict(keep=level)
-        return fd
-
-    def _evict(self, keep: str) -> None:
-        """Close the least recently used descriptors beyond the limit, never `keep`'s (the
-        parent of the next level opened)."""
-        while len(self.fds) > self.limit:
-            old_rel = next(iter(self.fds))
-            if old_rel == keep:
-                self.fds.move_to_end(old_rel)
-                continue
-            os.close(self.fds.pop(old_rel))
-
-    def close(self) -> None:
-        for fd in self.fds.values():
-            os.close(fd)
-        self.fds.clear()
 
 
 class Restorer:
@@ -164,13 +118,14 @@ class Restorer:
         for pack_id in self.repo.cache.tree_packs()[:64]:
             self.repo.backend.prefetch(pack_name(pack_id))
         state = snapshot_state(self.repo, self.snapshot, self.result.refused)
+        self.repo.drop_tree_cache()  # the state holds every node now: room for file data
         for inc in self.includes:
             if inc not in state:
                 raise PathNotFound(f"no {inc!r} in snapshot {self.snapshot.id[:12]}")
         self.target.mkdir(parents=True, exist_ok=True)
         root_fd = self.root_fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY)
-        self.fds = _DirFds(root_fd)
-        files: list[_FileTask] = []
+        self.fds = DirFds(root_fd)
+        files: list[FileJob] = []
         links: list[tuple[str, str, Node]] = []
         dirs: list[tuple[str, Node]] = []
         try:
@@ -190,7 +145,7 @@ class Restorer:
     def _plan(
         self,
         state: State,
-        files: list[_FileTask],
+        files: list[FileJob],
         links: list[tuple[str, str, Node]],
         dirs: list[tuple[str, Node]],
     ) -> None:
@@ -211,7 +166,7 @@ class Restorer:
                     dirs.append((rel, node))
                     self.result.dirs += 1
             elif node.type == FILE:
-                files.append(_FileTask(dir_rel, rel, node))
+                files.append(FileJob(dir_rel, rel, node))
             elif node.type == SYMLINK:
                 links.append((dir_rel, rel, node))
 
@@ -229,110 +184,99 @@ class Restorer:
                 return False
         return True
 
-    # --- files ------------------------------------------------------------
+    # --- files: read pack by pack, write blob by blob ------------------------
 
-    def _write_files(self, files: list[_FileTask]) -> None:
-        """Files are restored by a few threads at once: creating, writing and renaming are
-        system calls that release the GIL, and a slow filesystem is the usual bottleneck."""
-        local = threading.local()
-        opened: list[_DirFds] = []
-
-        def fds() -> _DirFds:
-            mine = getattr(local, "fds", None)
-            if mine is None:
-                mine = local.fds = _DirFds(self.root_fd, limit=64)
-                with self.lock:
-                    opened.append(mine)
-            return mine
-
-        stop = threading.Event()
-        hinter = threading.Thread(target=self._prefetch_packs, args=(files, stop), daemon=True)
-        hinter.start()
+    def _write_files(self, files: list[FileJob]) -> None:
+        """Read every needed range of every pack once (a few requests in flight at once),
+        decrypt and verify each blob once, and write it to every file that holds it."""
+        plan = make_plan(self.repo.cache, files)
+        for job, why in plan.unplanned:
+            self.result.damaged.append(f"{shown_path(job.rel)}: {why}")
+        writer = FileWriter(self.names, self.is_root, self._finished, self._failed)
+        main_fds = DirFds(self.root_fd, limit=64)
         try:
-            with ThreadPoolExecutor(max_workers=RESTORE_THREADS) as pool:
-                for _ in pool.map(lambda task: self._write_file(task, fds()), files):
-                    pass
-        finally:
-            stop.set()
-            for mine in opened:  # every worker has stopped: no descriptor is in use
-                mine.close()
-
-    def _prefetch_packs(self, files: list[_FileTask], stop: threading.Event) -> None:
-        """Hint the packs in the order restore needs them, up to PREFETCH_AHEAD ahead."""
-        order: dict[str, int] = {}
-        for task in files:
-            for blob_hex in task.node.content:
-                loc = self.repo.cache.find_blob(bytes.fromhex(blob_hex))
-                if loc is not None and loc.pack_id not in order:
-                    order[loc.pack_id] = loc.entry.offset + loc.entry.length
-        hinted = 0
-        for pack_id, size in order.items():
-            while hinted - self.result.bytes_written > PREFETCH_AHEAD:
-                if stop.wait(0.05):
-                    return
-            if stop.is_set():
-                return
-            self.repo.backend.prefetch(pack_name(pack_id))
-            hinted += size
-
-    def _write_file(self, task: _FileTask, fds: _DirFds) -> None:
-        """Write one file under a temporary name, verify it, rename it into place.
-
-        Damaged data and entries that cannot be written (a directory in the way,
-        a permission) are recorded and the restore goes on; a full disk stops it.
-        """
-        node = task.node
-        name = task.rel.rpartition("/")[2]  # the path decides where, never the node
-        parent, tmp = -1, ""
-        try:
-            parent = fds.get(task.dir_rel)
-            fd, tmp = create_temp(parent, self.names.get(task.dir_rel, ()))
-            try:
-                written = self._write_verified(fd, node)
-            finally:
-                os.close(fd)
-            os.rename(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
-        except CleancutError as exc:
-            unlink_quietly(tmp, parent)
-            self.result.damaged.append(f"{shown_path(task.rel)}: {exc}")
-            return
-        except OSError as exc:
-            unlink_quietly(tmp, parent)
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise NoSpace(
-                    f"no space left on the target filesystem while writing "
-                    f"{shown_path(task.rel)}"
-                ) from exc
-            self.result.errors.append(f"{shown_path(task.rel)}: cannot write ({exc.strerror})")
-            return
+            for job in plan.empty:
+                writer.empty(job, main_fds)
+            self._run_workers(plan, writer)
         except BaseException:
-            unlink_quietly(tmp, parent)  # nothing is left behind, whatever stops the write
+            for job in files:  # nothing half-written stays behind, whatever stopped us
+                writer.abandon(job, main_fds)
             raise
+        finally:
+            main_fds.close()
+
+    def _run_workers(self, plan: Plan, writer: FileWriter) -> None:
+        runs = iter(plan.runs)
+        take = threading.Lock()
+        stop = threading.Event()
+        hints = _PackHints(self.repo.backend, plan.packs)
+
+        def work() -> None:
+            fds = DirFds(self.root_fd, limit=64)
+            try:
+                while not stop.is_set():
+                    with take:
+                        run = next(runs, None)
+                    if run is None:
+                        return
+                    hints.reached(run.pack_id)
+                    self._restore_run(run, writer, fds)
+            except BaseException:
+                stop.set()
+                raise
+            finally:
+                fds.close()
+
+        workers = _workers(self.repo.backend)
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(work) for _ in range(min(workers, len(plan.runs)))]
+        except BaseException:  # interrupted while waiting: the workers stop after their run
+            stop.set()
+            raise
+        for future in futures:
+            future.result()  # the first failure (a full disk) stops the restore
+
+    def _restore_run(self, run: Run, writer: FileWriter, fds: DirFds) -> None:
+        """One request for a range of a pack; each blob in it opened, verified and written."""
+        try:
+            box = memoryview(
+                self.repo.backend.get_range(pack_name(run.pack_id), run.offset, run.length)
+            )
+        except CleancutError as exc:
+            missing = isinstance(exc, ObjectNotFound)
+            for planned in run.blobs:
+                what = f"blob {planned.entry.id.hex()[:12]} in pack {run.pack_id[:12]}"
+                why = f"{what}: the pack is missing" if missing else f"{what}: {exc}"
+                for job, offsets in planned.targets:
+                    writer.fail(job, why, len(offsets), fds)
+            return
+        for planned in run.blobs:
+            entry = planned.entry
+            start = entry.offset - run.offset
+            try:
+                data = self.repo.open_box(
+                    BlobLocation(run.pack_id, run.salt, entry), box[start : start + entry.length]
+                )
+            except CleancutError as exc:
+                for job, offsets in planned.targets:
+                    writer.fail(job, str(exc), len(offsets), fds)
+                continue
+            segments = data_segments(data)
+            for job, offsets in planned.targets:
+                writer.write(job, data, segments, offsets, fds)
+                if self.on_bytes:
+                    self.on_bytes(len(data) * len(offsets))
+
+    def _finished(self, job: FileJob) -> None:
         with self.lock:
             self.result.files += 1
-            self.result.bytes_written += written
+            self.result.bytes_written += job.node.size
 
-    def _write_verified(self, fd: int, node: Node) -> int:
-        """Write a file's blobs at their offsets; blocks of zeros become holes."""
-        written = 0
-        for blob_hex in node.content:
-            data = self.repo.load_blob(bytes.fromhex(blob_hex))  # verified against its ID
-            _write_sparse(fd, data, written)
-            written += len(data)
-            if self.on_bytes:
-                self.on_bytes(len(data))
-        if written != node.size:
-            raise CleancutError(f"size {written} differs from the recorded {node.size}")
-        os.ftruncate(fd, written)  # the size, when the file ends in a hole
-        self._set_file_metadata(fd, node)
-        return written
-
-    def _set_file_metadata(self, fd: int, node: Node) -> None:
-        if self.is_root:
-            with contextlib.suppress(OSError):
-                os.fchown(fd, node.uid, node.gid)
-        os.fchmod(fd, node.mode)
-        os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
+    def _failed(self, job: FileJob) -> None:
+        line = f"{shown_path(job.rel)}: {job.failure}"
+        with self.lock:
+            (self.result.damaged if job.damaged else self.result.errors).append(line)
 
     # --- symlinks and directories -----------------------------------------
 

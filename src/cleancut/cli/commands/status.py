@@ -2,7 +2,7 @@
 
 Each source is judged against the profile it is backed up with: its own in the
 config file, else the config file's shared settings, else the repository's
-(src/cleancut/ops/status.py).
+(ops/status.py).
 
 Exit codes: 0 whatever the state, so a glance at a terminal is never an "error".
 With --check (for monitoring): 0 ok, 3 warn, 4 critical; an empty repository
