@@ -10,6 +10,10 @@ against its ID as it is written, and only a complete, verified file is
 renamed into place: a damaged blob leaves no corrupted file behind. Blobs of
 zeros are skipped over rather than written, so sparse files come back sparse
 on filesystems with holes.
+
+A snapshot of several named directories (decision 0006) restores as one
+directory per name under the target; `only_dir` restores one of them, its
+contents straight into the target (the way each goes back to its own place).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from .pathtext import shown_path
 from .repository import Repository
 from .safeio import create_temp, unlink_quietly, write_all
 from .snapshot import Snapshot
+from .sourcedirs import recorded_dirs
 from .state import State
 from .tree import DIR, FILE, SYMLINK, Node
 
@@ -144,8 +149,11 @@ class Restorer:
         target: Path,
         includes: list[str] | None = None,
         on_bytes: Callable[[int], None] | None = None,
+        only_dir: str | None = None,
     ) -> None:
         self.repo = repo
+        self.only_dir = only_dir
+        self.top: Node | None = None  # the named directory restored as the target itself
         self.snapshot = snapshot
         self.target = target
         self.includes = [i.strip("/") for i in includes or [] if i.strip("/")]
@@ -164,6 +172,8 @@ class Restorer:
         for pack_id in self.repo.cache.tree_packs()[:64]:
             self.repo.backend.prefetch(pack_name(pack_id))
         state = snapshot_state(self.repo, self.snapshot, self.result.refused)
+        if self.only_dir is not None:
+            state = self._one_dir(state, self.only_dir)
         for inc in self.includes:
             if inc not in state:
                 raise PathNotFound(f"no {inc!r} in snapshot {self.snapshot.id[:12]}")
@@ -174,6 +184,8 @@ class Restorer:
         links: list[tuple[str, str, Node]] = []
         dirs: list[tuple[str, Node]] = []
         try:
+            if self.top is not None:  # its mode and times go on the target, set last
+                dirs.append(("", self.top))
             self._plan(state, files, links, dirs)
             self._write_files(files)
             for dir_rel, rel, node in links:
@@ -184,6 +196,22 @@ class Restorer:
             self.fds.close()
             os.close(root_fd)
         return self.result
+
+    def _one_dir(self, state: State, name: str) -> State:
+        """The state below one named directory, as if it were the snapshot's root."""
+        known = recorded_dirs(self.snapshot.dirs)
+        if name not in known:
+            have = ", ".join(sorted(known)) or "none: it is a snapshot of one directory"
+            raise PathNotFound(
+                f"no directory {name!r} in snapshot {self.snapshot.id[:12]} (its directories: "
+                f"{have})"
+            )
+        node = state.get(name)
+        if node is None or node.type != DIR:
+            raise PathNotFound(f"no directory {name!r} in snapshot {self.snapshot.id[:12]}")
+        self.top = node
+        prefix = name + "/"
+        return {rel[len(prefix):]: n for rel, n in state.items() if rel.startswith(prefix)}
 
     # --- planning: directories are created in path order ------------------
 

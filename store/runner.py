@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import time
-from pathlib import Path
 
 from .attempts import record_backup_attempt
 from .backup import Archiver, BackupOptions, BackupResult, Progress
 from .errors import CleancutError
 from .repository import Repository
+from .sourcedirs import Source, default_name
 
 
 def run_backup(
     repo: Repository,
-    source: Path,
+    source: Source,
     options: BackupOptions,
     progress: Progress | None = None,
     quiesce_missed: bool = False,
@@ -27,7 +27,7 @@ def run_backup(
     """quiesce_missed: this window's quiesce failed and the snapshot is a fallback."""
     archiver = Archiver(repo, source, options, progress)
     started = time.monotonic()
-    name = options.name or str(source)
+    name = options.name or default_name(source)
     try:
         result = archiver.run()
     except (CleancutError, OSError) as exc:

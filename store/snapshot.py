@@ -49,6 +49,9 @@ class Snapshot:
     # snapshot's time plus 1 µs (order never goes back) and this is the real reading.
     clock_went_back: bool = False
     clock_reading: str | None = None
+    # A source of several directories (decision 0006): each name at the tree's root, with
+    # the path it was read from. None for a one-directory source, and then not stored.
+    dirs: list[dict[str, str]] | None = None
     id: str = ""  # not stored: the object name
     record_hash: str = ""  # not stored: BLAKE3 of the canonical record, for chain links
 
@@ -59,6 +62,8 @@ class Snapshot:
         if not self.clock_went_back:  # records of a sane clock stay as they always were
             record.pop("clock_went_back")
             record.pop("clock_reading")
+        if self.dirs is None:  # one-directory records stay exactly as they always were
+            record.pop("dirs")
         record["version"] = 1
         return record
 

@@ -13,6 +13,7 @@ from cleancut.store.errors import ExitCode, UsageError
 from cleancut.store.profiles import get_profile, parse_duration
 from cleancut.store.runner import run_backup
 from cleancut.store.settings import ConfigFile, SourceConfig, effective, parse_assignments
+from cleancut.store.sourcedirs import Source, default_name, make_dirs, parse_dir
 from cleancut.store.throttle import set_upload_cap
 
 from ..context import Common, common_options
@@ -20,7 +21,15 @@ from ..progress import format_bytes, progress_line
 
 
 @click.command("backup")
-@click.argument("source")
+@click.argument("source", required=False)
+@click.option(
+    "--dir",
+    "dir_args",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Instead of SOURCE: one of several directories captured in one cut (repeatable), "
+    "e.g. --dir state=~/.openclaw --dir workspace=/srv/ws; needs --name.",
+)
 @click.option("--tag", "tags", multiple=True, help="Tag the snapshot (repeatable).")
 @click.option(
     "--exclude",
@@ -73,7 +82,8 @@ from ..progress import format_bytes, progress_line
 @common_options
 def command(
     common: Common,
-    source: str,
+    source: str | None,
+    dir_args: tuple[str, ...],
     tags: tuple[str, ...],
     excludes: tuple[str, ...],
     name: str | None,
@@ -100,9 +110,20 @@ def command(
     With --agent (or --freeze, or --pre/--post) the snapshot is a hot backup of a
     running agent: a short pause for a clean cut, then the store runs from a
     staged copy while the agent works.
+
+    With --dir NAME=PATH (repeated) instead of SOURCE, several directories are one
+    snapshot, captured in the same cut: each is the directory NAME at its root.
     """
-    configured = common.config.sources.get(source)
-    path = configured.path if configured else Path(source).absolute()
+    if (source is None) == (not dir_args):
+        raise UsageError("give SOURCE (a path or a configured source) or --dir NAME=PATH, one")
+    configured = common.config.sources.get(source) if source is not None else None
+    path: Source
+    if configured:
+        path = configured.source
+    elif source is not None:
+        path = Path(source).absolute()
+    else:
+        path = make_dirs([parse_dir(d) for d in dir_args])
     if configured:
         name = name or configured.name
         excludes = (*configured.exclude, *excludes)
@@ -126,7 +147,7 @@ def command(
             overrides,
         ).profile
         options = BackupOptions(
-            name=name or str(path),
+            name=name or default_name(path),
             tags=list(tags),
             excludes=list(excludes),
             force_full=force_full,

@@ -11,6 +11,7 @@ from cleancut.store.journal_restore import PointRestore, has_journal, lost_text,
 from cleancut.store.pathtext import shown_path
 from cleancut.store.restore import Restorer, RestoreResult
 from cleancut.store.snapshot import Snapshot, snapshot_at
+from cleancut.store.sourcedirs import recorded_dirs
 
 from ..context import Common, common_options
 from ..progress import format_bytes, progress_line
@@ -31,6 +32,13 @@ from ..progress import format_bytes, progress_line
     multiple=True,
     metavar="PATH",
     help="Restore only this path of the snapshot (repeatable).",
+)
+@click.option(
+    "--dir",
+    "only_dir",
+    metavar="NAME",
+    help="A snapshot of several directories: restore only directory NAME, its contents "
+    "straight into --target (each directory back to its own place).",
 )
 @click.option("--name", help="With 'latest', --at or --seq: the source.")
 @click.option(
@@ -59,6 +67,7 @@ def command(
     snapshot: str | None,
     target: Path,
     includes: tuple[str, ...],
+    only_dir: str | None,
     name: str | None,
     at: str | None,
     seq: int | None,
@@ -91,8 +100,8 @@ def command(
             )
         if journal:
             assert source is not None
-            if includes:
-                raise UsageError("--include cannot be combined with a journal replay")
+            if includes or only_dir:
+                raise UsageError("--include and --dir cannot be combined with a journal replay")
             point = restore_to_point(repo, source, target, seq, moment, accept_loss=accept_loss)
             snap, result = point.snapshot, point.restore or RestoreResult()
         else:
@@ -106,7 +115,7 @@ def command(
             def on_bytes(n: int) -> None:
                 done[0] += n
 
-            restorer = Restorer(repo, snap, target, list(includes), on_bytes)
+            restorer = Restorer(repo, snap, target, list(includes), on_bytes, only_dir)
             with progress_line(
                 common.show_progress, lambda: (restorer.result.files, done[0], 0, total)
             ):
@@ -142,6 +151,7 @@ def command(
             "errors": result.errors,
             "inflight": inflight,
             "inflight_file": str(inflight_file) if inflight_file else None,
+            "directories": recorded_dirs(snap.dirs),
         }
         if point is not None:
             doc["journal"] = {**point.replay.to_json(), "resumed": point.resumed}
@@ -153,6 +163,12 @@ def command(
             f"restored snapshot {snap.id[:12]} to {shown_path(str(target))}: {result.files} files, "
             f"{format_bytes(result.bytes_written)}"
         )
+        if only_dir is None:
+            for dir_name, original in recorded_dirs(snap.dirs).items():
+                common.say(
+                    f"  {dir_name}/ (backed up from {shown_path(original)}): put it back with "
+                    f"--dir {dir_name} --target PATH"
+                )
     if result.damaged:
         click.echo(
             f"cleancut: {len(result.damaged)} file(s) not restored because their data is "
