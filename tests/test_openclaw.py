@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -194,18 +196,13 @@ def test_bad_addresses_are_usage_errors(bad: str) -> None:
         parse_address(bad)
 
 
-def test_cleancut_killed_holding_the_lease_leaves_a_gateway_that_serves_again(
-    repo_cli: CLI, gateway: Gateway
-) -> None:
-    # Last in the module: the gateway stays closed for its whole lease (120 s).
+def _kill_while_draining(repo_cli: CLI, gateway: Gateway) -> float:
+    """cleancut killed while it waits on the drain (a turn that has not ended)."""
     replies: list[tuple[int, dict[str, object]]] = []
     hung = threading.Thread(target=lambda: replies.append(
         gateway.chat("erin", "HANG while cleancut waits", timeout=300)))
     hung.start()
-    deadline = time.monotonic() + 120
-    while _model_state(gateway)["hung"] < 1:
-        assert time.monotonic() < deadline, "the hung turn never reached the model"
-        time.sleep(0.1)
+    _wait_hung(gateway)
     backup = subprocess.Popen(
         repo_cli.command("backup", str(gateway.state), "--agent", gateway.address,
                          "--quiesce-timeout", "300s"),
@@ -213,9 +210,7 @@ def test_cleancut_killed_holding_the_lease_leaves_a_gateway_that_serves_again(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         # cleancut holds the lease (draining, waiting for the hung turn): turns are refused.
-        while gateway.chat("dave", "is cleancut holding you?", timeout=30)[0] != 503:
-            assert backup.poll() is None and time.monotonic() < deadline + 60
-            time.sleep(0.1)
+        _wait_refused(gateway, backup)
     finally:
         os.kill(backup.pid, signal.SIGKILL)
         backup.wait()
@@ -226,7 +221,122 @@ def test_cleancut_killed_holding_the_lease_leaves_a_gateway_that_serves_again(
     assert replies and replies[0][0] == 200, replies
     status, body = gateway.chat("dave", "holder just died", timeout=30)
     assert status == 503, body
-    # Nobody resumes: the lease's own expiry (120 s from the prepare) reopens admission.
+    return killed
+
+
+def _wait_hung(gateway: Gateway) -> None:
+    deadline = time.monotonic() + 120
+    while _model_state(gateway)["hung"] < 1:
+        assert time.monotonic() < deadline, "the hung turn never reached the model"
+        time.sleep(0.1)
+
+
+def _wait_refused(gateway: Gateway, backup: subprocess.Popen[bytes]) -> None:
+    """Until the gateway refuses a turn: cleancut has asked it to suspend."""
+    deadline = time.monotonic() + 300
+    while gateway.chat("dave", "is cleancut holding you?", timeout=30)[0] != 503:
+        assert backup.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+LEASE_HOLDER = """
+import fcntl, os, signal, sys, time
+signal.signal(signal.SIGIO, signal.SIG_IGN)  # the lease break's notice; we poll instead
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.fcntl(fd, 1024, fcntl.F_WRLCK)  # F_SETLEASE: an open by anyone else now blocks
+print("leased", flush=True)
+while fcntl.fcntl(fd, 1025) == fcntl.F_WRLCK:  # F_GETLEASE: F_UNLCK once a break began
+    time.sleep(0.01)
+print("opened by another process", flush=True)
+sys.stdin.read()  # the lease is held until the test lets go
+"""
+
+
+def _probe_database(workspace: Path) -> Path:
+    """A WAL database of the workspace with its -wal beside it: SQLite opens the -wal by
+    name, with a blocking open(), when it reads the database; nobody else touches it."""
+    probe = workspace / "probe.sqlite"
+    con = sqlite3.connect(probe)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE t (x)")
+    con.execute("INSERT INTO t VALUES (1)")
+    con.commit()
+    con.close()
+    for side in ("-wal", "-shm"):
+        Path(f"{probe}{side}").touch()
+    return probe
+
+
+def _lease_break_waiters(pid: int) -> list[str]:
+    """The threads of `pid` blocked in the kernel on a lease break (an open() of a leased
+    file), by their wait channel."""
+    return [t.name for t in Path(f"/proc/{pid}/task").iterdir()
+            if (t / "wchan").read_text().strip() == "__break_lease"]
+
+
+def _kill_while_capturing(repo_cli: CLI, gw: Gateway) -> float:
+    """cleancut killed -9 inside the capture, after ready and before resume, at a point the
+    test proves rather than a moment it guesses.
+
+    A file lease pins the point: the test holds a write lease on the probe database's
+    -wal, so the open() SQLite makes of it when cleancut copies the database blocks in the
+    kernel. The lease is taken only once the gateway refuses turns (cleancut has asked
+    it to suspend, so its passes before the pause are done) while a hung turn keeps it
+    draining, and the probe is touched then so that the capture copies it again. When the
+    turn is released the gateway becomes ready and cleancut captures: the state dir, then
+    the workspace, where it blocks on the probe. The holder sees the lease break begin;
+    /proc shows a cleancut thread waiting on it; cleancut is stopped (SIGSTOP, its state
+    checked), then killed."""
+    probe = _probe_database(gw.workspace)
+    hour_ago = time.time() - 3600
+    os.utime(probe, (hour_ago, hour_ago))
+    replies: list[tuple[int, dict[str, object]]] = []
+    hung = threading.Thread(target=lambda: replies.append(
+        gw.chat("frank", "HANG until the lease is taken", timeout=300)))
+    hung.start()
+    _wait_hung(gw)
+    backup = subprocess.Popen(
+        repo_cli.command("backup", "--dir", f"state={gw.state}", "--dir",
+                         f"workspace={gw.workspace}", "--name", "second",
+                         "--agent", gw.address, "--quiesce-timeout", "300s",
+                         "--exclude", "state/cache", "--exclude", "state/tmp",
+                         "--exclude", "state/logs"),
+        env=repo_cli.env | {"OPENCLAW_GATEWAY_TOKEN": TOKEN},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    holder = subprocess.Popen([sys.executable, "-c", LEASE_HOLDER, f"{probe}-wal"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        _wait_refused(gw, backup)  # suspension asked for: the passes before it are done
+        os.utime(probe)  # changed since those passes: the capture copies it again
+        assert holder.stdout is not None and holder.stdout.readline() == "leased\n"
+        gw.release_model()  # the drain ends, the gateway is ready, cleancut captures
+        hung.join(120)
+        assert replies and replies[0][0] == 200, replies
+        assert holder.stdout.readline() == "opened by another process\n"
+        waiters = _lease_break_waiters(backup.pid)
+        assert waiters, "the probe's -wal was opened, but not by cleancut"
+        os.kill(backup.pid, signal.SIGSTOP)
+        while Path(f"/proc/{backup.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+            time.sleep(0.01)  # until the stop has taken effect
+        assert _lease_break_waiters(backup.pid) == waiters  # stopped inside the capture
+        status, body = gw.chat("dave", "suspended while cleancut captures?", timeout=30)
+        assert status == 503, body
+    finally:
+        os.kill(backup.pid, signal.SIGKILL)
+        backup.wait()
+        holder.stdin.close()
+        holder.wait(30)
+    killed = time.monotonic()
+    assert backup.returncode == -signal.SIGKILL
+    status, body = gw.chat("dave", "holder died capturing", timeout=30)
+    assert status == 503, body
+    # Nothing of the killed backup was committed.
+    assert all(s["name"] != "second" for s in repo_cli.ok("snapshots", "--json").json())
+    return killed
+
+
+def _serves_again_within_its_lease(gateway: Gateway, killed: float) -> None:
+    """Nobody resumes: the lease's own expiry (120 s from the last prepare) reopens it."""
     while True:
         status, body = gateway.chat("dave", "are you back?", timeout=60)
         if status == 200:
@@ -235,3 +345,22 @@ def test_cleancut_killed_holding_the_lease_leaves_a_gateway_that_serves_again(
         assert time.monotonic() - killed < 120 + 30, "admission did not reopen after the lease"
         time.sleep(2)
     assert reply_text(body).endswith("are you back?")
+
+
+def test_cleancut_killed_draining_or_capturing_leaves_a_gateway_that_serves_again(
+    repo_cli: CLI, gateway: Gateway, tmp_path: Path
+) -> None:
+    """Killed -9 while it waits on the drain (the module's gateway), and inside the capture
+    (a second gateway): each gateway serves again by itself within its lease. Last in the
+    module: the module's gateway stays closed for its whole lease (120 s); the two leases
+    run out side by side."""
+    second = Gateway(gateway.runtime, tmp_path / "second", port=gateway.port + 1,
+                     model_port=gateway.model_port + 1)
+    second.start()
+    try:
+        killed_draining = _kill_while_draining(repo_cli, gateway)
+        killed_capturing = _kill_while_capturing(repo_cli, second)
+        _serves_again_within_its_lease(gateway, killed_draining)
+        _serves_again_within_its_lease(second, killed_capturing)
+    finally:
+        second.stop()
