@@ -291,11 +291,12 @@ def _parse_source(where: _Where, name: str, raw: object, base: Path) -> SourceCo
     where.no_unknown_keys(raw, _SOURCE_KEYS, prefix)
     path = where.optional_str(raw, "path", prefix)
     dirs = _source_dirs(where, raw, prefix, base)
-    if (path is None) == (not dirs):
+    if path is None and not dirs:
         raise where.fail(
-            prefix, "give 'path' (the directory to back up) or 'paths' ({NAME = PATH, ...}), "
-            "one of them"
+            prefix, "missing 'path' (the directory to back up) or 'paths' ({NAME = PATH, ...})"
         )
+    if path is not None and dirs:
+        raise where.fail(prefix, "give 'path' or 'paths', not both")
     agent = _agent_address(where, raw, prefix, base)
     fallback = _fallback(where, raw, prefix)
     if agent and ("pre" in raw or "post" in raw):

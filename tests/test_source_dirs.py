@@ -125,7 +125,7 @@ def test_bad_directory_lists_are_usage_errors(repo_cli: CLI, tmp_path: Path) -> 
 def test_bad_paths_tables_in_the_config_file_name_the_key(repo_cli: CLI, tmp_path: Path) -> None:
     config = tmp_path / "cleancut.toml"
     for table, message in [
-        (f'path = "{tmp_path}"\npaths = {{ a = "{tmp_path}" }}', "one of them"),
+        (f'path = "{tmp_path}"\npaths = {{ a = "{tmp_path}" }}', "not both"),
         ("paths = {}", "sources.claw.paths"),
         ('paths = { "a b" = "/x" }', "use letters"),
     ]:
