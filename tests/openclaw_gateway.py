@@ -90,9 +90,18 @@ class NetNamespace:
         return [line.split(":")[1].strip() for line in out.stdout.splitlines()]
 
 
-def config(root: Path, port: int, model_port: int) -> dict[str, Any]:
-    """A gateway config for a state dir at root/state and a workspace at root/workspace."""
+def config(root: Path, port: int, model_port: int,
+           telegram_api: str | None = None) -> dict[str, Any]:
+    """A gateway config for a state dir at root/state and a workspace at root/workspace;
+    with `telegram_api`, a Telegram channel whose Bot API is that loopback server
+    (tests/openclaw_fake_telegram.py), its token in root/telegram.token."""
+    channels: dict[str, Any] = {}
+    if telegram_api is not None:
+        channels = {"telegram": {"enabled": True, "apiRoot": telegram_api,
+                                 "tokenFile": str(root / "telegram.token"),
+                                 "dmPolicy": "open", "allowFrom": ["*"]}}
     return {
+        **({"channels": channels} if channels else {}),
         "gateway": {
             "mode": "local", "bind": "loopback", "port": port,
             "auth": {"mode": "token", "token": TOKEN},
@@ -142,6 +151,7 @@ class Gateway:
     root: Path  # holds state/, workspace/, home/, openclaw.json
     port: int = 18789
     model_port: int = 18080
+    telegram_api: str | None = None  # a Telegram channel on this loopback Bot API
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     start_s: float | None = None
 
@@ -170,8 +180,8 @@ class Gateway:
             "OPENCLAW_STATE_DIR": str(self.state),
             "OPENCLAW_CONFIG_PATH": str(self.config_path),
             "OPENCLAW_DISABLE_BONJOUR": "1", "OPENCLAW_NO_AUTO_UPDATE": "1",
-            "OPENCLAW_NO_RESPAWN": "1", "OPENCLAW_SKIP_CHANNELS": "1", "OPENCLAW_OFFLINE": "1",
-        }
+            "OPENCLAW_NO_RESPAWN": "1", "OPENCLAW_OFFLINE": "1",
+        } | ({} if self.telegram_api else {"OPENCLAW_SKIP_CHANNELS": "1"})
 
     def openclaw(self, *args: str) -> list[str]:
         node = self.runtime / "node" / "bin" / "node"
@@ -181,8 +191,10 @@ class Gateway:
     def start(self, with_model: bool = True) -> None:
         for sub in ("state", "workspace", "home"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(json.dumps(config(self.root, self.port, self.model_port),
-                                               indent=2))
+        if self.telegram_api:
+            (self.root / "telegram.token").write_text("4242:cleancut-test-token\n")
+        self.config_path.write_text(json.dumps(
+            config(self.root, self.port, self.model_port, self.telegram_api), indent=2))
         log = open(self.root / "gateway.out", "ab")  # noqa: SIM115 - kept by the child
         if with_model:
             self.procs.append(subprocess.Popen(

@@ -1,7 +1,7 @@
 """Commands only parse and print (docs/architecture.md, "Commands").
 
-Every command is one module of cli/commands/ that says what it does; none decides an
-exit code by itself (no sys.exit): it returns its engine's outcome and cli/main.py maps
+Every command is one module of src/cleancut/cli/commands/ that says what it does; none decides an
+exit code by itself (no sys.exit): it returns its engine's outcome and src/cleancut/cli/main.py maps
 it. The engine-side choices a command used to make are tested here where they have no
 end-to-end test of their own (the copy destination's passphrase order).
 """

@@ -233,16 +233,45 @@ def test_pending_deliveries_of_the_captured_state_are_the_inflight_actions(
     assert found["d-new"]["since"] == "2026-12-06T23:33:20.123Z"
 
 
-def test_the_drill_boots_a_sandboxed_gateway_on_a_restore_that_continues_a_session(
+def test_the_openclaw_preset_takes_a_cut_the_drill_boots_and_continues(
     repo_cli: CLI, gateway: Gateway, tmp_path: Path
 ) -> None:
+    """`preset = "openclaw"` against the real gateway's config and state dir, with the
+    gateway's own environment (its config and state dir as OpenClaw reads them): the
+    state dir and the workspace outside it are one cut, what the gateway regenerates is
+    left out, and a sandboxed gateway boots on the restore and continues a session."""
     for n in range(2):
         status, body = gateway.chat("drilled", f"drill history {n}")
         assert status == 200, body
-    code, summary, err = backup(repo_cli, gateway)
-    assert code == 0 and summary["consistency"] == "quiesced", err
+    config = tmp_path / "cleancut.toml"
+    config.write_text('[sources.claw]\npreset = "openclaw"\n')
+    env = ENV | {"OPENCLAW_CONFIG_PATH": str(gateway.config_path),
+                 "OPENCLAW_STATE_DIR": str(gateway.state)}
+    shown = repo_cli.run("config", "show", "--source", "claw", "--json",
+                         "--config", str(config), env=env)
+    assert shown.code == 0, shown.err
+    src = json.loads(shown.out)["source"]
+    assert src["dirs"] == {"state": str(gateway.state), "workspace": str(gateway.workspace)}
+    assert src["agent"] == gateway.address
+    origins = {r["what"]: r["origin"] for r in src["resolved"]}
+    assert origins["state dir"] == "$OPENCLAW_STATE_DIR"
+    assert origins["workspace"] == "agents.defaults.workspace"
+    assert origins["openclaw config"] == "$OPENCLAW_CONFIG_PATH"
+    assert {"state/cache", "state/tmp", "state/logs"} <= set(src["exclude"])
+
+    res = repo_cli.run("backup", "claw", "--json", "--config", str(config), env=env)
+    assert res.code == 0, res.err
+    summary = json.loads(res.out)
+    assert summary["consistency"] == "quiesced" and summary["name"] == "claw"
+    paths = {e["path"] for e in repo_cli.ok("ls", summary["snapshot_id"], "--json").json()}
+    assert "state/state/openclaw.sqlite" in paths and "workspace/AGENTS.md" in paths
+    left_out = [p for p in paths if p.startswith(("state/cache", "state/tmp", "state/logs"))
+                or p.endswith(".lock") or ".sqlite.memory-reindex-" in p
+                or ".reindex-lock.sqlite" in p]
+    assert left_out == []
     target = tmp_path / "sandbox"
-    repo_cli.ok("restore", str(summary["snapshot_id"]), "--target", str(target))
+    assert check_restore(repo_cli, gateway, str(summary["snapshot_id"]), target) == []
+    assert sorted(p.name for p in target.iterdir()) == ["state", "workspace"]
     # As restore-test's --smoke runs it. The live gateway keeps running beside the
     # drill's: the drill's own namespaces keep them apart (the port, and the process the
     # copy names as its databases' holder).

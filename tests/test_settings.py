@@ -508,8 +508,12 @@ def test_config_show_json_shape(tmp_path: Path):
     assert doc["source"] == {
         "name": "agent",
         "path": "/home/agent/.openclaw",
+        "dirs": {},
+        "agent": None,
         "exclude": ["*.tmp", "cache/"],
         "tags": ["prod"],
+        "preset": None,
+        "resolved": [],
     }
     assert doc["profile"] == {
         "name": "conservative",

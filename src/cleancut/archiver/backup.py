@@ -9,6 +9,11 @@ a directory renamed or replaced by path after it was opened is still read
 through its descriptor. Symlinks are stored, never followed. Only the source
 path itself is followed if it is a symlink (as restic does).
 
+A source of several named directories (repository/sourcedirs.py) is walked as one
+tree whose root holds one directory per name, each opened from its own path:
+the snapshot is one tree, so chains, deltas, ls, diff, check and restore treat
+it like any other.
+
 Files that match the previous snapshot of the same name (size, mtime_ns,
 ctime_ns, inode), and were not modified within the clock's granularity of
 that snapshot's scan, reuse its content list without
@@ -43,6 +48,7 @@ from cleancut.repository.pack import DATA, DELTA, TREE, pack_name
 from cleancut.repository.records import JOURNAL_GAP, failed_snapshots, list_records
 from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import Snapshot, stamp
+from cleancut.repository.sourcedirs import Dirs, Source, default_name, dirs_record, source_paths
 from cleancut.repository.state import State, diff_states, referenced_by_state
 from cleancut.repository.statecache import load_state, save_state
 from cleancut.repository.tree import DIR, FILE, SYMLINK, Node, encode_tree
@@ -157,7 +163,7 @@ class Archiver:
     def __init__(
         self,
         repo: Repository,
-        source: Path,
+        source: Source,
         options: BackupOptions,
         progress: Progress | None = None,
     ):
@@ -262,14 +268,18 @@ class Archiver:
         scan_start_ns = time.time_ns()
         reading = clock.now()
         source = self.source
-        root_fd = _open_source(source)
+        opened = _open_dirs(source) if isinstance(source, tuple) else []
+        root_fd = _open_source(source) if isinstance(source, Path) else -1
         try:
-            st = os.fstat(root_fd)
-            name = self.options.name or str(source)
-            self.prefetcher.start(root_fd)
+            st = os.fstat(root_fd) if root_fd >= 0 else None
+            name = self.options.name or default_name(source)
+            if root_fd >= 0:  # several directories: no one descriptor to warm below
+                self.prefetcher.start(root_fd)
             self._plan(name)
         except BaseException:
-            os.close(root_fd)
+            for fd in [root_fd, *(fd for _, fd in opened)]:
+                if fd >= 0:
+                    os.close(fd)
             raise
         assert self.decision is not None
         taken = stamp(self.repo.snapshots(), name, reading)
@@ -278,8 +288,11 @@ class Archiver:
         saver = BlobSaver(self.repo, on_pack_stored=self._on_stored)
         delta_id: str | None = None
         try:
-            root = _OpenDir("", _dir_node("", st), self.prev_children.get("", {}), None, root_fd)
-            self._walk(saver, root)
+            if st is not None:
+                top = _OpenDir("", _dir_node("", st), self.prev_children.get("", {}), None, root_fd)
+                self._walk(saver, top)
+            else:
+                self._walk_dirs(saver, opened)
             while self.ready:
                 self._finalize_ready(saver, force=True)
             if self.decision.kind == "incremental":
@@ -303,7 +316,7 @@ class Archiver:
             name=name,
             host=socket.gethostname(),
             user=getpass.getuser(),
-            paths=[self.options.source_path or str(source)],
+            paths=[self.options.source_path] if self.options.source_path else source_paths(source),
             tree=self.root_tree or "",
             tags=sorted(set(self.options.tags)),
             excludes=list(self.options.excludes),
@@ -320,6 +333,7 @@ class Archiver:
             validation=self.options.validation,
             clock_went_back=taken.went_back,
             clock_reading=taken.reading if taken.went_back else None,
+            dirs=dirs_record(source),
         )
         duration = time.monotonic() - started
         snapshot.summary = {
@@ -379,6 +393,30 @@ class Archiver:
             stack.append((top, self._listed(top)))
             self._walk_stack(saver, stack)
         finally:
+            for d, _ in stack:
+                os.close(d.fd)
+
+    def _walk_dirs(self, saver: BlobSaver, opened: list[tuple[str, int]]) -> None:
+        """Several named directories as one tree: a root that holds one directory per
+        name, each walked through the descriptor opened from its own path. The root
+        itself stands for no directory on disk (its node is never restored)."""
+        root_node = Node(name="", type=DIR, mode=0o700, mtime_ns=0)
+        root = _OpenDir("", root_node, self.prev_children.get("", {}), None, os.dup(opened[0][1]))
+        stack: list[tuple[_OpenDir, list[os.DirEntry[str]]]] = [(root, [])]
+        pending = list(opened)
+        try:
+            while pending:
+                name, fd = pending[0]
+                node = _dir_node(name, os.fstat(fd))
+                pending.pop(0)
+                child = _OpenDir(name, node, self.prev_children.get(name, {}), root, fd)
+                root.nodes.append(child.node)
+                self.dirs += 1
+                stack.append((child, self._listed(child)))
+            self._walk_stack(saver, stack)
+        finally:
+            for _, fd in pending:
+                os.close(fd)
             for d, _ in stack:
                 os.close(d.fd)
 
@@ -606,6 +644,22 @@ def _open_source(source: Path) -> int:
         raise CleancutError(f"cannot read source {source}: {exc.strerror}") from exc
 
 
+def _open_dirs(dirs: Dirs) -> list[tuple[str, int]]:
+    """Each named directory's descriptor, in the source's (name) order; all or none."""
+    opened: list[tuple[str, int]] = []
+    try:
+        for item in dirs:
+            try:
+                opened.append((item.name, _open_source(item.path)))
+            except CleancutError as exc:
+                raise CleancutError(f"directory {item.name}: {exc}") from None
+    except BaseException:
+        for _, fd in opened:
+            os.close(fd)
+        raise
+    return opened
+
+
 def _open_noatime(name: str, dir_fd: int) -> int:
     try:
         return os.open(name, FILE_FLAGS | getattr(os, "O_NOATIME", 0), dir_fd=dir_fd)
@@ -635,14 +689,21 @@ def _dir_node(name: str, st: os.stat_result) -> Node:
     return _node(name, DIR, st)
 
 
-def estimate(source: Path, excludes: list[str], progress: Progress) -> None:
+def estimate(source: Source, excludes: list[str], progress: Progress) -> None:
     """Count files and bytes for the progress ETA (run on a side thread; stat only).
 
     Like the walk, it goes through directory descriptors and never follows a link
     below the source (the source itself is resolved once, as the walk opens it)."""
+    tops = [(d.name, d.path) for d in source] if isinstance(source, tuple) else [("", source)]
+    for prefix, path in tops:
+        _estimate_dir(prefix, path, excludes, progress)
+    progress.scan_finished = True
+
+
+def _estimate_dir(prefix: str, source: Path, excludes: list[str], progress: Progress) -> None:
     top = os.path.realpath(source)
     for level in walk(top):
-        rel_dir = level.rel
+        rel_dir = f"{prefix}/{level.rel}".strip("/") if prefix else level.rel
         level.dirs[:] = [
             d for d in level.dirs if not is_excluded(f"{rel_dir}/{d}".lstrip("/"), excludes)
         ]
@@ -658,4 +719,3 @@ def estimate(source: Path, excludes: list[str], progress: Progress) -> None:
             if stat.S_ISREG(st.st_mode):
                 progress.files_total += 1
                 progress.bytes_total += st.st_size
-    progress.scan_finished = True

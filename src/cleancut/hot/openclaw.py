@@ -410,7 +410,8 @@ class OpenClawRuntime(AgentRuntime):
 
     def __init__(self, address: str, context: RuntimeContext) -> None:
         self.host, self.port = parse_address(address)
-        self.source: Path | None = context.source
+        # Where the live state dir may be: the source, or each of its named directories.
+        self.roots: list[Path] = [context.source] if context.source else list(context.dirs.values())
         self.token = resolve_token(context.token_file)
         self.client: GatewayClient | None = None
         self.suspender: OpenClawSuspender | None = None
@@ -453,9 +454,7 @@ class OpenClawRuntime(AgentRuntime):
         return {}
 
     def inflight(self, timeout: float) -> list[dict[str, Any]]:
-        if self.source is None:
-            return []
-        return [a for db in state_databases(self.source) for a in queue_actions(db)]
+        return [a for root in self.roots for db in state_databases(root) for a in queue_actions(db)]
 
     def captured_inflight(self, tree: Path) -> list[dict[str, Any]]:
         return [a for db in state_databases(tree) for a in queue_actions(db)]

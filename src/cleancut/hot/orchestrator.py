@@ -42,6 +42,7 @@ from cleancut.ops.runner import run_backup
 from cleancut.repository.attempts import backup_attempts, record_backup_attempt
 from cleancut.repository.chain import own_blobs, verified_chain
 from cleancut.repository.repository import Repository
+from cleancut.repository.sourcedirs import Source, default_name, source_paths
 from cleancut.repository.walk import load_tree
 from cleancut.settings.config_file import FALLBACKS, SourceConfig
 from cleancut.settings.profiles import MISS_ALERT_THRESHOLD, Profile
@@ -53,7 +54,8 @@ from .freeze import freeze
 from .hooks import run_hook
 from .runtime import RuntimeContext, open_runtime
 from .session import SessionReport, quiesced
-from .stage import RACY_WINDOW_NS, Stager, StageStats
+from .stage import RACY_WINDOW_NS, StageStats
+from .stage_dirs import DirsStager
 
 DEFAULT_HOOK_TIMEOUT = 60.0
 DEFAULT_FREEZE_WATCHDOG = 60.0
@@ -136,14 +138,18 @@ def default_staging(repo: Repository, name: str) -> Path:
 
 def hot_backup(
     repo: Repository,
-    source: Path,
+    source: Source,
     options: BackupOptions,
     hot: HotOptions,
     progress: Progress | None = None,
 ) -> HotResult:
+    """`source` is one directory or several named ones (repository/sourcedirs.py); all of a
+    source's directories are captured inside the one pause."""
     hot.validate()
-    name = options.name or str(source)
-    stager = Stager(source, hot.staging or default_staging(repo, name), options.excludes)
+    if isinstance(source, tuple) and hot.fallback == "journal":
+        raise UsageError("the journal fallback applies to a source of one directory")
+    name = options.name or default_name(source)
+    stager = DirsStager(source, hot.staging or default_staging(repo, name), options.excludes)
     started = time.monotonic()
     steps: dict[str, float] = {}
     capture: dict[str, Any] = {"mode": hot.mode, "steps_ms": steps}
@@ -160,7 +166,7 @@ def hot_backup(
                 options,
                 name=name,
                 consistency=consistency,
-                source_path=str(source),
+                source_path=None if isinstance(source, tuple) else str(source),
                 capture=capture,
                 validation=validation,
                 warnings=[*options.warnings, *warnings],
@@ -196,7 +202,7 @@ def hot_backup(
 def _check_formats(
     repo: Repository,
     name: str,
-    tree: Path,
+    tree: Source,
     hot: HotOptions,
     options: BackupOptions,
     consistency: str,
@@ -213,12 +219,12 @@ def _check_formats(
 def _capture(
     repo: Repository,
     name: str,
-    stager: Stager,
-    source: Path,
+    stager: DirsStager,
+    source: Source,
     hot: HotOptions,
     capture: dict[str, Any],
     missed: list[CleancutError],
-) -> tuple[StageStats, str, Path]:
+) -> tuple[StageStats, str, Source]:
     """Prepare, then take the cut the mode allows; verify the staged copy. Returns the
     directory to store: the staging mirror, or the journal fallback's rebuilt tree."""
     steps = capture["steps_ms"]
@@ -264,11 +270,11 @@ def _capture(
         problems = stager.verify()
     if problems:
         raise CaptureFailed(f"staged copy failed verification: {problems[0]}")
-    return stats, consistency, stager.tree
+    return stats, consistency, stager.staged()
 
 
 def _journal_capture(
-    repo: Repository, name: str, stager: Stager, journal: Path, capture: dict[str, Any]
+    repo: Repository, name: str, stager: DirsStager, journal: Path, capture: dict[str, Any]
 ) -> tuple[StageStats, str, Path]:
     """The journal fallback: ship what the agent's journal holds, then rebuild the state at
     the last shipped record (its base snapshot plus replay) and store that, labelled
@@ -282,7 +288,7 @@ def _journal_capture(
     seq = last_shipped(repo, name)
     if seq is None:
         raise QuiesceMissed(f"{capture['miss']}; the journal fallback found no shipped record")
-    tree = stager.tree.parent / "journal-tree"
+    tree = stager.scratch / "journal-tree"
     remove_tree(tree)
     with _timed(steps, "replay"):
         try:
@@ -304,11 +310,17 @@ def _journal_capture(
     return StageStats(warnings=list(shipped.warnings)), "journal", tree
 
 
-def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> StageStats:
+def _agent_capture(stager: DirsStager, hot: HotOptions, capture: dict[str, Any]) -> StageStats:
     assert hot.agent is not None
     report = SessionReport()
+    source = stager.source
     runtime = open_runtime(
-        hot.agent, RuntimeContext(source=stager.source, token_file=hot.agent_token_file)
+        hot.agent,
+        RuntimeContext(
+            source=None if isinstance(source, tuple) else source,
+            token_file=hot.agent_token_file,
+            dirs={d.name: d.path for d in source} if isinstance(source, tuple) else {},
+        ),
     )
 
     def capture_and_check() -> tuple[StageStats, list[str]]:
@@ -320,10 +332,11 @@ def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> 
             hot.agent, hot.quiesce_timeout, hot.horizon, capture_and_check, report, hot.lease,
             runtime=runtime,
         )
-        # What the captured state itself says is in flight, when the runtime reads it there.
-        captured = runtime.captured_inflight(stager.tree)
-        if captured is not None:
-            report.inflight = captured
+        # What the captured state itself says is in flight, when the runtime reads it there
+        # (in each of the source's directories).
+        found = [runtime.captured_inflight(tree) for tree in stager.trees.values()]
+        if any(f is not None for f in found):
+            report.inflight = [a for f in found if f for a in f]
     finally:
         capture["steps_ms"].update(report.steps_ms)
         capture["pause_ms"] = report.pause_ms
@@ -333,7 +346,9 @@ def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> 
         capture["peer_pid"] = report.peer_pid
         if report.journal_seq is not None:
             capture["journal_seq"] = report.journal_seq
-    changed = [rel for rel in changed if not runtime.expected_change(rel, stager.tree / rel)]
+    changed = [
+        rel for rel in changed if not runtime.expected_change(rel, stager.staged_path(rel))
+    ]
     if changed:
         capture["changed_while_quiesced"] = changed[:100]
         more = len(changed) - 5
@@ -346,7 +361,7 @@ def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> 
 
 
 def _fallback_capture(
-    stager: Stager, hot: HotOptions, capture: dict[str, Any]
+    stager: DirsStager, hot: HotOptions, capture: dict[str, Any]
 ) -> tuple[StageStats, str]:
     capture["fallback"] = hot.fallback
     capture["pause_ms"] = None
@@ -364,7 +379,7 @@ def _fallback_capture(
 
 
 def _frozen_capture(
-    stager: Stager, pid: int, watchdog: float, capture: dict[str, Any]
+    stager: DirsStager, pid: int, watchdog: float, capture: dict[str, Any]
 ) -> StageStats:
     steps = capture["steps_ms"]
     frozen_at = time.monotonic()
@@ -378,10 +393,11 @@ def _frozen_capture(
 
 
 def _hooked_capture(
-    stager: Stager, source: Path, hot: HotOptions, capture: dict[str, Any]
+    stager: DirsStager, source: Source, hot: HotOptions, capture: dict[str, Any]
 ) -> StageStats:
     steps = capture["steps_ms"]
-    env = {"CLEANCUT_SOURCE": str(source)}
+    # A source of several directories: their paths, separated by ':' as in $PATH.
+    env = {"CLEANCUT_SOURCE": ":".join(source_paths(source))}
     hooks: dict[str, Any] = {}
     capture["hooks"] = hooks
     try:
@@ -490,8 +506,8 @@ def tick_backup(
         alert_command=alert_command,
     )
     if hot.mode is None:
-        return run_backup(repo, src.path, options)
-    result = hot_backup(repo, src.path, options, hot)
+        return run_backup(repo, src.source, options)
+    result = hot_backup(repo, src.source, options, hot)
     assert result.backup is not None
     if result.quiesce_missed:
         result.backup.warnings.append(result.miss_reason or "quiesce missed")

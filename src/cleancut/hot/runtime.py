@@ -44,6 +44,8 @@ class RuntimeContext:
 
     source: Path | None = None
     token_file: Path | None = None
+    # A source of several named directories (then `source` is None): name -> directory.
+    dirs: dict[str, Path] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

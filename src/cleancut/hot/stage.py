@@ -167,10 +167,14 @@ class Stager:
         excludes: list[str] | None = None,
         *,
         sqlite_timeout: float = 5.0,
+        exclude_prefix: str = "",
     ) -> None:
         self.source = Path(source)
         self.staging = Path(staging)
         self.excludes = list(excludes or [])
+        # One directory of a source of several: patterns match the snapshot's paths,
+        # which begin with the directory's name (repository/sourcedirs.py).
+        self.exclude_prefix = exclude_prefix
         self.sqlite_timeout = sqlite_timeout
         self._src = os.path.abspath(source)
         self._staging = os.path.abspath(staging)
@@ -316,7 +320,7 @@ class Stager:
         file created during the capture) rather than left out by a rule."""
         if rel in self._skipped or entry.name.endswith(sqlite_copy.SIDECARS):
             return False  # unreadable, or a database's sidecar (checked through the db)
-        if self.excludes and is_excluded(rel, self.excludes):
+        if self.excludes and is_excluded(self.exclude_prefix + rel, self.excludes):
             return False
         try:
             mode = entry.stat(follow_symlinks=False).st_mode
@@ -482,7 +486,7 @@ class Stager:
                 rel = prefix + name
                 hit = excluded.get(rel)
                 if hit is None:
-                    hit = excluded[rel] = is_excluded(rel, excludes)
+                    hit = excluded[rel] = is_excluded(self.exclude_prefix + rel, excludes)
                 if hit:
                     continue
             try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from pathlib import Path
 
 from cleancut.archiver.backup import Archiver, BackupOptions, BackupResult, Progress
 from cleancut.backend.access import is_remote
@@ -17,6 +16,7 @@ from cleancut.backend.throttle import set_upload_cap
 from cleancut.errors import CleancutError
 from cleancut.repository.attempts import record_backup_attempt
 from cleancut.repository.repository import Repository
+from cleancut.repository.sourcedirs import Source, default_name
 
 
 def cap_uploads(repo: Repository, mbit: float | None) -> None:
@@ -29,7 +29,7 @@ def cap_uploads(repo: Repository, mbit: float | None) -> None:
 
 def run_backup(
     repo: Repository,
-    source: Path,
+    source: Source,
     options: BackupOptions,
     progress: Progress | None = None,
     quiesce_missed: bool = False,
@@ -37,7 +37,7 @@ def run_backup(
     """quiesce_missed: this window's quiesce failed and the snapshot is a fallback."""
     archiver = Archiver(repo, source, options, progress)
     started = time.monotonic()
-    name = options.name or str(source)
+    name = options.name or default_name(source)
     try:
         result = archiver.run()
     except (CleancutError, OSError) as exc:

@@ -50,7 +50,7 @@ def no_ack(src: SourceConfig) -> int | None:
 def plain_backup(
     repo: Repository, src: SourceConfig, options: BackupOptions, profile: Profile
 ) -> BackupResult:
-    return run_backup(repo, src.path, options)
+    return run_backup(repo, src.source, options)
 
 
 @dataclass

@@ -51,6 +51,9 @@ class Snapshot:
     clock_reading: str | None = None
     # What the capture's format checks found (repository/verdicts.py); None: not checked.
     validation: dict[str, Any] | None = None
+    # A source of several directories (decision 0006): each name at the tree's root, with
+    # the path it was read from. None for a one-directory source, and then not stored.
+    dirs: list[dict[str, str]] | None = None
     id: str = ""  # not stored: the object name
     record_hash: str = ""  # not stored: BLAKE3 of the canonical record, for chain links
 
@@ -63,6 +66,8 @@ class Snapshot:
             record.pop("clock_reading")
         if self.validation is None:  # records without a capture check stay as they were
             record.pop("validation")
+        if self.dirs is None:  # one-directory records stay exactly as they always were
+            record.pop("dirs")
         record["version"] = 1
         return record
 

@@ -11,7 +11,12 @@ temporary name created exclusively (safeio.py: nothing planted there is
 opened, followed or waited on, and no name, however long, can collide with
 it), and only a complete, verified file is renamed into place: a damaged blob
 leaves no corrupted file behind. Blocks of zeros are skipped over rather than
-written, so sparse files come back sparse on filesystems with holes."""
+written, so sparse files come back sparse on filesystems with holes.
+
+A snapshot of several named directories (decision 0006) restores as one
+directory per name under the target; `only_dir` restores one of them, its
+contents straight into the target (the way each goes back to its own place).
+"""
 
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from cleancut.repository.chain import snapshot_state
 from cleancut.repository.pack import pack_name
 from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import Snapshot
+from cleancut.repository.sourcedirs import recorded_dirs
 from cleancut.repository.state import State
 from cleancut.repository.tree import DIR, FILE, SYMLINK, Node
 
@@ -98,8 +104,11 @@ class Restorer:
         target: Path,
         includes: list[str] | None = None,
         on_bytes: Callable[[int], None] | None = None,
+        only_dir: str | None = None,
     ) -> None:
         self.repo = repo
+        self.only_dir = only_dir
+        self.top: Node | None = None  # the named directory restored as the target itself
         self.snapshot = snapshot
         self.target = target
         self.includes = [i.strip("/") for i in includes or [] if i.strip("/")]
@@ -119,6 +128,8 @@ class Restorer:
             self.repo.backend.prefetch(pack_name(pack_id))
         state = snapshot_state(self.repo, self.snapshot, self.result.refused)
         self.repo.drop_tree_cache()  # the state holds every node now: room for file data
+        if self.only_dir is not None:
+            state = self._one_dir(state, self.only_dir)
         for inc in self.includes:
             if inc not in state:
                 raise PathNotFound(f"no {inc!r} in snapshot {self.snapshot.id[:12]}")
@@ -129,6 +140,8 @@ class Restorer:
         links: list[tuple[str, str, Node]] = []
         dirs: list[tuple[str, Node]] = []
         try:
+            if self.top is not None:  # its mode and times go on the target, set last
+                dirs.append(("", self.top))
             self._plan(state, files, links, dirs)
             self._write_files(files)
             for dir_rel, rel, node in links:
@@ -139,6 +152,22 @@ class Restorer:
             self.fds.close()
             os.close(root_fd)
         return self.result
+
+    def _one_dir(self, state: State, name: str) -> State:
+        """The state below one named directory, as if it were the snapshot's root."""
+        known = recorded_dirs(self.snapshot.dirs)
+        if name not in known:
+            have = ", ".join(sorted(known)) or "none: it is a snapshot of one directory"
+            raise PathNotFound(
+                f"no directory {name!r} in snapshot {self.snapshot.id[:12]} (its directories: "
+                f"{have})"
+            )
+        node = state.get(name)
+        if node is None or node.type != DIR:
+            raise PathNotFound(f"no directory {name!r} in snapshot {self.snapshot.id[:12]}")
+        self.top = node
+        prefix = name + "/"
+        return {rel[len(prefix):]: n for rel, n in state.items() if rel.startswith(prefix)}
 
     # --- planning: directories are created in path order ------------------
 

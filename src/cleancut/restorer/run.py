@@ -29,6 +29,7 @@ from cleancut.errors import ExitCode, UsageError
 from cleancut.journal.repo.restore import PointRestore, has_journal, restore_to_point
 from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import Snapshot, snapshot_at
+from cleancut.repository.sourcedirs import recorded_dirs
 
 from .inflight import inflight_of, write_inflight
 from .restore import Restorer, RestoreResult
@@ -49,6 +50,7 @@ class RestoreRequest:
     at: datetime | None = None
     seq: int | None = None  # a journal record
     accept_loss: bool = False  # keep what replays when the repository's journal is damaged
+    only_dir: str | None = None  # one named directory of the snapshot (decision 0006)
 
 
 @dataclass
@@ -104,6 +106,7 @@ class RestoreOutcome:
             "errors": result.errors,
             "inflight": self.inflight,
             "inflight_file": str(self.inflight_file) if self.inflight_file else None,
+            "directories": recorded_dirs(self.snapshot.dirs),
         }
         if self.point is not None:
             doc["journal"] = {**self.point.replay.to_json(), "resumed": self.point.resumed}
@@ -118,8 +121,8 @@ def restore(
     point: PointRestore | None = None
     if journal:
         assert source is not None
-        if request.includes:
-            raise UsageError("--include cannot be combined with a journal replay")
+        if request.includes or request.only_dir:
+            raise UsageError("--include and --dir cannot be combined with a journal replay")
         point = restore_to_point(
             repo, source, request.target, request.seq, request.at,
             accept_loss=request.accept_loss,
@@ -173,7 +176,9 @@ def _restore_snapshot(
     def on_bytes(n: int) -> None:
         done[0] += n
 
-    restorer = Restorer(repo, snap, request.target, list(request.includes), on_bytes)
+    restorer = Restorer(
+        repo, snap, request.target, list(request.includes), on_bytes, request.only_dir
+    )
     shown = (
         progress(lambda: (restorer.result.files, done[0], 0, total))
         if progress is not None

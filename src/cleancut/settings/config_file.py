@@ -16,6 +16,7 @@ the key, found when the file is loaded rather than hours later in a backup.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -27,6 +28,7 @@ from typing import Any
 from cleancut.errors import UsageError
 from cleancut.fsio.boundedread import CONFIG_LIMIT, read_bounded
 from cleancut.redact import has_userinfo, redact_userinfo
+from cleancut.repository.sourcedirs import Dirs, Source, SourceDir, make_dirs
 from cleancut.validation.rules import DEFAULT_RULES, Rules
 
 from .profiles import (
@@ -60,6 +62,8 @@ _REPLICATION_KEYS = ("to", "interval", "password_file")
 DEFAULT_REPLICATION_INTERVAL = 3600.0
 _SOURCE_KEYS = (
     "path",
+    "paths",
+    "preset",
     "profile",
     "exclude",
     "tags",
@@ -87,7 +91,7 @@ class SourceConfig:
     """One [sources.NAME] table; paths already resolved against the file's directory."""
 
     name: str
-    path: Path
+    path: Path | None = None  # one directory; else `dirs`
     profile: str | None = None
     exclude: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
@@ -105,6 +109,26 @@ class SourceConfig:
     journal: Path | None = None
     # Which files a capture check and a restore test check, and as what (validaterules.py).
     validate: Rules = DEFAULT_RULES
+    # Several named directories in one cut (`paths = {NAME = PATH, ...}`, or a preset).
+    dirs: Dirs = ()
+    # A preset's name and what it resolved, each value with where it came from (config show).
+    preset: str | None = None
+    resolved: tuple[tuple[str, str, str], ...] = ()  # (what, value, origin)
+
+    @property
+    def source(self) -> Source:
+        """What a backup of this source reads: its directory, or its named directories."""
+        if self.dirs:
+            return self.dirs
+        assert self.path is not None  # parsing guarantees one or the other
+        return self.path
+
+
+# Presets a source may name (`preset = "openclaw"`): "module:function", imported when a
+# source names one. The function gets the source's table and the config file's directory
+# and returns the table with `path`/`paths`, `agent` and `exclude` filled in, and what it
+# resolved (see src/cleancut/hot/openclaw_preset.py). The store knows no agent: the preset does.
+PRESETS = {"openclaw": "cleancut.hot.openclaw_preset:resolve"}
 
 
 @dataclass(frozen=True)
@@ -264,10 +288,20 @@ def _parse_source(where: _Where, name: str, raw: object, base: Path) -> SourceCo
         raise where.fail(prefix, "a source needs a non-empty name")
     if not isinstance(raw, dict):
         raise where.fail(prefix, f"expected a table ([{prefix}]), got {_toml_type(raw)}")
+    preset: str | None = None
+    resolved: tuple[tuple[str, str, str], ...] = ()
+    if "preset" in raw:
+        preset = where.optional_str(raw, "preset", prefix)
+        raw, resolved = _apply_preset(where, str(preset), raw, prefix, base)
     where.no_unknown_keys(raw, _SOURCE_KEYS, prefix)
     path = where.optional_str(raw, "path", prefix)
-    if path is None:
-        raise where.fail(prefix, "missing 'path' (the directory to back up)")
+    dirs = _source_dirs(where, raw, prefix, base)
+    if path is None and not dirs:
+        raise where.fail(
+            prefix, "missing 'path' (the directory to back up) or 'paths' ({NAME = PATH, ...})"
+        )
+    if path is not None and dirs:
+        raise where.fail(prefix, "give 'path' or 'paths', not both")
     agent = _agent_address(where, raw, prefix, base)
     fallback = _fallback(where, raw, prefix)
     if agent and ("pre" in raw or "post" in raw):
@@ -282,7 +316,10 @@ def _parse_source(where: _Where, name: str, raw: object, base: Path) -> SourceCo
         )
     return SourceConfig(
         name=name,
-        path=_resolve_path(path, base),
+        path=_resolve_path(path, base) if path is not None else None,
+        dirs=dirs,
+        preset=preset,
+        resolved=resolved,
         profile=where.profile_name(raw, "profile", prefix),
         exclude=where.str_list(raw, "exclude", prefix),
         tags=where.str_list(raw, "tags", prefix),
@@ -307,6 +344,41 @@ def _validate_rules(where: _Where, raw: dict[str, Any], prefix: str) -> Rules:
 
 
 FALLBACKS = ("none", "frozen", "unquiesced", "journal")
+
+
+def _source_dirs(where: _Where, raw: dict[str, Any], prefix: str, base: Path) -> Dirs:
+    """`paths = {state = "/home/claw/.openclaw", workspace = "/srv/ws"}`: named directories."""
+    if "paths" not in raw:
+        return ()
+    key = _key(prefix, "paths")
+    table = raw["paths"]
+    if not isinstance(table, dict) or not table:
+        raise where.fail(key, "expected a table of NAME = PATH, like {state = \"/srv/claw\"}")
+    found = []
+    for name, value in table.items():
+        if not isinstance(value, str) or not value:
+            raise where.fail(_key(key, name), f"expected a path, got {_shown(value)}")
+        found.append(SourceDir(name, _resolve_path(value, base)))
+    try:
+        return make_dirs(found)
+    except UsageError as exc:
+        raise where.fail(key, str(exc)) from None
+
+
+def _apply_preset(
+    where: _Where, preset: str, raw: dict[str, Any], prefix: str, base: Path
+) -> tuple[dict[str, Any], tuple[tuple[str, str, str], ...]]:
+    """The hook: a preset turns its own keys into a plain source table."""
+    target = PRESETS.get(preset)
+    if target is None:
+        raise where.fail(_key(prefix, "preset"), f"unknown preset (known: {', '.join(PRESETS)})")
+    module, _, function = target.partition(":")
+    resolve = getattr(importlib.import_module(module), function)
+    try:
+        table, resolved = resolve(raw, base)
+    except UsageError as exc:
+        raise where.fail(prefix, f"preset {preset}: {exc}") from None
+    return table, tuple(resolved)
 
 
 def _agent_address(where: _Where, raw: dict[str, Any], prefix: str, base: Path) -> str | None:

@@ -4,9 +4,10 @@ The config file (config_file.py) and the built-in profiles (profiles.py) are the
 layers; this module stacks them for a run as `backup` does, and `status` and
 `forget` judge a source against the same stack:
 
-- a SOURCE that names a [sources.NAME] table backs up that table's path, with its
-  excludes and tags before the command line's, under its name (unless --name);
-  anything else is a path;
+- a SOURCE that names a [sources.NAME] table backs up that table's path (or its
+  named directories), with its excludes and tags before the command line's, under
+  its name (unless --name); anything else is a path; instead of SOURCE, --dir
+  NAME=PATH (repeated) names several directories captured in one cut (decision 0006);
 - the profile is --profile if given (it replaces the one the file or the source
   names; their overrides still apply on top), else the source's, else the file's,
   else the repository's; --set KEY=VALUE, --quiesce-timeout and --horizon override
@@ -19,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cleancut.errors import UsageError
+from cleancut.repository.sourcedirs import Source, make_dirs, parse_dir
 
 from .config_file import ConfigFile, SourceConfig, effective, parse_assignments
 from .profiles import Profile, get_profile
@@ -28,8 +30,8 @@ from .profiles import Profile, get_profile
 class BackupSource:
     """What a `backup SOURCE` backs up, the config file's table and the command line merged."""
 
-    path: Path
-    name: str | None  # None: the snapshot is named after the absolute path
+    path: Source  # a directory, or several named ones
+    name: str | None  # None: the snapshot is named after the absolute path(s)
     excludes: tuple[str, ...]
     tags: tuple[str, ...]
     configured: SourceConfig | None  # the [sources.NAME] table SOURCE names, if any
@@ -37,17 +39,23 @@ class BackupSource:
 
 def backup_source(
     config: ConfigFile,
-    source: str,
+    source: str | None,
     name: str | None,
     excludes: tuple[str, ...],
     tags: tuple[str, ...],
+    dir_args: tuple[str, ...] = (),
 ) -> BackupSource:
-    """SOURCE as a configured source's name, else as a path."""
+    """SOURCE as a configured source's name, else as a path; or --dir NAME=PATH, several."""
+    if (source is None) == (not dir_args):
+        raise UsageError("give SOURCE (a path or a configured source) or --dir NAME=PATH, one")
+    if source is None:
+        return BackupSource(make_dirs([parse_dir(d) for d in dir_args]), name, excludes, tags,
+                            None)
     configured = config.sources.get(source)
     if configured is None:
         return BackupSource(Path(source).absolute(), name, excludes, tags, None)
     return BackupSource(
-        configured.path,
+        configured.source,
         name or configured.name,
         (*configured.exclude, *excludes),
         (*configured.tags, *tags),

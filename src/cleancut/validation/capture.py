@@ -40,6 +40,7 @@ from cleancut.fsio.treewalk import walk
 from cleancut.repository.chain import snapshot_state
 from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import Snapshot
+from cleancut.repository.sourcedirs import Source
 from cleancut.repository.state import State
 from cleancut.repository.statecache import load_state
 from cleancut.repository.tree import FILE
@@ -101,7 +102,7 @@ class _Parent:
 def check_capture(
     repo: Repository,
     name: str,
-    tree: Path,
+    tree: Source,
     rules: Rules,
     excludes: list[str],
     consistency: str,
@@ -109,12 +110,13 @@ def check_capture(
     """Check the captured `tree` of source `name`; warn of regressed files when the
     capture is `quiesced`."""
     cache_dir = repo.cache.path.parent
-    previous = load_memo(cache_dir, name, rules.digest, tree)
-    memo = Memo(rules.digest, str(tree), time.time_ns())
+    key = _tree_key(tree)
+    previous = load_memo(cache_dir, name, rules.digest, key)
+    memo = Memo(rules.digest, str(key), time.time_ns())
     parent = _Parent(repo, name, rules)
     verdicts = Verdicts(rules=rules.digest)
     invalid: dict[str, Invalid] = {}
-    for rel, st in _files(tree, excludes):
+    for rel, path, st in _files(tree, excludes):
         known = previous.get(rel, st) if previous is not None else None
         if known is not None:
             memo.files[rel] = known
@@ -125,7 +127,7 @@ def check_capture(
                     if known.was_valid and parent.before(rel, known.kind) == "valid":
                         verdicts.regressed.append(rel)  # its last check was never stored
             continue
-        found = _check_one(rules, rel, tree / rel, st, parent, verdicts)
+        found = _check_one(rules, rel, path, st, parent, verdicts)
         memo.files[rel] = found
         if found.kind is not None and found.problem is not None:
             invalid[rel] = Invalid(found.kind, found.problem, st, found.was_valid)
@@ -170,21 +172,36 @@ def _warnings(verdicts: Verdicts, invalid: dict[str, Invalid]) -> list[str]:
     return lines
 
 
-def _files(tree: Path, excludes: list[str]) -> Iterator[tuple[str, Stat]]:
-    """Every regular file of the tree: its relative path and its metadata."""
-    for level in walk(tree):
-        if excludes:  # what the Archiver leaves out, it never walks into
-            level.dirs[:] = [
-                d for d in level.dirs
-                if not is_excluded(f"{level.rel}/{d}" if level.rel else d, excludes)
-            ]
-        for name in level.files:
-            rel = f"{level.rel}/{name}" if level.rel else name
-            if excludes and is_excluded(rel, excludes):
-                continue
-            try:
-                st = os.stat(name, dir_fd=level.fd, follow_symlinks=False)
-            except OSError:
-                continue  # gone: the Archiver will not store it either
-            if stat.S_ISREG(st.st_mode):
-                yield rel, (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+def _tree_key(tree: Source) -> Path:
+    """What the memo is kept for: the staged directory, or every named one of a source
+    of several (decision 0006)."""
+    if isinstance(tree, tuple):
+        return Path("|".join(f"{d.name}={d.path}" for d in tree))
+    return tree
+
+
+def _roots(tree: Source) -> list[tuple[str, Path]]:
+    """Each directory walked, with the prefix its files have in the snapshot."""
+    if isinstance(tree, tuple):
+        return [(f"{d.name}/", d.path) for d in tree]
+    return [("", tree)]
+
+
+def _files(tree: Source, excludes: list[str]) -> Iterator[tuple[str, Path, Stat]]:
+    """Every regular file of the tree: its path in the snapshot, on disk, and its metadata."""
+    for prefix, root in _roots(tree):
+        for level in walk(root):
+            base = f"{prefix}{level.rel}/" if level.rel else prefix
+            if excludes:  # what the Archiver leaves out, it never walks into
+                level.dirs[:] = [d for d in level.dirs if not is_excluded(base + d, excludes)]
+            for name in level.files:
+                rel = base + name
+                if excludes and is_excluded(rel, excludes):
+                    continue
+                try:
+                    st = os.stat(name, dir_fd=level.fd, follow_symlinks=False)
+                except OSError:
+                    continue  # gone: the Archiver will not store it either
+                if stat.S_ISREG(st.st_mode):
+                    inner = rel[len(prefix):]
+                    yield rel, root / inner, (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)

@@ -20,13 +20,22 @@ from cleancut.cli.progress import format_bytes, progress_line
 from cleancut.errors import UsageError
 from cleancut.hot.orchestrator import DEFAULT_HOOK_TIMEOUT, HotOptions, HotResult, hot_backup
 from cleancut.ops.runner import cap_uploads, run_backup
+from cleancut.repository.sourcedirs import default_name
 from cleancut.settings.config_file import SourceConfig
 from cleancut.settings.profiles import parse_duration
 from cleancut.settings.run_settings import backup_profile, backup_source
 
 
 @click.command("backup")
-@click.argument("source")
+@click.argument("source", required=False)
+@click.option(
+    "--dir",
+    "dir_args",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Instead of SOURCE: one of several directories captured in one cut (repeatable), "
+    "e.g. --dir state=~/.openclaw --dir workspace=/srv/ws; needs --name.",
+)
 @click.option("--tag", "tags", multiple=True, help="Tag the snapshot (repeatable).")
 @click.option(
     "--exclude",
@@ -79,7 +88,8 @@ from cleancut.settings.run_settings import backup_profile, backup_source
 @common_options
 def command(
     common: Common,
-    source: str,
+    source: str | None,
+    dir_args: tuple[str, ...],
     tags: tuple[str, ...],
     excludes: tuple[str, ...],
     name: str | None,
@@ -106,8 +116,11 @@ def command(
     With --agent (or --freeze, or --pre/--post) the snapshot is a hot backup of a
     running agent: a short pause for a clean cut, then the store runs from a
     staged copy while the agent works.
+
+    With --dir NAME=PATH (repeated) instead of SOURCE, several directories are one
+    snapshot, captured in the same cut: each is the directory NAME at its root.
     """
-    target = backup_source(common.config, source, name, excludes, tags)
+    target = backup_source(common.config, source, name, excludes, tags, dir_args)
     configured = target.configured
     repo = common.open()
     try:
@@ -121,7 +134,7 @@ def command(
             horizon,
         )
         options = BackupOptions(
-            name=target.name or str(target.path),
+            name=target.name or default_name(target.path),
             tags=list(target.tags),
             excludes=list(target.excludes),
             force_full=force_full,

@@ -126,7 +126,9 @@ def _report(config: ConfigFile, result: Effective, places: dict[str, Located]) -
         if src is None
         else {
             "name": src.name,
-            "path": str(src.path),
+            "path": str(src.path) if src.path else None,
+            "dirs": {d.name: str(d.path) for d in src.dirs},
+            "agent": src.agent,
             "exclude": list(src.exclude),
             "tags": list(src.tags),
             # The rules in order, then the built-in defaults for what none matches.
@@ -134,6 +136,11 @@ def _report(config: ConfigFile, result: Effective, places: dict[str, Located]) -
                 {"pattern": p, "format": k, "origin": "config file"} for p, k in src.validate.rules
             ]
             + [{"pattern": p, "format": k, "origin": "default"} for p, k in DEFAULT_VALIDATE],
+            "preset": src.preset,
+            "resolved": [
+                {"what": what, "value": value, "origin": origin}
+                for what, value, origin in src.resolved
+            ],
         },
         "profile": {"name": result.profile_name, "origin": result.profile_origin},
         "settings": {
@@ -162,7 +169,15 @@ def _print(report: dict[str, Any]) -> None:
     click.echo(f"{'sources':<{width}}{', '.join(report['sources']) or '-'}")
     if report["source"]:
         src = report["source"]
-        click.echo(f"{'source':<{width}}{src['name']}: {src['path']}")
+        click.echo(f"{'source':<{width}}{src['name']}: {src['path'] or 'directories'}")
+        for dir_name, dir_path in src["dirs"].items():
+            click.echo(f"{'':<{width}}  {dir_name} = {dir_path}")
+        if src["agent"]:
+            click.echo(f"{'  agent':<{width}}{src['agent']}")
+        if src["preset"]:
+            click.echo(f"{'  preset':<{width}}{src['preset']}, which resolved:")
+            for item in src["resolved"]:
+                click.echo(f"{'':<{width}}  {item['what']}: {item['value']}  ({item['origin']})")
         click.echo(f"{'  exclude':<{width}}{', '.join(src['exclude']) or '-'}")
         click.echo(f"{'  tags':<{width}}{', '.join(src['tags']) or '-'}")
         own = [

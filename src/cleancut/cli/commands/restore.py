@@ -17,6 +17,7 @@ from cleancut.cli.progress import format_bytes, progress_line
 from cleancut.clock import parse_time
 from cleancut.journal.repo.restore import PointRestore, lost_text
 from cleancut.pathtext import shown_path
+from cleancut.repository.sourcedirs import recorded_dirs
 from cleancut.restorer.run import RestoreOutcome, RestoreRequest, Sample, restore
 
 
@@ -35,6 +36,13 @@ from cleancut.restorer.run import RestoreOutcome, RestoreRequest, Sample, restor
     multiple=True,
     metavar="PATH",
     help="Restore only this path of the snapshot (repeatable).",
+)
+@click.option(
+    "--dir",
+    "only_dir",
+    metavar="NAME",
+    help="A snapshot of several directories: restore only directory NAME, its contents "
+    "straight into --target (each directory back to its own place).",
 )
 @click.option("--name", help="With 'latest', --at or --seq: the source.")
 @click.option(
@@ -63,6 +71,7 @@ def command(
     snapshot: str | None,
     target: Path,
     includes: tuple[str, ...],
+    only_dir: str | None,
     name: str | None,
     at: str | None,
     seq: int | None,
@@ -78,7 +87,9 @@ def command(
     if sum(x is not None for x in (snapshot, at, seq)) != 1:
         raise click.UsageError("give one of SNAPSHOT, --at TIME or --seq N")
     moment = parse_time(at) if at is not None else None
-    request = RestoreRequest(snapshot, target, list(includes), name, moment, seq, accept_loss)
+    request = RestoreRequest(
+        snapshot, target, list(includes), name, moment, seq, accept_loss, only_dir
+    )
 
     def shown(sample: Sample) -> AbstractContextManager[None]:
         return progress_line(common.show_progress, sample)
@@ -114,6 +125,12 @@ def command(
             f"restored snapshot {snap.id[:12]} to {shown_path(str(target))}: {result.files} files, "
             f"{format_bytes(result.bytes_written)}"
         )
+        if only_dir is None:
+            for dir_name, original in recorded_dirs(snap.dirs).items():
+                common.say(
+                    f"  {dir_name}/ (backed up from {shown_path(original)}): put it back with "
+                    f"--dir {dir_name} --target PATH"
+                )
     if result.damaged:
         click.echo(
             f"cleancut: {len(result.damaged)} file(s) not restored because their data is "
