@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import secrets
 import stat
@@ -47,53 +46,40 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cleancut.store import jsonparse
 from cleancut.store.backup import DIR_FLAGS, FILE_FLAGS, is_excluded
 from cleancut.store.errors import CleancutError, NoSpace, NotOurs
 from cleancut.store.filekind import kind_of
-from cleancut.store.safeio import create_temp, unlink_quietly, write_all
 from cleancut.store.treewalk import remove_tree
 
-from . import sqlite_copy
+from . import sqlite_copy, stage_manifest
+from .stage_copy import Copier
+from .stage_manifest import (
+    _COPIED,
+    _CTIME,
+    _INO,
+    _MTIME,
+    _SIZE,
+    _STAGED,
+    _WAL,
+    DB,
+    DIR,
+    FILE,
+    LINK,
+    Entry,
+    Listing,
+)
 
-FICLONE = 0x40049409  # ioctl: share the source's extents (btrfs, XFS); copies nothing
 # Kernel file timestamps come from a coarse clock (a tick of 4-10 ms): a same-size
 # rewrite within the tick of a copy leaves identical metadata. A file whose ctime
 # is this close to the start of its last copy is therefore copied again.
 RACY_WINDOW_NS = 50_000_000
-MANIFEST_VERSION = 1
 TEMP_PREFIX = ".cleancut-stage."
 _NOSPACE = (errno.ENOSPC, errno.EDQUOT)
-# Errors of FICLONE / copy_file_range that mean "not here": fall back to the next method.
-_UNSUPPORTED = (
-    errno.EINVAL,
-    errno.EXDEV,
-    errno.ENOSYS,
-    errno.EOPNOTSUPP,
-    errno.ENOTSUP,
-    errno.ENOTTY,
-    errno.EBADF,
-    errno.EPERM,
-    errno.ETXTBSY,
-)
-_COPY_CHUNK = 1 << 20
 MARKER = ".cleancut-staging"
 _MARKER_TEXT = b"cleancut staging: a cache that cleancut empties and rebuilds at will\n"
 # What a staging directory made before the marker existed may hold (with a manifest).
 _LEGACY_NAMES = {"tree", "manifest.json", "manifest.json.tmp", ".lock", "journal-tree"}
 _EXCLUDE_CACHE_MAX = 1 << 20  # paths; beyond this (much churn of names) start afresh
-
-# A manifest entry is a list (compact JSON, cheap to compare). Kinds and fields:
-#   "f" regular file:  [kind, size, mtime_ns, ctime_ns, ino, copy_start_ns, staged_ino]
-#   "s" SQLite db:     the same, + the -wal's [size, mtime_ns, ino] or None (see _wal)
-#   "l" symlink:       [kind, target, mtime_ns]
-#   "d" directory:     [kind, mode, mtime_ns]  (source's; -1 until first set)
-# Sizes, times and inodes are the *source's*, taken before the copy began.
-FILE, DB, LINK, DIR = "f", "s", "l", "d"
-_SIZE, _MTIME, _CTIME, _INO, _COPIED, _STAGED, _WAL = 1, 2, 3, 4, 5, 6, 7
-
-Entry = list  # one manifest entry, as above
-Listing = dict[str, Entry]  # the entries of one staged directory, by name
 
 
 @dataclass
@@ -120,16 +106,6 @@ class StageStats:
             "duration_s": round(self.duration_s, 6),
             "warnings": list(self.warnings),
         }
-
-
-def _boot_id() -> str:
-    """This boot's id. Staged files are not fsynced (staging is a cache), so after a
-    crash their data may be gone while the manifest survives: a new boot starts over."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
 def _rmtree(path: str) -> None:
@@ -183,7 +159,7 @@ class Stager:
                 f"the staging directory {staging} and the source {source} must not contain "
                 "each other: choose a staging directory outside the workspace"
             )
-        self._boot = _boot_id()
+        self._boot = stage_manifest.boot_id()
         self._dirs: dict[str, Listing] = {}  # staged directory rel -> its entries
         self._root: Entry | None = None  # the source root's DIR entry
         self._loaded = False  # the in-memory manifest matches staging
@@ -191,7 +167,7 @@ class Stager:
         self._persisted = False  # manifest.json holds what is in memory
         self._lock_fd: int | None = None
         self._unverified: set[str] = set()  # databases staged since the last verify()
-        self._no_reflink: set[int] = set()  # source devices where FICLONE is unsupported
+        self._copier = Copier()
         # Each staged directory's listing as JSON, kept until it changes: a pass that
         # copies a few files re-encodes a few directories, not the whole manifest.
         self._encoded: dict[str, str] = {}
@@ -597,7 +573,7 @@ class Stager:
         tmp = self._temp(scan.dst)
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            reflinked, nbytes = self._copy_data(fd, out, fst)
+            reflinked, nbytes = self._copier.whole(fd, out, fst.st_dev)
             os.fchmod(out, stat.S_IMODE(fst.st_mode))
             os.utime(out, ns=(fst.st_atime_ns, fst.st_mtime_ns))
             staged_ino = os.fstat(out).st_ino
@@ -625,38 +601,6 @@ class Stager:
         stats.files_copied += 1
         stats.bytes_copied += nbytes
         stats.reflinked += reflinked
-
-    def _copy_data(self, fd: int, out: int, fst: os.stat_result) -> tuple[bool, int]:
-        """Reflink if the filesystem shares extents, else copy in the kernel, else by hand."""
-        if fst.st_dev not in self._no_reflink:
-            try:
-                fcntl.ioctl(out, FICLONE, fd)
-                return True, os.fstat(out).st_size
-            except OSError as exc:
-                if exc.errno not in _UNSUPPORTED:
-                    raise
-                if exc.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.ENOSYS):
-                    self._no_reflink.add(fst.st_dev)
-        copied = 0
-        try:
-            while True:
-                n = os.copy_file_range(fd, out, 1 << 30)
-                if n == 0:
-                    break
-                copied += n
-        except OSError as exc:
-            if exc.errno not in _UNSUPPORTED:
-                raise
-        # Some filesystems report 0 from copy_file_range without copying: finish by hand.
-        while True:
-            buf = os.read(fd, _COPY_CHUNK)
-            if not buf:
-                return False, copied
-            view = memoryview(buf)
-            while view:
-                written = os.write(out, view)
-                view = view[written:]
-                copied += written
 
     def _stage_db(self, scan: _Scan, name: str, fst: os.stat_result, started: int) -> str | None:
         """Stage a database through SQLite's backup API, never as bytes."""
@@ -933,16 +877,7 @@ class Stager:
         alone, or a manifest of ours beside it."""
         if names <= {".lock"}:
             return True
-        try:
-            with open(self._manifest, "rb") as f:
-                data = jsonparse.loads(f.read())
-        except (OSError, ValueError):
-            return False
-        return (
-            isinstance(data, dict)
-            and data.get("version") == MANIFEST_VERSION
-            and {"source", "boot_id", "root", "dirs"} <= data.keys()
-        )
+        return stage_manifest.is_ours(self._manifest)
 
     # --- the manifest ----------------------------------------------------------------
 
@@ -959,13 +894,11 @@ class Stager:
 
     def _load(self) -> bool:
         """Read the manifest; False if it is missing, damaged or from another source or boot."""
+        if not os.path.isdir(self._tree):
+            return False
         try:
-            with open(self._manifest, "rb") as f:
-                data = jsonparse.loads(f.read())
-            if not os.path.isdir(self._tree):
-                return False
-            root, dirs = _parse_manifest(data, self._src, self._boot)
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            root, dirs = stage_manifest.read_manifest(self._manifest, self._src, self._boot)
+        except (OSError, ValueError, TypeError, IndexError):
             return False
         self._root = root
         self._dirs = dirs
@@ -1023,43 +956,11 @@ class Stager:
 
     def _write_manifest(self) -> None:
         """Atomically (temp, fsync, rename), after the copies it describes are in place."""
-        encoded: dict[str, str] = {}
-        parts = []
-        for rel, listing in self._dirs.items():
-            text = self._encoded.get(rel)
-            if text is None:
-                text = json.dumps(listing, separators=(",", ":"), check_circular=False)
-            encoded[rel] = text
-            parts.append(f"{json.dumps(rel)}:{text}")
-        head = json.dumps(
-            {
-                "version": MANIFEST_VERSION,
-                "source": self._src,
-                "boot_id": self._boot,
-                "root": self._root,
-            },
-            separators=(",", ":"),
+        blob, encoded = stage_manifest.encode(
+            self._src, self._boot, self._root, self._dirs, self._encoded
         )
-        blob = f'{head[:-1]},"dirs":{{{",".join(parts)}}}}}'.encode()
-        # A random temporary name, created exclusively: a name anyone could guess in the
-        # staging directory could hold a symlink or hard link that O_TRUNC would write through.
-        dir_fd = os.open(self._staging, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            fd, tmp = create_temp(dir_fd, ("manifest.json",), ".tmp")
-            self._current = os.path.join(self._staging, tmp)
-            try:
-                try:
-                    write_all(fd, blob)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.rename(tmp, os.path.basename(self._manifest), src_dir_fd=dir_fd,
-                          dst_dir_fd=dir_fd)
-            except BaseException:
-                unlink_quietly(tmp, dir_fd)
-                raise
-        finally:
-            os.close(dir_fd)
+        self._current = self._manifest
+        stage_manifest.write_atomically(self._staging, os.path.basename(self._manifest), blob)
         self._encoded = encoded
         self._persisted = True
 
@@ -1170,50 +1071,3 @@ def _wal_now(path: str) -> list[int] | None:
     except OSError:
         return None
     return [st.st_size, st.st_mtime_ns, st.st_ino] if st.st_size else None
-
-
-def _is_int(value: object) -> bool:
-    return type(value) is int
-
-
-def _parse_manifest(
-    data: object, source: str, boot: str
-) -> tuple[Entry | None, dict[str, Listing]]:
-    """Validate a manifest read from disk; ValueError if anything is off."""
-    if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION:
-        raise ValueError("unknown manifest version")
-    if data.get("source") != source or data.get("boot_id") != boot:
-        raise ValueError("manifest of another source or boot")
-    root = data["root"]
-    if root is not None and not _valid_entry(root):
-        raise ValueError("bad root entry")
-    dirs = data["dirs"]
-    if not isinstance(dirs, dict) or "" not in dirs:
-        raise ValueError("bad directory table")
-    for rel, listing in dirs.items():
-        if not isinstance(rel, str) or not isinstance(listing, dict):
-            raise ValueError("bad directory table")
-        for name, entry in listing.items():
-            if not name or name in (".", "..") or "/" in name or "\0" in name:
-                raise ValueError(f"bad name {name!r}")
-            if not _valid_entry(entry):
-                raise ValueError(f"bad entry for {name!r}")
-    return root, dirs
-
-
-def _valid_entry(entry: object) -> bool:
-    if not isinstance(entry, list) or not entry:
-        return False
-    kind = entry[0]
-    if kind == FILE:
-        return len(entry) == 7 and all(_is_int(v) for v in entry[1:])
-    if kind == DB:
-        if len(entry) != 8 or not all(_is_int(v) for v in entry[1:7]):
-            return False
-        wal = entry[_WAL]
-        return wal is None or (isinstance(wal, list) and len(wal) == 3 and all(map(_is_int, wal)))
-    if kind == LINK:
-        return len(entry) == 3 and isinstance(entry[1], str) and _is_int(entry[2])
-    if kind == DIR:
-        return len(entry) == 3 and _is_int(entry[1]) and _is_int(entry[2])
-    return False
