@@ -228,6 +228,7 @@ def _capture(
     else:
         raise UsageError("a hot backup needs --agent, --freeze or --pre/--post")
     capture["consistency"] = consistency
+    stager.finish()  # after resume: pinned databases copied, manifest written
     capture["stage"] = stats.to_json()
     with _timed(steps, "verify_staged"):
         problems = stager.verify()
@@ -281,7 +282,7 @@ def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> 
     )
 
     def capture_and_check() -> tuple[StageStats, list[str]]:
-        stats = stager.capture()
+        stats = stager.capture(defer=True)
         return stats, stager.changed_since_capture()  # still inside the pause
 
     try:
@@ -289,6 +290,7 @@ def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> 
             hot.agent, hot.quiesce_timeout, hot.horizon, capture_and_check, report, hot.lease,
             runtime=runtime,
         )
+        stager.finish()  # resumed: the staged tree is complete once this returns
         # What the captured state itself says is in flight, when the runtime reads it there.
         captured = runtime.captured_inflight(stager.tree)
         if captured is not None:
@@ -340,7 +342,7 @@ def _frozen_capture(
     with freeze(pid, watchdog) as info:
         steps["freeze"] = round(info.stop_ms, 3)
         with _timed(steps, "capture"):
-            stats = stager.capture()
+            stats = stager.capture(defer=True)
     capture["pause_ms"] = round((time.monotonic() - frozen_at) * 1000, 3)
     capture["frozen_pids"] = list(info.pids)
     return stats
@@ -360,7 +362,7 @@ def _hooked_capture(
             hooks["pre"] = {"returncode": pre.returncode, "duration_s": pre.duration_s}
         paused_at = time.monotonic()
         with _timed(steps, "capture"):
-            stats = stager.capture()
+            stats = stager.capture(defer=True)
         capture["pause_ms"] = round((time.monotonic() - paused_at) * 1000, 3)
     finally:
         if hot.post:  # always, once the pre hook was started: it undoes what pre did

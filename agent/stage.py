@@ -91,8 +91,14 @@ class StageStats:
     bytes_copied: int = 0
     files_deleted: int = 0
     sqlite_copied: int = 0
+    sqlite_pinned: int = 0  # WAL databases pinned in this pass, copied by finish()
+    tails: int = 0  # grown files whose new tail only was copied
     reflinked: int = 0
     duration_s: float = 0.0
+    finish_s: float = 0.0  # finish(): pinned copies and the manifest, after resume
+    scan: str = "full"  # "full" or "tracked" (only the directories that changed)
+    scan_reason: str = ""  # why a full scan, or what the tracker said
+    dirs_scanned: int = 0
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
@@ -102,8 +108,14 @@ class StageStats:
             "bytes_copied": self.bytes_copied,
             "files_deleted": self.files_deleted,
             "sqlite_copied": self.sqlite_copied,
+            "sqlite_pinned": self.sqlite_pinned,
+            "tails": self.tails,
             "reflinked": self.reflinked,
             "duration_s": round(self.duration_s, 6),
+            "finish_s": round(self.finish_s, 6),
+            "scan": self.scan,
+            "scan_reason": self.scan_reason,
+            "dirs_scanned": self.dirs_scanned,
             "warnings": list(self.warnings),
         }
 
@@ -168,6 +180,8 @@ class Stager:
         self._lock_fd: int | None = None
         self._unverified: set[str] = set()  # databases staged since the last verify()
         self._copier = Copier()
+        self._defer = False  # this capture pins WAL databases (capture(defer=True))
+        self._pending: list[_Pending] = []  # pinned, not yet copied (finish())
         # Each staged directory's listing as JSON, kept until it changes: a pass that
         # copies a few files re-encodes a few directories, not the whole manifest.
         self._encoded: dict[str, str] = {}
@@ -222,6 +236,7 @@ class Stager:
             yield
         finally:
             # Once we let go another process may stage: distrust the in-memory manifest.
+            self._abandon_pending()
             self._loaded = False
             self._lock_fd = None
             os.close(fd)
@@ -236,14 +251,47 @@ class Stager:
         """
         return self._pass(strict=False)
 
-    def capture(self) -> StageStats:
+    def capture(self, *, defer: bool = False) -> StageStats:
         """Inside the pause: make staging equal to the workspace at this moment.
 
         Scans metadata, re-copies what changed since the last pass (or may have,
         see RACY_WINDOW_NS), deletes what vanished, copies SQLite databases through
         SQLite's backup API, and persists the manifest.
+
+        With `defer` (and the lock held by the caller), what can wait until the agent
+        runs again waits for finish(): a changed WAL-mode database is pinned (a read
+        transaction fixes its state now) instead of copied, and the manifest is not
+        written. The staged tree is complete only once finish() returned.
         """
-        return self._pass(strict=True)
+        defer = defer and self._lock_fd is not None
+        self._defer = defer
+        try:
+            return self._pass(strict=True, persist=not defer)
+        finally:
+            self._defer = False
+
+    def finish(self) -> StageStats:
+        """After resume: copy the databases the capture pinned (their state at the cut,
+        however much the agent wrote since) and write the manifest. Returns the capture's
+        stats, updated. Does nothing when no deferred capture is waiting."""
+        stats = self._stats
+        if not self._pending and self._persisted:
+            return stats
+        started = time.monotonic()
+        try:
+            while self._pending:
+                self._copy_pinned(self._pending[0])
+                self._pending.pop(0)
+            if not self._persisted:
+                self._write_manifest()
+        except OSError as exc:
+            self._abandon_pending()
+            raise self._os_error(exc) from exc
+        except BaseException:
+            self._abandon_pending()
+            raise
+        stats.finish_s += time.monotonic() - started
+        return stats
 
     def verify(self) -> list[str]:
         """After resume: `PRAGMA integrity_check` on each database staged since the
@@ -302,8 +350,9 @@ class Stager:
 
     # --- one pass ------------------------------------------------------------
 
-    def _pass(self, strict: bool) -> StageStats:
+    def _pass(self, strict: bool, persist: bool = True) -> StageStats:
         started = time.monotonic()
+        self._abandon_pending()  # a deferred capture that was never finished
         stats = self._stats = StageStats()
         self._strict = strict
         self._modified = set()
@@ -317,7 +366,7 @@ class Stager:
             try:
                 self._ensure_loaded()
                 self._mirror()
-                if not self._persisted:
+                if persist and not self._persisted:
                     self._write_manifest()
             except OSError as exc:
                 self._need_sweep = True  # temp names or half-done removals may be left
@@ -557,9 +606,11 @@ class Stager:
                     f"{rel}: became {kind_of(fst.st_mode)} after it was listed, skipped"
                 )
                 return None
-            if fst.st_size >= 16 and os.pread(fd, 16, 0) == sqlite_copy.HEADER:
+            head = os.pread(fd, 20, 0) if fst.st_size >= 16 else b""
+            if head[:16] == sqlite_copy.HEADER:
                 # Held open while SQLite copies, so that its inode stays ours to compare.
-                return self._stage_db(scan, name, fst, started)
+                wal_mode = head[18:20] == sqlite_copy.WAL_VERSIONS
+                return self._stage_db(scan, name, fst, started, wal_mode)
             self._copy_plain(scan, name, fd, fst, started)
             return FILE
         finally:
@@ -568,7 +619,17 @@ class Stager:
     def _copy_plain(
         self, scan: _Scan, name: str, fd: int, fst: os.stat_result, started: int
     ) -> None:
-        """Copy under a temp name, then rename: a crash leaves the old copy, never half."""
+        """Copy under a temp name, then rename: a crash leaves the old copy, never half.
+        A file that only grew since its last copy gets its new tail appended instead."""
+        old = scan.listing.get(name)
+        if (
+            old is not None
+            and old[0] == FILE
+            and old[_INO] == fst.st_ino
+            and fst.st_size > old[_SIZE]
+            and self._append_tail(scan, name, fd, fst, old, started)
+        ):
+            return
         self._prepare_slot(scan, name)
         tmp = self._temp(scan.dst)
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -602,8 +663,45 @@ class Stager:
         stats.bytes_copied += nbytes
         stats.reflinked += reflinked
 
-    def _stage_db(self, scan: _Scan, name: str, fst: os.stat_result, started: int) -> str | None:
-        """Stage a database through SQLite's backup API, never as bytes."""
+    def _append_tail(
+        self, scan: _Scan, name: str, fd: int, fst: os.stat_result, old: Entry, started: int
+    ) -> bool:
+        """Append the source's new tail to the staged copy, if that copy is the one the
+        manifest names and its prefix still matches the source (stage_copy.Copier.tail).
+        False when it cannot: the caller copies the whole file. If this fails half way,
+        the manifest still names the old size, and the next pass truncates back to it."""
+        path = os.path.join(scan.dst, name)
+        try:
+            out = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            ost = os.fstat(out)
+            if not stat.S_ISREG(ost.st_mode) or ost.st_ino != old[_STAGED]:
+                return False
+            self._current = path
+            appended = self._copier.tail(fd, out, old[_SIZE], fst.st_size)
+            if appended is None:
+                return False
+            os.fchmod(out, stat.S_IMODE(fst.st_mode))
+            os.utime(out, ns=(fst.st_atime_ns, fst.st_mtime_ns))
+        finally:
+            os.close(out)
+        scan.listing[name] = [
+            FILE, fst.st_size, fst.st_mtime_ns, fst.st_ctime_ns, fst.st_ino, started, ost.st_ino
+        ]  # fmt: skip
+        self._changed(scan.rel)
+        stats = self._stats
+        stats.files_copied += 1
+        stats.tails += 1
+        stats.bytes_copied += appended
+        return True
+
+    def _stage_db(
+        self, scan: _Scan, name: str, fst: os.stat_result, started: int, wal_mode: bool
+    ) -> str | None:
+        """Stage a database through SQLite's backup API, never as bytes: copied now, or,
+        for a WAL database in a deferred capture, pinned now and copied by finish()."""
         rel = scan.prefix + name
         wal = self._wal(scan, name)  # before the copy, like the main file's metadata
         hostile = self._hostile_sidecar(scan, name)
@@ -615,6 +713,17 @@ class Stager:
             self._skipped.add(rel)
             return DB if scan.listing.get(name, [None])[0] == DB else None
         self._prepare_slot(scan, name)
+        if wal_mode and self._defer:
+            try:
+                pinned = self._pin_db(scan, name, fst, started, wal)
+            except sqlite_copy.NotADatabase as exc:
+                self._stats.warnings.append(
+                    f"{rel}: starts like a SQLite database but SQLite cannot read it ({exc}); "
+                    "staged byte for byte"
+                )
+                return self._stage_unreadable_db(scan, name)
+            if pinned != "not wal":
+                return DB if pinned == "pinned" else None
         tmp = self._temp(scan.dst)
         try:
             # By name, since SQLite opens nothing else; the name is inside the directory
@@ -668,6 +777,34 @@ class Stager:
         stats.sqlite_copied += 1
         stats.bytes_copied += staged.st_size
         return DB
+
+    def _pin_db(
+        self, scan: _Scan, name: str, fst: os.stat_result, started: int, wal: list[int] | None
+    ) -> str:
+        """Inside the pause: open a read transaction on a WAL database, fixing its state at
+        this moment, and leave the copy to finish(). The manifest entry names the source as
+        it is now and no staged inode yet (-1: a sweep drops it if finish() never runs).
+        Returns "pinned", "skipped" (replaced meanwhile) or "not wal" (copy it now)."""
+        rel = scan.prefix + name
+        pin = sqlite_copy.pin(
+            f"/proc/self/fd/{scan.fd}/{name}", rel, timeout=self.sqlite_timeout
+        )
+        if pin is None:
+            return "not wal"
+        if not self._still(scan, name, fst):
+            pin.release()
+            self._vanished.add(rel)
+            self._stats.warnings.append(
+                f"{rel}: replaced while SQLite opened it, skipped; the next pass copies it"
+            )
+            return "skipped"
+        self._pending.append(_Pending(scan.rel, name, pin, fst))
+        scan.listing[name] = [
+            DB, fst.st_size, fst.st_mtime_ns, fst.st_ctime_ns, fst.st_ino, started, -1, wal
+        ]  # fmt: skip
+        self._changed(scan.rel)
+        self._stats.sqlite_pinned += 1
+        return "pinned"
 
     def _stage_unreadable_db(self, scan: _Scan, name: str) -> str | None:
         """A file with a database header that SQLite rejects: staged as a plain file."""
@@ -780,6 +917,54 @@ class Stager:
         else:
             holder[name] = entry
             self._changed(rel.rpartition("/")[0])
+
+    # --- deferred work (finish) --------------------------------------------------
+
+    def _copy_pinned(self, pending: _Pending) -> None:
+        """Copy one pinned database into its staged place (temp name, then rename), and
+        give the staged directory back the mode and mtime the source had."""
+        rel = pending.rel
+        listing = self._dirs.get(rel)
+        entry = None if listing is None else listing.get(pending.name)
+        if listing is None or entry is None or entry[0] != DB or entry[_STAGED] != -1:
+            pending.pin.release()  # dropped from staging since (a later pass)
+            return
+        dst = os.path.join(self._tree, rel) if rel else self._tree
+        path = os.path.join(dst, pending.name)
+        dir_st = os.stat(dst)
+        if dir_st.st_mode & 0o700 != 0o700:
+            os.chmod(dst, stat.S_IMODE(dir_st.st_mode) | 0o700)
+        tmp = self._temp(dst)
+        self._current = path
+        try:
+            pending.pin.copy_to(tmp)
+            os.chmod(tmp, stat.S_IMODE(pending.st.st_mode))
+            os.utime(tmp, ns=(pending.st.st_atime_ns, pending.st.st_mtime_ns))
+            staged = os.stat(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            sqlite_copy.remove_copy(tmp)
+            raise
+        finally:
+            os.chmod(dst, stat.S_IMODE(dir_st.st_mode))
+            os.utime(dst, ns=(dir_st.st_atime_ns, dir_st.st_mtime_ns))
+        entry[_STAGED] = staged.st_ino
+        self._changed(rel)
+        self._unverified.add(f"{rel}/{pending.name}" if rel else pending.name)
+        stats = self._stats
+        stats.files_copied += 1
+        stats.sqlite_copied += 1
+        stats.bytes_copied += staged.st_size
+
+    def _abandon_pending(self) -> None:
+        """Let go of pins that were not copied. Their entries keep staged inode -1, which
+        no staged file has: the next pass sweeps them away and copies the databases."""
+        if not self._pending:
+            return
+        for pending in self._pending:
+            pending.pin.release()
+        self._pending = []
+        self._need_sweep = True
 
     # --- staging-side helpers ----------------------------------------------------
 
@@ -963,6 +1148,18 @@ class Stager:
         stage_manifest.write_atomically(self._staging, os.path.basename(self._manifest), blob)
         self._encoded = encoded
         self._persisted = True
+
+
+class _Pending:
+    """A database pinned inside the pause, to be copied into staging by finish()."""
+
+    __slots__ = ("rel", "name", "pin", "st")
+
+    def __init__(self, rel: str, name: str, pin: sqlite_copy.Pin, st: os.stat_result) -> None:
+        self.rel = rel  # the staged directory
+        self.name = name
+        self.pin = pin
+        self.st = st  # the source's stat when it was pinned (mode and times to give the copy)
 
 
 class _Scan:

@@ -35,7 +35,7 @@ _COPY_CHUNK = 1 << 20
 # The block compared at each end of the staged prefix before a tail is appended.
 CHECK_BLOCK = 4096
 # Below this, a grown file is copied whole: the check would cost about as much.
-MIN_TAIL_PREFIX = 64 * 1024
+MIN_TAIL_PREFIX = 2 * CHECK_BLOCK
 
 
 class Copier:

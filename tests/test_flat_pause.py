@@ -1,0 +1,247 @@
+"""A flat pause: what the in-pause pass no longer does (issue 13, the capture half).
+
+A WAL database is pinned inside the pause and copied after it, grown files get
+their new tail only, and the manifest waits until after resume. Real files, real
+other processes writing SQLite (with apsw's current SQLite, as an agent would).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cleancut.agent.stage import Stager
+from conftest import tree_state
+
+SETTLE_S = 0.06  # longer than the stager's racy window
+
+# Run in another process: SQLite's WAL read marks are POSIX locks, which one process
+# never sees conflict with its own (the agent is always another process).
+WRITER = r"""
+import apsw, sys
+db, action = sys.argv[1], sys.argv[2]
+con = apsw.Connection(db)
+con.set_busy_timeout(2000)
+if action == "init":
+    con.execute("PRAGMA journal_mode=" + sys.argv[3])
+    con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    with con:
+        for i in range(2000):
+            con.execute("INSERT INTO t(v) VALUES (?)", ("row %d " % i * 20,))
+elif action == "update":
+    with con:
+        con.execute("UPDATE t SET v = 'u' || v")
+elif action == "more":
+    for _ in range(3):
+        with con:
+            con.execute("UPDATE t SET v = 'later' || v")
+            con.execute("INSERT INTO t(v) VALUES ('later')")
+        print(list(con.execute("PRAGMA wal_checkpoint(PASSIVE)")), flush=True)
+"""
+
+
+def _sql(db: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER, str(db), *args], capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+def _digest(db: Path) -> tuple[int, str]:
+    """Rows and a hash of every row, read by another process's view of the file."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT id, v FROM t ORDER BY id").fetchall()
+    finally:
+        con.close()
+    return len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+def _files(root: Path) -> dict[str, object]:
+    """tree_state without the database and its sidecars (compared through SQLite)."""
+    return {k: v for k, v in tree_state(root).items() if not k.startswith("state.db")}
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    path = tmp_path / "src"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def staging(tmp_path: Path) -> Path:
+    return tmp_path / "staging"
+
+
+# --- 1. WAL databases are pinned in the pause and copied after it -----------------------
+
+
+def test_a_pinned_wal_database_is_copied_as_it_was_at_the_pin(src: Path, staging: Path) -> None:
+    db = src / "state.db"
+    _sql(db, "init", "wal")
+    stager = Stager(src, staging)
+    with stager.lock():
+        stager.prepare()
+        _sql(db, "update")  # changed since prepare: the capture must take it
+        at_cut = _digest(db)
+        stats = stager.capture(defer=True)
+        assert (stats.sqlite_pinned, stats.sqlite_copied) == (1, 0)
+        # The agent runs on: it commits, and checkpoints into the main file.
+        checkpoints = _sql(db, "more")
+        assert _digest(db) != at_cut and _digest(db)[0] == at_cut[0] + 3
+        stager.finish()
+    # The passive checkpoints could not move the main file past the pinned reader.
+    assert checkpoints.count("[(0,") == 3
+    assert (stats.sqlite_pinned, stats.sqlite_copied) == (1, 1)
+    staged = stager.tree / "state.db"
+    assert _digest(staged) == at_cut
+    assert staged.read_bytes()[18:20] == b"\x01\x01"  # self-contained (DELETE mode)
+    assert stager.verify() == []
+
+
+def test_a_rollback_journal_database_is_copied_inside_the_pause(src: Path, staging: Path
+                                                                ) -> None:
+    db = src / "state.db"
+    _sql(db, "init", "delete")
+    stager = Stager(src, staging)
+    with stager.lock():
+        stager.prepare()
+        _sql(db, "update")
+        at_cut = _digest(db)
+        stats = stager.capture(defer=True)
+        # Pinning it would block the agent's commits until the copy ends: copied now.
+        assert (stats.sqlite_pinned, stats.sqlite_copied) == (0, 1)
+        assert _digest(stager.tree / "state.db") == at_cut
+        stager.finish()
+    assert _digest(stager.tree / "state.db") == at_cut
+
+
+def test_the_manifest_waits_for_finish(src: Path, staging: Path) -> None:
+    (src / "a.txt").write_text("one")
+    stager = Stager(src, staging)
+    manifest = staging / "manifest.json"
+    with stager.lock():
+        stager.prepare()
+        before = manifest.read_bytes()
+        (src / "a.txt").write_text("two")
+        stager.capture(defer=True)
+        assert manifest.read_bytes() == before  # not written (nor fsynced) in the pause
+        stager.finish()
+        assert manifest.read_bytes() != before
+    assert (stager.tree / "a.txt").read_text() == "two"
+
+
+DEFERRED_THEN_DIE = r"""
+import os, sys
+from cleancut.agent.stage import Stager
+stager = Stager(sys.argv[1], sys.argv[2])
+with stager.lock():
+    stager.capture(defer=True)
+    os._exit(0)  # killed between the pause and finish(): no pinned copy, no manifest
+"""
+
+
+@pytest.mark.parametrize("journal_mode", ["wal", "delete"])
+def test_a_cleancut_killed_between_capture_and_finish_leaves_staging_consistent(
+    src: Path, staging: Path, journal_mode: str
+) -> None:
+    db = src / "state.db"
+    _sql(db, "init", journal_mode)
+    (src / "notes.md").write_text("first\n")
+    stager = Stager(src, staging)
+    with stager.lock():
+        stager.prepare()
+    _sql(db, "update")
+    (src / "notes.md").write_text("second, longer\n")
+    (src / "new.md").write_text("new\n")
+    subprocess.run([sys.executable, "-c", DEFERRED_THEN_DIE, str(src), str(staging)], check=True)
+    # A new cleancut trusts nothing the dead one did not finish: what it stages is the source.
+    stager = Stager(src, staging)
+    with stager.lock():
+        stager.capture(defer=True)
+        stager.finish()
+    assert _digest(stager.tree / "state.db") == _digest(db)
+    assert _files(stager.tree) == _files(src)
+
+
+def test_a_pin_left_unfinished_is_released_and_the_database_copied_again(
+    src: Path, staging: Path
+) -> None:
+    db = src / "state.db"
+    _sql(db, "init", "wal")
+    stager = Stager(src, staging)
+    with stager.lock():
+        stager.prepare()
+        _sql(db, "update")
+        stager.capture(defer=True)  # then the capture fails: no finish()
+    _sql(db, "more")  # a released pin lets the agent checkpoint fully
+    with stager.lock():
+        stats = stager.capture()
+    assert stats.sqlite_copied == 1
+    assert _digest(stager.tree / "state.db") == _digest(db)
+
+
+# --- 2. files that only grew get their tail -------------------------------------------
+
+
+def _grow(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+
+
+def test_a_grown_file_gets_only_its_new_tail(src: Path, staging: Path) -> None:
+    log = src / "transcript.jsonl"
+    log.write_bytes(b'{"turn": 0}\n' * 20_000)
+    stager = Stager(src, staging)
+    with stager.lock():
+        stager.prepare()
+        inode = (stager.tree / log.name).stat().st_ino
+        time.sleep(SETTLE_S)
+        _grow(log, b'{"turn": 1}\n' * 10)
+        stats = stager.capture()
+    assert (stats.tails, stats.files_copied, stats.bytes_copied) == (1, 1, 120)
+    staged = stager.tree / log.name
+    assert staged.read_bytes() == log.read_bytes()
+    assert staged.stat().st_ino == inode
+    assert staged.stat().st_mtime_ns == log.stat().st_mtime_ns
+
+
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_a_grown_file_whose_staged_prefix_changed_is_copied_whole(
+    src: Path, staging: Path, where: str
+) -> None:
+    log = src / "ledger.jsonl"
+    log.write_bytes(b"a" * 50_000)
+    stager = Stager(src, staging)
+    with stager.lock():
+        stager.prepare()
+        with open(log, "r+b") as f:
+            f.seek(0 if where == "first" else 50_000 - 1)
+            f.write(b"X")
+            f.seek(0, os.SEEK_END)
+            f.write(b"tail")
+        stats = stager.capture()
+    assert (stats.tails, stats.bytes_copied) == (0, 50_004)
+    assert (stager.tree / log.name).read_bytes() == log.read_bytes()
+
+
+def test_a_tail_half_appended_before_a_crash_is_cut_back(src: Path, staging: Path) -> None:
+    log = src / "transcript.jsonl"
+    log.write_bytes(b"x" * 30_000)
+    stager = Stager(src, staging)
+    with stager.lock():
+        stager.prepare()
+    _grow(stager.tree / log.name, b"half a tail that the source never had")  # the crash
+    _grow(log, b"the real tail\n")
+    stager = Stager(src, staging)  # a new process: the manifest still names 30,000 bytes
+    with stager.lock():
+        stats = stager.capture()
+    assert stats.tails == 1
+    assert (stager.tree / log.name).read_bytes() == log.read_bytes()
