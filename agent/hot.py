@@ -192,6 +192,7 @@ def _capture(
     directory to store: the staging mirror, or the journal fallback's rebuilt tree."""
     steps = capture["steps_ms"]
     with _timed(steps, "prepare"):
+        stager.track()  # from before the first pass: later passes visit only what changed
         prepared = stager.prepare()  # outside the pause: the in-pause pass copies little
         if prepared.files_copied:
             # What it just copied was written moments ago, so the racy rule would copy it
@@ -230,6 +231,7 @@ def _capture(
     capture["consistency"] = consistency
     stager.finish()  # after resume: pinned databases copied, manifest written
     capture["stage"] = stats.to_json()
+    capture["strategy"] = stats.strategy()
     with _timed(steps, "verify_staged"):
         problems = stager.verify()
     if problems:

@@ -42,7 +42,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +52,7 @@ from cleancut.store.filekind import kind_of
 from cleancut.store.treewalk import remove_tree
 
 from . import sqlite_copy, stage_manifest
+from .changes import Changes, ChangeTracker
 from .stage_copy import Copier
 from .stage_manifest import (
     _COPIED,
@@ -119,6 +120,18 @@ class StageStats:
             "warnings": list(self.warnings),
         }
 
+    def strategy(self) -> dict[str, object]:
+        """What the capture record says about how the in-pause pass worked, and why."""
+        return {
+            "scan": self.scan,
+            "why": self.scan_reason,
+            "directories_visited": self.dirs_scanned,
+            "databases_pinned": self.sqlite_pinned,  # copied after resume
+            "databases_copied_in_pause": self.sqlite_copied - self.sqlite_pinned,
+            "tails": self.tails,
+            "after_resume_s": round(self.finish_s, 6),
+        }
+
 
 def _rmtree(path: str) -> None:
     """Remove a staged subtree, even one whose mirrored modes forbid writing, at any
@@ -182,6 +195,11 @@ class Stager:
         self._copier = Copier()
         self._defer = False  # this capture pins WAL databases (capture(defer=True))
         self._pending: list[_Pending] = []  # pinned, not yet copied (finish())
+        # Change tracking (track()), for as long as the lock is held; never persisted.
+        self._tracker: ChangeTracker | None = None
+        self._tracked_base = False  # a pass succeeded since tracking began: the next may track
+        self._carry = Changes()  # taken by changed_since_capture(), not yet scanned
+        self._visited: set[str] = set()  # directories walked in this pass
         # Each staged directory's listing as JSON, kept until it changes: a pass that
         # copies a few files re-encodes a few directories, not the whole manifest.
         self._encoded: dict[str, str] = {}
@@ -237,9 +255,40 @@ class Stager:
         finally:
             # Once we let go another process may stage: distrust the in-memory manifest.
             self._abandon_pending()
+            self._stop_tracking()
             self._loaded = False
             self._lock_fd = None
             os.close(fd)
+
+    def track(self) -> str | None:
+        """Start watching the source for changes (agent/changes.py), so that a pass after
+        the first one visits only the directories that changed since the pass before it.
+        Needs the lock held; tracking ends with it. Returns None when every directory is
+        watched, else why not (every pass then scans everything, and says why)."""
+        if self._lock_fd is None:
+            raise CleancutError("track() needs the staging lock held")
+        if self._tracker is not None:
+            return None
+        self._tracker = ChangeTracker(self._src)
+        self._tracked_base = False
+        return self._tracker.start()
+
+    def _stop_tracking(self) -> None:
+        if self._tracker is not None:
+            self._tracker.close()
+        self._tracker = None
+        self._tracked_base = False
+        self._carry = Changes()
+
+    def _take_changes(self) -> Changes | None:
+        """What the tracker saw since the last pass (None: no tracking), with what
+        changed_since_capture() took and no pass has scanned yet."""
+        if self._tracker is None:
+            return None
+        changes = self._tracker.take()
+        changes.merge(self._carry)
+        self._carry = Changes()
+        return changes
 
     def prepare(self) -> StageStats:
         """Outside the pause: bring staging up to date with the live workspace.
@@ -314,10 +363,18 @@ class Stager:
         -wal's size, mtime and inode too), each symlink's target, and each directory's
         names are compared with what the capture recorded; files that vanished or
         changed kind during the capture count too. Empty when nothing moved.
-        One metadata pass, no data read."""
+        One metadata pass, no data read: of every staged directory, or with change
+        tracking, of the directories with an event since the capture began."""
         changed = sorted(self._vanished)
-        for rel, listing in self._dirs.items():
-            if rel in self._skipped:
+        dirs: Iterable[str] = self._dirs
+        if self._tracker is not None:
+            since = self._tracker.take()
+            self._carry.merge(since)  # the next pass, if any, must scan them too
+            if since.reason is None:
+                dirs = since.dirs | since.fresh
+        for rel in dirs:
+            listing = self._dirs.get(rel)
+            if listing is None or rel in self._skipped:
                 continue
             src = os.path.join(self._src, rel) if rel else self._src
             try:
@@ -353,6 +410,7 @@ class Stager:
     def _pass(self, strict: bool, persist: bool = True) -> StageStats:
         started = time.monotonic()
         self._abandon_pending()  # a deferred capture that was never finished
+        changes = self._take_changes()  # before anything is read: later events are kept
         stats = self._stats = StageStats()
         self._strict = strict
         self._modified = set()
@@ -365,17 +423,45 @@ class Stager:
         with self.lock():
             try:
                 self._ensure_loaded()
-                self._mirror()
+                self._visited = set()
+                if self._choose_scan(changes):
+                    assert changes is not None
+                    self._mirror_tracked(changes)
+                else:
+                    self._mirror()
+                stats.dirs_scanned = len(self._visited)
                 if persist and not self._persisted:
                     self._write_manifest()
             except OSError as exc:
                 self._need_sweep = True  # temp names or half-done removals may be left
+                self._tracked_base = False
                 raise self._os_error(exc) from exc
             except BaseException:
                 self._need_sweep = True
+                self._tracked_base = False
                 raise
+            self._tracked_base = self._tracker is not None
         stats.duration_s = time.monotonic() - started
         return stats
+
+    def _choose_scan(self, changes: Changes | None) -> bool:
+        """Whether this pass may visit only what the tracker named; says why in the stats."""
+        stats = self._stats
+        if changes is None:
+            stats.scan_reason = "no change tracking"
+        elif changes.reason is not None:
+            stats.scan_reason = f"change tracking gave up: {changes.reason}"
+        elif not self._tracked_base:
+            stats.scan_reason = "first pass since change tracking began"
+        else:
+            stats.scan = "tracked"
+            stats.scan_reason = (
+                f"inotify: {len(changes.dirs)} directories changed, "
+                f"{len(changes.fresh)} new subtrees since the last pass"
+            )
+            return True
+        stats.scan = "full"
+        return False
 
     def _os_error(self, exc: OSError) -> CleancutError:
         where = exc.filename
@@ -386,11 +472,65 @@ class Stager:
         return CleancutError(f"cannot stage {where}: {exc.strerror or exc}")
 
     def _mirror(self) -> None:
-        root_fd = self._open_source()
+        """A full pass: every directory of the source."""
+        self._walk(_Step("", -1, "", self._tree, None, None, self._open_source()), None)
+
+    def _mirror_tracked(self, changes: Changes) -> None:
+        """A tracked pass: only the directories the tracker named (parents first), and
+        subtrees that are new; an unchanged subdirectory is not entered."""
+        todo = sorted(changes.dirs | changes.fresh, key=lambda r: (r.count("/") if r else -1, r))
+        for rel in todo:
+            if rel in self._visited or rel not in self._dirs:
+                continue  # walked already, or not staged (excluded, or removed just now)
+            if not rel:
+                root = _Step("", -1, "", self._tree, None, None, self._open_source())
+                self._walk(root, changes.fresh)
+                continue
+            parent_fd = self._open_parent(rel)
+            if parent_fd < 0:
+                continue
+            try:
+                first = self._start_step(rel, parent_fd, changes.fresh)
+                if first is not None:
+                    self._walk(first, changes.fresh)
+            finally:
+                os.close(parent_fd)
+
+    def _open_parent(self, rel: str) -> int:
+        """The descriptor of `rel`'s parent directory in the source, each component opened
+        through the one before without following links; -1 if that path is gone."""
+        fd = self._open_source()
+        for part in rel.split("/")[:-1]:
+            try:
+                child = os.open(part, DIR_FLAGS, dir_fd=fd)
+            except OSError:
+                os.close(fd)
+                self._vanished.add(rel)
+                return -1
+            os.close(fd)
+            fd = child
+        return fd
+
+    def _start_step(self, rel: str, parent_fd: int, fresh: set[str]) -> _Step | None:
+        parent, _, name = rel.rpartition("/")
+        try:
+            st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            self._vanished.add(rel)  # its parent's scan (it changed too) stages what is there
+            return None
+        dst = os.path.join(self._tree, rel)
+        return _Step(rel, parent_fd, name, dst, st, self._dirs[parent], full=rel in fresh)
+
+    def _walk(self, first: _Step, fresh: set[str] | None) -> None:
+        """Mirror the directory of `first` and, below it, every subdirectory when `fresh`
+        is None (a full pass); otherwise only subdirectories that are new to staging, in
+        `fresh`, or under a directory walked whole."""
         # Depth first; a directory's mode and mtime are set after its children (post order),
         # since staging a child changes the directory's mtime. A directory's descriptor
         # stays open until its post-order step, so only the current path's are open.
-        stack: list[_Step] = [_Step("", -1, "", self._tree, None, None, root_fd)]
+        stack: list[_Step] = [first]
         try:
             while stack:
                 step = stack.pop()
@@ -407,13 +547,22 @@ class Stager:
                 stack.append(step)  # from here on, the finally below closes its descriptor
                 if step.st is None:  # the source root
                     step.st = os.fstat(step.fd)
+                self._visited.add(step.rel)
                 listing = self._dirs.setdefault(step.rel, {})
+                whole = fresh is None or step.full
+                known: set[str] = (
+                    set() if whole else {n for n, e in listing.items() if e[0] == DIR}
+                )
                 prefix = step.rel + "/" if step.rel else ""
                 for child, child_st in self._sync_dir(step.rel, step.fd, step.dst):
+                    rel = prefix + child
+                    full = whole or child not in known or (fresh is not None and rel in fresh)
+                    if not full:
+                        continue  # unchanged below, says the tracker (else it is in its list)
                     stack.append(
                         _Step(
-                            prefix + child, step.fd, child, os.path.join(step.dst, child),
-                            child_st, listing,
+                            rel, step.fd, child, os.path.join(step.dst, child),
+                            child_st, listing, full=full,
                         )
                     )  # fmt: skip
         finally:
@@ -1198,7 +1347,7 @@ class _Step:
     descriptor) when first popped, finished (mode, mtime; descriptor closed) when popped
     again after its children."""
 
-    __slots__ = ("rel", "parent_fd", "name", "dst", "st", "holder", "fd", "done")
+    __slots__ = ("rel", "parent_fd", "name", "dst", "st", "holder", "fd", "done", "full")
 
     def __init__(
         self,
@@ -1209,6 +1358,8 @@ class _Step:
         st: os.stat_result | None,
         holder: Listing | None,
         fd: int = -1,
+        *,
+        full: bool = True,
     ) -> None:
         self.rel = rel
         self.parent_fd = parent_fd
@@ -1218,6 +1369,7 @@ class _Step:
         self.holder = holder  # the parent's listing (None for the root)
         self.fd = fd
         self.done = False
+        self.full = full  # walk every subdirectory below (a tracked pass: a new subtree)
 
 
 def _matches(found: os.DirEntry[str], entry: Entry) -> bool:

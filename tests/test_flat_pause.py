@@ -7,12 +7,16 @@ other processes writing SQLite (with apsw's current SQLite, as an agent would).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -245,3 +249,171 @@ def test_a_tail_half_appended_before_a_crash_is_cut_back(src: Path, staging: Pat
         stats = stager.capture()
     assert stats.tails == 1
     assert (stager.tree / log.name).read_bytes() == log.read_bytes()
+
+
+# --- 4. change tracking: the in-pause pass visits only what changed -----------------------
+
+
+def _workspace(src: Path, dirs: int = 30) -> None:
+    for i in range(dirs):
+        d = src / f"d{i:02}" / "sub"
+        d.mkdir(parents=True)
+        (d / "note.md").write_text(f"note {i}\n")
+        (d.parent / "top.md").write_text(f"top {i}\n")
+    time.sleep(SETTLE_S)  # past the racy window: what is not touched again is copied once
+
+
+@contextlib.contextmanager
+def _tracked(src: Path, staging: Path) -> Iterator[Stager]:
+    """A stager holding its lock and tracking, after its first (full) pass."""
+    stager = Stager(src, staging)
+    with stager.lock():
+        assert stager.track() is None
+        first = stager.prepare()
+        assert (first.scan, first.scan_reason) == ("full", "first pass since change tracking began")
+        yield stager
+
+
+def test_a_tracked_capture_visits_only_the_changed_directories(src: Path, staging: Path) -> None:
+    _workspace(src)
+    with _tracked(src, staging) as stager:
+        idle = stager.capture()
+        assert (idle.scan, idle.dirs_scanned, idle.files_scanned) == ("tracked", 0, 0)
+        (src / "d07" / "sub" / "note.md").write_text("changed\n")
+        (src / "d11" / "new.md").write_text("new\n")
+        (src / "d03" / "top.md").unlink()
+        stats = stager.capture()
+        assert stats.scan == "tracked"
+        assert stats.dirs_scanned == 3 and stats.files_copied == 2 and stats.files_deleted == 1
+        assert stager.changed_since_capture() == []
+    assert tree_state(stager.tree) == tree_state(src)
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["new subtree", "subtree replaced", "chmod dir", "remove subtree", "symlink", "moved in"],
+)
+def test_a_tracked_capture_stages_every_kind_of_change(
+    src: Path, staging: Path, tmp_path: Path, change: str
+) -> None:
+    _workspace(src, dirs=4)
+    outside = tmp_path / "outside"
+    (outside / "deep" / "er").mkdir(parents=True)
+    (outside / "deep" / "er" / "f.md").write_text("moved in\n")
+    with _tracked(src, staging) as stager:
+        if change == "new subtree":
+            (src / "d01" / "a" / "b" / "c").mkdir(parents=True)
+            (src / "d01" / "a" / "b" / "c" / "f.md").write_text("deep\n")
+        elif change == "subtree replaced":
+            shutil.rmtree(src / "d02")
+            (src / "d02" / "sub").mkdir(parents=True)
+            (src / "d02" / "sub" / "other.md").write_text("other\n")
+        elif change == "chmod dir":
+            (src / "d00" / "sub").chmod(0o700)
+        elif change == "remove subtree":
+            shutil.rmtree(src / "d03")
+        elif change == "symlink":
+            (src / "d01" / "sub" / "link").symlink_to("../top.md")
+        else:
+            os.rename(outside / "deep", src / "d00" / "deep")
+        stats = stager.capture()
+        assert stats.scan == "tracked", stats.scan_reason
+        assert stager.changed_since_capture() == []
+    assert tree_state(stager.tree) == tree_state(src)
+
+
+def test_a_renamed_directory_falls_back_to_a_full_scan_and_says_so(src: Path, staging: Path
+                                                                   ) -> None:
+    _workspace(src, dirs=4)
+    with _tracked(src, staging) as stager:
+        os.rename(src / "d01", src / "renamed")
+        stats = stager.capture()
+        assert stats.scan == "full"
+        assert "directory d01 was renamed" in stats.scan_reason
+        # The watches were re-armed before that scan: the next pass may track again.
+        (src / "renamed" / "sub" / "note.md").write_text("after the rename\n")
+        again = stager.capture()
+        assert (again.scan, again.files_copied) == ("tracked", 1)
+    assert tree_state(stager.tree) == tree_state(src)
+
+
+def test_an_overflowed_event_queue_falls_back_to_a_full_scan_and_says_so(
+    src: Path, staging: Path
+) -> None:
+    _workspace(src, dirs=2)
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    with _tracked(src, staging) as stager:
+        tracker = stager._tracker
+        assert tracker is not None
+        # Hold the tracker's lock, so its reader thread cannot drain the kernel's queue,
+        # while more events than the queue holds are raised (two per new file).
+        with tracker._lock:
+            burst = src / "d00"  # watched already
+            for i in range(limit // 2 + 100):
+                os.close(os.open(burst / f"f{i}", os.O_WRONLY | os.O_CREAT, 0o644))
+            (src / "d01" / "top.md").write_text("lost in the overflow\n")
+        stats = stager.capture()
+        assert stats.scan == "full"
+        assert stats.scan_reason == "change tracking gave up: the inotify event queue overflowed"
+    assert tree_state(stager.tree) == tree_state(src)
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda s: (s / "d00" / "top.md").write_text("top 0\n"), "d00/top.md"),
+        (lambda s: (s / "d01" / "sub" / "note.md").unlink(), "d01/sub/note.md"),
+        (lambda s: (s / "d02" / "sub" / "new.md").write_text("new"), "d02/sub/new.md"),
+        (lambda s: (s / "d03" / "sub" / "dir").mkdir(), "d03/sub/dir"),
+        (lambda s: os.chmod(s / "d00" / "top.md", 0o600), "d00/top.md"),
+    ],
+)
+def test_a_write_after_a_tracked_capture_is_named(
+    src: Path, staging: Path, change: object, expected: str
+) -> None:
+    _workspace(src, dirs=4)
+    with _tracked(src, staging) as stager:
+        stager.capture()
+        change(src)  # type: ignore[operator]
+        assert expected in stager.changed_since_capture()
+        # What that check took from the tracker is still scanned by the next pass.
+        again = stager.capture()
+        assert again.scan == "tracked" and again.dirs_scanned >= 1
+    assert tree_state(stager.tree) == tree_state(src)
+
+
+RESTARTED = r"""
+import json, sys
+from cleancut.agent.stage import Stager
+stager = Stager(sys.argv[1], sys.argv[2])
+with stager.lock():
+    stager.track()
+    stats = stager.capture()
+print(json.dumps([stats.scan, stats.scan_reason]))
+"""
+
+
+def test_a_restarted_cleancut_scans_everything_first(src: Path, staging: Path) -> None:
+    _workspace(src, dirs=4)
+    with _tracked(src, staging) as stager:
+        stager.capture()
+    # No cleancut runs: nothing watches these changes.
+    (src / "d00" / "sub" / "note.md").write_text("while nobody watched\n")
+    shutil.rmtree(src / "d01")
+    (src / "d02" / "x" / "y").mkdir(parents=True)
+    out = subprocess.run(
+        [sys.executable, "-c", RESTARTED, str(src), str(staging)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert json.loads(out) == ["full", "first pass since change tracking began"]
+    assert tree_state(staging / "tree") == tree_state(src)
+
+
+def test_without_tracking_every_pass_is_full_and_says_so(src: Path, staging: Path) -> None:
+    _workspace(src, dirs=2)
+    stager = Stager(src, staging)
+    with stager.lock():
+        stager.prepare()
+        stats = stager.capture()
+    assert (stats.scan, stats.scan_reason) == ("full", "no change tracking")
+    assert stats.dirs_scanned == 5
