@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 from cleancut.agent.stage import Stager
-from conftest import tree_state
+from conftest import CLI, tree_state
+from test_hot_backup import hot, restore, start_agent, stop_agent, violations
 
 SETTLE_S = 0.06  # longer than the stager's racy window
 
@@ -417,3 +418,39 @@ def test_without_tracking_every_pass_is_full_and_says_so(src: Path, staging: Pat
         stats = stager.capture()
     assert (stats.scan, stats.scan_reason) == ("full", "no change tracking")
     assert stats.dirs_scanned == 5
+
+
+# --- the whole hot backup, under load ---------------------------------------------------
+
+
+def test_hot_backups_under_load_track_and_defer_and_restore_consistent(
+    repo_cli: CLI, tmp_path: Path
+) -> None:
+    agent = start_agent(tmp_path)
+    try:
+        summaries = []
+        for _ in range(4):
+            summary = hot(repo_cli, agent)
+            assert summary["consistency"] == "quiesced"
+            summaries.append(summary)
+    finally:
+        stop_agent(agent)
+    for summary in summaries:
+        capture = summary["capture"]
+        # Each backup is a new process: tracking starts before its first pass (prepare),
+        # which therefore scans everything; the in-pause pass visits only what changed
+        # (unless the tracker gave up, which it must then say).
+        assert capture["prepare"]["scan_reason"] == "first pass since change tracking began"
+        strategy = capture["strategy"]
+        assert (strategy["scan"], strategy["why"][:9]) in {
+            ("tracked", "inotify: "),
+            ("full", "change tr"),
+        }, strategy
+        # The agent's SQLite index is in WAL mode: never copied inside the pause.
+        assert strategy["databases_copied_in_pause"] == 0, strategy
+        assert set(strategy) >= {"databases_pinned", "tails", "after_resume_s"}
+    for i, summary in enumerate(summaries):
+        target = tmp_path / f"restored-{i}"
+        restore(repo_cli, str(summary["snapshot_id"]), target)
+        found = violations(agent, target, summary)
+        assert found == [], f"snapshot {i}: {found[:5]}"
