@@ -27,8 +27,15 @@ included), after the -wal, -shm and -journal beside it were checked to be regula
 files or absent, and the copy is kept only if NAME is still the regular file we
 opened (same device and inode) once SQLite is done.
 
+What keeps the in-pause pass small (docs/decisions/0007-flat-pause.md): with
+`track()`, passes after the first visit only the directories the change tracker
+(changes.py) names; a file that only grew gets its new tail (stage_copy.py);
+and `capture(defer=True)` pins changed WAL databases instead of copying them and
+leaves their copy and the manifest to `finish()`, after resume.
+
 After a capture inside a pause, `changed_since_capture()` re-reads the metadata
-of everything the capture staged: an agent that claimed to be quiesced but kept
+of everything the capture staged (with tracking: of the directories with an event
+since the capture began): an agent that claimed to be quiesced but kept
 writing shows as files whose size, times or inode moved, or names that came or
 went, and the copy is then not a clean cut.
 """
