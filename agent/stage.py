@@ -490,7 +490,9 @@ class Stager:
             if rel in self._visited or rel not in self._dirs:
                 continue  # walked already, or not staged (excluded, or removed just now)
             if not rel:
-                root = _Step("", -1, "", self._tree, None, None, self._open_source())
+                root = _Step(
+                    "", -1, "", self._tree, None, None, self._open_source(), full=False
+                )
                 self._walk(root, changes.fresh)
                 continue
             parent_fd = self._open_parent(rel)

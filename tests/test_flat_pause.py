@@ -287,6 +287,9 @@ def test_a_tracked_capture_visits_only_the_changed_directories(src: Path, stagin
         assert stats.scan == "tracked"
         assert stats.dirs_scanned == 3 and stats.files_copied == 2 and stats.files_deleted == 1
         assert stager.changed_since_capture() == []
+        (src / "at-the-root.md").write_text("root\n")
+        root = stager.capture()
+        assert (root.scan, root.dirs_scanned, root.files_copied) == ("tracked", 1, 1)
     assert tree_state(stager.tree) == tree_state(src)
 
 
