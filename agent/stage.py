@@ -104,6 +104,7 @@ class StageStats:
     reflinked: int = 0
     duration_s: float = 0.0
     finish_s: float = 0.0  # finish(): pinned copies and the manifest, after resume
+    bytes_after_resume: int = 0  # of bytes_copied, what finish() copied (pinned databases)
     scan: str = "full"  # "full" or "tracked" (only the directories that changed)
     scan_reason: str = ""  # why a full scan, or what the tracker said
     dirs_scanned: int = 0
@@ -121,6 +122,7 @@ class StageStats:
             "reflinked": self.reflinked,
             "duration_s": round(self.duration_s, 6),
             "finish_s": round(self.finish_s, 6),
+            "bytes_after_resume": self.bytes_after_resume,
             "scan": self.scan,
             "scan_reason": self.scan_reason,
             "dirs_scanned": self.dirs_scanned,
@@ -137,6 +139,7 @@ class StageStats:
             "databases_copied_in_pause": self.sqlite_copied - self.sqlite_pinned,
             "tails": self.tails,
             "after_resume_s": round(self.finish_s, 6),
+            "bytes_after_resume": self.bytes_after_resume,
         }
 
 
@@ -1113,6 +1116,7 @@ class Stager:
         stats.files_copied += 1
         stats.sqlite_copied += 1
         stats.bytes_copied += staged.st_size
+        stats.bytes_after_resume += staged.st_size
 
     def _abandon_pending(self) -> None:
         """Let go of pins that were not copied. Their entries keep staged inode -1, which

@@ -106,6 +106,7 @@ def test_a_pinned_wal_database_is_copied_as_it_was_at_the_pin(src: Path, staging
     assert checkpoints.count("[(0,") == 3
     assert (stats.sqlite_pinned, stats.sqlite_copied) == (1, 1)
     staged = stager.tree / "state.db"
+    assert stats.bytes_after_resume == staged.stat().st_size > 0
     assert _digest(staged) == at_cut
     assert staged.read_bytes()[18:20] == b"\x01\x01"  # self-contained (DELETE mode)
     assert stager.verify() == []
