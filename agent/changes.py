@@ -59,6 +59,9 @@ WATCH_MASK = (
 )  # fmt: skip
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of name
 _READ_SIZE = 1 << 16
+# A directory that is gone, or was swapped for something else, when it is opened to be
+# watched: the event in its parent covers it. Any other error leaves it unwatched.
+_GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 # The source path itself may be a symlink (the Stager follows it too); nothing below it is.
 _ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -175,7 +178,7 @@ class ChangeTracker:
             else:
                 fd = os.open(self.source, _ROOT_FLAGS)
         except OSError as exc:
-            if exc.errno != errno.ENOENT or not top:
+            if exc.errno not in _GONE or not top:
                 self._give_up(f"cannot watch {top or '.'} ({exc.strerror})")
             return  # gone already: its parent's event covers it
         pending = [(top, fd)]
@@ -190,8 +193,12 @@ class ChangeTracker:
                             if not entry.is_dir(follow_symlinks=False):
                                 continue
                             child = os.open(entry.name, DIR_FLAGS, dir_fd=fd)
-                        except OSError:
-                            continue  # gone or swapped meanwhile: its parent's event says so
+                        except OSError as exc:
+                            if exc.errno in _GONE:
+                                continue  # gone or swapped meanwhile: its parent's event says so
+                            name = f"{rel}/{entry.name}" if rel else entry.name
+                            self._give_up(f"cannot watch {name} ({exc.strerror})")
+                            continue
                         pending.append((f"{rel}/{entry.name}" if rel else entry.name, child))
             except OSError as exc:
                 self._give_up(f"cannot watch {rel or '.'} ({exc.strerror})")

@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -458,3 +459,51 @@ def test_hot_backups_under_load_track_and_defer_and_restore_consistent(
         restore(repo_cli, str(summary["snapshot_id"]), target)
         found = violations(agent, target, summary)
         assert found == [], f"snapshot {i}: {found[:5]}"
+
+
+AS_NOBODY = r"""
+import json, os, sys
+from cleancut.agent.stage import Stager  # imported first: the interpreter is root's
+os.setgid(65534)
+os.setuid(65534)
+stager = Stager(sys.argv[1], sys.argv[2])
+with stager.lock():
+    reason = stager.track()
+    first = stager.prepare()
+    second = stager.capture()
+print(json.dumps([reason, second.scan, second.scan_reason]))
+"""
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A temporary directory that another user can reach (pytest's is root's alone)."""
+    path = Path(tempfile.mkdtemp(prefix="cleancut-nobody-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+def test_a_directory_that_cannot_be_watched_means_full_scans_and_says_so(
+    open_tmp: Path,
+) -> None:
+    # A real permission fault: cleancut runs as an unprivileged user (nobody) and one
+    # directory of the source is closed to it.
+    tmp_path = open_tmp
+    src = tmp_path / "src"
+    _workspace(src, dirs=2)
+    (src / "d01" / "closed").mkdir()
+    (src / "d01" / "closed").chmod(0o700)  # root's: nobody cannot list it
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    os.chown(staging, 65534, 65534)
+    out = subprocess.run(
+        [sys.executable, "-c", AS_NOBODY, str(src), str(staging)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    reason, scan, why = json.loads(out)
+    assert reason == "cannot watch d01/closed (Permission denied)"
+    assert scan == "full"
+    assert why == f"change tracking gave up: {reason}"
