@@ -229,7 +229,9 @@ def _capture(
     else:
         raise UsageError("a hot backup needs --agent, --freeze or --pre/--post")
     capture["consistency"] = consistency
-    stager.finish()  # after resume: pinned databases copied, manifest written
+    if "finish" not in steps:  # after resume: pinned databases copied, manifest written
+        with _timed(steps, "finish"):
+            stager.finish()
     capture["stage"] = stats.to_json()
     capture["strategy"] = stats.strategy()
     with _timed(steps, "verify_staged"):
@@ -292,7 +294,8 @@ def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> 
             hot.agent, hot.quiesce_timeout, hot.horizon, capture_and_check, report, hot.lease,
             runtime=runtime,
         )
-        stager.finish()  # resumed: the staged tree is complete once this returns
+        with _timed(capture["steps_ms"], "finish"):
+            stager.finish()  # resumed: the staged tree is complete once this returns
         # What the captured state itself says is in flight, when the runtime reads it there.
         captured = runtime.captured_inflight(stager.tree)
         if captured is not None:
