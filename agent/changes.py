@@ -204,9 +204,6 @@ class ChangeTracker:
                 self._give_up(f"cannot watch {rel or '.'} ({exc.strerror})")
             finally:
                 os.close(fd)
-        if self._changes.reason:
-            for _, fd in pending:
-                os.close(fd)
 
     def _add_watch(self, rel: str, fd: int) -> bool:
         path = f"/proc/self/fd/{fd}".encode()
