@@ -499,6 +499,9 @@ _ops = st.one_of(
     st.tuples(st.just("symlink"), st.sampled_from(NAMES), st.sampled_from(["a", "d", "../x"])),
     st.tuples(st.just("chmod"), st.sampled_from(NAMES), st.sampled_from([0o600, 0o644, 0o755])),
     st.tuples(st.just("reopen")),
+    # Files big enough for a tail copy, grown by appends (and rewritten, then grown).
+    st.tuples(st.just("big"), st.sampled_from(NAMES), st.integers(0, 255)),
+    st.tuples(st.just("append"), st.sampled_from(NAMES), st.binary(min_size=1, max_size=48)),
 )
 
 
@@ -524,6 +527,13 @@ def _apply(src: Path, op: tuple) -> None:
         if path.is_file() and not path.is_symlink() and path.stat().st_size:
             with open(path, "r+b") as f:
                 f.write(bytes([op[2]]) * path.stat().st_size)
+    elif kind == "big":
+        _clear(path)
+        path.write_bytes(random.Random(op[2]).randbytes(9000))
+    elif kind == "append":
+        if path.is_file() and not path.is_symlink():
+            with open(path, "ab") as f:
+                f.write(op[2])
     elif kind == "delete":
         if path.is_symlink() or path.is_file():
             path.unlink()

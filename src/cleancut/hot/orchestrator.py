@@ -229,6 +229,7 @@ def _capture(
     directory to store: the staging mirror, or the journal fallback's rebuilt tree."""
     steps = capture["steps_ms"]
     with _timed(steps, "prepare"):
+        stager.track()  # from before the first pass: later passes visit only what changed
         prepared = stager.prepare()  # outside the pause: the in-pause pass copies little
         if prepared.files_copied:
             # What it just copied was written moments ago, so the racy rule would copy it
@@ -265,7 +266,11 @@ def _capture(
     else:
         raise UsageError("a hot backup needs --agent, --freeze or --pre/--post")
     capture["consistency"] = consistency
+    if "finish" not in steps:  # after resume: pinned databases copied, manifest written
+        with _timed(steps, "finish"):
+            stager.finish()
     capture["stage"] = stats.to_json()
+    capture["strategy"] = stats.strategy()
     with _timed(steps, "verify_staged"):
         problems = stager.verify()
     if problems:
@@ -324,7 +329,7 @@ def _agent_capture(stager: DirsStager, hot: HotOptions, capture: dict[str, Any])
     )
 
     def capture_and_check() -> tuple[StageStats, list[str]]:
-        stats = stager.capture()
+        stats = stager.capture(defer=True)
         return stats, stager.changed_since_capture()  # still inside the pause
 
     try:
@@ -332,6 +337,8 @@ def _agent_capture(stager: DirsStager, hot: HotOptions, capture: dict[str, Any])
             hot.agent, hot.quiesce_timeout, hot.horizon, capture_and_check, report, hot.lease,
             runtime=runtime,
         )
+        with _timed(capture["steps_ms"], "finish"):
+            stager.finish()  # resumed: the staged tree is complete once this returns
         # What the captured state itself says is in flight, when the runtime reads it there
         # (in each of the source's directories).
         found = [runtime.captured_inflight(tree) for tree in stager.trees.values()]
@@ -386,7 +393,7 @@ def _frozen_capture(
     with freeze(pid, watchdog) as info:
         steps["freeze"] = round(info.stop_ms, 3)
         with _timed(steps, "capture"):
-            stats = stager.capture()
+            stats = stager.capture(defer=True)
     capture["pause_ms"] = round((time.monotonic() - frozen_at) * 1000, 3)
     capture["frozen_pids"] = list(info.pids)
     return stats
@@ -407,7 +414,7 @@ def _hooked_capture(
             hooks["pre"] = {"returncode": pre.returncode, "duration_s": pre.duration_s}
         paused_at = time.monotonic()
         with _timed(steps, "capture"):
-            stats = stager.capture()
+            stats = stager.capture(defer=True)
         capture["pause_ms"] = round((time.monotonic() - paused_at) * 1000, 3)
     finally:
         if hot.post:  # always, once the pre hook was started: it undoes what pre did

@@ -4,6 +4,17 @@ A byte copy of a database that another process writes can tear: pages from two
 transactions, or a main file without the commits that still live only in its
 -wal. The backup API reads one consistent snapshot under SQLite's own locks,
 WAL included, so the copy holds every transaction committed before it began.
+
+A WAL-mode database can be *pinned* instead of copied: `pin()` opens a read
+transaction, which fixes the state the connection sees (its WAL read mark) at
+that moment, and `Pin.copy_to()` later runs the backup through that same
+connection. Writers go on committing meanwhile (WAL readers never block them,
+and a checkpoint never moves the database past a live reader's mark), and the
+copy holds exactly the pinned state. A hot backup pins inside the pause (about
+a millisecond, whatever the database's size) and copies after resume. A
+rollback-journal database cannot be pinned that way: its read transaction holds
+a SHARED lock that stops every writer from committing until the copy ends, so
+it is copied inside the pause (see docs/decisions/0007-flat-pause.md).
 """
 
 from __future__ import annotations
@@ -21,6 +32,8 @@ from cleancut.errors import CleancutError
 
 # The first 16 bytes of every SQLite 3 database file.
 HEADER = b"SQLite format 3\x00"
+# Header bytes 18 and 19 (file format write and read versions) are 2 in WAL mode.
+WAL_VERSIONS = b"\x02\x02"
 # Files SQLite keeps beside a database. They belong to the live database only:
 # the staged copy is made self-contained, so none of them is ever staged.
 SIDECARS = ("-wal", "-shm", "-journal")
@@ -89,24 +102,100 @@ def copy_database(src: str, dst: str, label: str, timeout: float = 5.0) -> None:
 
 
 def _copy_once(src: str, dst: str, timeout: float) -> None:
-    source = sqlite3.connect(_uri(src, "mode=ro"), uri=True, timeout=timeout, isolation_level=None)
+    source = _open_read_transaction(src, timeout)
     try:
-        target = sqlite3.connect(dst, isolation_level=None)
-        try:
-            # One read transaction for the whole copy: the backup reuses it, so it reads a
-            # single snapshot (every commit so far, the -wal's included) and never has to
-            # wait for a writer half way through.
-            source.execute("BEGIN")
-            source.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            source.backup(target, pages=-1, progress=_busy_guard(), sleep=0.01)
-            # The backup copies the source's header, which says WAL for a WAL database.
-            # Switch the *copy* to DELETE mode so the staged database is one
-            # self-contained file: opening it never needs, or creates, a -wal or -shm.
-            target.execute("PRAGMA journal_mode=DELETE").fetchone()
-        finally:
-            target.close()
+        _backup(source, dst)
     finally:
         source.close()
+
+
+def _open_read_transaction(src: str, timeout: float) -> sqlite3.Connection:
+    """A read-only connection inside a read transaction: the backup reuses it, so it reads
+    a single snapshot (every commit so far, the -wal's included) and never has to wait for
+    a writer half way through."""
+    source = sqlite3.connect(_uri(src, "mode=ro"), uri=True, timeout=timeout, isolation_level=None)
+    try:
+        source.execute("BEGIN")
+        source.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except BaseException:
+        source.close()
+        raise
+    return source
+
+
+def _backup(source: sqlite3.Connection, dst: str) -> None:
+    target = sqlite3.connect(dst, isolation_level=None)
+    try:
+        source.backup(target, pages=-1, progress=_busy_guard(), sleep=0.01)
+        # The backup copies the source's header, which says WAL for a WAL database.
+        # Switch the *copy* to DELETE mode so the staged database is one
+        # self-contained file: opening it never needs, or creates, a -wal or -shm.
+        target.execute("PRAGMA journal_mode=DELETE").fetchone()
+    finally:
+        target.close()
+
+
+class Pin:
+    """A read transaction held open on a WAL database: its state when pin() returned."""
+
+    def __init__(self, connection: sqlite3.Connection, label: str) -> None:
+        self._connection: sqlite3.Connection | None = connection
+        self.label = label
+
+    def copy_to(self, dst: str) -> None:
+        """Write the pinned state to the new file `dst`, then let go of the pin. Raises
+        CleancutError (OSError(ENOSPC) when it does not fit); no retry: the pinned
+        state cannot be taken again."""
+        connection = self._connection
+        if connection is None:
+            raise CleancutError(f"SQLite database {self.label}: its pin was already released")
+        self._connection = None
+        try:
+            _backup(connection, dst)
+        except sqlite3.Error as exc:
+            remove_copy(dst)
+            if _primary_code(exc) == sqlite3.SQLITE_FULL:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from exc
+            raise CleancutError(f"cannot copy pinned SQLite database {self.label}: {exc}") from exc
+        except BaseException:
+            remove_copy(dst)
+            raise
+        finally:
+            connection.close()
+
+    def release(self) -> None:
+        """Let go without copying (idempotent)."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def pin(src: str, label: str, timeout: float = 5.0) -> Pin | None:
+    """Open a read transaction on the database `src` and keep it: a Pin of its state now.
+    None when the database is not in WAL mode (a rollback-journal reader would block
+    every writer until the copy ends: the caller copies it instead). Retries a busy
+    database like copy_database; raises CleancutError when it stays unreadable and
+    NotADatabase when SQLite cannot read it."""
+    for attempt in range(ATTEMPTS):
+        try:
+            connection = _open_read_transaction(src, timeout)
+        except sqlite3.OperationalError as exc:
+            if _primary_code(exc) in _TRANSIENT and attempt + 1 < ATTEMPTS:
+                time.sleep(BACKOFF_S * 2**attempt)
+                continue
+            raise CleancutError(f"cannot read SQLite database {label}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise NotADatabase(str(exc)) from exc
+        try:
+            mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+        except sqlite3.Error as exc:
+            connection.close()
+            raise CleancutError(f"cannot read SQLite database {label}: {exc}") from exc
+        if str(mode).lower() != "wal":
+            connection.close()
+            return None
+        return Pin(connection, label)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _busy_guard() -> Callable[[int, int, int], None]:

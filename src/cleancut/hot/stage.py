@@ -27,8 +27,15 @@ included), after the -wal, -shm and -journal beside it were checked to be regula
 files or absent, and the copy is kept only if NAME is still the regular file we
 opened (same device and inode) once SQLite is done.
 
+What keeps the in-pause pass small (docs/decisions/0007-flat-pause.md): with
+`track()`, passes after the first visit only the directories the change tracker
+(changes.py) names; a file that only grew gets its new tail (stage_copy.py);
+and `capture(defer=True)` pins changed WAL databases instead of copying them and
+leaves their copy and the manifest to `finish()`, after resume.
+
 After a capture inside a pause, `changed_since_capture()` re-reads the metadata
-of everything the capture staged: an agent that claimed to be quiesced but kept
+of everything the capture staged (with tracking: of the directories with an event
+since the capture began): an agent that claimed to be quiesced but kept
 writing shows as files whose size, times or inode moved, or names that came or
 went, and the copy is then not a clean cut.
 """
@@ -38,62 +45,49 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import secrets
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cleancut import jsonparse
 from cleancut.archiver.backup import DIR_FLAGS, FILE_FLAGS, is_excluded
 from cleancut.errors import CleancutError, NoSpace, NotOurs
 from cleancut.fsio.filekind import kind_of
-from cleancut.fsio.safeio import create_temp, unlink_quietly, write_all
 from cleancut.fsio.treewalk import remove_tree
 
-from . import sqlite_copy
+from . import sqlite_copy, stage_manifest
+from .changes import Changes, ChangeTracker
+from .stage_copy import Copier
+from .stage_manifest import (
+    _COPIED,
+    _CTIME,
+    _INO,
+    _MTIME,
+    _SIZE,
+    _STAGED,
+    _WAL,
+    DB,
+    DIR,
+    FILE,
+    LINK,
+    Entry,
+    Listing,
+)
 
-FICLONE = 0x40049409  # ioctl: share the source's extents (btrfs, XFS); copies nothing
 # Kernel file timestamps come from a coarse clock (a tick of 4-10 ms): a same-size
 # rewrite within the tick of a copy leaves identical metadata. A file whose ctime
 # is this close to the start of its last copy is therefore copied again.
 RACY_WINDOW_NS = 50_000_000
-MANIFEST_VERSION = 1
 TEMP_PREFIX = ".cleancut-stage."
 _NOSPACE = (errno.ENOSPC, errno.EDQUOT)
-# Errors of FICLONE / copy_file_range that mean "not here": fall back to the next method.
-_UNSUPPORTED = (
-    errno.EINVAL,
-    errno.EXDEV,
-    errno.ENOSYS,
-    errno.EOPNOTSUPP,
-    errno.ENOTSUP,
-    errno.ENOTTY,
-    errno.EBADF,
-    errno.EPERM,
-    errno.ETXTBSY,
-)
-_COPY_CHUNK = 1 << 20
 MARKER = ".cleancut-staging"
 _MARKER_TEXT = b"cleancut staging: a cache that cleancut empties and rebuilds at will\n"
 # What a staging directory made before the marker existed may hold (with a manifest).
 _LEGACY_NAMES = {"tree", "manifest.json", "manifest.json.tmp", ".lock", "journal-tree"}
 _EXCLUDE_CACHE_MAX = 1 << 20  # paths; beyond this (much churn of names) start afresh
-
-# A manifest entry is a list (compact JSON, cheap to compare). Kinds and fields:
-#   "f" regular file:  [kind, size, mtime_ns, ctime_ns, ino, copy_start_ns, staged_ino]
-#   "s" SQLite db:     the same, + the -wal's [size, mtime_ns, ino] or None (see _wal)
-#   "l" symlink:       [kind, target, mtime_ns]
-#   "d" directory:     [kind, mode, mtime_ns]  (source's; -1 until first set)
-# Sizes, times and inodes are the *source's*, taken before the copy began.
-FILE, DB, LINK, DIR = "f", "s", "l", "d"
-_SIZE, _MTIME, _CTIME, _INO, _COPIED, _STAGED, _WAL = 1, 2, 3, 4, 5, 6, 7
-
-Entry = list  # one manifest entry, as above
-Listing = dict[str, Entry]  # the entries of one staged directory, by name
 
 
 @dataclass
@@ -105,8 +99,15 @@ class StageStats:
     bytes_copied: int = 0
     files_deleted: int = 0
     sqlite_copied: int = 0
+    sqlite_pinned: int = 0  # WAL databases pinned in this pass, copied by finish()
+    tails: int = 0  # grown files whose new tail only was copied
     reflinked: int = 0
     duration_s: float = 0.0
+    finish_s: float = 0.0  # finish(): pinned copies and the manifest, after resume
+    bytes_after_resume: int = 0  # of bytes_copied, what finish() copied (pinned databases)
+    scan: str = "full"  # "full" or "tracked" (only the directories that changed)
+    scan_reason: str = ""  # why a full scan, or what the tracker said
+    dirs_scanned: int = 0
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
@@ -116,20 +117,30 @@ class StageStats:
             "bytes_copied": self.bytes_copied,
             "files_deleted": self.files_deleted,
             "sqlite_copied": self.sqlite_copied,
+            "sqlite_pinned": self.sqlite_pinned,
+            "tails": self.tails,
             "reflinked": self.reflinked,
             "duration_s": round(self.duration_s, 6),
+            "finish_s": round(self.finish_s, 6),
+            "bytes_after_resume": self.bytes_after_resume,
+            "scan": self.scan,
+            "scan_reason": self.scan_reason,
+            "dirs_scanned": self.dirs_scanned,
             "warnings": list(self.warnings),
         }
 
-
-def _boot_id() -> str:
-    """This boot's id. Staged files are not fsynced (staging is a cache), so after a
-    crash their data may be gone while the manifest survives: a new boot starts over."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
+    def strategy(self) -> dict[str, object]:
+        """What the capture record says about how the in-pause pass worked, and why."""
+        return {
+            "scan": self.scan,
+            "why": self.scan_reason,
+            "directories_visited": self.dirs_scanned,
+            "databases_pinned": self.sqlite_pinned,  # copied after resume
+            "databases_copied_in_pause": self.sqlite_copied - self.sqlite_pinned,
+            "tails": self.tails,
+            "after_resume_s": round(self.finish_s, 6),
+            "bytes_after_resume": self.bytes_after_resume,
+        }
 
 
 def _rmtree(path: str) -> None:
@@ -187,7 +198,7 @@ class Stager:
                 f"the staging directory {staging} and the source {source} must not contain "
                 "each other: choose a staging directory outside the workspace"
             )
-        self._boot = _boot_id()
+        self._boot = stage_manifest.boot_id()
         self._dirs: dict[str, Listing] = {}  # staged directory rel -> its entries
         self._root: Entry | None = None  # the source root's DIR entry
         self._loaded = False  # the in-memory manifest matches staging
@@ -195,7 +206,14 @@ class Stager:
         self._persisted = False  # manifest.json holds what is in memory
         self._lock_fd: int | None = None
         self._unverified: set[str] = set()  # databases staged since the last verify()
-        self._no_reflink: set[int] = set()  # source devices where FICLONE is unsupported
+        self._copier = Copier()
+        self._defer = False  # this capture pins WAL databases (capture(defer=True))
+        self._pending: list[_Pending] = []  # pinned, not yet copied (finish())
+        # Change tracking (track()), for as long as the lock is held; never persisted.
+        self._tracker: ChangeTracker | None = None
+        self._tracked_base = False  # a pass succeeded since tracking began: the next may track
+        self._carry = Changes()  # taken by changed_since_capture(), not yet scanned
+        self._visited: set[str] = set()  # directories walked in this pass
         # Each staged directory's listing as JSON, kept until it changes: a pass that
         # copies a few files re-encodes a few directories, not the whole manifest.
         self._encoded: dict[str, str] = {}
@@ -250,9 +268,41 @@ class Stager:
             yield
         finally:
             # Once we let go another process may stage: distrust the in-memory manifest.
+            self._abandon_pending()
+            self._stop_tracking()
             self._loaded = False
             self._lock_fd = None
             os.close(fd)
+
+    def track(self) -> str | None:
+        """Start watching the source for changes (hot/changes.py), so that a pass after
+        the first one visits only the directories that changed since the pass before it.
+        Needs the lock held; tracking ends with it. Returns None when every directory is
+        watched, else why not (every pass then scans everything, and says why)."""
+        if self._lock_fd is None:
+            raise CleancutError("track() needs the staging lock held")
+        if self._tracker is not None:
+            return None
+        self._tracker = ChangeTracker(self._src)
+        self._tracked_base = False
+        return self._tracker.start()
+
+    def _stop_tracking(self) -> None:
+        if self._tracker is not None:
+            self._tracker.close()
+        self._tracker = None
+        self._tracked_base = False
+        self._carry = Changes()
+
+    def _take_changes(self) -> Changes | None:
+        """What the tracker saw since the last pass (None: no tracking), with what
+        changed_since_capture() took and no pass has scanned yet."""
+        if self._tracker is None:
+            return None
+        changes = self._tracker.take()
+        changes.merge(self._carry)
+        self._carry = Changes()
+        return changes
 
     def prepare(self) -> StageStats:
         """Outside the pause: bring staging up to date with the live workspace.
@@ -264,14 +314,47 @@ class Stager:
         """
         return self._pass(strict=False)
 
-    def capture(self) -> StageStats:
+    def capture(self, *, defer: bool = False) -> StageStats:
         """Inside the pause: make staging equal to the workspace at this moment.
 
         Scans metadata, re-copies what changed since the last pass (or may have,
         see RACY_WINDOW_NS), deletes what vanished, copies SQLite databases through
         SQLite's backup API, and persists the manifest.
+
+        With `defer` (and the lock held by the caller), what can wait until the agent
+        runs again waits for finish(): a changed WAL-mode database is pinned (a read
+        transaction fixes its state now) instead of copied, and the manifest is not
+        written. The staged tree is complete only once finish() returned.
         """
-        return self._pass(strict=True)
+        defer = defer and self._lock_fd is not None
+        self._defer = defer
+        try:
+            return self._pass(strict=True, persist=not defer)
+        finally:
+            self._defer = False
+
+    def finish(self) -> StageStats:
+        """After resume: copy the databases the capture pinned (their state at the cut,
+        however much the agent wrote since) and write the manifest. Returns the capture's
+        stats, updated. Does nothing when no deferred capture is waiting."""
+        stats = self._stats
+        if not self._pending and self._persisted:
+            return stats
+        started = time.monotonic()
+        try:
+            while self._pending:
+                self._copy_pinned(self._pending[0])
+                self._pending.pop(0)
+            if not self._persisted:
+                self._write_manifest()
+        except OSError as exc:
+            self._abandon_pending()
+            raise self._os_error(exc) from exc
+        except BaseException:
+            self._abandon_pending()
+            raise
+        stats.finish_s += time.monotonic() - started
+        return stats
 
     def verify(self) -> list[str]:
         """After resume: `PRAGMA integrity_check` on each database staged since the
@@ -294,10 +377,18 @@ class Stager:
         -wal's size, mtime and inode too), each symlink's target, and each directory's
         names are compared with what the capture recorded; files that vanished or
         changed kind during the capture count too. Empty when nothing moved.
-        One metadata pass, no data read."""
+        One metadata pass, no data read: of every staged directory, or with change
+        tracking, of the directories with an event since the capture began."""
         changed = sorted(self._vanished)
-        for rel, listing in self._dirs.items():
-            if rel in self._skipped:
+        dirs: Iterable[str] = self._dirs
+        if self._tracker is not None:
+            since = self._tracker.take()
+            self._carry.merge(since)  # the next pass, if any, must scan them too
+            if since.reason is None:
+                dirs = since.dirs | since.fresh
+        for rel in dirs:
+            listing = self._dirs.get(rel)
+            if listing is None or rel in self._skipped:
                 continue
             src = os.path.join(self._src, rel) if rel else self._src
             try:
@@ -330,8 +421,10 @@ class Stager:
 
     # --- one pass ------------------------------------------------------------
 
-    def _pass(self, strict: bool) -> StageStats:
+    def _pass(self, strict: bool, persist: bool = True) -> StageStats:
         started = time.monotonic()
+        self._abandon_pending()  # a deferred capture that was never finished
+        changes = self._take_changes()  # before anything is read: later events are kept
         stats = self._stats = StageStats()
         self._strict = strict
         self._modified = set()
@@ -344,17 +437,45 @@ class Stager:
         with self.lock():
             try:
                 self._ensure_loaded()
-                self._mirror()
-                if not self._persisted:
+                self._visited = set()
+                if self._choose_scan(changes):
+                    assert changes is not None
+                    self._mirror_tracked(changes)
+                else:
+                    self._mirror()
+                stats.dirs_scanned = len(self._visited)
+                if persist and not self._persisted:
                     self._write_manifest()
             except OSError as exc:
                 self._need_sweep = True  # temp names or half-done removals may be left
+                self._tracked_base = False
                 raise self._os_error(exc) from exc
             except BaseException:
                 self._need_sweep = True
+                self._tracked_base = False
                 raise
+            self._tracked_base = self._tracker is not None
         stats.duration_s = time.monotonic() - started
         return stats
+
+    def _choose_scan(self, changes: Changes | None) -> bool:
+        """Whether this pass may visit only what the tracker named; says why in the stats."""
+        stats = self._stats
+        if changes is None:
+            stats.scan_reason = "no change tracking"
+        elif changes.reason is not None:
+            stats.scan_reason = f"change tracking gave up: {changes.reason}"
+        elif not self._tracked_base:
+            stats.scan_reason = "first pass since change tracking began"
+        else:
+            stats.scan = "tracked"
+            stats.scan_reason = (
+                f"inotify: {len(changes.dirs)} directories changed, "
+                f"{len(changes.fresh)} new subtrees since the last pass"
+            )
+            return True
+        stats.scan = "full"
+        return False
 
     def _os_error(self, exc: OSError) -> CleancutError:
         where = exc.filename
@@ -365,11 +486,67 @@ class Stager:
         return CleancutError(f"cannot stage {where}: {exc.strerror or exc}")
 
     def _mirror(self) -> None:
-        root_fd = self._open_source()
+        """A full pass: every directory of the source."""
+        self._walk(_Step("", -1, "", self._tree, None, None, self._open_source()), None)
+
+    def _mirror_tracked(self, changes: Changes) -> None:
+        """A tracked pass: only the directories the tracker named (parents first), and
+        subtrees that are new; an unchanged subdirectory is not entered."""
+        todo = sorted(changes.dirs | changes.fresh, key=lambda r: (r.count("/") if r else -1, r))
+        for rel in todo:
+            if rel in self._visited or rel not in self._dirs:
+                continue  # walked already, or not staged (excluded, or removed just now)
+            if not rel:
+                root = _Step(
+                    "", -1, "", self._tree, None, None, self._open_source(), full=False
+                )
+                self._walk(root, changes.fresh)
+                continue
+            parent_fd = self._open_parent(rel)
+            if parent_fd < 0:
+                continue
+            try:
+                first = self._start_step(rel, parent_fd, changes.fresh)
+                if first is not None:
+                    self._walk(first, changes.fresh)
+            finally:
+                os.close(parent_fd)
+
+    def _open_parent(self, rel: str) -> int:
+        """The descriptor of `rel`'s parent directory in the source, each component opened
+        through the one before without following links; -1 if that path is gone."""
+        fd = self._open_source()
+        for part in rel.split("/")[:-1]:
+            try:
+                child = os.open(part, DIR_FLAGS, dir_fd=fd)
+            except OSError:
+                os.close(fd)
+                self._vanished.add(rel)
+                return -1
+            os.close(fd)
+            fd = child
+        return fd
+
+    def _start_step(self, rel: str, parent_fd: int, fresh: set[str]) -> _Step | None:
+        parent, _, name = rel.rpartition("/")
+        try:
+            st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            self._vanished.add(rel)  # its parent's scan (it changed too) stages what is there
+            return None
+        dst = os.path.join(self._tree, rel)
+        return _Step(rel, parent_fd, name, dst, st, self._dirs[parent], full=rel in fresh)
+
+    def _walk(self, first: _Step, fresh: set[str] | None) -> None:
+        """Mirror the directory of `first` and, below it, every subdirectory when `fresh`
+        is None (a full pass); otherwise only subdirectories that are new to staging, in
+        `fresh`, or under a directory walked whole."""
         # Depth first; a directory's mode and mtime are set after its children (post order),
         # since staging a child changes the directory's mtime. A directory's descriptor
         # stays open until its post-order step, so only the current path's are open.
-        stack: list[_Step] = [_Step("", -1, "", self._tree, None, None, root_fd)]
+        stack: list[_Step] = [first]
         try:
             while stack:
                 step = stack.pop()
@@ -386,13 +563,22 @@ class Stager:
                 stack.append(step)  # from here on, the finally below closes its descriptor
                 if step.st is None:  # the source root
                     step.st = os.fstat(step.fd)
+                self._visited.add(step.rel)
                 listing = self._dirs.setdefault(step.rel, {})
+                whole = fresh is None or step.full
+                known: set[str] = (
+                    set() if whole else {n for n, e in listing.items() if e[0] == DIR}
+                )
                 prefix = step.rel + "/" if step.rel else ""
                 for child, child_st in self._sync_dir(step.rel, step.fd, step.dst):
+                    rel = prefix + child
+                    full = whole or child not in known or (fresh is not None and rel in fresh)
+                    if not full:
+                        continue  # unchanged below, says the tracker (else it is in its list)
                     stack.append(
                         _Step(
-                            prefix + child, step.fd, child, os.path.join(step.dst, child),
-                            child_st, listing,
+                            rel, step.fd, child, os.path.join(step.dst, child),
+                            child_st, listing, full=full,
                         )
                     )  # fmt: skip
         finally:
@@ -585,9 +771,11 @@ class Stager:
                     f"{rel}: became {kind_of(fst.st_mode)} after it was listed, skipped"
                 )
                 return None
-            if fst.st_size >= 16 and os.pread(fd, 16, 0) == sqlite_copy.HEADER:
+            head = os.pread(fd, 20, 0) if fst.st_size >= 16 else b""
+            if head[:16] == sqlite_copy.HEADER:
                 # Held open while SQLite copies, so that its inode stays ours to compare.
-                return self._stage_db(scan, name, fst, started)
+                wal_mode = head[18:20] == sqlite_copy.WAL_VERSIONS
+                return self._stage_db(scan, name, fst, started, wal_mode)
             self._copy_plain(scan, name, fd, fst, started)
             return FILE
         finally:
@@ -596,12 +784,22 @@ class Stager:
     def _copy_plain(
         self, scan: _Scan, name: str, fd: int, fst: os.stat_result, started: int
     ) -> None:
-        """Copy under a temp name, then rename: a crash leaves the old copy, never half."""
+        """Copy under a temp name, then rename: a crash leaves the old copy, never half.
+        A file that only grew since its last copy gets its new tail appended instead."""
+        old = scan.listing.get(name)
+        if (
+            old is not None
+            and old[0] == FILE
+            and old[_INO] == fst.st_ino
+            and fst.st_size > old[_SIZE]
+            and self._append_tail(scan, name, fd, fst, old, started)
+        ):
+            return
         self._prepare_slot(scan, name)
         tmp = self._temp(scan.dst)
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            reflinked, nbytes = self._copy_data(fd, out, fst)
+            reflinked, nbytes = self._copier.whole(fd, out, fst.st_dev)
             os.fchmod(out, stat.S_IMODE(fst.st_mode))
             os.utime(out, ns=(fst.st_atime_ns, fst.st_mtime_ns))
             staged_ino = os.fstat(out).st_ino
@@ -630,40 +828,45 @@ class Stager:
         stats.bytes_copied += nbytes
         stats.reflinked += reflinked
 
-    def _copy_data(self, fd: int, out: int, fst: os.stat_result) -> tuple[bool, int]:
-        """Reflink if the filesystem shares extents, else copy in the kernel, else by hand."""
-        if fst.st_dev not in self._no_reflink:
-            try:
-                fcntl.ioctl(out, FICLONE, fd)
-                return True, os.fstat(out).st_size
-            except OSError as exc:
-                if exc.errno not in _UNSUPPORTED:
-                    raise
-                if exc.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.ENOSYS):
-                    self._no_reflink.add(fst.st_dev)
-        copied = 0
+    def _append_tail(
+        self, scan: _Scan, name: str, fd: int, fst: os.stat_result, old: Entry, started: int
+    ) -> bool:
+        """Append the source's new tail to the staged copy, if that copy is the one the
+        manifest names and its prefix still matches the source (stage_copy.Copier.tail).
+        False when it cannot: the caller copies the whole file. If this fails half way,
+        the manifest still names the old size, and the next pass truncates back to it."""
+        path = os.path.join(scan.dst, name)
         try:
-            while True:
-                n = os.copy_file_range(fd, out, 1 << 30)
-                if n == 0:
-                    break
-                copied += n
-        except OSError as exc:
-            if exc.errno not in _UNSUPPORTED:
-                raise
-        # Some filesystems report 0 from copy_file_range without copying: finish by hand.
-        while True:
-            buf = os.read(fd, _COPY_CHUNK)
-            if not buf:
-                return False, copied
-            view = memoryview(buf)
-            while view:
-                written = os.write(out, view)
-                view = view[written:]
-                copied += written
+            out = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            ost = os.fstat(out)
+            if not stat.S_ISREG(ost.st_mode) or ost.st_ino != old[_STAGED]:
+                return False
+            self._current = path
+            appended = self._copier.tail(fd, out, old[_SIZE], fst.st_size)
+            if appended is None:
+                return False
+            os.fchmod(out, stat.S_IMODE(fst.st_mode))
+            os.utime(out, ns=(fst.st_atime_ns, fst.st_mtime_ns))
+        finally:
+            os.close(out)
+        scan.listing[name] = [
+            FILE, fst.st_size, fst.st_mtime_ns, fst.st_ctime_ns, fst.st_ino, started, ost.st_ino
+        ]  # fmt: skip
+        self._changed(scan.rel)
+        stats = self._stats
+        stats.files_copied += 1
+        stats.tails += 1
+        stats.bytes_copied += appended
+        return True
 
-    def _stage_db(self, scan: _Scan, name: str, fst: os.stat_result, started: int) -> str | None:
-        """Stage a database through SQLite's backup API, never as bytes."""
+    def _stage_db(
+        self, scan: _Scan, name: str, fst: os.stat_result, started: int, wal_mode: bool
+    ) -> str | None:
+        """Stage a database through SQLite's backup API, never as bytes: copied now, or,
+        for a WAL database in a deferred capture, pinned now and copied by finish()."""
         rel = scan.prefix + name
         wal = self._wal(scan, name)  # before the copy, like the main file's metadata
         hostile = self._hostile_sidecar(scan, name)
@@ -675,6 +878,17 @@ class Stager:
             self._skipped.add(rel)
             return DB if scan.listing.get(name, [None])[0] == DB else None
         self._prepare_slot(scan, name)
+        if wal_mode and self._defer:
+            try:
+                pinned = self._pin_db(scan, name, fst, started, wal)
+            except sqlite_copy.NotADatabase as exc:
+                self._stats.warnings.append(
+                    f"{rel}: starts like a SQLite database but SQLite cannot read it ({exc}); "
+                    "staged byte for byte"
+                )
+                return self._stage_unreadable_db(scan, name)
+            if pinned != "not wal":
+                return DB if pinned == "pinned" else None
         tmp = self._temp(scan.dst)
         try:
             # By name, since SQLite opens nothing else; the name is inside the directory
@@ -728,6 +942,34 @@ class Stager:
         stats.sqlite_copied += 1
         stats.bytes_copied += staged.st_size
         return DB
+
+    def _pin_db(
+        self, scan: _Scan, name: str, fst: os.stat_result, started: int, wal: list[int] | None
+    ) -> str:
+        """Inside the pause: open a read transaction on a WAL database, fixing its state at
+        this moment, and leave the copy to finish(). The manifest entry names the source as
+        it is now and no staged inode yet (-1: a sweep drops it if finish() never runs).
+        Returns "pinned", "skipped" (replaced meanwhile) or "not wal" (copy it now)."""
+        rel = scan.prefix + name
+        pin = sqlite_copy.pin(
+            f"/proc/self/fd/{scan.fd}/{name}", rel, timeout=self.sqlite_timeout
+        )
+        if pin is None:
+            return "not wal"
+        if not self._still(scan, name, fst):
+            pin.release()
+            self._vanished.add(rel)
+            self._stats.warnings.append(
+                f"{rel}: replaced while SQLite opened it, skipped; the next pass copies it"
+            )
+            return "skipped"
+        self._pending.append(_Pending(scan.rel, name, pin, fst))
+        scan.listing[name] = [
+            DB, fst.st_size, fst.st_mtime_ns, fst.st_ctime_ns, fst.st_ino, started, -1, wal
+        ]  # fmt: skip
+        self._changed(scan.rel)
+        self._stats.sqlite_pinned += 1
+        return "pinned"
 
     def _stage_unreadable_db(self, scan: _Scan, name: str) -> str | None:
         """A file with a database header that SQLite rejects: staged as a plain file."""
@@ -841,6 +1083,55 @@ class Stager:
             holder[name] = entry
             self._changed(rel.rpartition("/")[0])
 
+    # --- deferred work (finish) --------------------------------------------------
+
+    def _copy_pinned(self, pending: _Pending) -> None:
+        """Copy one pinned database into its staged place (temp name, then rename), and
+        give the staged directory back the mode and mtime the source had."""
+        rel = pending.rel
+        listing = self._dirs.get(rel)
+        entry = None if listing is None else listing.get(pending.name)
+        if listing is None or entry is None or entry[0] != DB or entry[_STAGED] != -1:
+            pending.pin.release()  # dropped from staging since (a later pass)
+            return
+        dst = os.path.join(self._tree, rel) if rel else self._tree
+        path = os.path.join(dst, pending.name)
+        dir_st = os.stat(dst)
+        if dir_st.st_mode & 0o700 != 0o700:
+            os.chmod(dst, stat.S_IMODE(dir_st.st_mode) | 0o700)
+        tmp = self._temp(dst)
+        self._current = path
+        try:
+            pending.pin.copy_to(tmp)
+            os.chmod(tmp, stat.S_IMODE(pending.st.st_mode))
+            os.utime(tmp, ns=(pending.st.st_atime_ns, pending.st.st_mtime_ns))
+            staged = os.stat(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            sqlite_copy.remove_copy(tmp)
+            raise
+        finally:
+            os.chmod(dst, stat.S_IMODE(dir_st.st_mode))
+            os.utime(dst, ns=(dir_st.st_atime_ns, dir_st.st_mtime_ns))
+        entry[_STAGED] = staged.st_ino
+        self._changed(rel)
+        self._unverified.add(f"{rel}/{pending.name}" if rel else pending.name)
+        stats = self._stats
+        stats.files_copied += 1
+        stats.sqlite_copied += 1
+        stats.bytes_copied += staged.st_size
+        stats.bytes_after_resume += staged.st_size
+
+    def _abandon_pending(self) -> None:
+        """Let go of pins that were not copied. Their entries keep staged inode -1, which
+        no staged file has: the next pass sweeps them away and copies the databases."""
+        if not self._pending:
+            return
+        for pending in self._pending:
+            pending.pin.release()
+        self._pending = []
+        self._need_sweep = True
+
     # --- staging-side helpers ----------------------------------------------------
 
     def _touch(self, rel: str, dst: str) -> None:
@@ -937,16 +1228,7 @@ class Stager:
         alone, or a manifest of ours beside it."""
         if names <= {".lock"}:
             return True
-        try:
-            with open(self._manifest, "rb") as f:
-                data = jsonparse.loads(f.read())
-        except (OSError, ValueError):
-            return False
-        return (
-            isinstance(data, dict)
-            and data.get("version") == MANIFEST_VERSION
-            and {"source", "boot_id", "root", "dirs"} <= data.keys()
-        )
+        return stage_manifest.is_ours(self._manifest)
 
     # --- the manifest ----------------------------------------------------------------
 
@@ -963,13 +1245,11 @@ class Stager:
 
     def _load(self) -> bool:
         """Read the manifest; False if it is missing, damaged or from another source or boot."""
+        if not os.path.isdir(self._tree):
+            return False
         try:
-            with open(self._manifest, "rb") as f:
-                data = jsonparse.loads(f.read())
-            if not os.path.isdir(self._tree):
-                return False
-            root, dirs = _parse_manifest(data, self._src, self._boot)
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            root, dirs = stage_manifest.read_manifest(self._manifest, self._src, self._boot)
+        except (OSError, ValueError, TypeError, IndexError):
             return False
         self._root = root
         self._dirs = dirs
@@ -1027,45 +1307,25 @@ class Stager:
 
     def _write_manifest(self) -> None:
         """Atomically (temp, fsync, rename), after the copies it describes are in place."""
-        encoded: dict[str, str] = {}
-        parts = []
-        for rel, listing in self._dirs.items():
-            text = self._encoded.get(rel)
-            if text is None:
-                text = json.dumps(listing, separators=(",", ":"), check_circular=False)
-            encoded[rel] = text
-            parts.append(f"{json.dumps(rel)}:{text}")
-        head = json.dumps(
-            {
-                "version": MANIFEST_VERSION,
-                "source": self._src,
-                "boot_id": self._boot,
-                "root": self._root,
-            },
-            separators=(",", ":"),
+        blob, encoded = stage_manifest.encode(
+            self._src, self._boot, self._root, self._dirs, self._encoded
         )
-        blob = f'{head[:-1]},"dirs":{{{",".join(parts)}}}}}'.encode()
-        # A random temporary name, created exclusively: a name anyone could guess in the
-        # staging directory could hold a symlink or hard link that O_TRUNC would write through.
-        dir_fd = os.open(self._staging, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            fd, tmp = create_temp(dir_fd, ("manifest.json",), ".tmp")
-            self._current = os.path.join(self._staging, tmp)
-            try:
-                try:
-                    write_all(fd, blob)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.rename(tmp, os.path.basename(self._manifest), src_dir_fd=dir_fd,
-                          dst_dir_fd=dir_fd)
-            except BaseException:
-                unlink_quietly(tmp, dir_fd)
-                raise
-        finally:
-            os.close(dir_fd)
+        self._current = self._manifest
+        stage_manifest.write_atomically(self._staging, os.path.basename(self._manifest), blob)
         self._encoded = encoded
         self._persisted = True
+
+
+class _Pending:
+    """A database pinned inside the pause, to be copied into staging by finish()."""
+
+    __slots__ = ("rel", "name", "pin", "st")
+
+    def __init__(self, rel: str, name: str, pin: sqlite_copy.Pin, st: os.stat_result) -> None:
+        self.rel = rel  # the staged directory
+        self.name = name
+        self.pin = pin
+        self.st = st  # the source's stat when it was pinned (mode and times to give the copy)
 
 
 class _Scan:
@@ -1104,7 +1364,7 @@ class _Step:
     descriptor) when first popped, finished (mode, mtime; descriptor closed) when popped
     again after its children."""
 
-    __slots__ = ("rel", "parent_fd", "name", "dst", "st", "holder", "fd", "done")
+    __slots__ = ("rel", "parent_fd", "name", "dst", "st", "holder", "fd", "done", "full")
 
     def __init__(
         self,
@@ -1115,6 +1375,8 @@ class _Step:
         st: os.stat_result | None,
         holder: Listing | None,
         fd: int = -1,
+        *,
+        full: bool = True,
     ) -> None:
         self.rel = rel
         self.parent_fd = parent_fd
@@ -1124,6 +1386,7 @@ class _Step:
         self.holder = holder  # the parent's listing (None for the root)
         self.fd = fd
         self.done = False
+        self.full = full  # walk every subdirectory below (a tracked pass: a new subtree)
 
 
 def _matches(found: os.DirEntry[str], entry: Entry) -> bool:
@@ -1174,50 +1437,3 @@ def _wal_now(path: str) -> list[int] | None:
     except OSError:
         return None
     return [st.st_size, st.st_mtime_ns, st.st_ino] if st.st_size else None
-
-
-def _is_int(value: object) -> bool:
-    return type(value) is int
-
-
-def _parse_manifest(
-    data: object, source: str, boot: str
-) -> tuple[Entry | None, dict[str, Listing]]:
-    """Validate a manifest read from disk; ValueError if anything is off."""
-    if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION:
-        raise ValueError("unknown manifest version")
-    if data.get("source") != source or data.get("boot_id") != boot:
-        raise ValueError("manifest of another source or boot")
-    root = data["root"]
-    if root is not None and not _valid_entry(root):
-        raise ValueError("bad root entry")
-    dirs = data["dirs"]
-    if not isinstance(dirs, dict) or "" not in dirs:
-        raise ValueError("bad directory table")
-    for rel, listing in dirs.items():
-        if not isinstance(rel, str) or not isinstance(listing, dict):
-            raise ValueError("bad directory table")
-        for name, entry in listing.items():
-            if not name or name in (".", "..") or "/" in name or "\0" in name:
-                raise ValueError(f"bad name {name!r}")
-            if not _valid_entry(entry):
-                raise ValueError(f"bad entry for {name!r}")
-    return root, dirs
-
-
-def _valid_entry(entry: object) -> bool:
-    if not isinstance(entry, list) or not entry:
-        return False
-    kind = entry[0]
-    if kind == FILE:
-        return len(entry) == 7 and all(_is_int(v) for v in entry[1:])
-    if kind == DB:
-        if len(entry) != 8 or not all(_is_int(v) for v in entry[1:7]):
-            return False
-        wal = entry[_WAL]
-        return wal is None or (isinstance(wal, list) and len(wal) == 3 and all(map(_is_int, wal)))
-    if kind == LINK:
-        return len(entry) == 3 and isinstance(entry[1], str) and _is_int(entry[2])
-    if kind == DIR:
-        return len(entry) == 3 and _is_int(entry[1]) and _is_int(entry[2])
-    return False

@@ -3,9 +3,10 @@
 A hot backup of a source such as an OpenClaw state dir plus a workspace outside it
 must capture both inside the SAME pause, or the snapshot could hold a transcript from
 one moment and the workspace files of another. `DirsStager` has the Stager's
-interface (lock, prepare, capture, verify, changed_since_capture) and runs each step on
-every directory in turn: `capture()` is called once inside the pause and stages all of
-them there. Each directory keeps its own mirror and manifest, under
+interface (lock, track, prepare, capture, finish, verify, changed_since_capture) and
+runs each step on every directory in turn: `capture()` is called once inside the pause
+and stages all of them there; `finish()`, after resume, completes what each deferred.
+Each directory keeps its own mirror and manifest, under
 `STAGING/dirs/NAME/`, so an unchanged directory costs a metadata scan and nothing more.
 
 A one-directory source is the same object with one unnamed Stager, so the hot-backup
@@ -40,6 +41,8 @@ class DirsStager:
         else:
             self.stagers = {"": Stager(source, self.staging, excludes)}
             self.source = source
+        self._captured: dict[str, StageStats] = {}
+        self._merged_capture: StageStats | None = None
 
     @property
     def first(self) -> Stager:
@@ -78,12 +81,31 @@ class DirsStager:
                 stack.enter_context(stager.lock())
             yield
 
+    def track(self) -> str | None:
+        """Watch every directory for changes; None when all are watched, else why not."""
+        reasons = [(n, s.track()) for n, s in self.stagers.items()]
+        missing = [_named(n, why) if n else why for n, why in reasons if why is not None]
+        return "; ".join(missing) if missing else None
+
     def prepare(self) -> StageStats:
         return _merged({n: s.prepare() for n, s in self.stagers.items()})
 
-    def capture(self) -> StageStats:
+    def capture(self, *, defer: bool = False) -> StageStats:
         """Every directory, one after the other, inside the caller's one pause."""
-        return _merged({n: s.capture() for n, s in self.stagers.items()})
+        self._captured = {n: s.capture(defer=defer) for n, s in self.stagers.items()}
+        self._merged_capture = _merged(self._captured)
+        return self._merged_capture
+
+    def finish(self) -> StageStats:
+        """After resume: each directory's deferred work (pinned databases, manifest).
+
+        As a Stager's finish() updates the stats its capture() returned, this updates
+        the merged stats capture() returned (the capture record reads them)."""
+        finished = _merged({n: s.finish() for n, s in self.stagers.items()})
+        if self._merged_capture is not None:
+            vars(self._merged_capture).update(vars(finished))
+            return self._merged_capture
+        return finished
 
     def verify(self) -> list[str]:
         return [_named(n, p) for n, s in self.stagers.items() for p in s.verify()]
@@ -106,8 +128,19 @@ def _merged(passes: dict[str, StageStats]) -> StageStats:
         total.files_deleted += stats.files_deleted
         total.sqlite_copied += stats.sqlite_copied
         total.reflinked += stats.reflinked
+        total.sqlite_pinned += stats.sqlite_pinned
+        total.tails += stats.tails
         total.duration_s += stats.duration_s
+        total.finish_s += stats.finish_s
+        total.bytes_after_resume += stats.bytes_after_resume
+        total.dirs_scanned += stats.dirs_scanned
         total.warnings.extend(_named(name, w) for w in stats.warnings)
+    # Tracked only when every directory's pass was; each reason names its directory.
+    total.scan = "tracked" if passes and all(s.scan == "tracked" for s in passes.values()) else (
+        "full")
+    total.scan_reason = "; ".join(
+        _named(name, s.scan_reason) for name, s in passes.items() if s.scan_reason
+    )
     return total
 
 
