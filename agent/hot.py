@@ -299,6 +299,7 @@ def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> 
         capture["agent"] = report.agent
         capture["inflight"] = report.inflight
         capture["horizon_reached"] = report.horizon_reached
+        capture["horizon_mode"] = report.horizon_mode
         capture["peer_pid"] = report.peer_pid
         if report.journal_seq is not None:
             capture["journal_seq"] = report.journal_seq

@@ -37,6 +37,10 @@ class SessionReport:
     pause_ms: float | None = None
     inflight: list[dict[str, Any]] = field(default_factory=list)
     horizon_reached: bool | None = None  # every unsettled action settled in the horizon
+    # How the horizon was waited out: "wait" (the agent answered when its actions settled,
+    # protocol v1's inflight_wait), "poll" (inflight asked every HORIZON_POLL_S), or
+    # "runtime" (the runtime's quiesce already waited for them).
+    horizon_mode: str | None = None
     peer_pid: int | None = None
     # The journal's last durable record at the final flush: the snapshot is the state
     # at this sequence number (agents that journal; None otherwise).
@@ -139,8 +143,9 @@ def _paused(
             with clock("flush"):
                 runtime.flush(step_s)
             with clock("horizon"):
+                report.horizon_mode = _horizon_mode(runtime)
                 report.inflight, report.horizon_reached = _horizon(
-                    runtime, horizon, renewer, step_s
+                    runtime, horizon, renewer, step_s, lease
                 )
                 final = runtime.flush(step_s)  # settlements that arrived during the horizon
                 if "journal_seq" in final:
@@ -169,25 +174,43 @@ def _paused(
             runtime.resume(RESUME_REPLY_S)
 
 
-def _horizon(
-    runtime: AgentRuntime, horizon: float, renewer: _Renewer, step_s: float
-) -> tuple[list[dict[str, Any]], bool]:
-    """Poll `inflight` until no action is intent or started, or the horizon passes.
+def _horizon_mode(runtime: AgentRuntime) -> str:
+    if not runtime.polls_horizon:
+        return "runtime"
+    return "wait" if runtime.waits_horizon else "poll"
 
-    A lease lost meanwhile (the agent resumed) ends the wait at once: it is a miss.
-    A runtime whose quiesce already waited for its actions is asked once.
+
+def _horizon(
+    runtime: AgentRuntime, horizon: float, renewer: _Renewer, step_s: float, lease: float
+) -> tuple[list[dict[str, Any]], bool]:
+    """Wait until no action is intent or started, or the horizon passes.
+
+    An agent that can wait for its own actions (inflight_wait) is asked to answer when
+    they settle, so the horizon ends as soon as they do; others are polled every
+    HORIZON_POLL_S. A lease lost meanwhile (the agent resumed) ends the wait at once: it
+    is a miss. A runtime whose quiesce already waited for its actions is asked once.
     """
     deadline = time.monotonic() + horizon
+    # One wait holds the connection the renewer shares: it must leave room for a renew
+    # within the renew's own deadline, well before the lease ends.
+    chunk = min(lease / 3, step_s / 2)
     while True:
         renewer.check("the horizon")
-        actions = runtime.inflight(step_s)
+        asked = time.monotonic()
+        wait = min(max(0.0, deadline - asked), chunk)
+        if runtime.polls_horizon and runtime.waits_horizon and wait > 0:
+            actions = runtime.inflight_settled(wait, step_s)
+        else:
+            wait = 0.0
+            actions = runtime.inflight(step_s)
         if not runtime.polls_horizon:
             return actions, True
         if not any(a["state"] in UNSETTLED for a in actions):
             return actions, True
         if time.monotonic() >= deadline:
             return actions, False
-        time.sleep(min(HORIZON_POLL_S, max(0.0, deadline - time.monotonic())))
+        if not wait or time.monotonic() - asked < wait:  # polling, or it did not wait
+            time.sleep(min(HORIZON_POLL_S, max(0.0, deadline - time.monotonic())))
 
 
 class _Steps:
