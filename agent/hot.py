@@ -47,6 +47,7 @@ from ..store.treewalk import remove_tree
 from ..store.walk import load_tree
 from .control import AgentClient, AgentClosed, AgentTimeout
 from .freeze import freeze
+from .fs_snapshot import Plan, Snapshotter, plan
 from .hooks import run_hook
 from .runtime import RuntimeContext, open_runtime
 from .session import SessionReport, quiesced
@@ -191,6 +192,13 @@ def _capture(
     """Prepare, then take the cut the mode allows; verify the staged copy. Returns the
     directory to store: the staging mirror, or the journal fallback's rebuilt tree."""
     steps = capture["steps_ms"]
+    strategy = plan(source, stager.staging) if hot.mode == "agent" else None
+    if strategy is not None:
+        capture["strategy"] = strategy.record()
+    if strategy is not None and strategy.driver is not None:
+        # The pause is one snapshot and staging reads it afterwards: nothing to prepare.
+        capture["prepare"] = StageStats().to_json()
+        return _snapshot_capture(repo, name, stager, hot, capture, missed, strategy)
     with _timed(steps, "prepare"):
         prepared = stager.prepare()  # outside the pause: the in-pause pass copies little
         if prepared.files_copied:
@@ -208,16 +216,7 @@ def _capture(
             stats = _agent_capture(stager, hot, capture)
             consistency = "quiesced"
         except (QuiesceMissed, AgentMisbehaved) as exc:
-            # Not a clean cut, whether the agent could not pause or broke its word:
-            # recorded as a miss, and the operator's fallback (if any) applies.
-            missed.append(exc)
-            capture["miss"] = str(exc)
-            if hot.fallback == "none":
-                raise
-            if hot.fallback == "journal":
-                assert hot.journal is not None
-                return _journal_capture(repo, name, stager, hot.journal, capture)
-            stats, consistency = _fallback_capture(stager, hot, capture)
+            return _missed(repo, name, stager, hot, capture, missed, exc)
     elif hot.mode == "freeze":
         assert hot.freeze_pid is not None
         stats = _frozen_capture(stager, hot.freeze_pid, hot.watchdog, capture)
@@ -227,13 +226,70 @@ def _capture(
         consistency = "hooked"
     else:
         raise UsageError("a hot backup needs --agent, --freeze or --pre/--post")
+    return _staged(stager, capture, stats, consistency)
+
+
+def _staged(
+    stager: Stager, capture: dict[str, Any], stats: StageStats, consistency: str
+) -> tuple[StageStats, str, Path]:
     capture["consistency"] = consistency
     capture["stage"] = stats.to_json()
-    with _timed(steps, "verify_staged"):
+    with _timed(capture["steps_ms"], "verify_staged"):
         problems = stager.verify()
     if problems:
         raise CaptureFailed(f"staged copy failed verification: {problems[0]}")
     return stats, consistency, stager.tree
+
+
+def _missed(
+    repo: Repository,
+    name: str,
+    stager: Stager,
+    hot: HotOptions,
+    capture: dict[str, Any],
+    missed: list[CleancutError],
+    exc: QuiesceMissed | AgentMisbehaved,
+) -> tuple[StageStats, str, Path]:
+    """Not a clean cut, whether the agent could not pause or broke its word: recorded as
+    a miss, and the operator's fallback (if any) applies."""
+    missed.append(exc)
+    capture["miss"] = str(exc)
+    if hot.fallback == "none":
+        raise exc
+    if hot.fallback == "journal":
+        assert hot.journal is not None
+        return _journal_capture(repo, name, stager, hot.journal, capture)
+    stats, consistency = _fallback_capture(stager, hot, capture)
+    return _staged(stager, capture, stats, consistency)
+
+
+def _snapshot_capture(
+    repo: Repository,
+    name: str,
+    stager: Stager,
+    hot: HotOptions,
+    capture: dict[str, Any],
+    missed: list[CleancutError],
+    strategy: Plan,
+) -> tuple[StageStats, str, Path]:
+    """The agent's cut as one filesystem snapshot inside the pause; staging reads the
+    snapshot after resume and deletes it. A snapshot that fails inside the pause (the
+    filesystem refused, no space) falls back to today's in-pause staging pass, and the
+    capture record says so."""
+    steps = capture["steps_ms"]
+    with Snapshotter(strategy, stager.source, stager.staging) as snap:
+        try:
+            stats = _agent_capture(stager, hot, capture, snap)
+        except (QuiesceMissed, AgentMisbehaved) as exc:
+            snap.release()  # a miss: the fallbacks read the live source
+            return _missed(repo, name, stager, hot, capture, missed, exc)
+        if snap.taken_ns is not None:
+            with _timed(steps, "stage"), stager.reading_from(snap.path, snap.taken_ns):
+                stats = stager.capture()
+            warning = snap.release()
+            if warning:
+                stats.warnings.append(warning)
+    return _staged(stager, capture, stats, "quiesced")
 
 
 def _journal_capture(
@@ -273,7 +329,12 @@ def _journal_capture(
     return StageStats(warnings=list(shipped.warnings)), "journal", tree
 
 
-def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> StageStats:
+def _agent_capture(
+    stager: Stager, hot: HotOptions, capture: dict[str, Any], snap: Snapshotter | None = None
+) -> StageStats:
+    """Quiesce, flush, horizon, then the in-pause work: the staging pass (and the check
+    that nothing moved during it), or with `snap` one filesystem snapshot (atomic: nothing
+    can move during it), staged after resume by the caller."""
     assert hot.agent is not None
     report = SessionReport()
     runtime = open_runtime(
@@ -281,6 +342,18 @@ def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> 
     )
 
     def capture_and_check() -> tuple[StageStats, list[str]]:
+        if snap is not None:
+            try:
+                snap.take()
+                return StageStats(), []
+            except OSError as exc:
+                snap.taken_ns = None
+                capture["strategy"] = {
+                    "capture": "staging-scan",
+                    "why": f"the {snap.driver.name} snapshot failed in the pause "
+                    f"({exc.strerror or exc}); staged in the pause instead",
+                    "notes": capture.get("strategy", {}).get("notes", []),
+                }
         stats = stager.capture()
         return stats, stager.changed_since_capture()  # still inside the pause
 
