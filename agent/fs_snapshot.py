@@ -61,6 +61,11 @@ class SnapshotDriver(ABC):
     def take(self, source: int, place: int, name: str) -> None:
         """Inside the pause: a read-only snapshot of the source, as `name` in `place`."""
 
+    def readable_at(self, source: Path, place: Path, name: str) -> Path:
+        """Where the snapshot `name` is read after the pause: in `place` for btrfs; a
+        filesystem that keeps snapshots elsewhere (ZFS: SOURCE/.zfs/snapshot/NAME) says so."""
+        return place / name
+
     @abstractmethod
     def snapshot_of(self, place: int, name: str) -> str | None:
         """The volume id that `name` in `place` is a read-only snapshot of; None when it is
@@ -148,7 +153,8 @@ class Snapshotter:
 
     @property
     def path(self) -> Path:
-        return self.staging / PLACE / self.name
+        """Where staging reads the snapshot."""
+        return self.driver.readable_at(self.source, self.staging / PLACE, self.name)
 
     def __enter__(self) -> Snapshotter:
         """Outside the pause: open what take() needs and record the name about to be used."""

@@ -283,13 +283,18 @@ def _snapshot_capture(
         except (QuiesceMissed, AgentMisbehaved) as exc:
             snap.release()  # a miss: the fallbacks read the live source
             return _missed(repo, name, stager, hot, capture, missed, exc)
-        if snap.taken_ns is not None:
-            with _timed(steps, "stage"), stager.reading_from(snap.path, snap.taken_ns):
-                stats = stager.capture()
-            warning = snap.release()
-            if warning:
-                stats.warnings.append(warning)
-    return _staged(stager, capture, stats, "quiesced")
+        if snap.taken_ns is None:  # the snapshot failed: staged in the pause after all
+            return _staged(stager, capture, stats, "quiesced")
+        with _timed(steps, "stage"), stager.reading_from(snap.path, snap.taken_ns):
+            stats = stager.capture()
+        warning = snap.release()
+        if warning:
+            stats.warnings.append(warning)
+    staged = _staged(stager, capture, stats, "quiesced")
+    # `stage` is what the pause did (no scan, no copy); the copy from the snapshot is apart.
+    capture["staged_after_resume"] = capture["stage"]
+    capture["stage"] = StageStats().to_json()
+    return staged
 
 
 def _journal_capture(

@@ -20,6 +20,12 @@ For each size in --sizes, in a fresh directory:
      snapshot and run the invariant checker on it: a short pause that tears the cut is
      worthless.
 
+With --fs btrfs, each size's work directory is a btrfs filesystem the benchmark makes (a
+sparse image, mkfs.btrfs, a loop mount; root and btrfs-progs needed) and the agent root is a
+subvolume on it, so the hot backup's in-pause work is one read-only snapshot (decision 0008).
+The report then also shows cleancut's share of the pause: the pause minus the agent's own
+steps inside it (flush, and the horizon's wait for its actions to settle).
+
 Every round starts with a sync(2), outside the timing (--no-sync to skip), so writeback left
 from the previous round (a whole-workspace copy, for the baseline) is not charged to the next.
 The workspace grows while the benchmark runs: `churn` appends and adds files, and the agent's
@@ -30,6 +36,7 @@ with 30 samples p99 is the largest sample (rank 30) and p50 the 15th.
 
 Usage:
     python benchmarks/pause.py [--sizes 256M,1G,4G] [--backups 30] [--baseline-rounds 30]
+                               [--fs native|btrfs]
                                [--work benchmarks/work/pause] [--results benchmarks/RESULTS.md]
 """
 
@@ -250,6 +257,7 @@ class SizeRun:
     check: str = "not run"
     error: str | None = None
     baseline_rounds: int = 0
+    mounted: Path | None = None  # --fs btrfs: the image mounted on `dir`
 
     @property
     def label(self) -> str:
@@ -301,6 +309,8 @@ class Bench:
             "stage": capture.get("stage") or {},
             "prepare": capture.get("prepare") or {},
             "consistency": summary.get("consistency"),
+            "strategy": (capture.get("strategy") or {}).get("capture"),
+            "horizon_mode": capture.get("horizon_mode"),
             "quiesce_missed": summary.get("quiesce_missed"),
             "kind": summary.get("kind"),
             "snapshot_id": summary.get("snapshot_id"),
@@ -318,12 +328,23 @@ class Bench:
         rounds = a.baseline_rounds[index]
         run.baseline_rounds = rounds
         shutil.rmtree(d, ignore_errors=True)
-        (d / "logs").mkdir(parents=True)
+        d.mkdir(parents=True)
         free = shutil.disk_usage(d).free
         if free < DISK_FACTOR * size:
             run.error = f"not enough disk: {human(free)} free, need ~{human(DISK_FACTOR * size)}"
             print(f"!! {run.error}", flush=True)
             return run
+        if a.fs == "btrfs":
+            run.mounted = mount_btrfs(d, int(DISK_FACTOR * size) + 2 * GIB)
+        try:
+            return self._run_mounted(run, index)
+        finally:
+            if run.mounted is not None:
+                unmount(d, run.mounted)
+
+    def _run_mounted(self, run: SizeRun, index: int) -> SizeRun:
+        a, d, files = self.args, run.dir, run.files
+        (d / "logs").mkdir(parents=True)
         print(f"== size {run.label}: {files:,} bulk files, work {d}", flush=True)
         env = self.env(d)
         init = [*self.cc, "init", "--kdf-memory", "8MiB", "--kdf-iterations", "1"]
@@ -389,7 +410,8 @@ class Bench:
                 run.hot.append(rec)
             st, stage = rec["steps_ms"], rec["stage"]
             print(
-                f"  hot {i:3d}: pause {_f(rec['pause_ms'], '7.1f')} ms "
+                f"  hot {i:3d} [{rec['strategy']}, horizon {rec['horizon_mode']}]: "
+                f"pause {_f(rec['pause_ms'], '7.1f')} ms (cleancut {_f(share(rec), '.1f')}) "
                 f"(flush {st.get('flush', 0):.1f}, horizon {st.get('horizon', 0):.1f}, "
                 f"capture {st.get('capture', 0):.1f}; quiesce {st.get('quiesce', 0):.1f}) "
                 f"scanned {stage.get('files_scanned')} copied {stage.get('files_copied')} "
@@ -468,6 +490,40 @@ class Bench:
 # --------------------------------------------------------------------------- report
 
 
+def mount_btrfs(d: Path, size: int) -> Path:
+    """A fresh btrfs filesystem mounted on `d` (empty), with the agent root a subvolume."""
+    image = d.parent / f"{d.name}.btrfs.img"
+    image.unlink(missing_ok=True)
+    with open(image, "wb") as f:
+        f.truncate(size)
+    for cmd in (["mkfs.btrfs", "-q", str(image)], ["mount", "-o", "loop", str(image), str(d)],
+                ["btrfs", "subvolume", "create", str(d / "agent")]):
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0 and cmd[0] == "mount":
+            subprocess.run(["modprobe", "btrfs"], capture_output=True)
+            res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            if cmd[0] != "mkfs.btrfs":
+                subprocess.run(["umount", "-l", str(d)], capture_output=True)
+            image.unlink(missing_ok=True)
+            raise ToolError(f"--fs btrfs: {shlex.join(cmd)}: {res.stderr.strip()[:300]}")
+    return image
+
+
+def unmount(d: Path, image: Path) -> None:
+    subprocess.run(["umount", "-l", str(d)], capture_output=True)
+    image.unlink(missing_ok=True)
+
+
+def share(rec: dict[str, Any]) -> float | None:
+    """cleancut's share of one pause: the pause minus the agent's own steps inside it
+    (flush, and the horizon: waiting for its actions to settle)."""
+    if rec.get("pause_ms") is None:
+        return None
+    st = rec["steps_ms"]
+    return float(rec["pause_ms"]) - st.get("flush", 0.0) - st.get("horizon", 0.0)
+
+
 def col(recs: list[dict[str, Any]], get: Any) -> list[float]:
     out = []
     for r in recs:
@@ -489,6 +545,9 @@ def summarize(run: SizeRun) -> dict[str, Any]:
         "max": max(pause, default=None),
         "mean": statistics.fmean(pause) if pause else None,
         "stall_p99": pct(stall, 99),
+        "share_p50": pct(col(hot, share), 50),
+        "share_p99": pct(col(hot, share), 99),
+        "strategies": sorted({str(r.get("strategy")) for r in hot}),
         "base_p50": pct(run.baseline_ms, 50),
         "base_p99": pct(run.baseline_ms, 99),
         "base_max": max(run.baseline_ms, default=None),
@@ -518,7 +577,7 @@ def summarize(run: SizeRun) -> dict[str, Any]:
 def tables(runs: list[SizeRun], args: argparse.Namespace) -> str:
     sums = {r.label: summarize(r) for r in runs}
     n = args.backups
-    hot_rows, step_rows, base_rows, out_rows, agent_rows = [], [], [], [], []
+    hot_rows, step_rows, base_rows, out_rows, agent_rows, share_rows = [], [], [], [], [], []
     for r in runs:
         s = sums[r.label]
         w = r.warmup or {}
@@ -552,6 +611,11 @@ def tables(runs: list[SizeRun], args: argparse.Namespace) -> str:
             _f(w.get("steps_ms", {}).get("prepare"), ",.0f"),
             _f(w.get("steps_ms", {}).get("store"), ",.0f"),
         ])  # fmt: skip
+        share_rows.append([
+            r.label, ", ".join(s["strategies"]), _f(s["p50"], ".1f"), _f(s["p99"], ".1f"),
+            _f(s["step_flush"], ".1f"), _f(s["step_horizon"], ".1f"),
+            _f(s["share_p50"], ".1f"), _f(s["share_p99"], ".1f"),
+        ])  # fmt: skip
         tp = r.throughput
         agent_rows.append([
             r.label, _f(tp.get("idle"), ",.0f"), _f(tp.get("hot"), ",.0f"),
@@ -578,6 +642,15 @@ def tables(runs: list[SizeRun], args: argparse.Namespace) -> str:
                 "p99 <= 250 ms",
             ],
             hot_rows,
+        ),
+        "",
+        "cleancut's share of the pause (ms): the pause minus the agent's own steps in it "
+        "(flush; horizon, the wait for its actions to settle), by capture strategy:",
+        "",
+        md_table(
+            ["size", "strategy", "pause p50", "pause p99", "flush p50", "horizon p50",
+             "cleancut's share p50", "cleancut's share p99"],
+            share_rows,
         ),
         "",
         "Inside the pause, p50 of each step (ms) and what the in-pause capture did (p50; "
@@ -708,7 +781,13 @@ def report(args: argparse.Namespace, runs: list[SizeRun], work: Path) -> str:
         f"## Pause benchmark — {now}",
         "",
         f"- command: `{shlex.join([sys.executable, *sys.argv])}`",
-        f"- machine: {', '.join(machine_info())}; work dir {work} on {fs_type(work)}",
+        f"- machine: {', '.join(machine_info())}; work dir {work} on {fs_type(work)}"
+        + (
+            "; each size on its own loop-mounted btrfs image (agent root a subvolume, "
+            "staging, repository and baseline copies on it)"
+            if args.fs == "btrfs"
+            else ""
+        ),
         f"- workload: simulated agent running flat out (no turn pause); bulk attachments "
         f"via `make_bulk`, {files_note}; {human(args.change)} changed by `churn` before "
         f"each backup and each baseline round",
@@ -763,6 +842,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=5.0,
         help="measure the agent's write rate this long before the first backup",
+    )
+    ap.add_argument(
+        "--fs",
+        choices=("native", "btrfs"),
+        default="native",
+        help="native: the work dir's own filesystem; btrfs: a loop-mounted btrfs image per "
+        "size, the agent root a subvolume (root and btrfs-progs needed)",
     )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--work", type=Path, default=HERE / "work" / "pause")

@@ -99,7 +99,9 @@ def test_snapshot_backups_under_load_restore_consistent(
             assert not (staging / RECORD).exists()
             summaries.append(summary)
         assert agent.proc.poll() is None
-        assert summaries[0]["capture"]["stage"]["files_copied"] > 0  # type: ignore[index]
+        first: Any = summaries[0]["capture"]
+        assert first["stage"]["files_copied"] == 0  # nothing copied inside the pause
+        assert first["staged_after_resume"]["files_copied"] > 0
         for i, summary in enumerate(summaries):
             target = tmp_path / f"restored-{i}"
             restore(repo_cli, str(summary["snapshot_id"]), target)
