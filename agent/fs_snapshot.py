@@ -49,9 +49,9 @@ class SnapshotDriver(ABC):
     name: str  # recorded in the capture record and in fs-snapshot.json
 
     @abstractmethod
-    def unusable(self, source: int, place: int) -> str | None:
-        """Why the source open at `source` cannot be snapshotted into the directory open
-        at `place`; None when it can."""
+    def unusable(self, source: int, staging: int) -> str | None:
+        """Why the source open at `source` cannot be snapshotted into the staging directory
+        open at `staging`; None when it can."""
 
     @abstractmethod
     def volume(self, source: int) -> str:
@@ -79,7 +79,7 @@ class SnapshotDriver(ABC):
 class BtrfsDriver(SnapshotDriver):
     name = "btrfs"
 
-    def unusable(self, source: int, place: int) -> str | None:
+    def unusable(self, source: int, staging: int) -> str | None:
         fsid = btrfs.fsid(source)
         if fsid is None:
             return "the source is not on btrfs"
@@ -88,7 +88,7 @@ class BtrfsDriver(SnapshotDriver):
                 "the source is a directory inside a btrfs subvolume, not a subvolume of its "
                 "own (`btrfs subvolume create` makes one)"
             )
-        if btrfs.fsid(place) != fsid:
+        if btrfs.fsid(staging) != fsid:
             return (
                 "the staging directory is not on the source's btrfs filesystem "
                 "(--staging on it makes snapshots possible)"
@@ -138,8 +138,9 @@ class Plan:
 
 
 class Snapshotter:
-    """One snapshot's life: arm() before the pause, take() inside it, path to read from
-    after it, release() once staged. Use as a context manager so that release() runs."""
+    """One snapshot's life: open() before the pause, take() inside it, `path` to read from
+    after it, release() once staged. A context manager once open: release() and closing
+    always run."""
 
     def __init__(self, plan: Plan, source: Path, staging: Path) -> None:
         assert plan.driver is not None
@@ -157,7 +158,11 @@ class Snapshotter:
         return self.driver.readable_at(self.source, self.staging / PLACE, self.name)
 
     def __enter__(self) -> Snapshotter:
-        """Outside the pause: open what take() needs and record the name about to be used."""
+        return self
+
+    def open(self) -> None:
+        """Outside the pause: open what take() needs and record the name about to be used.
+        OSError when that fails (nothing is left behind then)."""
         self._source_fd = os.open(self.source, _DIR_FLAGS & ~os.O_NOFOLLOW)
         try:
             self._place_fd = _open_place(self.staging)
@@ -169,7 +174,6 @@ class Snapshotter:
         except BaseException:
             self._close()
             raise
-        return self
 
     def take(self) -> None:
         """Inside the pause: the snapshot, and nothing else."""
@@ -209,38 +213,54 @@ def plan(source: Path, staging: Path) -> Plan:
     """Choose the strategy for a hot backup of `source` staged in `staging` (a directory
     already claimed as ours), after removing a snapshot an interrupted run left."""
     try:
+        return _plan(source, staging)
+    except OSError as exc:
+        return Plan(None, f"cannot look for snapshots in {staging} ({exc.strerror or exc})")
+
+
+def _plan(source: Path, staging: Path) -> Plan:
+    try:
         source_fd = os.open(source, _DIR_FLAGS & ~os.O_NOFOLLOW)
     except OSError as exc:
         return Plan(None, f"cannot open the source ({exc.strerror})")
     try:
+        notes, blocked = _clean_leftover(staging)
+        if blocked:
+            return Plan(None, blocked, notes)
+        staging_fd = os.open(staging, _DIR_FLAGS)
         try:
-            place_fd = _open_place(staging)
-        except OSError as exc:
-            return Plan(None, f"cannot make {staging / PLACE} ({exc.strerror})")
-        try:
-            notes, blocked = _clean_leftover(staging, place_fd)
-            if blocked:
-                return Plan(None, blocked, notes)
             reasons = []
             for driver in DRIVERS:
-                why = driver.unusable(source_fd, place_fd)
+                why = driver.unusable(source_fd, staging_fd)
                 if why is None:
                     return Plan(driver, f"the source is a {driver.name} subvolume", notes)
                 reasons.append(why)
             return Plan(None, "; ".join(reasons), notes)
         finally:
-            os.close(place_fd)
+            os.close(staging_fd)
     finally:
         os.close(source_fd)
 
 
-def _clean_leftover(staging: Path, place: int) -> tuple[list[str], str | None]:
+def _clean_leftover(staging: Path) -> tuple[list[str], str | None]:
     """Delete the snapshot an interrupted run recorded, if it is one of ours. Returns
     notes for the capture record, and a reason not to snapshot this time (a leftover
     that cannot be deleted: another would pile up beside it)."""
     record = _read_record(staging)
     if record is None:
         return [], None
+    try:
+        place = os.open(staging / PLACE, _DIR_FLAGS)
+    except OSError:
+        _remove_record(staging)  # no place, so no snapshot was ever taken there
+        return [f"an interrupted run recorded a snapshot in {PLACE}/ but never took it"], None
+    try:
+        return _clean_in(staging, place, record)
+    finally:
+        os.close(place)
+
+
+def _clean_in(staging: Path, place: int, record: dict[str, Any]) -> tuple[list[str], str | None]:
     name = record.get("name")
     driver = next((d for d in DRIVERS if d.name == record.get("driver")), None)
     if driver is None or not isinstance(name, str) or not name.startswith("snap-"):

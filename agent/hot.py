@@ -196,9 +196,16 @@ def _capture(
     if strategy is not None:
         capture["strategy"] = strategy.record()
     if strategy is not None and strategy.driver is not None:
-        # The pause is one snapshot and staging reads it afterwards: nothing to prepare.
-        capture["prepare"] = StageStats().to_json()
-        return _snapshot_capture(repo, name, stager, hot, capture, missed, strategy)
+        snap = Snapshotter(strategy, stager.source, stager.staging)
+        try:
+            snap.open()
+        except OSError as exc:
+            why = f"{strategy.why}, but its snapshot could not be prepared ({exc.strerror or exc})"
+            capture["strategy"] = Plan(None, why, strategy.notes).record()
+        else:
+            # The pause is one snapshot and staging reads it afterwards: nothing to prepare.
+            capture["prepare"] = StageStats().to_json()
+            return _snapshot_capture(repo, name, stager, hot, capture, missed, snap)
     with _timed(steps, "prepare"):
         prepared = stager.prepare()  # outside the pause: the in-pause pass copies little
         if prepared.files_copied:
@@ -270,14 +277,14 @@ def _snapshot_capture(
     hot: HotOptions,
     capture: dict[str, Any],
     missed: list[CleancutError],
-    strategy: Plan,
+    snap: Snapshotter,
 ) -> tuple[StageStats, str, Path]:
     """The agent's cut as one filesystem snapshot inside the pause; staging reads the
     snapshot after resume and deletes it. A snapshot that fails inside the pause (the
     filesystem refused, no space) falls back to today's in-pause staging pass, and the
     capture record says so."""
     steps = capture["steps_ms"]
-    with Snapshotter(strategy, stager.source, stager.staging) as snap:
+    with snap:
         try:
             stats = _agent_capture(stager, hot, capture, snap)
         except (QuiesceMissed, AgentMisbehaved) as exc:

@@ -146,7 +146,7 @@ def test_staging_on_another_filesystem_falls_back_and_says_why(
         stop_agent(agent)
 
 
-class KillingAgent(ControlServer):
+class CounterAgent(ControlServer):
     """An SDK agent whose workspace is a counter file rewritten by a worker; when a
     backup process is named in `victim`, it is SIGKILLed on its `resume`: after its
     snapshot, before it could delete it."""
@@ -181,7 +181,7 @@ def test_a_snapshot_left_by_a_killed_backup_is_removed_next_run_and_no_other(
 ) -> None:
     workspace = _subvolume(fs / "ws")
     staging = fs / "staging"
-    agent = KillingAgent(str(fs / "agent.sock"), workspace)
+    agent = CounterAgent(str(fs / "agent.sock"), workspace)
     agent.start()
     agent.worker.start()
     args = ("backup", str(workspace), "--name", "ws", "--agent", f"unix:{agent.socket_path}",
@@ -213,3 +213,36 @@ def test_a_snapshot_left_by_a_killed_backup_is_removed_next_run_and_no_other(
     finally:
         agent.stopping.set()
         agent.stop()
+
+
+def test_a_snapshot_refused_in_the_pause_is_staged_the_old_way(
+    repo_cli: CLI, fs: Path, tmp_path: Path
+) -> None:
+    """The snapshot ioctl fails inside the pause (EPERM: its directory is immutable):
+    that pause stages the workspace itself, the snapshot stays quiesced, and `why` says."""
+    workspace = _subvolume(fs / "ws")
+    staging = fs / "staging"
+    agent = CounterAgent(str(fs / "agent.sock"), workspace)
+    agent.start()
+    agent.worker.start()
+    args = ("backup", str(workspace), "--name", "ws", "--agent", f"unix:{agent.socket_path}",
+            "--staging", str(staging), "--json", "--quiesce-timeout", "10s")
+    try:
+        first = json.loads(repo_cli.ok(*args).out)
+        assert first["capture"]["strategy"]["capture"] == "btrfs-snapshot"
+        assert _run("chattr", "+i", str(staging / PLACE)).returncode == 0
+        try:
+            summary = json.loads(repo_cli.ok(*args).out)
+        finally:
+            _run("chattr", "-i", str(staging / PLACE))
+        strategy = summary["capture"]["strategy"]
+        assert summary["consistency"] == "quiesced"
+        assert strategy["capture"] == "staging-scan"
+        assert "snapshot failed in the pause" in strategy["why"], strategy
+        assert not (staging / RECORD).exists() and _subvolumes_in(staging / PLACE) == []
+    finally:
+        agent.stopping.set()
+        agent.stop()
+    target = tmp_path / "restored"
+    repo_cli.ok("restore", str(summary["snapshot_id"]), "--target", str(target))
+    assert json.loads((target / "counter.json").read_text())["n"] >= 1
