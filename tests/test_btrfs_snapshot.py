@@ -132,18 +132,23 @@ def test_a_directory_that_is_not_a_subvolume_is_staged_in_the_pause(
 def test_staging_on_another_filesystem_falls_back_and_says_why(
     repo_cli: CLI, fs: Path, tmp_path: Path
 ) -> None:
-    _subvolume(fs / "agent")
-    agent = start_agent(fs)
+    workspace = _subvolume(fs / "ws")
+    agent = CounterAgent(str(fs / "agent.sock"), workspace)
+    agent.start()
+    agent.worker.start()
     try:
-        summary = hot(repo_cli, agent, "--staging", str(tmp_path / "staging"))
-        strategy = summary["capture"]["strategy"]  # type: ignore[index]
-        assert strategy["capture"] == "staging-scan"
-        assert "staging directory is not on the source's btrfs filesystem" in strategy["why"]
-        target = tmp_path / "restored"
-        restore(repo_cli, str(summary["snapshot_id"]), target)
-        assert violations(agent, target, summary) == []
+        summary = json.loads(repo_cli.ok(
+            "backup", str(workspace), "--agent", f"unix:{agent.socket_path}", "--json",
+            "--staging", str(tmp_path / "staging"), "--quiesce-timeout", "10s",
+        ).out)
     finally:
-        stop_agent(agent)
+        agent.stopping.set()
+        agent.stop()
+    strategy = summary["capture"]["strategy"]
+    assert summary["consistency"] == "quiesced"
+    assert strategy["capture"] == "staging-scan"
+    assert "staging directory is not on the source's btrfs filesystem" in strategy["why"]
+    assert not (tmp_path / "staging" / PLACE).exists()  # made only when a snapshot is taken
 
 
 class CounterAgent(ControlServer):
