@@ -177,8 +177,9 @@ class Snapshotter:
 
     def take(self) -> None:
         """Inside the pause: the snapshot, and nothing else."""
-        self.taken_ns = time.time_ns()
+        taken = time.time_ns()  # before: a copy's data is from this instant or earlier
         self.driver.take(self._source_fd, self._place_fd, self.name)
+        self.taken_ns = taken
 
     def release(self) -> str | None:
         """Delete the snapshot and its record; a warning when it could not be deleted (the

@@ -192,20 +192,6 @@ def _capture(
     """Prepare, then take the cut the mode allows; verify the staged copy. Returns the
     directory to store: the staging mirror, or the journal fallback's rebuilt tree."""
     steps = capture["steps_ms"]
-    strategy = plan(source, stager.staging) if hot.mode == "agent" else None
-    if strategy is not None:
-        capture["strategy"] = strategy.record()
-    if strategy is not None and strategy.driver is not None:
-        snap = Snapshotter(strategy, stager.source, stager.staging)
-        try:
-            snap.open()
-        except OSError as exc:
-            why = f"{strategy.why}, but its snapshot could not be prepared ({exc.strerror or exc})"
-            capture["strategy"] = Plan(None, why, strategy.notes).record()
-        else:
-            # The pause is one snapshot and staging reads it afterwards: nothing to prepare.
-            capture["prepare"] = StageStats().to_json()
-            return _snapshot_capture(repo, name, stager, hot, capture, missed, snap)
     with _timed(steps, "prepare"):
         prepared = stager.prepare()  # outside the pause: the in-pause pass copies little
         if prepared.files_copied:
@@ -223,7 +209,16 @@ def _capture(
             stats = _agent_capture(stager, hot, capture)
             consistency = "quiesced"
         except (QuiesceMissed, AgentMisbehaved) as exc:
-            return _missed(repo, name, stager, hot, capture, missed, exc)
+            # Not a clean cut, whether the agent could not pause or broke its word:
+            # recorded as a miss, and the operator's fallback (if any) applies.
+            missed.append(exc)
+            capture["miss"] = str(exc)
+            if hot.fallback == "none":
+                raise
+            if hot.fallback == "journal":
+                assert hot.journal is not None
+                return _journal_capture(repo, name, stager, hot.journal, capture)
+            stats, consistency = _fallback_capture(stager, hot, capture)
     elif hot.mode == "freeze":
         assert hot.freeze_pid is not None
         stats = _frozen_capture(stager, hot.freeze_pid, hot.watchdog, capture)
@@ -233,75 +228,13 @@ def _capture(
         consistency = "hooked"
     else:
         raise UsageError("a hot backup needs --agent, --freeze or --pre/--post")
-    return _staged(stager, capture, stats, consistency)
-
-
-def _staged(
-    stager: Stager, capture: dict[str, Any], stats: StageStats, consistency: str
-) -> tuple[StageStats, str, Path]:
     capture["consistency"] = consistency
     capture["stage"] = stats.to_json()
-    with _timed(capture["steps_ms"], "verify_staged"):
+    with _timed(steps, "verify_staged"):
         problems = stager.verify()
     if problems:
         raise CaptureFailed(f"staged copy failed verification: {problems[0]}")
     return stats, consistency, stager.tree
-
-
-def _missed(
-    repo: Repository,
-    name: str,
-    stager: Stager,
-    hot: HotOptions,
-    capture: dict[str, Any],
-    missed: list[CleancutError],
-    exc: QuiesceMissed | AgentMisbehaved,
-) -> tuple[StageStats, str, Path]:
-    """Not a clean cut, whether the agent could not pause or broke its word: recorded as
-    a miss, and the operator's fallback (if any) applies."""
-    missed.append(exc)
-    capture["miss"] = str(exc)
-    if hot.fallback == "none":
-        raise exc
-    if hot.fallback == "journal":
-        assert hot.journal is not None
-        return _journal_capture(repo, name, stager, hot.journal, capture)
-    stats, consistency = _fallback_capture(stager, hot, capture)
-    return _staged(stager, capture, stats, consistency)
-
-
-def _snapshot_capture(
-    repo: Repository,
-    name: str,
-    stager: Stager,
-    hot: HotOptions,
-    capture: dict[str, Any],
-    missed: list[CleancutError],
-    snap: Snapshotter,
-) -> tuple[StageStats, str, Path]:
-    """The agent's cut as one filesystem snapshot inside the pause; staging reads the
-    snapshot after resume and deletes it. A snapshot that fails inside the pause (the
-    filesystem refused, no space) falls back to today's in-pause staging pass, and the
-    capture record says so."""
-    steps = capture["steps_ms"]
-    with snap:
-        try:
-            stats = _agent_capture(stager, hot, capture, snap)
-        except (QuiesceMissed, AgentMisbehaved) as exc:
-            snap.release()  # a miss: the fallbacks read the live source
-            return _missed(repo, name, stager, hot, capture, missed, exc)
-        if snap.taken_ns is None:  # the snapshot failed: staged in the pause after all
-            return _staged(stager, capture, stats, "quiesced")
-        with _timed(steps, "stage"), stager.reading_from(snap.path, snap.taken_ns):
-            stats = stager.capture()
-        warning = snap.release()
-        if warning:
-            stats.warnings.append(warning)
-    staged = _staged(stager, capture, stats, "quiesced")
-    # `stage` is what the pause did (no scan, no copy); the copy from the snapshot is apart.
-    capture["staged_after_resume"] = capture["stage"]
-    capture["stage"] = StageStats().to_json()
-    return staged
 
 
 def _journal_capture(
@@ -341,12 +274,48 @@ def _journal_capture(
     return StageStats(warnings=list(shipped.warnings)), "journal", tree
 
 
-def _agent_capture(
-    stager: Stager, hot: HotOptions, capture: dict[str, Any], snap: Snapshotter | None = None
+def _agent_capture(stager: Stager, hot: HotOptions, capture: dict[str, Any]) -> StageStats:
+    """The agent's cut. Where the source allows (agent/fs_snapshot.py), the pause holds one
+    filesystem snapshot, staged after resume and then deleted; elsewhere, or when the
+    snapshot fails inside the pause, the staging pass runs in the pause. The capture
+    record's `strategy` says which ran and why."""
+    snap = _snapshotter(stager, capture)
+    if snap is None:
+        return _quiesced_capture(stager, hot, capture, None)
+    with snap:  # deleted whatever happens; a miss falls back to the live source
+        stats = _quiesced_capture(stager, hot, capture, snap)
+        if snap.taken_ns is None:
+            return stats  # the snapshot failed: staged inside the pause after all
+        with _timed(capture["steps_ms"], "stage"), stager.reading_from(snap.path, snap.taken_ns):
+            stats = stager.capture()
+        warning = snap.release()
+    if warning:
+        stats.warnings.append(warning)
+    return stats
+
+
+def _snapshotter(stager: Stager, capture: dict[str, Any]) -> Snapshotter | None:
+    """The snapshot to take in the pause, ready (its record written); None when the
+    source cannot be snapshotted, with the reason in capture["strategy"]."""
+    strategy = plan(stager.source, stager.staging)
+    capture["strategy"] = strategy.record()
+    if strategy.driver is None:
+        return None
+    snap = Snapshotter(strategy, stager.source, stager.staging)
+    try:
+        snap.open()
+    except OSError as exc:
+        why = f"{strategy.why}, but its snapshot could not be prepared ({exc.strerror or exc})"
+        capture["strategy"] = Plan(None, why, strategy.notes).record()
+        return None
+    return snap
+
+
+def _quiesced_capture(
+    stager: Stager, hot: HotOptions, capture: dict[str, Any], snap: Snapshotter | None
 ) -> StageStats:
-    """Quiesce, flush, horizon, then the in-pause work: the staging pass (and the check
-    that nothing moved during it), or with `snap` one filesystem snapshot (atomic: nothing
-    can move during it), staged after resume by the caller."""
+    """Quiesce, flush, horizon, then the in-pause work: the snapshot (atomic: nothing can
+    move during it), or the staging pass and the check that nothing moved during it."""
     assert hot.agent is not None
     report = SessionReport()
     runtime = open_runtime(
@@ -354,18 +323,8 @@ def _agent_capture(
     )
 
     def capture_and_check() -> tuple[StageStats, list[str]]:
-        if snap is not None:
-            try:
-                snap.take()
-                return StageStats(), []
-            except OSError as exc:
-                snap.taken_ns = None
-                capture["strategy"] = {
-                    "capture": "staging-scan",
-                    "why": f"the {snap.driver.name} snapshot failed in the pause "
-                    f"({exc.strerror or exc}); staged in the pause instead",
-                    "notes": capture.get("strategy", {}).get("notes", []),
-                }
+        if snap is not None and _snapshot_in_pause(snap, capture):
+            return StageStats(), []
         stats = stager.capture()
         return stats, stager.changed_since_capture()  # still inside the pause
 
@@ -398,6 +357,18 @@ def _agent_capture(
             f"capture ({shown}): not a clean cut, not stored as quiesced"
         )
     return stats
+
+
+def _snapshot_in_pause(snap: Snapshotter, capture: dict[str, Any]) -> bool:
+    """Take the snapshot; False (and the reason recorded) when the filesystem refuses."""
+    try:
+        snap.take()
+        return True
+    except OSError as exc:
+        why = f"the {snap.driver.name} snapshot failed in the pause ({exc.strerror or exc})"
+        notes = capture["strategy"]["notes"]
+        capture["strategy"] = Plan(None, f"{why}; staged in the pause instead", notes).record()
+        return False
 
 
 def _fallback_capture(

@@ -302,14 +302,21 @@ class Bench:
         if not isinstance(summary, dict):
             raise ToolError(f"{label}: stdout is not one JSON object: {step.stdout[:300]!r}")
         capture = summary.get("capture") or {}
+        strategy = (capture.get("strategy") or {}).get("capture")
+        stage = capture.get("stage") or {}
+        if strategy == "btrfs-snapshot":  # its staging pass read the snapshot after resume
+            after, stage = stage, {k: 0 for k, v in stage.items() if isinstance(v, int | float)}
+        else:
+            after = {}
         return {
             "label": label,
             "pause_ms": summary.get("pause_ms"),
             "steps_ms": summary.get("steps_ms") or {},
-            "stage": capture.get("stage") or {},
+            "stage": stage,  # what the pause did
+            "stage_after_resume": after,
             "prepare": capture.get("prepare") or {},
             "consistency": summary.get("consistency"),
-            "strategy": (capture.get("strategy") or {}).get("capture"),
+            "strategy": strategy,
             "horizon_mode": capture.get("horizon_mode"),
             "quiesce_missed": summary.get("quiesce_missed"),
             "kind": summary.get("kind"),
@@ -558,6 +565,7 @@ def summarize(run: SizeRun) -> dict[str, Any]:
         *IN_PAUSE_STEPS,
         "resume",
         "prepare",
+        "stage",
         "verify_staged",
         "store",
         "verify",
@@ -605,8 +613,8 @@ def tables(runs: list[SizeRun], args: argparse.Namespace) -> str:
         ])  # fmt: skip
         out_rows.append([
             r.label, _f(s["step_prepare"], ",.0f"), human(s["prepare_bytes"]),
-            _f(s["step_verify_staged"], ".1f"), _f(s["step_store"], ",.0f"),
-            _f(s["step_verify"], ",.0f"), _f(s["wall_s"], ".2f"),
+            _f(s["step_stage"], ",.0f"), _f(s["step_verify_staged"], ".1f"),
+            _f(s["step_store"], ",.0f"), _f(s["step_verify"], ",.0f"), _f(s["wall_s"], ".2f"),
             _f(s["rss"] / MIB if s["rss"] else None, ".0f"),
             _f(w.get("steps_ms", {}).get("prepare"), ",.0f"),
             _f(w.get("steps_ms", {}).get("store"), ",.0f"),
@@ -697,6 +705,7 @@ def tables(runs: list[SizeRun], args: argparse.Namespace) -> str:
                 "size",
                 "prepare",
                 "prepare copied",
+                "stage (from a snapshot, after resume)",
                 "verify_staged",
                 "store",
                 "verify",
