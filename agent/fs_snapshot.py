@@ -149,6 +149,7 @@ class Snapshotter:
         self.staging = staging
         self.name = f"snap-{secrets.token_hex(8)}"
         self.taken_ns: int | None = None  # wall clock just before the snapshot
+        self._released = False
         self._source_fd = -1
         self._place_fd = -1
 
@@ -183,7 +184,10 @@ class Snapshotter:
 
     def release(self) -> str | None:
         """Delete the snapshot and its record; a warning when it could not be deleted (the
-        next run tries again)."""
+        record stays, and the next run tries again). Once: later calls do nothing."""
+        if self._released:
+            return None
+        self._released = True
         warning = None
         if self.taken_ns is not None:
             try:
@@ -194,7 +198,6 @@ class Snapshotter:
                 warning = f"could not delete snapshot {self.path}: {exc.strerror}; next run will"
         if warning is None:
             _remove_record(self.staging)
-        self.taken_ns = None
         return warning
 
     def __exit__(self, *exc: object) -> None:
@@ -320,11 +323,16 @@ def _write_record(staging: Path, record: dict[str, Any]) -> None:
     tmp = staging / f"{RECORD}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, json.dumps(record).encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.write(fd, json.dumps(record).encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     dir_fd = os.open(staging, _DIR_FLAGS)
     try:
         os.fsync(dir_fd)

@@ -201,6 +201,17 @@ def test_a_snapshot_left_by_a_killed_backup_is_removed_next_run_and_no_other(
                       str(staging / PLACE / "theirs"))
         assert theirs.returncode == 0, theirs.stderr
 
+        # A leftover that cannot be deleted (its directory immutable: EPERM even for root)
+        # stops snapshots until it can be: none piles up beside it.
+        assert _run("chattr", "+i", str(staging / PLACE)).returncode == 0
+        try:
+            blocked = json.loads(repo_cli.ok(*args).out)["capture"]["strategy"]
+        finally:
+            _run("chattr", "-i", str(staging / PLACE))
+        assert blocked["capture"] == "staging-scan" and "cannot be deleted" in blocked["why"]
+        assert _subvolumes_in(staging / PLACE) == sorted([left[0], "theirs"])
+        assert (staging / RECORD).exists()
+
         summary = json.loads(repo_cli.ok(*args).out)
         strategy = summary["capture"]["strategy"]
         assert summary["consistency"] == "quiesced"
