@@ -9,6 +9,7 @@ snapshot, where, and when is agent/fs_snapshot.py's.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import os
@@ -84,6 +85,15 @@ def snapshot(source_fd: int, dest_dir_fd: int, name: str) -> None:
     struct.pack_into("<qQQ", args, 0, source_fd, 0, SUBVOL_RDONLY)
     args[_V2_NAME_OFFSET:_V2_NAME_OFFSET + len(encoded)] = encoded
     fcntl.ioctl(dest_dir_fd, _SNAP_CREATE_V2, args)
+
+
+def syncfs(fd: int) -> None:
+    """Write back everything dirty on the filesystem holding `fd` (syncfs(2)): a snapshot
+    taken right after has little left for its transaction commit to write."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syncfs(fd) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
 
 
 def delete(parent_fd: int, name: str) -> None:
