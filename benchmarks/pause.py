@@ -20,6 +20,12 @@ For each size in --sizes, in a fresh directory:
      snapshot and run the invariant checker on it: a short pause that tears the cut is
      worthless.
 
+With --fs btrfs, each size's work directory is a btrfs filesystem the benchmark makes (a
+sparse image, mkfs.btrfs, a loop mount; root and btrfs-progs needed) and the agent root is a
+subvolume on it, so the hot backup's in-pause work is one read-only snapshot (decision 0008).
+The report then also shows cleancut's share of the pause: the pause minus the agent's own
+steps inside it (flush, and the horizon's wait for its actions to settle).
+
 Every round starts with a sync(2), outside the timing (--no-sync to skip), so writeback left
 from the previous round (a whole-workspace copy, for the baseline) is not charged to the next.
 The workspace grows while the benchmark runs: `churn` appends and adds files, and the agent's
@@ -30,6 +36,7 @@ with 30 samples p99 is the largest sample (rank 30) and p50 the 15th.
 
 Usage:
     python benchmarks/pause.py [--sizes 256M,1G,4G] [--backups 30] [--baseline-rounds 30]
+                               [--fs native|btrfs]
                                [--work benchmarks/work/pause] [--results benchmarks/RESULTS.md]
 """
 
@@ -257,6 +264,7 @@ class SizeRun:
     check: str = "not run"
     error: str | None = None
     baseline_rounds: int = 0
+    mounted: Path | None = None  # --fs btrfs: the image mounted on `dir`
 
     @property
     def label(self) -> str:
@@ -301,14 +309,23 @@ class Bench:
         if not isinstance(summary, dict):
             raise ToolError(f"{label}: stdout is not one JSON object: {step.stdout[:300]!r}")
         capture = summary.get("capture") or {}
+        strategy = (capture.get("strategy") or {}).get("capture")
+        stage = capture.get("stage") or {}
+        if strategy == "btrfs-snapshot":  # its staging pass read the snapshot after resume
+            after, stage = stage, {k: 0 for k, v in stage.items() if isinstance(v, int | float)}
+        else:
+            after = {}
         return {
             "label": label,
             "pause_ms": summary.get("pause_ms"),
             "steps_ms": summary.get("steps_ms") or {},
-            "stage": capture.get("stage") or {},
+            "stage": stage,  # what the pause did
+            "stage_after_resume": after,
             "strategy": capture.get("strategy") or {},
             "prepare": capture.get("prepare") or {},
             "consistency": summary.get("consistency"),
+            "capture": strategy,
+            "horizon_mode": capture.get("horizon_mode"),
             "quiesce_missed": summary.get("quiesce_missed"),
             "kind": summary.get("kind"),
             "snapshot_id": summary.get("snapshot_id"),
@@ -326,12 +343,23 @@ class Bench:
         rounds = a.baseline_rounds[index]
         run.baseline_rounds = rounds
         shutil.rmtree(d, ignore_errors=True)
-        (d / "logs").mkdir(parents=True)
+        d.mkdir(parents=True)
         free = shutil.disk_usage(d).free
         if free < DISK_FACTOR * size:
             run.error = f"not enough disk: {human(free)} free, need ~{human(DISK_FACTOR * size)}"
             print(f"!! {run.error}", flush=True)
             return run
+        if a.fs == "btrfs":
+            run.mounted = mount_btrfs(d, int(DISK_FACTOR * size) + 2 * GIB)
+        try:
+            return self._run_mounted(run, index)
+        finally:
+            if run.mounted is not None:
+                unmount(d, run.mounted)
+
+    def _run_mounted(self, run: SizeRun, index: int) -> SizeRun:
+        a, d, files = self.args, run.dir, run.files
+        (d / "logs").mkdir(parents=True)
         print(f"== size {run.label}: {files:,} bulk files, work {d}", flush=True)
         env = self.env(d)
         init = [*self.cc, "init", "--kdf-memory", "8MiB", "--kdf-iterations", "1"]
@@ -397,7 +425,8 @@ class Bench:
                 run.hot.append(rec)
             st, stage, how = rec["steps_ms"], rec["stage"], rec["strategy"]
             print(
-                f"  hot {i:3d}: pause {_f(rec['pause_ms'], '7.1f')} ms "
+                f"  hot {i:3d} [{rec['capture']}, horizon {rec['horizon_mode']}]: "
+                f"pause {_f(rec['pause_ms'], '7.1f')} ms "
                 f"(flush {st.get('flush', 0):.1f}, horizon {st.get('horizon', 0):.1f}, "
                 f"capture {st.get('capture', 0):.1f}; quiesce {st.get('quiesce', 0):.1f}) "
                 f"share {_f(cleancut_share(rec), '.1f')} ms, "
@@ -479,6 +508,31 @@ class Bench:
 # --------------------------------------------------------------------------- report
 
 
+def mount_btrfs(d: Path, size: int) -> Path:
+    """A fresh btrfs filesystem mounted on `d` (empty), with the agent root a subvolume."""
+    image = d.parent / f"{d.name}.btrfs.img"
+    image.unlink(missing_ok=True)
+    with open(image, "wb") as f:
+        f.truncate(size)
+    for cmd in (["mkfs.btrfs", "-q", str(image)], ["mount", "-o", "loop", str(image), str(d)],
+                ["btrfs", "subvolume", "create", str(d / "agent")]):
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0 and cmd[0] == "mount":
+            subprocess.run(["modprobe", "btrfs"], capture_output=True)
+            res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            if cmd[0] != "mkfs.btrfs":
+                subprocess.run(["umount", "-l", str(d)], capture_output=True)
+            image.unlink(missing_ok=True)
+            raise ToolError(f"--fs btrfs: {shlex.join(cmd)}: {res.stderr.strip()[:300]}")
+    return image
+
+
+def unmount(d: Path, image: Path) -> None:
+    subprocess.run(["umount", "-l", str(d)], capture_output=True)
+    image.unlink(missing_ok=True)
+
+
 def col(recs: list[dict[str, Any]], get: Any) -> list[float]:
     out = []
     for r in recs:
@@ -518,6 +572,7 @@ def summarize(run: SizeRun) -> dict[str, Any]:
         "tails": sum(r.get("strategy", {}).get("tails", 0) for r in hot),
         "dirs_p50": pct(col(hot, lambda r: r["strategy"]["directories_visited"]), 50),
         "after_resume_p50": pct(col(hot, lambda r: r["strategy"]["after_resume_s"] * 1000), 50),
+        "strategies": sorted({str(r.get("capture")) for r in hot}),
         "base_p50": pct(run.baseline_ms, 50),
         "base_p99": pct(run.baseline_ms, 99),
         "base_max": max(run.baseline_ms, default=None),
@@ -528,6 +583,7 @@ def summarize(run: SizeRun) -> dict[str, Any]:
         *IN_PAUSE_STEPS,
         "resume",
         "prepare",
+        "stage",
         "verify_staged",
         "store",
         "verify",
@@ -547,7 +603,7 @@ def summarize(run: SizeRun) -> dict[str, Any]:
 def tables(runs: list[SizeRun], args: argparse.Namespace) -> str:
     sums = {r.label: summarize(r) for r in runs}
     n = args.backups
-    hot_rows, step_rows, base_rows, out_rows, agent_rows = [], [], [], [], []
+    hot_rows, step_rows, base_rows, out_rows, agent_rows, share_rows = [], [], [], [], [], []
     for r in runs:
         s = sums[r.label]
         w = r.warmup or {}
@@ -579,11 +635,16 @@ def tables(runs: list[SizeRun], args: argparse.Namespace) -> str:
         ])  # fmt: skip
         out_rows.append([
             r.label, _f(s["step_prepare"], ",.0f"), human(s["prepare_bytes"]),
-            _f(s["step_verify_staged"], ".1f"), _f(s["step_store"], ",.0f"),
-            _f(s["step_verify"], ",.0f"), _f(s["wall_s"], ".2f"),
+            _f(s["step_stage"], ",.0f"), _f(s["step_verify_staged"], ".1f"),
+            _f(s["step_store"], ",.0f"), _f(s["step_verify"], ",.0f"), _f(s["wall_s"], ".2f"),
             _f(s["rss"] / MIB if s["rss"] else None, ".0f"),
             _f(w.get("steps_ms", {}).get("prepare"), ",.0f"),
             _f(w.get("steps_ms", {}).get("store"), ",.0f"),
+        ])  # fmt: skip
+        share_rows.append([
+            r.label, ", ".join(s["strategies"]), _f(s["p50"], ".1f"), _f(s["p99"], ".1f"),
+            _f(s["step_flush"], ".1f"), _f(s["step_horizon"], ".1f"),
+            _f(s["share_p50"], ".1f"), _f(s["share_p99"], ".1f"),
         ])  # fmt: skip
         tp = r.throughput
         agent_rows.append([
@@ -615,6 +676,15 @@ def tables(runs: list[SizeRun], args: argparse.Namespace) -> str:
                 "p99 <= 250 ms",
             ],
             hot_rows,
+        ),
+        "",
+        "cleancut's share of the pause (ms): the pause minus the agent's own steps in it "
+        "(flush; horizon, the wait for its actions to settle), by capture strategy:",
+        "",
+        md_table(
+            ["size", "strategy", "pause p50", "pause p99", "flush p50", "horizon p50",
+             "cleancut's share p50", "cleancut's share p99"],
+            share_rows,
         ),
         "",
         "Inside the pause, p50 of each step (ms) and what the in-pause capture did (p50; "
@@ -666,6 +736,7 @@ def tables(runs: list[SizeRun], args: argparse.Namespace) -> str:
                 "size",
                 "prepare",
                 "prepare copied",
+                "stage (from a snapshot, after resume)",
                 "verify_staged",
                 "store",
                 "verify",
@@ -760,7 +831,13 @@ def report(args: argparse.Namespace, runs: list[SizeRun], work: Path) -> str:
         f"## Pause benchmark — {now}",
         "",
         f"- command: `{shlex.join([sys.executable, *sys.argv])}`",
-        f"- machine: {', '.join(machine_info())}; work dir {work} on {fs_type(work)}",
+        f"- machine: {', '.join(machine_info())}; work dir {work} on {fs_type(work)}"
+        + (
+            "; each size on its own loop-mounted btrfs image (agent root a subvolume, "
+            "staging, repository and baseline copies on it)"
+            if args.fs == "btrfs"
+            else ""
+        ),
         f"- workload: simulated agent running flat out (no turn pause); bulk attachments "
         f"via `make_bulk`, {files_note}; {human(args.change)} changed by `churn` before "
         f"each backup and each baseline round",
@@ -815,6 +892,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=5.0,
         help="measure the agent's write rate this long before the first backup",
+    )
+    ap.add_argument(
+        "--fs",
+        choices=("native", "btrfs"),
+        default="native",
+        help="native: the work dir's own filesystem; btrfs: a loop-mounted btrfs image per "
+        "size, the agent root a subvolume (root and btrfs-progs needed)",
     )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--work", type=Path, default=HERE / "work" / "pause")

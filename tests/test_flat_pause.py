@@ -448,7 +448,7 @@ def test_hot_backups_under_load_track_and_defer_and_restore_consistent(
         # (unless the tracker gave up, which it must then say).
         assert capture["prepare"]["scan_reason"] == "first pass since change tracking began"
         strategy = capture["strategy"]
-        assert (strategy["scan"], strategy["why"][:9]) in {
+        assert (strategy["scan"], strategy["scan_why"][:9]) in {
             ("tracked", "inotify: "),
             ("full", "change tr"),
         }, strategy

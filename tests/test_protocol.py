@@ -237,7 +237,7 @@ def test_hello_negotiates_protocol_1(agent: Agent) -> None:
         "ok": True,
         "protocol": 1,
         "agent": "test-agent",
-        "capabilities": ["quiesce", "flush", "inflight"],
+        "capabilities": ["quiesce", "flush", "inflight", "inflight_wait"],
         "state": "running",
     }
     newer = client.request("hello", protocol=2)

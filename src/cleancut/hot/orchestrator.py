@@ -51,6 +51,7 @@ from cleancut.validation.rules import DEFAULT_RULES, Rules
 
 from .control import AgentClient, AgentClosed, AgentTimeout
 from .freeze import freeze
+from .fs_snapshot import Plan, Snapshotter, plan
 from .hooks import run_hook
 from .runtime import RuntimeContext, open_runtime
 from .session import SessionReport, quiesced
@@ -270,12 +271,21 @@ def _capture(
         with _timed(steps, "finish"):
             stager.finish()
     capture["stage"] = stats.to_json()
-    capture["strategy"] = stats.strategy()
+    # How the cut was taken (a filesystem snapshot or the staging pass, and why), then how
+    # the staging pass went (tracked or full scan, databases pinned, tails).
+    capture["strategy"] = {**capture.get("strategy", _STAGED_IN_PAUSE), **stats.strategy()}
     with _timed(steps, "verify_staged"):
         problems = stager.verify()
     if problems:
         raise CaptureFailed(f"staged copy failed verification: {problems[0]}")
     return stats, consistency, stager.staged()
+
+
+_STAGED_IN_PAUSE = {
+    "capture": "staging-scan",
+    "capture_why": "filesystem snapshots are taken for agent backups only",
+    "notes": [],
+}
 
 
 def _journal_capture(
@@ -316,6 +326,52 @@ def _journal_capture(
 
 
 def _agent_capture(stager: DirsStager, hot: HotOptions, capture: dict[str, Any]) -> StageStats:
+    """The agent's cut. Where the source allows (hot/fs_snapshot.py), the pause holds one
+    filesystem snapshot, staged after resume and then deleted; elsewhere, or when the
+    snapshot fails inside the pause, the staging pass runs in the pause. The capture
+    record's `strategy` says which ran and why."""
+    snap = _snapshotter(stager, capture)
+    if snap is None:
+        return _quiesced_capture(stager, hot, capture, None)
+    with snap:  # deleted whatever happens; a miss falls back to the live source
+        stats = _quiesced_capture(stager, hot, capture, snap)
+        if snap.taken_ns is None:
+            return stats  # the snapshot failed: staged inside the pause after all
+        reading = stager.first.reading_from(snap.path, snap.taken_ns)
+        with _timed(capture["steps_ms"], "stage"), reading:
+            stats = stager.capture()
+        warning = snap.release()
+    if warning:
+        stats.warnings.append(warning)
+    return stats
+
+
+def _snapshotter(stager: DirsStager, capture: dict[str, Any]) -> Snapshotter | None:
+    """The snapshot to take in the pause, ready (its record written); None when the
+    source cannot be snapshotted, with the reason in capture["strategy"]."""
+    if stager.named:
+        why = "a source of several directories is staged in the pause (no snapshot per directory)"
+        capture["strategy"] = Plan(None, why, []).record()
+        return None
+    strategy = plan(stager.first.source, stager.first.staging)
+    capture["strategy"] = strategy.record()
+    if strategy.driver is None:
+        return None
+    snap = Snapshotter(strategy, stager.first.source, stager.first.staging)
+    try:
+        snap.open()
+    except OSError as exc:
+        why = f"{strategy.why}, but its snapshot could not be prepared ({exc.strerror or exc})"
+        capture["strategy"] = Plan(None, why, strategy.notes).record()
+        return None
+    return snap
+
+
+def _quiesced_capture(
+    stager: DirsStager, hot: HotOptions, capture: dict[str, Any], snap: Snapshotter | None
+) -> StageStats:
+    """Quiesce, flush, horizon, then the in-pause work: the snapshot (atomic: nothing can
+    move during it), or the staging pass and the check that nothing moved during it."""
     assert hot.agent is not None
     report = SessionReport()
     source = stager.source
@@ -329,6 +385,8 @@ def _agent_capture(stager: DirsStager, hot: HotOptions, capture: dict[str, Any])
     )
 
     def capture_and_check() -> tuple[StageStats, list[str]]:
+        if snap is not None and _snapshot_in_pause(snap, capture):
+            return StageStats(), []
         stats = stager.capture(defer=True)
         return stats, stager.changed_since_capture()  # still inside the pause
 
@@ -350,6 +408,7 @@ def _agent_capture(stager: DirsStager, hot: HotOptions, capture: dict[str, Any])
         capture["agent"] = report.agent
         capture["inflight"] = report.inflight
         capture["horizon_reached"] = report.horizon_reached
+        capture["horizon_mode"] = report.horizon_mode
         capture["peer_pid"] = report.peer_pid
         if report.journal_seq is not None:
             capture["journal_seq"] = report.journal_seq
@@ -365,6 +424,18 @@ def _agent_capture(stager: DirsStager, hot: HotOptions, capture: dict[str, Any])
             f"capture ({shown}): not a clean cut, not stored as quiesced"
         )
     return stats
+
+
+def _snapshot_in_pause(snap: Snapshotter, capture: dict[str, Any]) -> bool:
+    """Take the snapshot; False (and the reason recorded) when the filesystem refuses."""
+    try:
+        snap.take()
+        return True
+    except OSError as exc:
+        why = f"the {snap.driver.name} snapshot failed in the pause ({exc.strerror or exc})"
+        notes = capture["strategy"]["notes"]
+        capture["strategy"] = Plan(None, f"{why}; staged in the pause instead", notes).record()
+        return False
 
 
 def _fallback_capture(

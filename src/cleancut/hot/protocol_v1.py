@@ -24,6 +24,7 @@ class ProtocolV1Runtime(AgentRuntime):
     def connect(self, timeout: float) -> dict[str, Any]:
         self.client.connect()
         hello = self.client.hello()
+        self.waits_horizon = "inflight_wait" in (hello.get("capabilities") or [])
         return {k: hello.get(k) for k in ("agent", "protocol", "capabilities")}
 
     def peer_pid(self) -> int | None:
@@ -58,8 +59,15 @@ class ProtocolV1Runtime(AgentRuntime):
         return reply
 
     def inflight(self, timeout: float) -> list[dict[str, Any]]:
+        return self._inflight(timeout)
+
+    def inflight_settled(self, wait: float, timeout: float) -> list[dict[str, Any]]:
+        # The reply may take the whole wait: its deadline is the wait plus the step's.
+        return self._inflight(wait + timeout, wait_ms=int(wait * 1000))
+
+    def _inflight(self, timeout: float, **fields: Any) -> list[dict[str, Any]]:
         try:
-            reply = self.client.request("inflight", timeout=timeout)
+            reply = self.client.request("inflight", timeout=timeout, **fields)
         except (AgentTimeout, AgentClosed) as exc:
             raise QuiesceMissed(f"quiesce missed: inflight failed: {exc}") from None
         # An error reply is read as nothing in flight (docs/protocol.md, step 4).

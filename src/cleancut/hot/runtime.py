@@ -55,6 +55,9 @@ class AgentRuntime(ABC):
     # Whether the orchestrator waits out the external-consistency horizon by polling
     # inflight(). A runtime whose quiesce already waits for its actions to settle says no.
     polls_horizon: bool = True
+    # Whether inflight_settled() can wait on the agent's side for its actions to settle
+    # (protocol v1's `inflight_wait` capability): set by connect() from what the agent says.
+    waits_horizon: bool = False
 
     @abstractmethod
     def connect(self, timeout: float) -> dict[str, Any]:
@@ -76,6 +79,11 @@ class AgentRuntime(ABC):
     @abstractmethod
     def inflight(self, timeout: float) -> list[dict[str, Any]]:
         """The external actions not settled (key, kind, state, since)."""
+
+    def inflight_settled(self, wait: float, timeout: float) -> list[dict[str, Any]]:
+        """The external actions not settled, answered once none is intent or started or
+        `wait` seconds have passed. Only called when waits_horizon is True."""
+        raise NotImplementedError(f"{type(self).__name__} cannot wait for its actions")
 
     @abstractmethod
     def renew(self, timeout: float, lease: float) -> None:

@@ -38,6 +38,10 @@ class SessionReport:
     pause_ms: float | None = None
     inflight: list[dict[str, Any]] = field(default_factory=list)
     horizon_reached: bool | None = None  # every unsettled action settled in the horizon
+    # How the horizon was waited out: "wait" (the agent answered when its actions settled,
+    # protocol v1's inflight_wait), "poll" (inflight asked every HORIZON_POLL_S), or
+    # "runtime" (the runtime's quiesce already waited for them).
+    horizon_mode: str | None = None
     peer_pid: int | None = None
     # The journal's last durable record at the final flush: the snapshot is the state
     # at this sequence number (agents that journal; None otherwise).
@@ -54,10 +58,13 @@ class _Renewer:
         self.stop = threading.Event()
         self.lost: str | None = None
         self.misbehaved: AgentMisbehaved | None = None
+        # Set while a renewal wants or holds the connection it shares with the main thread.
+        self.renewing = threading.Event()
         self.thread = threading.Thread(target=self._run, name="cleancut-renew", daemon=True)
 
     def _run(self) -> None:
         while not self.stop.wait(self.runtime.renew_every(self.lease_s)):
+            self.renewing.set()
             try:
                 self.runtime.renew(self.step_s, self.lease_s)
             except LeaseLost as exc:
@@ -70,6 +77,16 @@ class _Renewer:
             except CleancutError as exc:  # the connection broke in a runtime's own terms
                 self.lost = str(exc)
                 return
+            finally:
+                self.renewing.clear()
+
+    def let_renewal_go_first(self, timeout: float) -> None:
+        """Before the main thread takes the shared connection again, let a renewal that
+        waits for it have it (a lock is not fair: a loop that releases and re-takes it at
+        once could keep the renewer out until the lease ends)."""
+        deadline = time.monotonic() + timeout
+        while self.renewing.is_set() and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.001)
 
     def check(self, during: str) -> None:
         """Raise what the renewer met: the agent broke the protocol, or the lease was lost."""
@@ -140,8 +157,9 @@ def _paused(
             with clock("flush"):
                 runtime.flush(step_s)
             with clock("horizon"):
+                report.horizon_mode = _horizon_mode(runtime)
                 report.inflight, report.horizon_reached = _horizon(
-                    runtime, horizon, renewer, step_s
+                    runtime, horizon, renewer, step_s, lease
                 )
                 final = runtime.flush(step_s)  # settlements that arrived during the horizon
                 if "journal_seq" in final:
@@ -170,25 +188,45 @@ def _paused(
             runtime.resume(RESUME_REPLY_S)
 
 
-def _horizon(
-    runtime: AgentRuntime, horizon: float, renewer: _Renewer, step_s: float
-) -> tuple[list[dict[str, Any]], bool]:
-    """Poll `inflight` until no action is intent or started, or the horizon passes.
+def _horizon_mode(runtime: AgentRuntime) -> str:
+    if not runtime.polls_horizon:
+        return "runtime"
+    return "wait" if runtime.waits_horizon else "poll"
 
-    A lease lost meanwhile (the agent resumed) ends the wait at once: it is a miss.
-    A runtime whose quiesce already waited for its actions is asked once.
+
+def _horizon(
+    runtime: AgentRuntime, horizon: float, renewer: _Renewer, step_s: float, lease: float
+) -> tuple[list[dict[str, Any]], bool]:
+    """Wait until no action is intent or started, or the horizon passes.
+
+    An agent that can wait for its own actions (inflight_wait) is asked to answer when
+    they settle, so the horizon ends as soon as they do; others are polled every
+    HORIZON_POLL_S. A lease lost meanwhile (the agent resumed) ends the wait at once: it
+    is a miss. A runtime whose quiesce already waited for its actions is asked once.
     """
     deadline = time.monotonic() + horizon
+    # One wait holds the connection the renewer shares. A renewal due just after a wait
+    # began waits for it to end: with renewals every third of the lease, waits of a sixth
+    # keep the longest gap between two renewals near half the lease, whatever the load.
+    chunk = min(lease / 6, step_s / 2)
     while True:
+        renewer.let_renewal_go_first(step_s)
         renewer.check("the horizon")
-        actions = runtime.inflight(step_s)
+        asked = time.monotonic()
+        wait = min(max(0.0, deadline - asked), chunk)
+        if runtime.polls_horizon and runtime.waits_horizon and wait > 0:
+            actions = runtime.inflight_settled(wait, step_s)
+        else:
+            wait = 0.0
+            actions = runtime.inflight(step_s)
         if not runtime.polls_horizon:
             return actions, True
         if not any(a["state"] in UNSETTLED for a in actions):
             return actions, True
         if time.monotonic() >= deadline:
             return actions, False
-        time.sleep(min(HORIZON_POLL_S, max(0.0, deadline - time.monotonic())))
+        if not wait or time.monotonic() - asked < wait:  # polling, or it did not wait
+            time.sleep(min(HORIZON_POLL_S, max(0.0, deadline - time.monotonic())))
 
 
 class _Steps:

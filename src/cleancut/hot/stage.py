@@ -133,7 +133,7 @@ class StageStats:
         """What the capture record says about how the in-pause pass worked, and why."""
         return {
             "scan": self.scan,
-            "why": self.scan_reason,
+            "scan_why": self.scan_reason,
             "directories_visited": self.dirs_scanned,
             "databases_pinned": self.sqlite_pinned,  # copied after resume
             "databases_copied_in_pause": self.sqlite_copied - self.sqlite_pinned,
@@ -199,6 +199,10 @@ class Stager:
                 "each other: choose a staging directory outside the workspace"
             )
         self._boot = stage_manifest.boot_id()
+        # Where a pass reads the source, and the wall-clock time its copies count as made:
+        # the live source and now, or a frozen snapshot of it and when it was taken.
+        self._read = self._src
+        self._frozen_ns: int | None = None
         self._dirs: dict[str, Listing] = {}  # staged directory rel -> its entries
         self._root: Entry | None = None  # the source root's DIR entry
         self._loaded = False  # the in-memory manifest matches staging
@@ -303,6 +307,19 @@ class Stager:
         changes.merge(self._carry)
         self._carry = Changes()
         return changes
+
+    @contextlib.contextmanager
+    def reading_from(self, frozen: Path, taken_ns: int) -> Iterator[None]:
+        """Passes read `frozen`, a read-only snapshot of the source taken at wall-clock
+        `taken_ns`, instead of the source (hot/fs_snapshot.py). The manifest stays the
+        source's: a snapshot keeps inode numbers and times, so what it records compares
+        with the live source. Copies count as made at `taken_ns`, when their data was
+        frozen, so the racy rule (RACY_WINDOW_NS) still sees a write right after it."""
+        self._read, self._frozen_ns = os.path.abspath(frozen), taken_ns
+        try:
+            yield
+        finally:
+            self._read, self._frozen_ns = self._src, None
 
     def prepare(self) -> StageStats:
         """Outside the pause: bring staging up to date with the live workspace.
@@ -590,7 +607,7 @@ class Stager:
         """The source directory's descriptor; the given path is followed if it is a symlink."""
         flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            return os.open(self._src, flags)
+            return os.open(self._read, flags)
         except NotADirectoryError:
             raise CleancutError(f"source {self.source} is not a directory") from None
         except OSError as exc:
@@ -747,7 +764,7 @@ class Stager:
     def _stage_file(self, scan: _Scan, name: str, st: os.stat_result) -> str | None:
         """Copy one regular file (or database) into staging; its kind, or None if skipped."""
         rel = scan.prefix + name
-        started = time.time_ns()
+        started = self._frozen_ns or time.time_ns()
         if self.before_open is not None:
             self.before_open(rel)
         try:
@@ -973,7 +990,7 @@ class Stager:
 
     def _stage_unreadable_db(self, scan: _Scan, name: str) -> str | None:
         """A file with a database header that SQLite rejects: staged as a plain file."""
-        started = time.time_ns()
+        started = self._frozen_ns or time.time_ns()
         try:
             fd = os.open(name, FILE_FLAGS, dir_fd=scan.fd)
         except OSError:

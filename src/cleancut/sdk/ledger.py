@@ -18,6 +18,10 @@ While the agent is quiesced the SDK *holds* the ledger: transitions reported
 by threads outside a turn (an asynchronous receipt) are kept in memory, visible
 to `inflight`, and written on the next flush or on resume, so the file never
 changes under a capture.
+
+Every transition wakes the threads waiting in `wait_settled()`: the SDK answers an
+`inflight` request with `wait_ms` the moment the last `intent` or `started` action
+settles, instead of the backup side polling for it.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 from cleancut import jsonparse
 from cleancut.errors import NotOurs
 
-from .wire import INFLIGHT_STATES
+from .wire import INFLIGHT_STATES, UNSETTLED
 
 STATES = ("intent", "started", "unknown", "receipt", "failed")
 TRANSITIONS: dict[str | None, tuple[str, ...]] = {
@@ -64,6 +68,7 @@ class Ledger:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)  # notified on every transition
         self._actions: dict[str, dict[str, Any]] = {}
         self._held = False
         self._pending: list[bytes] = []
@@ -132,6 +137,7 @@ class Ledger:
                 self._pending.append(line)
             else:
                 self._write(line)
+            self._settled.notify_all()
             return True
 
     def _write(self, data: bytes) -> None:
@@ -164,12 +170,26 @@ class Ledger:
     def inflight(self) -> list[dict[str, Any]]:
         """Actions in intent, started or unknown, as the protocol's `inflight` reports them."""
         with self._lock:
-            return [
-                {"key": a["key"], "kind": a.get("kind", "action"), "state": a["state"],
-                 "since": a["since"]}
-                for a in self._actions.values()
-                if a["state"] in INFLIGHT_STATES
-            ]
+            return self._inflight_locked()
+
+    def wait_settled(self, timeout: float) -> list[dict[str, Any]]:
+        """Wait until no action is `intent` or `started`, at most `timeout` seconds, and
+        return what is in flight then (the protocol's `inflight` with `wait_ms`). Woken by
+        the transition that settles the last one, from whichever thread reports it."""
+        with self._settled:
+            self._settled.wait_for(self._all_settled, max(0.0, timeout))
+            return self._inflight_locked()
+
+    def _all_settled(self) -> bool:
+        return not any(a["state"] in UNSETTLED for a in self._actions.values())
+
+    def _inflight_locked(self) -> list[dict[str, Any]]:
+        return [
+            {"key": a["key"], "kind": a.get("kind", "action"), "state": a["state"],
+             "since": a["since"]}
+            for a in self._actions.values()
+            if a["state"] in INFLIGHT_STATES
+        ]
 
     # --- the SDK's side ---------------------------------------------------
 

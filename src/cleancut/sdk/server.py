@@ -31,7 +31,7 @@ from typing import Any
 from cleancut.errors import NotOurs
 
 from .ledger import Ledger
-from .wire import PROTOCOL, LineReader, WireError, decode, encode
+from .wire import MAX_WAIT_MS, PROTOCOL, LineReader, WireError, decode, encode
 
 RUNNING, QUIESCING, QUIESCED = "running", "quiescing", "quiesced"
 DEFAULT_QUIESCE_TIMEOUT_MS = 60_000
@@ -85,7 +85,7 @@ class ControlServer:
     def capabilities(self) -> list[str]:
         caps = ["quiesce", "flush"]
         if self.ledger is not None:
-            caps.append("inflight")
+            caps += ["inflight", "inflight_wait"]
         if self.journal_seq is not None:
             caps.append("journal")
         return caps
@@ -215,7 +215,7 @@ class ControlServer:
             elif op == "flush":
                 reply = self._flush()
             elif op == "inflight":
-                reply = {"ok": True, "inflight": self._inflight()}
+                reply = {"ok": True, "inflight": self._inflight(request)}
             elif op == "renew":
                 reply = self._renew(conn, request)
             elif op == "resume":
@@ -250,7 +250,7 @@ class ControlServer:
                 return {"ok": False, "error": "busy: another client holds quiesce"}
             if self._state == QUIESCED:  # asked again by its holder: a renewal
                 self._lease_deadline = time.monotonic() + lease_ms / 1000
-                return {"ok": True, "state": QUIESCED, "inflight": self._inflight()}
+                return {"ok": True, "state": QUIESCED, "inflight": self._inflight({})}
             self._state, self._owner = QUIESCING, conn
             self.stats["quiesces"] += 1
             while self._active and self._holds(conn, QUIESCING):
@@ -275,7 +275,7 @@ class ControlServer:
             self._lease_deadline = self._quiesced_at + lease_ms / 1000
             if self.ledger is not None:
                 self.ledger.hold()
-        return {"ok": True, "state": QUIESCED, "inflight": self._inflight()}
+        return {"ok": True, "state": QUIESCED, "inflight": self._inflight({})}
 
     def _holds(self, conn: socket.socket, state: str) -> bool:
         return self._state == state and self._owner is conn
@@ -305,8 +305,15 @@ class ControlServer:
         for callback in self._flush_callbacks:
             callback()
 
-    def _inflight(self) -> list[dict[str, Any]]:
-        return self.ledger.inflight() if self.ledger is not None else []
+    def _inflight(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        """The ledger's unsettled actions; with `wait_ms`, once none is intent or started
+        (or wait_ms has passed). Only this connection waits: the others are served."""
+        if self.ledger is None:
+            return []
+        if "wait_ms" not in request:
+            return self.ledger.inflight()
+        wait_ms = min(_milliseconds(request, "wait_ms", 0), MAX_WAIT_MS)
+        return self.ledger.wait_settled(wait_ms / 1000)
 
     def _renew(self, conn: socket.socket, request: dict[str, Any]) -> dict[str, Any]:
         lease_ms = min(_milliseconds(request, "lease_ms", DEFAULT_LEASE_MS), MAX_LEASE_MS)

@@ -19,7 +19,10 @@ from cleancut import jsonparse
 PROTOCOL = 1
 MAX_LINE = 1 << 20  # a message longer than 1 MiB is a bug in the peer, not a big message
 OPS = ("hello", "quiesce", "flush", "inflight", "renew", "resume")
-CAPABILITIES = ("quiesce", "flush", "inflight", "journal")
+CAPABILITIES = ("quiesce", "flush", "inflight", "journal", "inflight_wait")
+# `inflight` with `wait_ms` (capability `inflight_wait`): the agent answers once no action
+# is intent or started, or when wait_ms has passed; an agent caps the wait at this.
+MAX_WAIT_MS = 600_000
 # Ledger states; `intent` and `started` hold the external consistency horizon open.
 UNSETTLED = ("intent", "started")
 INFLIGHT_STATES = ("intent", "started", "unknown")
