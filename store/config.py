@@ -11,7 +11,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from . import jsonparse
-from .compress import DEFAULT_LEVEL
+from .compress import DEFAULT_LEVEL, NEW_REPOSITORY_LEVEL
 from .errors import UnknownFormat
 
 FORMAT_VERSION = 1
@@ -55,7 +55,7 @@ class RepoConfig:
         cls,
         chunker: ChunkerParams,
         pack_size: int = DEFAULT_PACK_SIZE,
-        compression_level: int = DEFAULT_LEVEL,
+        compression_level: int = NEW_REPOSITORY_LEVEL,
         profile: str = "standard",
     ) -> RepoConfig:
         chunker.validate()

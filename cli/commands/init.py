@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import click
-from cleancut.store.compress import DEFAULT_LEVEL
+from cleancut.store.compress import NEW_REPOSITORY_LEVEL
 from cleancut.store.config import ChunkerParams
 from cleancut.store.errors import UsageError
 from cleancut.store.keys import KdfParams
@@ -20,7 +20,7 @@ from .sizes import parse_size
 @click.option(
     "--compression-level",
     type=click.IntRange(0, 19),
-    default=DEFAULT_LEVEL,
+    default=NEW_REPOSITORY_LEVEL,
     show_default=True,
     help="zstd level for new blobs (0: store raw).",
 )
