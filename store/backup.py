@@ -260,6 +260,10 @@ class Archiver:
         return True
 
     def _raw_length(self, blob_id: bytes) -> int | None:
+        """A blob's plaintext length, or None unless an intact copy is indexed (a blob
+        known only in damaged places is never kept: the file's bytes store it afresh)."""
+        if not self.repo.has_blob(blob_id):
+            return None
         loc = self.repo.cache.find_blob(blob_id)
         return None if loc is None else loc.entry.raw_length
 
