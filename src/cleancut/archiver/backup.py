@@ -17,7 +17,10 @@ it like any other.
 Files that match the previous snapshot of the same name (size, mtime_ns,
 ctime_ns, inode), and were not modified within the clock's granularity of
 that snapshot's scan, reuse its content list without
-being read. Everything else streams through the chunker into the blob saver.
+being read. Everything else streams through the chunker into the blob saver;
+in an incremental, a file that grew keeps the previous version's blobs that
+still match it and only its tail is chunked (archiver/tail.py), and a full
+chunks such a file again from the start.
 A directory's tree blob is written once all its entries are resolved; the
 root tree, then the snapshot record, are written only after every pack and
 index segment is durable (docs/architecture.md: commit order).
@@ -56,6 +59,7 @@ from cleancut.repository.tree import DIR, FILE, SYMLINK, Node, encode_tree
 from .policy import Decision, chain_failure, decide, latest_of
 from .prefetch import MetadataPrefetcher
 from .saver import BlobSaver, Job
+from .tail import blob_lengths, content_defined, matching_prefix
 
 # A file whose mtime is this close to the previous scan's start may have been
 # written again within the same clock tick after it was read: re-read it.
@@ -154,7 +158,8 @@ class _OpenDir:
         self.rel = rel
         self.node = node
         self.nodes: list[Node] = []
-        self.jobs: list[tuple[Node, list[Job]]] = []
+        # A file's node, the blob IDs it keeps from its previous version, its new blobs.
+        self.jobs: list[tuple[Node, list[str], list[Job]]] = []
         self.prev = prev
         self.parent = parent
 
@@ -257,7 +262,41 @@ class Archiver:
             return False
         if prev.mtime_ns >= self.parent_snapshot.scan_start_ns - RACY_WINDOW_NS:
             return False
-        return all(self.repo.has_blob(bytes.fromhex(b)) for b in prev.content)
+        if not all(self.repo.has_blob(bytes.fromhex(b)) for b in prev.content):
+            return False
+        if self.decision is not None and self.decision.kind == "full":
+            # A full restores content-defined boundaries where appends left tail blobs.
+            lengths = blob_lengths(prev.content, self._raw_length)
+            return lengths is not None and content_defined(lengths, self.repo.config.chunker)
+        return True
+
+    def _raw_length(self, blob_id: bytes) -> int | None:
+        """A blob's plaintext length, or None unless an intact copy is indexed (a blob
+        known only in damaged places is never kept: the file's bytes store it afresh)."""
+        if not self.repo.has_blob(blob_id):
+            return None
+        loc = self.repo.cache.find_blob(blob_id)
+        return None if loc is None else loc.entry.raw_length
+
+    def _kept_prefix(self, fd: int, prev: Node | None, size: int) -> tuple[list[str], int]:
+        """In an incremental, the previous version's leading blobs the file still holds
+        (checked by hash) and the offset to chunk from; else nothing kept. A file that
+        grew keeps them all; a file read again with its old content (a racy mtime) keeps
+        its tail blobs instead of being chunked into new boundaries."""
+        if (
+            prev is None
+            or prev.type != FILE
+            or self.decision is None
+            or self.decision.kind != "incremental"
+            or not prev.size
+            or not size
+        ):
+            return [], 0
+        lengths = blob_lengths(prev.content, self._raw_length)
+        if lengths is None or sum(lengths) != prev.size:
+            return [], 0
+        prefix = matching_prefix(fd, prev.content, lengths, self.repo.keys.blob_id, size)
+        return prefix.ids, prefix.length
 
     # --- the walk -------------------------------------------------------
 
@@ -554,7 +593,10 @@ class Archiver:
                 self._warn(f"{rel}: became {kind_of(opened.st_mode)} after it was listed, skipped")
                 return
             os.set_blocking(fd, True)
-            for chunk in chunk_fd(fd, self.repo.config.chunker, opened.st_size):
+            kept, read = self._kept_prefix(fd, prev, opened.st_size)
+            self.progress.bytes_done += read
+            os.lseek(fd, read, os.SEEK_SET)
+            for chunk in chunk_fd(fd, self.repo.config.chunker, opened.st_size - read):
                 jobs.append(saver.submit(DATA, chunk))
                 read += len(chunk)
                 self.progress.bytes_done += len(chunk)
@@ -569,7 +611,7 @@ class Archiver:
         self._note_change(rel, opened, after, read)
         node = _node(name, FILE, opened, size=read)
         current.nodes.append(node)
-        current.jobs.append((node, jobs))
+        current.jobs.append((node, kept, jobs))
         self.files += 1
         self.bytes_read += read
         self.bytes_total += read
@@ -606,14 +648,14 @@ class Archiver:
         while self.ready:
             d = self.ready[0]
             if d.jobs:
-                last_jobs = next((jobs for _, jobs in reversed(d.jobs) if jobs), None)
+                last_jobs = next((jobs for _, _, jobs in reversed(d.jobs) if jobs), None)
                 if last_jobs is not None and last_jobs[-1].id is None:
                     if not force:
                         return
                     saver.resolve(last_jobs[-1])
             self.ready.popleft()
-            for node, jobs in d.jobs:
-                node.content = [saver.resolve(j).hex() for j in jobs]
+            for node, kept, jobs in d.jobs:
+                node.content = kept + [saver.resolve(j).hex() for j in jobs]
             for node in d.nodes:
                 self.state[f"{d.rel}/{node.name}" if d.rel else node.name] = node
             if self.decision is not None and self.decision.kind == "incremental":
@@ -632,6 +674,7 @@ class Archiver:
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 # A file of the source: a FIFO opened with O_NONBLOCK returns at once (then fstat refuses it).
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
 
 def _open_source(source: Path) -> int:
     """The source directory's descriptor; the given path is followed if it is a symlink."""

@@ -6,8 +6,8 @@ stored once), skip it if the index already has it, compress it, and seal it
 under the key of the pack it joins. BLAKE3, zstd and AES-GCM release the GIL,
 so both cores work while the owner thread only reads and chunks. A writer
 thread stores full packs. Memory stays bounded: at most `max_pending_bytes`
-of plaintext is in flight, and at most `MAX_PACKS_IN_WRITE` packs wait for
-the disk.
+of plaintext is in flight, at most `MAX_PACKS_IN_WRITE` packs wait for the
+disk, and freed buffers go back to the system (archiver/allocator.py).
 
 Commit order is kept by the caller: `finish()` returns only when every pack
 is durable and indexed; only then may the snapshot be written.
@@ -27,8 +27,10 @@ from cleancut.repository.index import IndexSegment, PackRecord
 from cleancut.repository.pack import PackBuilder, pack_name
 from cleancut.repository.repository import Repository
 
+from .allocator import fix_mmap_threshold
+
 SEGMENT_PACKS = 256
-MAX_PACKS_IN_WRITE = 2
+MAX_PACKS_IN_WRITE = 1
 
 
 class Job:
@@ -57,9 +59,10 @@ class BlobSaver:
         self,
         repo: Repository,
         workers: int | None = None,
-        max_pending_bytes: int = 48 << 20,
+        max_pending_bytes: int = 16 << 20,
         on_pack_stored: Callable[[int], None] | None = None,
     ) -> None:
+        fix_mmap_threshold()  # large buffers go back to the system when freed
         self.repo = repo
         self.level = repo.config.compression_level
         self.pack_size = repo.config.pack_size
@@ -177,7 +180,7 @@ class BlobSaver:
         return blob_id
 
     def _store_pack(self, builder: PackBuilder) -> None:
-        data = builder.finish()
+        data = builder.finish()  # the builder's parts are released: one copy of the pack
         pack_id = content_hash(data)
         record = PackRecord(pack_id, builder.salt, len(data), builder.entries)
         self.write_slots.acquire()  # backpressure: bounded packs waiting for the disk

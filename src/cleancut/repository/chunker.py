@@ -18,38 +18,36 @@ from fastcdc import fastcdc
 
 from .config import ChunkerParams
 
-WINDOW = 16 << 20
+# Read size: large enough that a window holds many chunks, small enough that the
+# windows pinned by chunks in flight (archiver/saver.py) stay a small part of the memory.
+WINDOW = 8 << 20
 
 
-def _read(fd: int, size: int) -> bytes:
-    """Up to `size` bytes; fewer only at the end of the file."""
-    data = os.read(fd, size)
-    if 0 < len(data) < size:
-        parts = [data]
-        got = len(data)
-        while got < size:
-            more = os.read(fd, size - got)
-            if not more:
-                break
-            parts.append(more)
-            got += len(more)
-        data = b"".join(parts)
-    return data
+def _read_after(fd: int, carry: bytes, size: int) -> tuple[memoryview, bool]:
+    """A fresh buffer holding `carry` then up to `size` bytes of the file, and whether
+    the file ended. The file's bytes are read into place: no second copy of a window."""
+    buf = bytearray(len(carry) + size)
+    buf[: len(carry)] = carry
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = os.readv(fd, [view[len(carry) + got :]])
+        if not n:
+            break
+        got += n
+    return view[: len(carry) + got], got < size
 
 
 def chunk_fd(fd: int, params: ChunkerParams, size_hint: int = 0) -> Iterator[memoryview]:
-    """Yield the chunks of an open file, in order."""
+    """Yield the chunks of an open file, in order, from its current offset."""
     full_window = max(WINDOW, 2 * params.max_size)
     window = size_hint + 1 if 0 <= size_hint < full_window else full_window
     carry = b""
     while True:
-        data = _read(fd, window)
-        eof = len(data) < window
-        buf = carry + data if carry else data
-        if not buf:
+        view, eof = _read_after(fd, carry, window)
+        if not view:
             return
-        view = memoryview(buf)
-        if len(buf) <= params.min_size and eof:
+        if len(view) <= params.min_size and eof:
             yield view
             return
         chunks = list(

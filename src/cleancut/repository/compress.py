@@ -14,7 +14,10 @@ from cleancut.errors import IntegrityError
 
 RAW = 0
 ZSTD = 1
-DEFAULT_LEVEL = 1
+DEFAULT_LEVEL = 1  # encrypted objects, and repositories whose config names no level
+# What `init` writes into a new repository's config for its blobs (decision 0001, revisited
+# in issue 14: 3.6 % smaller than level 1 for 0.35 s more CPU per GiB on each core).
+NEW_REPOSITORY_LEVEL = 2
 
 _local = threading.local()
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from cleancut import jsonparse
 from cleancut.errors import UnknownFormat
 
-from .compress import DEFAULT_LEVEL
+from .compress import DEFAULT_LEVEL, NEW_REPOSITORY_LEVEL
 
 FORMAT_VERSION = 1
 KIB = 1024
@@ -56,7 +56,7 @@ class RepoConfig:
         cls,
         chunker: ChunkerParams,
         pack_size: int = DEFAULT_PACK_SIZE,
-        compression_level: int = DEFAULT_LEVEL,
+        compression_level: int = NEW_REPOSITORY_LEVEL,
         profile: str = "standard",
     ) -> RepoConfig:
         chunker.validate()

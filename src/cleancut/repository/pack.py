@@ -84,7 +84,9 @@ class PackBuilder:
         box = self.sealer.seal(header, b"pack-header" + self.salt)
         self.parts.append(box)
         self.parts.append(TRAILER.pack(len(box), END_MAGIC))
-        return b"".join(self.parts)
+        data = b"".join(self.parts)
+        self.parts = []
+        return data
 
 
 def read_salt(preamble: bytes, what: str) -> bytes:

@@ -23,7 +23,7 @@ from cleancut.errors import (
 from cleancut.repository import reserve
 
 from .cache import BlobLocation, Cache
-from .compress import DEFAULT_LEVEL, decompress
+from .compress import NEW_REPOSITORY_LEVEL, decompress
 from .config import DEFAULT_PACK_SIZE, MAX_PACK_SIZE, MIN_PACK_SIZE, ChunkerParams, RepoConfig
 from .crypto import MasterKeys, Sealer, content_hash
 from .damage import Damage, load_damage
@@ -44,7 +44,7 @@ def init_repository(
     chunker: ChunkerParams | None = None,
     kdf: KdfParams | None = None,
     pack_size: int = DEFAULT_PACK_SIZE,
-    compression_level: int = DEFAULT_LEVEL,
+    compression_level: int = NEW_REPOSITORY_LEVEL,
     profile: str = "standard",
 ) -> RepoConfig:
     """Create the config and the first key slot; refuses an existing repository."""

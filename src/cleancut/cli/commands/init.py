@@ -11,7 +11,7 @@ import click
 from cleancut.cli.context import Common, common_options
 from cleancut.cli.sizes import parse_size
 from cleancut.errors import UsageError
-from cleancut.repository.compress import DEFAULT_LEVEL
+from cleancut.repository.compress import NEW_REPOSITORY_LEVEL
 from cleancut.repository.config import ChunkerParams
 from cleancut.repository.keys import KdfParams
 from cleancut.repository.repository import init_repository
@@ -26,7 +26,7 @@ from cleancut.settings.profiles import DEFAULT_PROFILE, PROFILES
 @click.option(
     "--compression-level",
     type=click.IntRange(0, 19),
-    default=DEFAULT_LEVEL,
+    default=NEW_REPOSITORY_LEVEL,
     show_default=True,
     help="zstd level for new blobs (0: store raw).",
 )
