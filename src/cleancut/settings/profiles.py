@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from fractions import Fraction
 
-from cleancut.journal.log import MIN_JOURNAL_WINDOW
+from cleancut.journal.frame import MIN_JOURNAL_WINDOW
 
 HOUR = 3600
 DAY = 86400

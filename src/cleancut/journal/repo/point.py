@@ -20,7 +20,7 @@ from datetime import datetime
 
 from cleancut.clock import iso
 from cleancut.errors import SnapshotNotFound, UsageError
-from cleancut.journal.log import JournalRecord
+from cleancut.journal.frame import JournalRecord
 from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import Snapshot, snapshot_at
 

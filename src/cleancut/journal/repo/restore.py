@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from cleancut.errors import UsageError
-from cleancut.journal.log import JournalProblem, Replayer, read_marker
+from cleancut.journal.replay import Replayer, read_marker
+from cleancut.journal.scan import JournalProblem
 from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import Snapshot, snapshot_at
 from cleancut.restorer.restore import Restorer, RestoreResult
