@@ -33,14 +33,8 @@ from cleancut.repository.chain import find_forks
 from cleancut.repository.records import BACKUP_ATTEMPT, JOURNAL_GAP, RESTORE_TEST, list_records
 from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import Snapshot, chain_order
-from cleancut.settings.profiles import (
-    CHAIN_CAP,
-    DAY,
-    MISS_ALERT_THRESHOLD,
-    Profile,
-    format_duration,
-    get_profile,
-)
+from cleancut.settings.profiles import CHAIN_CAP, MISS_ALERT_THRESHOLD, Profile, get_profile
+from cleancut.settings.units import DAY, format_duration
 
 OK = "ok"
 WARN = "warn"

@@ -16,7 +16,8 @@ from cleancut.prune.prune import DEFAULT_SAFETY_MARGIN, Pruner
 from cleancut.prune.retention import KeepRules, forget_snapshots, plan_forget
 from cleancut.repository.records import list_records, write_record
 from cleancut.repository.repository import Repository
-from cleancut.settings.config_file import ConfigFile, effective
+from cleancut.settings.config_file import ConfigFile
+from cleancut.settings.effective import effective
 
 PRUNE_RUN = "prune-run"  # written by each scheduled prune: when the next one is due
 

@@ -27,7 +27,8 @@ from cleancut.journal.repo.store import batches
 from cleancut.replication.copy import copy_due, scheduled_copy
 from cleancut.repository.records import RESTORE_TEST, list_records
 from cleancut.repository.repository import Repository
-from cleancut.settings.config_file import ConfigFile, SourceConfig, effective
+from cleancut.settings.config_file import ConfigFile, SourceConfig
+from cleancut.settings.effective import effective
 from cleancut.settings.profiles import Profile
 
 from .maintenance import forget_due, prune_due, run_prune

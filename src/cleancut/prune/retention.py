@@ -41,7 +41,8 @@ from cleancut.errors import NoSpace, UsageError
 from cleancut.repository.records import record_forgotten
 from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import OrderKey, Snapshot, chain_order, resolve
-from cleancut.settings.profiles import check_count, check_duration, format_duration
+from cleancut.settings.profiles import check_count
+from cleancut.settings.units import check_duration, format_duration
 
 from .mark import observe_segments
 

@@ -56,7 +56,8 @@ from cleancut.repository.snapshot import Snapshot
 from cleancut.repository.state import Delta
 from cleancut.repository.tree import DIR, FILE, Node, encode_tree
 from cleancut.repository.walk import load_tree
-from cleancut.settings.config_file import ConfigFile, Replication, effective
+from cleancut.settings.config_file import ConfigFile, Replication
+from cleancut.settings.effective import effective
 
 COPY = "copy"  # operational record type, written in the source repository by each copy run
 READ_THREADS = 8  # source blobs read, decrypted and re-hashed at once (an object store is slow)
