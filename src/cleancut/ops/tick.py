@@ -82,7 +82,7 @@ def tick(
     unknown = [n for n in wanted if n not in config.sources]
     if unknown:
         raise UsageError(f"{config.path}: no source {', '.join(map(repr, unknown))}")
-    locks = lock_dir or repo.cache.path.parent
+    locks = lock_dir or repo.local_dir
     actions: list[Action] = []
     for name in wanted:
         with source_lock(locks, name) as held:

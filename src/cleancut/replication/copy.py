@@ -281,7 +281,7 @@ def _check_committed(dest: Repository, referenced: set[bytes]) -> None:
     """Commit only if every blob the record will name is indexed (as backup does): a prune
     running on the destination meanwhile may have taken a pack this copy deduplicated on."""
     dest.sync_cache()
-    dest.cache.reload()
+    dest.reread_index()
     missing = [b for b in referenced if not dest.has_blob(b)]
     if missing:
         raise CleancutError(
@@ -516,7 +516,7 @@ def scheduled_copy(repo: Repository, config: ConfigFile, passphrase: str | None 
     """One scheduled copy to [replication] `to`; the line `tick` prints."""
     replication = config.replication
     assert replication is not None
-    cache_root = repo.cache.path.parent.parent  # caches are <root>/<repository id>/
+    cache_root = repo.cache_root
     dest = open_destination(
         replication.to,
         passphrase if passphrase is not None else replica_passphrase(config),

@@ -190,6 +190,15 @@ class Repository:
         """Delete a snapshot record object (the cache drops it at its next sync)."""
         self.backend.delete(SNAPSHOTS_PREFIX + snapshot_id)
 
+    def index_counts(self) -> dict[str, int]:
+        """What the index (as cached) holds: blobs, packs, stored and raw bytes."""
+        return self.cache.counts()
+
+    def reread_index(self) -> None:
+        """Drop the in-memory index so the next lookup reads the cache file again (after a
+        sync, to see what another process took out of the index meanwhile)."""
+        self.cache.reload()
+
     def find_blob(self, blob_id: bytes) -> BlobLocation | None:
         """Where the index (as cached) puts a blob; None if no segment lists it."""
         return self.cache.find_blob(blob_id)

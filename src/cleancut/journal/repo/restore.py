@@ -193,7 +193,7 @@ def _marker_path(repo: Repository, target: Path, snapshot: Snapshot) -> Path:
     st = os.stat(target)
     key = f"{target.resolve()}\0{st.st_dev}:{st.st_ino}\0{snapshot.id}"
     digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-    directory = repo.cache.path.parent / "replay"
+    directory = repo.local_dir / "replay"
     directory.mkdir(mode=0o700, exist_ok=True)
     return directory / f"{digest}.applied"
 
