@@ -64,6 +64,7 @@ class ObjectStoreBackend:
 
     remote = True  # a network link: the profile's bandwidth cap applies by default
     write_concurrency = WRITE_CONCURRENCY
+    append_only = False
 
     def __init__(
         self,

@@ -12,12 +12,12 @@ from typing import Any, TypeVar
 
 import click
 
-from cleancut.backend.access import is_remote, open_backend
+from cleancut.backend.access import open_backend
 from cleancut.backend.base import Backend
-from cleancut.backend.throttle import ThrottledBackend
-from cleancut.errors import NotARepository, UsageError
+from cleancut.errors import UsageError
 from cleancut.repository.repository import Repository, read_config
-from cleancut.settings.config_file import ConfigFile, effective, load_config
+from cleancut.settings.caps import capped
+from cleancut.settings.config_file import ConfigFile, load_config
 from cleancut.settings.profiles import parse_bandwidth
 
 from .passphrase import read_passphrase
@@ -79,15 +79,7 @@ class Common:
         download = _mbit("--limit-download", self.limit_download)
         append_only = self.append_only or self.config.append_only
         plain = open_backend(location, append_only=append_only)
-        if self.limit_upload is None and is_remote(plain):
-            try:
-                profile = read_config(plain).profile
-            except NotARepository:
-                profile = None  # not a repository yet (init): the shared layers decide
-            upload = effective(self.config, None, profile, {}).profile.bandwidth_cap_mbit
-        if not upload and not download:
-            return plain
-        return ThrottledBackend(plain, upload, download)
+        return capped(plain, self.config, upload, download, self.limit_upload is not None)
 
     @property
     def show_progress(self) -> bool:

@@ -35,10 +35,8 @@ import blake3
 
 from cleancut import clock
 from cleancut.archiver.saver import BlobSaver
-from cleancut.backend.access import is_remote
 from cleancut.backend.base import Backend
 from cleancut.backend.location import backend_for
-from cleancut.backend.throttle import ThrottledBackend
 from cleancut.errors import (
     ChainBroken,
     CleancutError,
@@ -56,8 +54,8 @@ from cleancut.repository.snapshot import Snapshot
 from cleancut.repository.state import Delta
 from cleancut.repository.tree import DIR, FILE, Node, encode_tree
 from cleancut.repository.walk import load_tree
+from cleancut.settings.caps import capped
 from cleancut.settings.config_file import ConfigFile, Replication
-from cleancut.settings.effective import effective
 
 COPY = "copy"  # operational record type, written in the source repository by each copy run
 READ_THREADS = 8  # source blobs read, decrypted and re-hashed at once (an object store is slow)
@@ -535,12 +533,4 @@ def scheduled_copy(repo: Repository, config: ConfigFile, passphrase: str | None 
 
 def _capped(location: str, config: ConfigFile) -> Backend:
     """A remote replica is uploaded to under its profile's bandwidth cap, as a backup is."""
-    backend = backend_for(location)
-    if not is_remote(backend):
-        return backend
-    try:
-        profile = read_config(backend).profile
-    except NotARepository:
-        return backend  # open_destination says so, with its hint
-    cap = effective(config, None, profile, {}).profile.bandwidth_cap_mbit
-    return ThrottledBackend(backend, cap, None) if cap else backend
+    return capped(backend_for(location), config)
