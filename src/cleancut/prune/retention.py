@@ -169,7 +169,7 @@ def _apply_rules(
                 seen.add(bucket)
                 reasons[snap.id].append(f"keep-{rule} {bucket}")
     for snap in group:
-        if not snap.is_full and _age(snap, now) < retention:
+        if not snap.is_full and clock.seconds_since(snap.time, now) < retention:
             reasons[snap.id].append(f"incremental younger than {format_duration(retention)}")
 
 
@@ -201,15 +201,12 @@ def _close_dependencies(
         closed |= visited
 
 
-def _age(snap: Snapshot, now: datetime) -> float:
-    return (now - from_iso(snap.time)).total_seconds()
-
-
 def _why_not(snap: Snapshot, now: datetime, retention: float) -> str:
     if snap.is_full:
         return "no keep rule matches"
+    age = max(0, round(clock.seconds_since(snap.time, now)))
     return (
-        f"incremental {format_duration(max(0, round(_age(snap, now))))} old, beyond the "
+        f"incremental {format_duration(age)} old, beyond the "
         f"{format_duration(retention)} retention, and no keep rule matches"
     )
 

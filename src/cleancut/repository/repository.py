@@ -93,9 +93,16 @@ class Repository:
 
     @classmethod
     def open(
-        cls, backend: Backend, passphrase: str, cache_root: Path | None = None, sync: bool = True
+        cls,
+        backend: Backend,
+        passphrase: str,
+        cache_root: Path | None = None,
+        sync: bool = True,
+        config: RepoConfig | None = None,
     ) -> Repository:
-        config = read_config(backend)
+        """`config`: the repository's config if the caller already read it (read once)."""
+        if config is None:
+            config = read_config(backend)
         keys, slot_id = KeyRing(backend, config.id).open(passphrase)
         repo = cls(backend, config, keys, Cache(config.id, cache_root))
         repo.slot_id = slot_id

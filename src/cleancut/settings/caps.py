@@ -13,18 +13,25 @@ from __future__ import annotations
 from cleancut.backend.base import Backend
 from cleancut.backend.throttle import ThrottledBackend, set_upload_cap
 from cleancut.errors import NotARepository
+from cleancut.repository.config import RepoConfig
 from cleancut.repository.repository import read_config
 
 from .config_file import ConfigFile
 from .effective import effective
 
 
-def profile_upload_cap(config: ConfigFile, backend: Backend) -> float | None:
-    """The profile's bandwidth cap for the repository at `backend` (Mbit/s; None: none)."""
-    try:
-        profile = read_config(backend).profile
-    except NotARepository:
-        profile = None  # not a repository yet (init): the shared layers decide
+def profile_upload_cap(
+    config: ConfigFile, backend: Backend, repo_config: RepoConfig | None = None
+) -> float | None:
+    """The profile's bandwidth cap for the repository at `backend` (Mbit/s; None: none);
+    `repo_config` if the caller already read it."""
+    if repo_config is not None:
+        profile: str | None = repo_config.profile
+    else:
+        try:
+            profile = read_config(backend).profile
+        except NotARepository:
+            profile = None  # not a repository yet (init): the shared layers decide
     return effective(config, None, profile, {}).profile.bandwidth_cap_mbit
 
 
@@ -34,11 +41,12 @@ def capped(
     upload: float | None = None,
     download: float | None = None,
     explicit_upload: bool = False,
+    repo_config: RepoConfig | None = None,
 ) -> Backend:
     """`backend` with the run's caps: `upload` if the operator gave one (`explicit_upload`),
     else the profile's on a remote backend; `download` as given."""
     if not explicit_upload and backend.remote:
-        upload = profile_upload_cap(config, backend)
+        upload = profile_upload_cap(config, backend, repo_config)
     if not upload and not download:
         return backend
     return ThrottledBackend(backend, upload, download)
