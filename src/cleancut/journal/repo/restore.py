@@ -2,8 +2,8 @@
 
 The snapshot is restored first (src/cleancut/restorer/restore.py), then the records after its
 journal_seq, up to the point, are read from the repository's batches
-(journal_fetch.py) and applied with the journal's own replayer
-(src/cleancut/journal/log.py), each record whole or not at all.
+(journal/repo/fetch.py) and applied with the journal's own replayer
+(src/cleancut/journal/replay.py), each record whole or not at all.
 
 Replay needs the target to be exactly the snapshot's state, so the target
 must be empty (or new). Progress is kept in a replay marker in the local cache

@@ -1,6 +1,6 @@
 """Journal batches in the repository: the object, the catalog of a source, its lineages.
 
-An agent's journal (src/cleancut/journal/log.py) reaches the repository in batches
+An agent's journal (src/cleancut/journal/, the format) reaches the repository in batches
 (journal_ship.py): the framed bytes of a run of records are stored as ordinary
 DATA blobs (chunked, deduplicated and encrypted like file content), then a
 small sealed object `journal/<id>` lists them with the range, the timestamps and
