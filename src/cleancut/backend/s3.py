@@ -32,19 +32,19 @@ from .base import ObjectInfo
 from .readahead import ReadAhead
 from .retry import RetriesExhausted, RetryPolicy, retry
 from .s3_errors import Failure, Refused, classify, transient
-from .s3_settings import (
-    MIN_RATE,
-    QUICK_BYTES,
-    QUICK_TIMEOUT,
-    UNKNOWN_SIZE_TIMEOUT,
-    S3Location,
-    S3Settings,
-    make_store,
-)
+from .s3_settings import S3Location, S3Settings, make_store
 
 T = TypeVar("T")
 WRITE_CONCURRENCY = 4  # PUTs in flight per backup: enough to hide latency, not to flood a link
 LIST_PAGE = 1000  # objects per list chunk (S3's own page size)
+# Request timeouts. A timeout covers a whole request, upload included, and a stall
+# cannot be told from a slow link (a read timeout fires during a long upload), so the
+# limit grows with the transfer: small requests fail fast on a hung server, a large
+# pack gets the time it needs at MIN_RATE.
+QUICK_BYTES = 4 << 20  # transfers up to this size use the quick client
+QUICK_TIMEOUT = 120  # seconds: metadata requests and small transfers
+MIN_RATE = 128 << 10  # bytes/s a large transfer is allowed to average (about 1 Mbit/s)
+UNKNOWN_SIZE_TIMEOUT = 1800  # seconds: whole-object reads, whose size is not known before
 
 
 def _valid(name: str) -> str:
@@ -77,7 +77,7 @@ class ObjectStoreBackend:
         self.settings = settings
         self.location = str(location)
         self.policy = policy or RetryPolicy.from_env()
-        self.store = store or make_store(location, settings)  # the quick client
+        self.store = store or make_store(location, settings, QUICK_TIMEOUT)  # the quick client
         self._slow: dict[int, S3Store] = {}  # timeout -> client, for large transfers
         self._slow_lock = threading.Lock()
         # None: not yet known whether the server honours If-None-Match (learned once).

@@ -17,14 +17,6 @@ from cleancut.redact import has_userinfo, redact_userinfo
 
 SCHEME = "s3://"
 DEFAULT_REGION = "us-east-1"
-# Request timeouts. A timeout covers a whole request, upload included, and a stall
-# cannot be told from a slow link (a read timeout fires during a long upload), so the
-# limit grows with the transfer: small requests fail fast on a hung server, a large
-# pack gets the time it needs at MIN_RATE.
-QUICK_BYTES = 4 << 20  # transfers up to this size use the quick client
-QUICK_TIMEOUT = 120  # seconds: metadata requests and small transfers
-MIN_RATE = 128 << 10  # bytes/s a large transfer is allowed to average (about 1 Mbit/s)
-UNKNOWN_SIZE_TIMEOUT = 1800  # seconds: whole-object reads, whose size is not known before
 
 
 @dataclass(frozen=True)
@@ -122,8 +114,8 @@ class S3Settings:
         return f"https://s3.{self.region}.amazonaws.com"
 
 
-def make_store(location: S3Location, settings: S3Settings, timeout: float | None = None) -> S3Store:
-    """An obstore client; `timeout` bounds each whole request (default QUICK_TIMEOUT)."""
+def make_store(location: S3Location, settings: S3Settings, timeout: float) -> S3Store:
+    """An obstore client; `timeout` bounds each whole request (the backend picks it)."""
     config: dict[str, Any] = {
         "region": settings.region,
         "virtual_hosted_style_request": settings.virtual_hosted_for(location.bucket),
@@ -138,7 +130,7 @@ def make_store(location: S3Location, settings: S3Settings, timeout: float | None
     client = {
         "allow_http": bool(settings.endpoint and settings.endpoint.startswith("http://")),
         "connect_timeout": timedelta(seconds=10),
-        "timeout": timedelta(seconds=QUICK_TIMEOUT if timeout is None else timeout),
+        "timeout": timedelta(seconds=timeout),
     }
     return S3Store(
         location.bucket,
