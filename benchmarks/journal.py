@@ -55,17 +55,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import dir_bytes, machine_info, md_table  # noqa: E402  (sibling module)
 
-from cleancut.journal.log import (
-    Append,
-    Delete,
-    JournalRecord,
-    Mkdir,
-    Put,
-    Rename,
-    read_journal,
-    read_tail,
-    replay_into,
-)
+from cleancut.journal.frame import Append, Delete, JournalRecord, Mkdir, Put, Rename
+from cleancut.journal.replay import replay_into
+from cleancut.journal.scan import read_journal, read_tail
 from cleancut.sdk.journal_writer import Journal  # noqa: E402
 from cleancut.testing.simulated import diskio  # noqa: E402
 

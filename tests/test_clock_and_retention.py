@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from cleancut.backend.local import LocalBackend
 from cleancut.clock import iso
-from cleancut.prune.prune import LOCK_NAME, Lock, remove_locks
 from cleancut.prune.retention import KeepRules, plan_forget
+from cleancut.repository.locks import LOCK_NAME, Lock, remove_locks
 from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import Snapshot
 
@@ -248,7 +248,7 @@ HOLD_LOCK = """
 import sys
 from pathlib import Path
 from cleancut.backend.local import LocalBackend
-from cleancut.prune.prune import HeldLock
+from cleancut.repository.locks import HeldLock
 HeldLock.acquire(LocalBackend(Path(sys.argv[1])))
 print("held", flush=True)
 sys.stdin.read()

@@ -17,9 +17,9 @@ from conftest import CLI
 from cleancut import jsonparse
 from cleancut.errors import NotOurs, UnknownFormat
 from cleancut.hot.stage import Stager
-from cleancut.journal.log import _decode_ops
+from cleancut.journal.frame import _decode_ops
 from cleancut.journal.repo.store import _read_catalog_cache
-from cleancut.prune.prune import Lock
+from cleancut.repository.locks import Lock
 from cleancut.repository.statecache import _path, load_state
 from cleancut.sdk.ledger import Ledger
 from cleancut.sdk.wire import WireError, decode

@@ -24,9 +24,9 @@ from cleancut.archiver.backup import Archiver, BackupOptions
 from cleancut.backend.local import LocalBackend
 from cleancut.clock import iso
 from cleancut.errors import CleancutError, RepositoryLocked, UsageError
-from cleancut.prune.prune import LOCK_NAME, HeldLock
 from cleancut.prune.retention import KeepRules, plan_forget
 from cleancut.repository.crypto import content_hash
+from cleancut.repository.locks import LOCK_NAME, HeldLock
 from cleancut.repository.pack import DATA, PackBuilder, pack_name
 from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import Snapshot

@@ -29,28 +29,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cleancut.errors import CleancutError
-from cleancut.journal.log import (
-    BROKEN_LINK,
-    CORRUPT,
-    DUPLICATE,
-    GAP,
-    INVALID,
+from cleancut.journal.frame import (
     MAGIC,
-    TORN_TAIL,
     ZERO_HASH,
     Append,
     JournalError,
     JournalRecord,
     Put,
     Rename,
-    Replayer,
     ReplayMismatch,
     list_segments,
-    read_journal,
-    read_marker,
-    replay,
-    replay_into,
     segment_name,
+)
+from cleancut.journal.replay import Replayer, read_marker, replay, replay_into
+from cleancut.journal.scan import (
+    BROKEN_LINK,
+    CORRUPT,
+    DUPLICATE,
+    GAP,
+    INVALID,
+    TORN_TAIL,
+    read_journal,
 )
 from cleancut.sdk.journal_writer import Journal
 from cleancut.sdk.server import ControlServer

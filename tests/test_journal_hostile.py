@@ -20,14 +20,15 @@ from pathlib import Path
 import pytest
 from test_journal import build
 
-from cleancut.journal.log import list_segments
+from cleancut.journal.frame import list_segments
 
 GUARD_S = 120  # a hang guard, not a timing assertion
 MEMORY_CAP = 1 << 30
 
 READERS = {
     "read_journal": """
-from cleancut.journal.log import read_journal, list_segments
+from cleancut.journal.scan import read_journal
+from cleancut.journal.frame import list_segments
 import os, stat, sys
 scan = read_journal(sys.argv[1])
 it = iter(scan)
@@ -37,7 +38,7 @@ records = list(it)
 print("stopped:", scan.error())
 """,
     "read_tail": """
-from cleancut.journal import log as journal
+from cleancut.journal import scan as journal
 import sys
 listed = journal.list_segments
 def list_then_swap(directory):
@@ -48,14 +49,14 @@ journal.list_segments = list_then_swap
 journal.read_tail(sys.argv[1])
 """,
     "first_record": """
-from cleancut.journal.log import first_record, list_segments
+from cleancut.journal.frame import first_record, list_segments
 import sys
 path = list_segments(sys.argv[1])[0][1]
 plant(path)
 first_record(path)
 """,
     "read_marker": """
-from cleancut.journal.log import read_marker
+from cleancut.journal.replay import read_marker
 import sys, pathlib
 marker = pathlib.Path(sys.argv[1]) / "applied"
 marker.write_bytes(b"")
@@ -63,7 +64,7 @@ plant(marker)
 read_marker(marker)
 """,
     "replayer_marker": """
-from cleancut.journal.log import Replayer
+from cleancut.journal.replay import Replayer
 import sys, pathlib
 target = pathlib.Path(sys.argv[1]).parent / "target"
 target.mkdir()

@@ -44,7 +44,8 @@ from conftest import CLI
 
 from cleancut.hot.freeze import group_members
 from cleancut.hot.session import SessionReport, quiesced
-from cleancut.journal.log import read_journal, read_marker, read_tail
+from cleancut.journal.replay import read_marker
+from cleancut.journal.scan import read_journal, read_tail
 from cleancut.sdk.journal_writer import MARKER_NAME
 from cleancut.testing.simulated.checker import check_workspace
 

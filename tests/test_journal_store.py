@@ -29,7 +29,7 @@ from cleancut.archiver.policy import decide
 from cleancut.backend.local import LocalBackend
 from cleancut.clock import iso
 from cleancut.errors import SnapshotNotFound, UsageError
-from cleancut.journal.log import CORRUPT, DUPLICATE, GAP, JournalRecord, list_segments, segment_name
+from cleancut.journal.frame import JournalRecord, list_segments, segment_name
 from cleancut.journal.repo.compact import compactable
 from cleancut.journal.repo.point import plan_point
 from cleancut.journal.repo.restore import plan_restore, replay_from_repository, restore_to_point
@@ -46,6 +46,7 @@ from cleancut.journal.repo.store import (
     load_catalog,
 )
 from cleancut.journal.repo.verify import verify_journal
+from cleancut.journal.scan import CORRUPT, DUPLICATE, GAP
 from cleancut.ops.health import source_health
 from cleancut.ops.runner import run_backup
 from cleancut.prune.retention import KeepRules, plan_forget
@@ -313,7 +314,7 @@ def restore_first_full_then(env: Env, agent: Agent, tmp: Path, seq: int):
 
 
 def _records(jdir: Path) -> list[JournalRecord]:
-    from cleancut.journal.log import read_journal
+    from cleancut.journal.scan import read_journal
 
     return list(read_journal(jdir))
 

@@ -119,3 +119,26 @@ def test_an_agent_imports_the_sdk_without_loading_the_store() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == []
+
+
+# What each store package's __init__.py says it must not import (docs/architecture.md).
+MUST_NOT_IMPORT = {
+    "repository": {"archiver", "restorer", "checker", "prune", "journal", "journal.repo", "ops",
+                   "replication", "settings"},
+    "checker": {"prune", "ops", "replication", "settings"},
+    "prune": {"archiver", "restorer", "checker", "ops", "replication"},
+    "replication": {"checker", "prune", "ops"},
+    "settings": {"archiver", "restorer", "checker", "prune", "journal.repo", "ops",
+                 "replication"},
+    "journal.repo": {"prune", "checker", "ops", "replication", "settings"},
+}
+
+
+def test_each_store_package_imports_only_what_its_docstring_allows() -> None:
+    breaking = sorted(
+        f"{module} imports {target}"
+        for module, targets in IMPORTS.items()
+        for target in targets
+        if _area(target) in MUST_NOT_IMPORT.get(_area(module), set())
+    )
+    assert breaking == []

@@ -282,7 +282,8 @@ def test_the_local_backend_writes_past_whatever_sits_at_a_guessable_temp_name(tm
 
 _REPLAY = """
 import sys
-from cleancut.journal.log import ZERO_HASH, JournalRecord, Put, replay
+from cleancut.journal.frame import ZERO_HASH, JournalRecord, Put
+from cleancut.journal.replay import replay
 ops = (Put("a", b"new a"), Put("b", b"new b"), Put("c", b"new c"))
 replay([JournalRecord(1, 0, ZERO_HASH, ops)], sys.argv[1])
 """

@@ -27,8 +27,10 @@ from cleancut.backend import s3
 from cleancut.backend.base import Backend
 from cleancut.backend.local import LocalBackend
 from cleancut.backend.location import backend_for
+from cleancut.backend.readahead import ReadAhead
 from cleancut.backend.retry import RetriesExhausted, RetryPolicy, retry
-from cleancut.backend.s3 import ObjectStoreBackend, ReadAhead, S3Location, S3Settings
+from cleancut.backend.s3 import ObjectStoreBackend
+from cleancut.backend.s3_settings import S3Location, S3Settings
 from cleancut.clock import iso
 from cleancut.errors import (
     AccessDenied,

@@ -15,16 +15,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cleancut.errors import ExitCode, UsageError
-from cleancut.settings.config_file import ConfigFile, effective, load_config
+from cleancut.settings.config_file import ConfigFile, load_config
+from cleancut.settings.effective import effective
 from cleancut.settings.profiles import (
     CHAIN_CAP,
     DEFAULT_PROFILE,
-    MAX_DURATION,
     MAX_RESTORE_TEST_INTERVAL,
     MIN_JOURNAL_WINDOW,
     MISS_ALERT_THRESHOLD,
     PROFILES,
     field_names,
+)
+from cleancut.settings.units import (
+    MAX_DURATION,
     format_bandwidth,
     format_duration,
     parse_bandwidth,

@@ -29,6 +29,11 @@ def from_iso(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def seconds_since(when: str, now: datetime) -> float:
+    """How long before `now` the ISO time `when` was (negative if it is later: clock skew)."""
+    return (now - from_iso(when)).total_seconds()
+
+
 _MAX_AGO = 36500 * 86400  # "N ago" further back than 100 years is a typo
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 

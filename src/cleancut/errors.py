@@ -62,10 +62,6 @@ class IntegrityError(CleancutError):
     exit_code = ExitCode.INTEGRITY
 
 
-class UnsafeEntry(CleancutError):
-    exit_code = ExitCode.UNSAFE_ENTRY
-
-
 class NoSpace(CleancutError):
     # The issue fixes a full filesystem at exit 1 with a line that names it.
     exit_code = ExitCode.FATAL

@@ -44,10 +44,11 @@ from typing import Any
 from cleancut import clock
 from cleancut.errors import CleancutError, NoSpace
 from cleancut.fsio.filekind import kind_of
+from cleancut.fsio.racy import is_racy
 from cleancut.fsio.treewalk import walk
 from cleancut.repository.chain import snapshot_state, verified_chain
 from cleancut.repository.chunker import chunk_fd
-from cleancut.repository.pack import DATA, DELTA, TREE, pack_name
+from cleancut.repository.pack import DATA, DELTA, TREE
 from cleancut.repository.records import JOURNAL_GAP, failed_snapshots, list_records
 from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import Snapshot, stamp
@@ -61,9 +62,6 @@ from .prefetch import MetadataPrefetcher
 from .saver import BlobSaver, Job
 from .tail import blob_lengths, content_defined, matching_prefix
 
-# A file whose mtime is this close to the previous scan's start may have been
-# written again within the same clock tick after it was read: re-read it.
-RACY_WINDOW_NS = 2_000_000_000
 # How much of each file to ask the kernel to read ahead while earlier files are processed.
 READAHEAD_BYTES = 32 << 20
 
@@ -196,8 +194,8 @@ class Archiver:
     def _prefetch_parent_trees(self) -> None:
         """Start reading the packs that hold trees; comparing with the parent needs them all."""
         if self.parent_snapshot is not None:
-            for pack_id in self.repo.cache.tree_packs()[:64]:
-                self.repo.backend.prefetch(pack_name(pack_id))
+            for pack_id in self.repo.tree_packs()[:64]:
+                self.repo.prefetch_pack(pack_id)
 
     # --- previous snapshot ----------------------------------------------
 
@@ -244,7 +242,7 @@ class Archiver:
         """The parent's state: the local copy the previous backup left, once the chain's
         links verify, else the chain replayed from the repository."""
         snapshot = self.repo.load_snapshot(latest.id)
-        cached = load_state(self.repo.cache.path.parent, snapshot.name, snapshot.id)
+        cached = load_state(self.repo.local_dir, snapshot.name, snapshot.id)
         if cached is None:
             return snapshot_state(self.repo, snapshot)
         verified_chain(self.repo, snapshot)
@@ -260,7 +258,7 @@ class Archiver:
             st.st_ino,
         ):
             return False
-        if prev.mtime_ns >= self.parent_snapshot.scan_start_ns - RACY_WINDOW_NS:
+        if is_racy(prev.mtime_ns, self.parent_snapshot.scan_start_ns):
             return False
         if not all(self.repo.has_blob(bytes.fromhex(b)) for b in prev.content):
             return False
@@ -275,7 +273,7 @@ class Archiver:
         known only in damaged places is never kept: the file's bytes store it afresh)."""
         if not self.repo.has_blob(blob_id):
             return None
-        loc = self.repo.cache.find_blob(blob_id)
+        loc = self.repo.find_blob(blob_id)
         return None if loc is None else loc.entry.raw_length
 
     def _kept_prefix(self, fd: int, prev: Node | None, size: int) -> tuple[list[str], int]:
@@ -385,7 +383,7 @@ class Archiver:
             "warnings": len(self.warnings),
         }
         self.repo.write_snapshot(snapshot)
-        save_state(self.repo.cache.path.parent, snapshot.name, snapshot.id, self.state)
+        save_state(self.repo.local_dir, snapshot.name, snapshot.id, self.state)
         return BackupResult(
             snapshot=snapshot,
             files=self.files,
@@ -410,7 +408,7 @@ class Archiver:
         data is stored, and the next backup deduplicates against it again.
         """
         self.repo.sync_cache()  # what concurrent backups and prunes changed meanwhile
-        self.repo.cache.reload()  # and what another process sharing the cache wrote to it
+        self.repo.reread_index()  # and what another process sharing the cache wrote to it
         wanted = set(self.trees) | referenced_by_state(self.state)
         if delta_id:
             wanted.add(bytes.fromhex(delta_id))

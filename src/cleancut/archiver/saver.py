@@ -69,7 +69,7 @@ class BlobSaver:
         self.pool = ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2))
         # A disk takes one pack at a time best; an object store wants several PUTs in
         # flight, so uploads overlap with chunking and sealing (the backend says how many).
-        writers = max(1, int(getattr(repo.backend, "write_concurrency", 1)))
+        writers = repo.write_concurrency
         self.writer = ThreadPoolExecutor(max_workers=writers)
         self.write_slots = threading.Semaphore(MAX_PACKS_IN_WRITE + writers - 1)
         self.pending: deque[Job] = deque()
@@ -191,7 +191,7 @@ class BlobSaver:
 
     def _write_pack(self, name: str, data: bytes) -> None:
         try:
-            self.repo.backend.put(name, data)
+            self.repo.write_object(name, data)
         finally:
             self.write_slots.release()
         if self.on_pack_stored:

@@ -30,4 +30,4 @@ def open_backend(
 
 def is_remote(backend: Backend) -> bool:
     """Whether the backend crosses a network (the profile's upload cap applies by default)."""
-    return bool(getattr(backend, "remote", False))
+    return backend.remote

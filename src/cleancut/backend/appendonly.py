@@ -13,7 +13,6 @@ the storage side; this wrapper makes cleancut fail early and clearly.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from cleancut.errors import AppendOnly
 
@@ -21,14 +20,15 @@ from .base import Backend, ObjectInfo
 
 
 class AppendOnlyBackend:
+    """A backend that never deletes or overwrites; everything else is the inner one's."""
+
     append_only = True
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.location = inner.location
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        self.remote = inner.remote
+        self.write_concurrency = inner.write_concurrency
 
     def put(self, name: str, data: bytes) -> None:
         self.inner.put_if_absent(name, data)
@@ -57,7 +57,7 @@ class AppendOnlyBackend:
 
 def refuse_if_append_only(backend: Backend, what: str) -> None:
     """Fail before a command that deletes starts, rather than half-way through it."""
-    if getattr(backend, "append_only", False):
+    if backend.append_only:
         refuse(backend, what)
 
 

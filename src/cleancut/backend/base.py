@@ -2,7 +2,9 @@
 
 Small on purpose (after restic's backend): whole-object writes, conditional
 create, whole and ranged reads, listing by prefix, delete. A directory and an
-object store both fit it. Objects are immutable once written.
+object store both fit it. Objects are immutable once written. Each backend also
+declares what the engines decide by (remote, write concurrency, append-only);
+wrappers (append-only, throttle) pass those of the backend they wrap.
 """
 
 from __future__ import annotations
@@ -22,6 +24,15 @@ class Backend(Protocol):
     """Storage for a repository. Names are "/"-separated paths under its root."""
 
     location: str
+    """Where the objects are, as the operator named it (for messages)."""
+    remote: bool
+    """Whether it crosses a network (False: a directory on this host's filesystems). The
+    profile's bandwidth cap applies to a remote backend by default; the prune reserve
+    exists only in a local one."""
+    write_concurrency: int
+    """How many writes a backup keeps in flight (1: one after another)."""
+    append_only: bool
+    """Whether deleting and overwriting are refused (AppendOnly, exit 16)."""
 
     def put(self, name: str, data: bytes) -> None:
         """Write a whole object durably, replacing nothing half-written."""

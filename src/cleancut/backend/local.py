@@ -64,6 +64,10 @@ def readahead(path: str, length: int = 0) -> None:
 class LocalBackend:
     """Objects are files under `root`; names map to relative paths."""
 
+    remote = False
+    write_concurrency = 1
+    append_only = False
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.location = str(self.root)

@@ -6,8 +6,8 @@ from cleancut.errors import UsageError
 
 from .base import Backend
 from .local import LocalBackend
-from .s3 import SCHEME as S3_SCHEME
 from .s3 import ObjectStoreBackend
+from .s3_settings import SCHEME as S3_SCHEME
 
 
 def backend_for(location: str) -> Backend:

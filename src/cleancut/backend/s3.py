@@ -18,49 +18,25 @@ Configuration comes from the usual AWS variables; see docs/offsite.md.
 
 from __future__ import annotations
 
-import os
-import re
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, TypeVar
 
 import obstore
-from obstore.exceptions import (
-    AlreadyExistsError,
-    BaseError,
-    NotSupportedError,
-    PermissionDeniedError,
-    PreconditionError,
-    UnauthenticatedError,
-)
+from obstore.exceptions import BaseError
 from obstore.store import S3Store
 
-from cleancut.errors import (
-    AccessDenied,
-    BackendUnavailable,
-    CleancutError,
-    ObjectNotFound,
-    UsageError,
-)
-from cleancut.redact import has_userinfo, redact_userinfo
+from cleancut.errors import AccessDenied, BackendUnavailable, CleancutError, ObjectNotFound
 
 from .base import ObjectInfo
+from .readahead import ReadAhead
 from .retry import RetriesExhausted, RetryPolicy, retry
+from .s3_errors import Failure, Refused, classify, transient
+from .s3_settings import S3Location, S3Settings, make_store
 
 T = TypeVar("T")
-
-SCHEME = "s3://"
-DEFAULT_REGION = "us-east-1"
 WRITE_CONCURRENCY = 4  # PUTs in flight per backup: enough to hide latency, not to flood a link
 LIST_PAGE = 1000  # objects per list chunk (S3's own page size)
-READAHEAD_BYTES = 128 << 20  # memory for objects fetched ahead of their reads
-# A pack closes only once a blob takes it past the target size (16 MiB by default, plus
-# one chunk of up to 4 MiB), so whole-object read-ahead must cover that, or it never works.
-READAHEAD_OBJECT_MAX = 32 << 20  # a larger object is read by ranges, never whole
-READAHEAD_WAIT = 120.0  # seconds a read waits for a fetch in flight before reading by range
 # Request timeouts. A timeout covers a whole request, upload included, and a stall
 # cannot be told from a slow link (a read timeout fires during a long upload), so the
 # limit grows with the transfer: small requests fail fast on a hung server, a large
@@ -71,390 +47,11 @@ MIN_RATE = 128 << 10  # bytes/s a large transfer is allowed to average (about 1 
 UNKNOWN_SIZE_TIMEOUT = 1800  # seconds: whole-object reads, whose size is not known before
 
 
-# --- where and how --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class S3Location:
-    """`s3://BUCKET/PREFIX`: the repository's objects are PREFIX/config, PREFIX/data/..."""
-
-    bucket: str
-    prefix: str  # "" or "a/b", without leading or trailing "/"
-
-    @classmethod
-    def parse(cls, url: str) -> S3Location:
-        if not url.startswith(SCHEME):
-            raise UsageError(f"not an s3:// location: {redact_userinfo(url)}")
-        if has_userinfo(url):
-            raise UsageError(
-                f"{redact_userinfo(url)}: credentials do not belong in the location; "
-                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-            )
-        bucket, _, prefix = url[len(SCHEME) :].partition("/")
-        prefix = prefix.strip("/")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}", bucket):
-            raise UsageError(f"{url}: {bucket!r} is not a valid bucket name")
-        if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
-            raise UsageError(f"{url}: the prefix must not contain empty, '.' or '..' parts")
-        return cls(bucket, prefix)
-
-    def __str__(self) -> str:
-        return f"{SCHEME}{self.bucket}/{self.prefix}" if self.prefix else f"{SCHEME}{self.bucket}"
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    """Endpoint, region and credentials, from the environment as AWS tools read them."""
-
-    region: str
-    endpoint: str | None  # None: AWS itself
-    access_key_id: str | None  # None: obstore's own chain (web identity, container, instance)
-    secret_access_key: str | None
-    session_token: str | None
-    virtual_hosted: bool | None  # None: decided per bucket (see virtual_hosted_for)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> S3Settings:
-        env = os.environ if environ is None else environ
-
-        def get(*names: str) -> str | None:
-            for name in names:
-                value = env.get(name, "").strip()
-                if value:
-                    return value
-            return None
-
-        key, secret = get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")
-        if bool(key) != bool(secret):
-            missing = "AWS_SECRET_ACCESS_KEY" if key else "AWS_ACCESS_KEY_ID"
-            raise UsageError(f"{missing} is not set (both access key variables are needed)")
-        endpoint = get("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
-        if endpoint is not None:
-            endpoint = endpoint.rstrip("/")
-            if not endpoint.startswith(("http://", "https://")):
-                raise UsageError(
-                    "AWS_ENDPOINT_URL must start with https:// or http://: "
-                    + redact_userinfo(endpoint if "://" in endpoint else "://" + endpoint)[3:]
-                )
-            if has_userinfo(endpoint):
-                raise UsageError(
-                    f"AWS_ENDPOINT_URL {redact_userinfo(endpoint)}: credentials do not belong "
-                    "in the endpoint; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                )
-        # Other servers (MinIO, SeaweedFS, most S3-compatible services) want path-style
-        # requests: http://host/bucket/key. AWS prefers virtual-hosted style, except for
-        # bucket names with dots, which its TLS certificates cannot cover.
-        style = get("AWS_VIRTUAL_HOSTED_STYLE_REQUEST")
-        virtual_hosted = None if style is None else style.lower() in ("1", "true")
-        return cls(
-            region=get("AWS_REGION", "AWS_DEFAULT_REGION") or DEFAULT_REGION,
-            endpoint=endpoint,
-            access_key_id=key,
-            secret_access_key=secret,
-            session_token=get("AWS_SESSION_TOKEN"),
-            virtual_hosted=virtual_hosted,
-        )
-
-    def virtual_hosted_for(self, bucket: str) -> bool:
-        if self.virtual_hosted is not None:
-            return self.virtual_hosted
-        return self.endpoint is None and "." not in bucket
-
-    def endpoint_url(self, bucket: str) -> str:
-        """The endpoint as an operator would recognise it in an error message."""
-        if self.endpoint:
-            return self.endpoint
-        if self.virtual_hosted_for(bucket):
-            return f"https://{bucket}.s3.{self.region}.amazonaws.com"
-        return f"https://s3.{self.region}.amazonaws.com"
-
-
-def make_store(location: S3Location, settings: S3Settings, timeout: float | None = None) -> S3Store:
-    """An obstore client; `timeout` bounds each whole request (default QUICK_TIMEOUT)."""
-    config: dict[str, Any] = {
-        "region": settings.region,
-        "virtual_hosted_style_request": settings.virtual_hosted_for(location.bucket),
-    }
-    if settings.endpoint:
-        config["endpoint"] = settings.endpoint
-    if settings.access_key_id:
-        config["access_key_id"] = settings.access_key_id
-        config["secret_access_key"] = settings.secret_access_key
-        if settings.session_token:
-            config["session_token"] = settings.session_token
-    client = {
-        "allow_http": bool(settings.endpoint and settings.endpoint.startswith("http://")),
-        "connect_timeout": timedelta(seconds=10),
-        "timeout": timedelta(seconds=QUICK_TIMEOUT if timeout is None else timeout),
-    }
-    return S3Store(
-        location.bucket,
-        prefix=location.prefix or None,
-        config=config,  # type: ignore[arg-type]
-        client_options=client,  # type: ignore[arg-type]
-        # Our loop retries (backend/retry.py); obstore's own would multiply its attempts.
-        retry_config={"max_retries": 0},
-    )
-
-
-# --- what went wrong --------------------------------------------------------------------
-
-# S3 error codes that mean "try again later", whatever the status that carried them.
-_TRANSIENT_CODES = {
-    "SlowDown",
-    "ServiceUnavailable",
-    "InternalError",
-    "RequestTimeout",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "TooManyRequests",
-    "ConditionalRequestConflict",  # AWS: a conditional write raced another; retry
-}
-_CREDENTIAL_CODES = {
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "InvalidToken",
-    "TokenRefreshRequired",
-}
-# object_store's names for network failures with no HTTP answer at all.
-_TRANSIENT_HTTP_KINDS = {"Connect", "Request", "Timeout", "Interrupted", "Decode"}
-
-
-@dataclass(frozen=True)
-class Failure:
-    """One failed request, reduced to what decides its handling and its message."""
-
-    kind: str  # transient missing exists no-bucket credentials denied clock unsupported range other
-    status: int | None
-    code: str | None
-    reason: str  # short, for the operator
-
-
-def classify(exc: BaseException) -> Failure:
-    """Read obstore's error (its type, the HTTP status and the S3 error code in its text)."""
-    text = str(exc)
-    found = re.search(r"status code: (\d{3})", text)
-    status = int(found.group(1)) if found else None
-    found = re.search(r"<Code>([^<]+)</Code>", text)
-    code = found.group(1) if found else None
-    found = re.search(r"<Message>([^<]+)</Message>", text)
-    message = found.group(1) if found else None
-    if status is not None:
-        reason = (
-            f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
-        )
-    else:
-        reason = _network_reason(text)
-
-    def failure(kind: str) -> Failure:
-        return Failure(kind, status, code, reason)
-
-    if code == "NoSuchBucket":
-        return failure("no-bucket")
-    if isinstance(exc, FileNotFoundError) or status == 404:
-        return failure("missing")
-    if code in _TRANSIENT_CODES or status in (408, 429) or (status or 0) >= 500 and status != 501:
-        return failure("transient")
-    if code == "RequestTimeTooSkewed":
-        return failure("clock")
-    if code in _CREDENTIAL_CODES or status == 401 or isinstance(exc, UnauthenticatedError):
-        return failure("credentials")
-    if status == 403 or isinstance(exc, PermissionDeniedError):
-        return failure("denied")
-    if isinstance(exc, AlreadyExistsError | PreconditionError) or status == 412:
-        return failure("exists")
-    if isinstance(exc, NotSupportedError) or status == 501 or code == "NotImplemented":
-        return failure("unsupported")
-    if status == 416:
-        return failure("range")
-    if status is None and isinstance(exc, BaseError | OSError):
-        kind = re.search(r"HttpError \{\s*kind: (\w+)", text)
-        if (kind and kind.group(1) in _TRANSIENT_HTTP_KINDS) or _looks_like_network(text):
-            return failure("transient")
-    return failure("other")
-
-
-def _network_reason(text: str) -> str:
-    """Short words for a failure that got no HTTP answer, from obstore's debug text."""
-    found = re.search(r'message: "([^"]+)"', text)
-    if found:
-        return found.group(1).lower()  # the OS's words: "connection refused", "... reset by peer"
-    kind = re.search(r"HttpError \{\s*kind: (\w+)", text)
-    lowered = text.lower()
-    if (kind and kind.group(1) == "Timeout") or "timedout" in lowered or "timed out" in lowered:
-        return "timed out"
-    for phrase in ("dns error", "connection closed", "incomplete message", "unexpected eof"):
-        if phrase in lowered:
-            return phrase
-    words = {
-        "Connect": "cannot connect",
-        "Interrupted": "connection interrupted",
-        "Decode": "answer cut short",
-        "Request": "request failed",
-    }
-    if kind and kind.group(1) in words:
-        return words[kind.group(1)]
-    return text.splitlines()[0][:200] if text else "unknown error"
-
-
-def _looks_like_network(text: str) -> bool:
-    lowered = text.lower()
-    return any(
-        phrase in lowered
-        for phrase in (
-            "error sending request",
-            "connection refused",
-            "connection reset",
-            "broken pipe",
-            "timed out",
-            "timedout",
-            "incomplete message",
-            "unexpected eof",
-            "error decoding response body",
-        )
-    )
-
-
 def _valid(name: str) -> str:
     """Names are relative and never climb out of the prefix (as in the local backend)."""
     if not name or name.startswith("/") or ".." in name.split("/"):
         raise ValueError(f"invalid object name {name!r}")
     return name
-
-
-def _transient(exc: BaseException) -> bool:
-    return isinstance(exc, BaseError | OSError) and classify(exc).kind == "transient"
-
-
-class _Refused(Exception):
-    """A request's expected non-success outcome (missing, exists, range, unsupported)."""
-
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.reason)
-        self.failure = failure
-
-
-# --- reading ahead --------------------------------------------------------------------
-
-
-class ReadAhead:
-    """Whole objects fetched in the background after a prefetch hint, within a memory budget.
-
-    A restore reads many small ranges of the same pack; against an object store
-    each one is a round trip. One whole GET started early turns them into memory
-    reads. Hints queue (up to `queue_max` names) in the order given; a fetch
-    starts when memory allows, counting each fetch in flight at the largest size
-    it may have. An object larger than `object_max` is abandoned as soon as its
-    size is known. To make room, only objects already read are evicted (least
-    recently read first): evicting one fetched but not yet read would only
-    download it twice. A hinted object read before its fetch started leaves the
-    queue (it is being read by ranges already). A failed fetch is forgotten; the
-    read then falls back to a ranged GET, with its retries.
-    """
-
-    def __init__(
-        self,
-        fetch: Callable[[str, int], bytes | None],
-        budget: int = READAHEAD_BYTES,
-        object_max: int = READAHEAD_OBJECT_MAX,
-        queue_max: int = 256,
-    ) -> None:
-        self._fetch = fetch
-        self._budget = budget
-        self._object_max = object_max
-        self._queue_max = queue_max
-        self._lock = threading.Lock()
-        self._queued: dict[str, None] = {}  # hinted, not yet fetching (insertion order)
-        self._loading: dict[str, threading.Event] = {}
-        self._stale: set[str] = set()  # rewritten or deleted while loading: discard
-        self._unread: dict[str, bytes] = {}
-        self._read: OrderedDict[str, bytes] = OrderedDict()  # least recently read first
-        self._held = 0  # bytes in _unread and _read
-
-    def hint(self, name: str) -> None:
-        with self._lock:
-            known = (self._queued, self._loading, self._unread, self._read)
-            if any(name in group for group in known) or len(self._queued) >= self._queue_max:
-                return
-            self._queued[name] = None
-            starts = self._next_fetches()
-        self._start(starts)
-
-    def _next_fetches(self) -> list[tuple[str, threading.Event]]:
-        """Move queued names to loading while the budget allows (called under the lock)."""
-        starts = []
-        while self._queued:
-            need = (len(self._loading) + 1) * self._object_max
-            while self._held + need > self._budget and self._read:
-                self._held -= len(self._read.popitem(last=False)[1])
-            if self._held + need > self._budget:
-                break
-            name = next(iter(self._queued))
-            del self._queued[name]
-            done = self._loading[name] = threading.Event()
-            starts.append((name, done))
-        return starts
-
-    def _start(self, starts: list[tuple[str, threading.Event]]) -> None:
-        for name, done in starts:
-            # A daemon thread: a hint must never keep a finished command from exiting.
-            threading.Thread(target=self._load, args=(name, done), daemon=True).start()
-
-    def _load(self, name: str, done: threading.Event) -> None:
-        try:
-            data = self._fetch(name, self._object_max)
-        except Exception:
-            data = None
-        with self._lock:
-            del self._loading[name]
-            if name in self._stale:
-                self._stale.discard(name)
-            elif data is not None:
-                self._unread[name] = data
-                self._held += len(data)
-            starts = self._next_fetches()
-        done.set()
-        self._start(starts)
-
-    def read(self, name: str) -> bytes | None:
-        """The whole object if it is here or arriving (waits for a fetch in flight)."""
-        with self._lock:
-            self._queued.pop(name, None)
-            loading = self._loading.get(name)
-        if loading is not None and not loading.wait(READAHEAD_WAIT):
-            return None
-        with self._lock:
-            data = self._unread.pop(name, None)
-            if data is not None:
-                self._read[name] = data  # now evictable: room for the next fetch
-                starts = self._next_fetches()
-            else:
-                starts = []
-                data = self._read.get(name)
-                if data is not None:
-                    self._read.move_to_end(name)
-        self._start(starts)
-        return data
-
-    def forget(self, name: str) -> None:
-        """The object changed or went: never serve what was fetched of it."""
-        with self._lock:
-            self._queued.pop(name, None)
-            if name in self._loading:
-                self._stale.add(name)
-            data = self._unread.pop(name, None) or self._read.pop(name, None)
-            if data is not None:
-                self._held -= len(data)
-
-    @property
-    def held(self) -> int:
-        """Bytes held now (for tests and diagnostics)."""
-        with self._lock:
-            return self._held
-
-
-# --- the backend ------------------------------------------------------------------------
 
 
 class ObjectStoreBackend:
@@ -467,6 +64,7 @@ class ObjectStoreBackend:
 
     remote = True  # a network link: the profile's bandwidth cap applies by default
     write_concurrency = WRITE_CONCURRENCY
+    append_only = False
 
     def __init__(
         self,
@@ -479,7 +77,7 @@ class ObjectStoreBackend:
         self.settings = settings
         self.location = str(location)
         self.policy = policy or RetryPolicy.from_env()
-        self.store = store or make_store(location, settings)  # the quick client
+        self.store = store or make_store(location, settings, QUICK_TIMEOUT)  # the quick client
         self._slow: dict[int, S3Store] = {}  # timeout -> client, for large transfers
         self._slow_lock = threading.Lock()
         # None: not yet known whether the server honours If-None-Match (learned once).
@@ -517,11 +115,11 @@ class ObjectStoreBackend:
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Run one request with retries; turn final failures into one-line errors.
 
-        Expected outcomes (missing, exists, range, unsupported) come back as _Refused
+        Expected outcomes (missing, exists, range, unsupported) come back as Refused
         for the caller to interpret; everything else becomes a CleancutError.
         """
         try:
-            result = retry(fn, _transient, RetryPolicy(budget=0) if self._down else self.policy)
+            result = retry(fn, transient, RetryPolicy(budget=0) if self._down else self.policy)
             self._down = False
             return result
         except RetriesExhausted as exc:
@@ -539,7 +137,7 @@ class ObjectStoreBackend:
         except (BaseError, OSError) as exc:
             failure = classify(exc)
             if failure.kind in ("missing", "exists", "range", "unsupported"):
-                raise _Refused(failure) from None
+                raise Refused(failure) from None
             raise self._error(what, failure) from None
 
     def _error(self, what: str, failure: Failure) -> CleancutError:
@@ -588,7 +186,7 @@ class ObjectStoreBackend:
                 self._call(f"create {name}", create)
                 self._conditional_create = True
                 return True
-            except _Refused as refused:
+            except Refused as refused:
                 if refused.failure.kind == "exists":
                     self._conditional_create = True
                     # After a failed attempt the PUT may have landed all the same: if
@@ -622,7 +220,7 @@ class ObjectStoreBackend:
         client = self._client(None)  # the size is known only once the answer starts
         try:
             return self._call(f"read {name}", lambda: bytes(obstore.get(client, name).bytes()))
-        except _Refused as refused:
+        except Refused as refused:
             raise self._missing_or_error(name, refused.failure) from None
 
     def get_range(self, name: str, offset: int, length: int) -> bytes:
@@ -640,7 +238,7 @@ class ObjectStoreBackend:
                 f"read {name}",
                 lambda: bytes(obstore.get_range(client, name, start=offset, length=length)),
             )
-        except _Refused as refused:
+        except Refused as refused:
             if refused.failure.kind == "range":
                 return b""  # the object is shorter than offset: as a file read past its end
             raise self._missing_or_error(name, refused.failure) from None
@@ -674,7 +272,7 @@ class ObjectStoreBackend:
         while True:
             try:
                 page = self._call(f"list {prefix or '/'}", next_page)
-            except _Refused as refused:
+            except Refused as refused:
                 if refused.failure.kind == "missing":
                     return
                 raise self._error(f"list {prefix or '/'}", refused.failure) from None
@@ -691,7 +289,7 @@ class ObjectStoreBackend:
         try:
             self._call(f"look up {name}", lambda: obstore.head(self.store, name))
             return True
-        except _Refused as refused:
+        except Refused as refused:
             if refused.failure.kind == "missing":
                 return False
             raise self._error(f"look up {name}", refused.failure) from None
@@ -701,7 +299,7 @@ class ObjectStoreBackend:
         self._readahead.forget(name)
         try:
             self._call(f"delete {name}", lambda: obstore.delete(self.store, name))
-        except _Refused as refused:
+        except Refused as refused:
             if refused.failure.kind != "missing":  # already gone is what was asked
                 raise self._error(f"delete {name}", refused.failure) from None
 

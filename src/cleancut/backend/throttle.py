@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 from .base import Backend, ObjectInfo
 
@@ -55,11 +54,11 @@ class ThrottledBackend:
     ) -> None:
         self.inner = inner
         self.location = inner.location
+        self.remote = inner.remote
+        self.write_concurrency = inner.write_concurrency
+        self.append_only = inner.append_only
         self.upload = TokenBucket(upload_mbit) if upload_mbit else None
         self.download = TokenBucket(download_mbit) if download_mbit else None
-
-    def __getattr__(self, name: str) -> Any:  # write_concurrency and other backend facts
-        return getattr(self.inner, name)
 
     def put(self, name: str, data: bytes) -> None:
         if self.upload:

@@ -21,19 +21,18 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cleancut.backend.appendonly import refuse_if_append_only
 from cleancut.errors import ChainBroken, CleancutError, ExitCode
 from cleancut.journal.repo.store import all_batches
 from cleancut.journal.repo.verify import verify_journal
 from cleancut.repository.chain import find_forks, load_delta, older_than_parent, verified_chain
 from cleancut.repository.compress import decompress
 from cleancut.repository.crypto import Sealer, content_hash
-from cleancut.repository.damage import Damage, remember_damage, replace_damage
+from cleancut.repository.damage import Damage
 from cleancut.repository.index import PackRecord
-from cleancut.repository.pack import BlobEntry, blob_aad, pack_name, pack_sealer, parse_header
+from cleancut.repository.pack import BlobEntry, blob_aad, pack_sealer, parse_header
 from cleancut.repository.records import damaged_records, missing_tips
-from cleancut.repository.repository import INDEX_PREFIX, Repository
-from cleancut.repository.snapshot import SNAPSHOTS_PREFIX, Snapshot
+from cleancut.repository.repository import Repository
+from cleancut.repository.snapshot import Snapshot
 from cleancut.repository.tree import DIR, FILE
 from cleancut.repository.walk import load_tree
 
@@ -164,16 +163,16 @@ class Checker:
     def _remember(self, known: Damage) -> None:
         """Write new damage to the repository; forget packs a full read found intact again."""
         try:
-            if remember_damage(self.repo.backend, self.repo.keys, self.found):
+            if self.repo.remember_damage(self.found):
                 self.report.notes.append(
                     "the damage found is recorded in the repository: new backups store fresh "
                     "copies of damaged blobs; 'cleancut repair packs --from DIR' heals snapshots"
                 )
             healed = set(known.packs) & self.intact
             if healed:
-                refuse_if_append_only(self.repo.backend, "forgetting healed damage records")
+                self.repo.refuse_if_append_only("forgetting healed damage records")
                 keep = Damage({p: b for p, b in known.packs.items() if p not in healed})
-                replace_damage(self.repo.backend, self.repo.keys, keep, known)
+                self.repo.replace_damage(keep, known)
                 self.report.notes.append(
                     f"{len(healed)} pack(s) recorded as damaged now read intact: record removed"
                 )
@@ -181,11 +180,8 @@ class Checker:
             self.report.notes.append(f"could not update the damage records: {exc}")
 
     def _check_index(self) -> None:
-        sizes = {
-            info.name.rsplit("/", 1)[-1]: info.size for info in self.repo.backend.list("data/")
-        }
-        for info in self.repo.backend.list(INDEX_PREFIX):
-            sid = info.name[len(INDEX_PREFIX) :]
+        sizes = self.repo.pack_sizes()
+        for sid in self.repo.segment_ids():
             try:
                 segment = self.repo.load_segment(sid)
             except CleancutError as exc:
@@ -215,17 +211,14 @@ class Checker:
 
     def _check_snapshots(self) -> list[Snapshot]:
         good = []
-        for info in self.repo.backend.list(SNAPSHOTS_PREFIX):
-            sid = info.name[len(SNAPSHOTS_PREFIX) :]
+        for sid in self.repo.snapshot_ids():
             try:
                 good.append(self.repo.load_snapshot(sid))
             except CleancutError as exc:
                 self.report.errors.append(f"snapshot {sid[:12]}: {exc}")
                 self.report.damaged_snapshots.append(sid)
         self.report.snapshots = len(good)
-        present = {
-            info.name[len(SNAPSHOTS_PREFIX) :] for info in self.repo.backend.list(SNAPSHOTS_PREFIX)
-        }
+        present = set(self.repo.snapshot_ids())
         for name, sid, rid in missing_tips(self.repo, present):
             self.report.errors.append(
                 f"snapshot {sid[:12]} ({name}) is missing: backup-attempt record {rid[:12]} "
@@ -337,7 +330,7 @@ class Checker:
     def _read_pack(self, pack_id: str) -> tuple[str | None, set[bytes]]:
         """What is wrong with a pack (None: intact), and which of its blobs are damaged."""
         try:
-            data = self.repo.backend.get(pack_name(pack_id))
+            data = self.repo.read_pack(pack_id)
         except CleancutError as exc:
             return str(exc), self._blobs_of(pack_id)
         if content_hash(data) != pack_id:

@@ -31,10 +31,10 @@ from cleancut.fsio.treewalk import walk
 from cleancut.repository.chain import own_blobs
 from cleancut.repository.chunker import chunk_fd
 from cleancut.repository.compress import decompress
-from cleancut.repository.damage import Damage, replace_damage
+from cleancut.repository.damage import Damage
 from cleancut.repository.index import IndexSegment, PackRecord
-from cleancut.repository.pack import DATA, blob_aad, pack_name, pack_sealer
-from cleancut.repository.repository import INDEX_PREFIX, Repository
+from cleancut.repository.pack import DATA, blob_aad, pack_sealer
+from cleancut.repository.repository import Repository
 
 
 @dataclass
@@ -71,8 +71,7 @@ class _Index:
 
 def _read_index(repo: Repository) -> _Index:
     index = _Index()
-    for info in repo.backend.list(INDEX_PREFIX):
-        sid = info.name[len(INDEX_PREFIX) :]
+    for sid in repo.segment_ids():
         try:
             segment = repo.load_segment(sid)
         except CleancutError:
@@ -126,7 +125,7 @@ def repair_packs(
     stale = {p for p in damage.packs if p not in index.packs and not _exists(repo, p)}
     if healed or stale:
         keep = Damage({p: b for p, b in damage.packs.items() if p not in stale and p not in healed})
-        replace_damage(repo.backend, repo.keys, keep, damage)
+        repo.replace_damage(keep, damage)
     repo.rebuild_cache()
     return report
 
@@ -144,7 +143,7 @@ def _used_blobs(repo: Repository) -> set[bytes] | None:
 
 
 def _exists(repo: Repository, pack_id: str) -> bool:
-    return repo.backend.exists(pack_name(pack_id))
+    return repo.has_pack(pack_id)
 
 
 def _salvage(
@@ -159,7 +158,7 @@ def _salvage(
     if not todo:
         return 0
     try:
-        data = repo.backend.get(pack_name(record.pack_id))
+        data = repo.read_pack(record.pack_id)
     except ObjectNotFound:
         return 0
     sealer = pack_sealer(repo.keys, record.salt)
@@ -234,7 +233,7 @@ def _drop_packs(
     for sid in affected:
         if check_lock is not None:
             check_lock()
-        repo.backend.delete(INDEX_PREFIX + sid)
+        repo.delete_segment(sid)
     for pack_id in healed:
         with contextlib.suppress(ObjectNotFound):
-            repo.backend.delete(pack_name(pack_id))
+            repo.delete_pack(pack_id)

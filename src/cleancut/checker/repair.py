@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cleancut.errors import ExitCode
-from cleancut.prune.prune import HeldLock
 from cleancut.repository.repository import Repository
 
 from .heal import HealReport, repair_packs
@@ -43,17 +42,17 @@ class ReindexOutcome:
 def repair_index(repo: Repository) -> ReindexOutcome:
     """Index every pack no readable segment covers, from its own header; drop damaged
     segments. Under the lock: never beside a prune, which rewrites segments too."""
-    lock = HeldLock.acquire(repo.backend, "repair index")
+    lock = repo.acquire_lock("repair index")
     try:
         result = repo.reindex_from_packs()
     finally:
         lock.release()
-    return ReindexOutcome(result, repo.cache.counts())
+    return ReindexOutcome(result, repo.index_counts())
 
 
 def repair_damaged_packs(repo: Repository, sources: list[Path]) -> HealReport:
     """Replace the packs `check` found damaged (checker/heal.py), under the lock."""
-    lock = HeldLock.acquire(repo.backend, "repair packs")
+    lock = repo.acquire_lock("repair packs")
     try:
         return repair_packs(repo, sources, lock.check)
     finally:

@@ -12,12 +12,12 @@ from typing import Any, TypeVar
 
 import click
 
-from cleancut.backend.access import is_remote, open_backend
+from cleancut.backend.access import open_backend
 from cleancut.backend.base import Backend
-from cleancut.backend.throttle import ThrottledBackend
-from cleancut.errors import NotARepository, UsageError
+from cleancut.errors import UsageError
 from cleancut.repository.repository import Repository, read_config
-from cleancut.settings.config_file import ConfigFile, effective, load_config
+from cleancut.settings.caps import capped
+from cleancut.settings.config_file import ConfigFile, load_config
 from cleancut.settings.profiles import parse_bandwidth
 
 from .passphrase import read_passphrase
@@ -59,12 +59,15 @@ class Common:
         return read_passphrase(password_file, self.password_command, confirm)
 
     def open(self) -> Repository:
-        backend = self.backend(self.location)
+        upload, download, plain = self._plain_backend(self.location)
         cache_root = Path(self.cache_dir) if self.cache_dir else None
         if self.config_path is not None:
             _ = self.config  # a --config that names no readable file is an error, always
-        read_config(backend)  # "not a repository" before asking for a passphrase
-        repo = Repository.open(backend, self.passphrase(), cache_root)
+        config = read_config(plain)  # "not a repository" before asking for a passphrase
+        backend = capped(
+            plain, self.config, upload, download, self.limit_upload is not None, config
+        )
+        repo = Repository.open(backend, self.passphrase(), cache_root, config=config)
         for warning in repo.warnings:
             click.echo(f"warning: {warning}", err=True)
         return repo
@@ -75,19 +78,15 @@ class Common:
         An explicit --limit-upload applies to any backend; without one, the profile's
         bandwidth cap applies to remote repositories only (a local disk is not a link
         shared with the agent)."""
+        upload, download, plain = self._plain_backend(location)
+        return capped(plain, self.config, upload, download, self.limit_upload is not None)
+
+    def _plain_backend(self, location: str) -> tuple[float | None, float | None, Backend]:
+        """The caps the options give, and the location's backend (append-only if chosen)."""
         upload = _mbit("--limit-upload", self.limit_upload)
         download = _mbit("--limit-download", self.limit_download)
         append_only = self.append_only or self.config.append_only
-        plain = open_backend(location, append_only=append_only)
-        if self.limit_upload is None and is_remote(plain):
-            try:
-                profile = read_config(plain).profile
-            except NotARepository:
-                profile = None  # not a repository yet (init): the shared layers decide
-            upload = effective(self.config, None, profile, {}).profile.bandwidth_cap_mbit
-        if not upload and not download:
-            return plain
-        return ThrottledBackend(plain, upload, download)
+        return upload, download, open_backend(location, append_only=append_only)
 
     @property
     def show_progress(self) -> bool:

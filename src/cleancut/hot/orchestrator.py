@@ -34,6 +34,7 @@ from cleancut.errors import (
     QuiesceMissed,
     UsageError,
 )
+from cleancut.fsio.racy import FINE_WINDOW_NS
 from cleancut.fsio.treewalk import remove_tree
 from cleancut.journal.repo.restore import restore_to_point
 from cleancut.journal.repo.ship import ship
@@ -55,7 +56,7 @@ from .fs_snapshot import Plan, Snapshotter, plan
 from .hooks import run_hook
 from .runtime import RuntimeContext, open_runtime
 from .session import SessionReport, quiesced
-from .stage import RACY_WINDOW_NS, StageStats
+from .stage import StageStats
 from .stage_dirs import DirsStager
 
 DEFAULT_HOOK_TIMEOUT = 60.0
@@ -134,7 +135,7 @@ class HotResult:
 def default_staging(repo: Repository, name: str) -> Path:
     """Per source, inside the repository's cache directory (a cache: it can be deleted)."""
     digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:24]
-    return repo.cache.path.parent / "staging" / digest
+    return repo.local_dir / "staging" / digest
 
 
 def hot_backup(
@@ -236,7 +237,7 @@ def _capture(
             # What it just copied was written moments ago, so the racy rule would copy it
             # again inside the pause. Once the timestamp tick has passed, a second pass
             # copies it for good (and whatever changed meanwhile), still outside the pause.
-            time.sleep(RACY_WINDOW_NS / 1e9)
+            time.sleep(FINE_WINDOW_NS / 1e9)  # whole-second filesystems: copied in the pause
             again = stager.prepare()
             prepared.files_copied += again.files_copied
             prepared.bytes_copied += again.bytes_copied

@@ -56,6 +56,7 @@ from pathlib import Path
 from cleancut.archiver.backup import DIR_FLAGS, FILE_FLAGS, is_excluded
 from cleancut.errors import CleancutError, NoSpace, NotOurs
 from cleancut.fsio.filekind import kind_of
+from cleancut.fsio.racy import is_racy
 from cleancut.fsio.treewalk import remove_tree
 
 from . import sqlite_copy, stage_manifest
@@ -77,10 +78,6 @@ from .stage_manifest import (
     Listing,
 )
 
-# Kernel file timestamps come from a coarse clock (a tick of 4-10 ms): a same-size
-# rewrite within the tick of a copy leaves identical metadata. A file whose ctime
-# is this close to the start of its last copy is therefore copied again.
-RACY_WINDOW_NS = 50_000_000
 TEMP_PREFIX = ".cleancut-stage."
 _NOSPACE = (errno.ENOSPC, errno.EDQUOT)
 MARKER = ".cleancut-staging"
@@ -314,7 +311,7 @@ class Stager:
         `taken_ns`, instead of the source (hot/fs_snapshot.py). The manifest stays the
         source's: a snapshot keeps inode numbers and times, so what it records compares
         with the live source. Copies count as made at `taken_ns`, when their data was
-        frozen, so the racy rule (RACY_WINDOW_NS) still sees a write right after it."""
+        frozen, so the racy rule (fsio/racy.py) still sees a write right after it."""
         self._read, self._frozen_ns = os.path.abspath(frozen), taken_ns
         try:
             yield
@@ -335,7 +332,7 @@ class Stager:
         """Inside the pause: make staging equal to the workspace at this moment.
 
         Scans metadata, re-copies what changed since the last pass (or may have,
-        see RACY_WINDOW_NS), deletes what vanished, copies SQLite databases through
+        see fsio/racy.py), deletes what vanished, copies SQLite databases through
         SQLite's backup API, and persists the manifest.
 
         With `defer` (and the lock held by the caller), what can wait until the agent
@@ -678,7 +675,6 @@ class Stager:
         excludes = self.excludes
         excluded = self._excluded
         prefix = scan.prefix
-        racy = RACY_WINDOW_NS
         scanned = 0
         for entry in entries:
             name = entry.name
@@ -708,7 +704,7 @@ class Stager:
                     and old[_INO] == st.st_ino
                     and old[_MTIME] == st.st_mtime_ns
                     and old[_SIZE] == st.st_size
-                    and old[_CTIME] < old[_COPIED] - racy
+                    and not is_racy(old[_CTIME], old[_COPIED])
                 ):
                     if old[0] == FILE:
                         seen.add(name)
@@ -740,12 +736,11 @@ class Stager:
 
     def _settle(self, scan: _Scan) -> None:
         """Check databases against their -wal, then copy what the scan found changed."""
-        racy = RACY_WINDOW_NS
         for name, st in scan.dbs_to_check:
             old = scan.listing[name]
             wal = self._wal(scan, name)
             # WAL-mode commits land in the -wal and leave the main file's metadata alone.
-            if wal == old[_WAL] and (wal is None or wal[1] < old[_COPIED] - racy):
+            if wal == old[_WAL] and (wal is None or not is_racy(wal[1], old[_COPIED])):
                 scan.seen.add(name)
                 scan.dbs.add(name)
             else:

@@ -30,20 +30,14 @@ from datetime import datetime
 from typing import Any
 
 from cleancut.archiver.policy import gap_range, open_journal_gap
-from cleancut.clock import age_text, from_iso
+from cleancut.clock import age_text, seconds_since
 from cleancut.repository.chain import find_forks
 from cleancut.repository.records import BACKUP_ATTEMPT, JOURNAL_GAP, RESTORE_TEST, list_records
 from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import Snapshot, chain_order
 from cleancut.repository.verdicts import Verdicts
-from cleancut.settings.profiles import (
-    CHAIN_CAP,
-    DAY,
-    MISS_ALERT_THRESHOLD,
-    Profile,
-    format_duration,
-    get_profile,
-)
+from cleancut.settings.profiles import CHAIN_CAP, MISS_ALERT_THRESHOLD, Profile, get_profile
+from cleancut.settings.units import DAY, format_duration
 
 OK = "ok"
 WARN = "warn"
@@ -163,7 +157,8 @@ def source_health(
 
 
 def _age(now: datetime, when: str) -> float:
-    return max(0.0, (now - from_iso(when)).total_seconds())
+    """An age for the report: a time ahead of this host's clock (skew) reads as 0."""
+    return max(0.0, seconds_since(when, now))
 
 
 def _newest(snaps: list[Snapshot]) -> Snapshot | None:

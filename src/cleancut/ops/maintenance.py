@@ -16,7 +16,9 @@ from cleancut.prune.prune import DEFAULT_SAFETY_MARGIN, Pruner
 from cleancut.prune.retention import KeepRules, forget_snapshots, plan_forget
 from cleancut.repository.records import list_records, write_record
 from cleancut.repository.repository import Repository
-from cleancut.settings.config_file import ConfigFile, effective
+from cleancut.settings.config_file import ConfigFile
+from cleancut.settings.effective import effective
+from cleancut.settings.profiles import Profile
 
 PRUNE_RUN = "prune-run"  # written by each scheduled prune: when the next one is due
 
@@ -32,12 +34,14 @@ def keep_rules(rules: dict[str, float]) -> KeepRules:
     )
 
 
-def forget_due(repo: Repository, config: ConfigFile, source: str, now: datetime) -> list[str]:
-    """Forget what the source's keep rules no longer keep; the ids forgotten."""
+def forget_due(
+    repo: Repository, config: ConfigFile, source: str, now: datetime, profile: Profile
+) -> list[str]:
+    """Forget what the source's keep rules no longer keep (under the source's `profile`, as
+    the caller resolved it); the ids forgotten."""
     rules = config.retention_for(source)
     if not rules:
         return []
-    profile = effective(config, source, repo.config.profile, {}).profile
     mine = [s for s in repo.snapshots() if s.name == source]
     verdicts = plan_forget(mine, keep_rules(rules), now, profile.incremental_retention)
     return forget_snapshots(repo, [v.snapshot for v in verdicts if not v.keep])

@@ -11,20 +11,18 @@ import contextlib
 import time
 
 from cleancut.archiver.backup import Archiver, BackupOptions, BackupResult, Progress
-from cleancut.backend.access import is_remote
-from cleancut.backend.throttle import set_upload_cap
 from cleancut.errors import CleancutError
 from cleancut.repository.attempts import record_backup_attempt
 from cleancut.repository.repository import Repository
 from cleancut.repository.sourcedirs import Source, default_name
+from cleancut.settings.caps import settle_upload_cap
 
 
-def cap_uploads(repo: Repository, mbit: float | None) -> None:
-    """Uploads to a remote repository go at most at the cap of the profile this backup
-    settled on (--profile, --set, the source's); a local disk is not a shared link.
-    Not called when the operator gave --limit-upload: that cap stands."""
-    if is_remote(repo.backend):
-        repo.backend = set_upload_cap(repo.backend, mbit)
+def cap_uploads(repo: Repository, explicit_upload: bool, mbit: float | None) -> None:
+    """Uploads go at most at the cap of the profile this backup settled on (--profile,
+    --set, the source's), under the one cap policy (settings/caps.py): an explicit
+    --limit-upload stands, a local disk is not a shared link."""
+    repo.backend = settle_upload_cap(repo.backend, explicit_upload, mbit)
 
 
 def run_backup(

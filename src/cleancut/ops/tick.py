@@ -15,7 +15,6 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from cleancut import clock
@@ -27,7 +26,8 @@ from cleancut.journal.repo.store import batches
 from cleancut.replication.copy import copy_due, scheduled_copy
 from cleancut.repository.records import RESTORE_TEST, list_records
 from cleancut.repository.repository import Repository
-from cleancut.settings.config_file import ConfigFile, SourceConfig, effective
+from cleancut.settings.config_file import ConfigFile, SourceConfig
+from cleancut.settings.effective import effective
 from cleancut.settings.profiles import Profile
 
 from .maintenance import forget_due, prune_due, run_prune
@@ -95,7 +95,7 @@ def tick(
     unknown = [n for n in wanted if n not in config.sources]
     if unknown:
         raise UsageError(f"{config.path}: no source {', '.join(map(repr, unknown))}")
-    locks = lock_dir or repo.cache.path.parent
+    locks = lock_dir or repo.local_dir
     actions: list[Action] = []
     for name in wanted:
         with source_lock(locks, name) as held:
@@ -103,9 +103,11 @@ def tick(
                 actions.append(Action(name, "skip", True, "another tick is working on it"))
                 continue
             src = config.sources[name]
+            # The source's settings, resolved once for everything this tick does for it.
+            profile = effective(config, src.name, repo.config.profile, {}).profile
             if src.journal is not None:
-                actions += _ship_journal(repo, config, src, journal_ack)
-            actions += _tick_source(repo, config, src, backup)
+                actions += _ship_journal(repo, profile, src, journal_ack)
+            actions += _tick_source(repo, config, profile, src, backup)
     # After the backups, so the snapshot just taken goes offsite in the same tick.
     actions += _replicate(repo, config, locks, replica_passphrase)
     if prune_due(repo, config, clock.now()):
@@ -140,15 +142,14 @@ def _replicate(
 
 
 def _ship_journal(
-    repo: Repository, config: ConfigFile, src: SourceConfig, journal_ack: AckFn
+    repo: Repository, profile: Profile, src: SourceConfig, journal_ack: AckFn
 ) -> list[Action]:
     """Ship the source's journal when the profile's incremental sync interval has passed
     since the last batch (before the backup: a journal fallback then has the newest)."""
     assert src.journal is not None
-    profile = effective(config, src.name, repo.config.profile, {}).profile
     shipped = batches(repo, src.name)
     newest = max((b.shipped for b in shipped), default=None)  # across lineages
-    if newest and _age(clock.now(), newest) < profile.incremental_sync_interval:
+    if newest and clock.seconds_since(newest, clock.now()) < profile.incremental_sync_interval:
         return []
     try:
         result = ship(repo, src.name, src.journal, upto_seq=journal_ack(src))
@@ -166,13 +167,12 @@ def _ship_journal(
 
 
 def _tick_source(
-    repo: Repository, config: ConfigFile, src: SourceConfig, backup: BackupFn
+    repo: Repository, config: ConfigFile, profile: Profile, src: SourceConfig, backup: BackupFn
 ) -> list[Action]:
     now = clock.now()
-    profile = effective(config, src.name, repo.config.profile, {}).profile
     actions: list[Action] = []
     latest = latest_of(repo.snapshots(), src.name)
-    age = _age(now, latest.time) if latest else None
+    age = clock.seconds_since(latest.time, now) if latest else None
     if age is None or age >= profile.checkpoint_cadence:
         options = BackupOptions(
             name=src.name,
@@ -191,7 +191,7 @@ def _tick_source(
         except CleancutError as exc:
             actions.append(Action(src.name, "backup", False, str(exc)))
     tests = [r for r in list_records(repo, RESTORE_TEST) if r.get("name") == src.name]
-    last_test = _age(now, tests[-1]["time"]) if tests else None
+    last_test = clock.seconds_since(tests[-1]["time"], now) if tests else None
     latest = latest_of(repo.snapshots(), src.name)
     if latest is not None and (last_test is None or last_test >= profile.restore_test_interval):
         try:
@@ -204,16 +204,12 @@ def _tick_source(
         except CleancutError as exc:
             actions.append(Action(src.name, "restore-test", False, str(exc)))
     try:
-        gone = forget_due(repo, config, src.name, now)
+        gone = forget_due(repo, config, src.name, now, profile)
         if gone:
             actions.append(Action(src.name, "forget", True, f"{len(gone)} snapshot(s) forgotten"))
     except CleancutError as exc:
         actions.append(Action(src.name, "forget", False, str(exc)))
     return actions
-
-
-def _age(now: datetime, when: str) -> float:
-    return (now - clock.from_iso(when)).total_seconds()
 
 
 @contextmanager

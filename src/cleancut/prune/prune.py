@@ -44,21 +44,14 @@ One prune at a time: a run that changes anything holds the lock object
 
 from __future__ import annotations
 
-import base64
-import getpass
-import json
-import os
-import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from cleancut import clock, jsonparse
-from cleancut.backend.appendonly import refuse_if_append_only
-from cleancut.backend.base import Backend
+from cleancut import clock
 from cleancut.clock import from_iso, iso
-from cleancut.errors import CleancutError, IntegrityError, NoSpace, ObjectNotFound, RepositoryLocked
+from cleancut.errors import CleancutError, IntegrityError, NoSpace, ObjectNotFound
 from cleancut.journal.repo.compact import (
     JournalPrune,
     RetentionFor,
@@ -66,429 +59,28 @@ from cleancut.journal.repo.compact import (
     new_batch_blobs,
     plan_journal_prune,
 )
-from cleancut.repository import reserve
 from cleancut.repository.cache import BlobLocation
-from cleancut.repository.chain import own_blobs
 from cleancut.repository.compress import decompress
 from cleancut.repository.crypto import content_hash
 from cleancut.repository.index import IndexSegment, PackRecord
-from cleancut.repository.pack import PackBuilder, blob_aad, pack_name, pack_sealer, parse_header
-from cleancut.repository.records import RECORDS_PREFIX, compact_records, list_records, write_record
-from cleancut.repository.repository import INDEX_PREFIX, Repository
-from cleancut.repository.snapshot import SNAPSHOTS_PREFIX, Snapshot
-from cleancut.repository.walk import load_tree
+
+# Lock and remove_locks: re-exported for cli/commands/unlock.py until it imports them
+# from cleancut.repository.locks.
+from cleancut.repository.locks import HeldLock
+from cleancut.repository.locks import Lock as Lock
+from cleancut.repository.locks import remove_locks as remove_locks
+from cleancut.repository.pack import PackBuilder, blob_aad, pack_sealer, parse_header
+from cleancut.repository.records import compact_records
+from cleancut.repository.repository import Repository
+from cleancut.repository.snapshot import Snapshot
 from cleancut.settings.profiles import get_profile
 
-MARK_TYPE = "prune-mark"
-LOCKS_PREFIX = "locks/"
-LOCK_NAME = LOCKS_PREFIX + "prune"
-LOCK_TTL = 1800.0  # refreshed while the run goes on; a crashed run's lock goes stale
+from .mark import Mark, MarkState, load_state, save_state
+from .view import ReadView, locations, used_blobs
+
 DEFAULT_SAFETY_MARGIN = 3600.0
 DEFAULT_REPACK_BELOW = 50.0
 REWRITE_SEGMENT_PACKS = 1024  # packs per index segment when prune replaces segments
-
-
-# --- the lock ------------------------------------------------------------------
-
-
-@dataclass
-class Lock:
-    """A lock object as stored: who holds it, since when, until when."""
-
-    name: str
-    operation: str = "?"
-    host: str = "?"
-    pid: int = 0
-    user: str = "?"
-    created: str = ""
-    expires: str = ""
-    token: str = ""
-    readable: bool = True
-    boot_id: str = ""  # the holder host's boot: a lock from before a reboot is dead
-    started: int = 0  # the holder's start time (clock ticks since boot): pid reuse
-
-    @property
-    def holder(self) -> str:
-        return f"{self.operation} on {self.host} (pid {self.pid}, user {self.user})"
-
-    def expired(self, now: datetime) -> bool:
-        """An unreadable lock never expires by itself: only `unlock --force` removes it."""
-        return self.readable and from_iso(self.expires) <= now
-
-    def holder_gone(self) -> bool:
-        """Provably dead: taken on this host, and its process is no longer running (or
-        the host rebooted since). A lock from another host is never judged this way."""
-        if not self.readable or self.host != socket.gethostname() or self.pid <= 0:
-            return False
-        if self.boot_id and self.boot_id != _boot_id():
-            return True
-        return not _process_runs(self.pid, self.started)
-
-    def stale_reason(self, now: datetime) -> str | None:
-        """Why the lock may be removed without --force, or None while it is live."""
-        if self.holder_gone():
-            return f"pid {self.pid} no longer runs on this host"
-        if self.expired(now):
-            return f"expired {self.expires}"
-        return None
-
-    def describe(self, now: datetime) -> str:
-        if not self.readable:
-            return (
-                f"the lock object {self.name} is unreadable; if no prune is running, "
-                "remove it with 'cleancut unlock --force'"
-            )
-        if self.holder_gone():
-            return (
-                f"stale lock {self.name} left by {self.holder}, created {self.created}: "
-                "that process no longer runs; remove the lock with 'cleancut unlock'"
-            )
-        if self.expired(now):
-            return (
-                f"stale lock {self.name} left by {self.holder}, created {self.created}, "
-                f"expired {self.expires}; if that process is gone, remove it with "
-                "'cleancut unlock'"
-            )
-        return (
-            f"the repository is locked by {self.holder} since {self.created} "
-            f"(until {self.expires} unless renewed); try again later"
-        )
-
-    def to_bytes(self) -> bytes:
-        doc = {
-            "operation": self.operation,
-            "host": self.host,
-            "pid": self.pid,
-            "user": self.user,
-            "created": self.created,
-            "expires": self.expires,
-            "token": self.token,
-            "boot_id": self.boot_id,
-            "started": self.started,
-        }
-        return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
-
-    @classmethod
-    def from_bytes(cls, name: str, data: bytes) -> Lock:
-        try:
-            doc = jsonparse.loads(data)
-            lock = cls(
-                name,
-                str(doc["operation"]),
-                str(doc["host"]),
-                int(doc["pid"]),
-                str(doc["user"]),
-                str(doc["created"]),
-                str(doc["expires"]),
-                str(doc.get("token", "")),
-                boot_id=str(doc.get("boot_id", "")),
-                started=int(doc.get("started", 0)),
-            )
-            from_iso(lock.expires)
-        except (ValueError, KeyError, TypeError):
-            return cls(name, readable=False)
-        return lock
-
-
-def _boot_id() -> str:
-    """This boot of this host (Linux), or "" where the system does not say."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def _start_ticks(pid: int) -> int | None:
-    """A process's start time in clock ticks since boot, None if it is gone or a zombie
-    (Linux /proc; None also where there is no /proc, and then `_process_runs` asks kill)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    if fields[0] in ("Z", "X"):  # killed, not yet reaped: it holds nothing any more
-        return None
-    return int(fields[19])
-
-
-def _process_runs(pid: int, started: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, another user's
-    if not os.path.isdir("/proc/self"):
-        return True
-    ticks = _start_ticks(pid)
-    return ticks is not None and (not started or ticks == started)
-
-
-def read_locks(backend: Backend) -> list[Lock]:
-    locks = []
-    for info in backend.list(LOCKS_PREFIX):
-        try:
-            locks.append(Lock.from_bytes(info.name, backend.get(info.name)))
-        except ObjectNotFound:
-            continue  # released while we listed
-    return locks
-
-
-class HeldLock:
-    """The prune lock while this process holds it: refreshed as the run goes on."""
-
-    def __init__(self, backend: Backend, lock: Lock, ttl: float) -> None:
-        self.backend = backend
-        self.lock = lock
-        self.ttl = ttl
-        self.refreshed = clock.now()
-
-    @classmethod
-    def acquire(cls, backend: Backend, operation: str = "prune", ttl: float = LOCK_TTL) -> HeldLock:
-        """Create `locks/prune` if absent (atomic); RepositoryLocked naming the holder if not.
-
-        Refused on an append-only repository: a lock must be deleted after use."""
-        refuse_if_append_only(backend, operation)
-        for _ in range(3):
-            now = clock.now()
-            lock = Lock(
-                LOCK_NAME,
-                operation,
-                socket.gethostname(),
-                os.getpid(),
-                getpass.getuser(),
-                iso(now),
-                iso(now + timedelta(seconds=ttl)),
-                os.urandom(16).hex(),
-                boot_id=_boot_id(),
-                started=_start_ticks(os.getpid()) or 0,
-            )
-            if backend.put_if_absent(LOCK_NAME, lock.to_bytes()):
-                return cls(backend, lock, ttl)
-            try:
-                existing = Lock.from_bytes(LOCK_NAME, backend.get(LOCK_NAME))
-            except ObjectNotFound:
-                continue  # released in between: try again
-            raise RepositoryLocked(existing.describe(now))
-        raise RepositoryLocked(f"could not take {LOCK_NAME}: it keeps changing hands")
-
-    def _still_ours(self) -> None:
-        try:
-            current = Lock.from_bytes(LOCK_NAME, self.backend.get(LOCK_NAME))
-        except ObjectNotFound:
-            current = None
-        if current is None or current.token != self.lock.token:
-            raise RepositoryLocked(
-                f"lost {LOCK_NAME} while pruning (removed by 'cleancut unlock --force'?); "
-                "stopped before deleting anything more"
-            )
-
-    def refresh(self, force: bool = False) -> None:
-        """Push the expiry forward (every third of the TTL), after checking it is still ours."""
-        now = clock.now()
-        if not force and (now - self.refreshed).total_seconds() < self.ttl / 3:
-            return
-        self._still_ours()
-        self.lock.expires = iso(now + timedelta(seconds=self.ttl))
-        self.backend.put(LOCK_NAME, self.lock.to_bytes())
-        self.refreshed = now
-
-    def check(self) -> None:
-        """Before a deletion: the lock must still be ours."""
-        self._still_ours()
-        self.refresh()
-
-    def release(self) -> None:
-        try:
-            current = Lock.from_bytes(LOCK_NAME, self.backend.get(LOCK_NAME))
-        except ObjectNotFound:
-            return
-        if current.token == self.lock.token:
-            self.backend.delete(LOCK_NAME)
-
-
-@dataclass
-class UnlockResult:
-    removed: list[Lock] = field(default_factory=list)  # stale
-    forced: list[Lock] = field(default_factory=list)  # live (or unreadable), removed by force
-    kept: list[Lock] = field(default_factory=list)  # live, left in place
-
-
-def remove_locks(backend: Backend, now: datetime, force: bool) -> UnlockResult:
-    """Remove stale locks (expired, or whose holder provably no longer runs: same host,
-    pid gone or host rebooted); with `force`, live and unreadable ones too."""
-    result = UnlockResult()
-    for lock in read_locks(backend):
-        if lock.stale_reason(now) is not None:
-            backend.delete(lock.name)
-            result.removed.append(lock)
-        elif force:
-            backend.delete(lock.name)
-            result.forced.append(lock)
-        else:
-            result.kept.append(lock)
-    return result
-
-
-# --- the prune-mark record -----------------------------------------------------
-
-
-@dataclass
-class Mark:
-    """A pack recorded for deletion. `record` holds its index entries when the mark took
-    it out of the index (so it can be put back); None when no index listed it."""
-
-    pack_id: str
-    marked: str
-    size: int
-    record: PackRecord | None = None
-
-
-@dataclass
-class MarkState:
-    seen: dict[str, str] = field(default_factory=dict)  # segment id -> first seen (ISO UTC)
-    marks: dict[str, Mark] = field(default_factory=dict)
-    record_ids: list[str] = field(default_factory=list)  # the records it was read from
-
-
-def load_state(repo: Repository) -> MarkState:
-    """Merge every prune-mark record (a crash may leave more than one).
-
-    Seen times merge to the earliest (each is a true observation); for a pack
-    marked twice, the latest mark wins (its margin ends last).
-    """
-    state = MarkState()
-    for record in list_records(repo, MARK_TYPE):
-        state.record_ids.append(record["id"])
-        for sid, when in record.get("seen", {}).items():
-            if sid not in state.seen or when < state.seen[sid]:
-                state.seen[sid] = when
-        hidden = {}
-        if record.get("index"):
-            raw = base64.b64decode(record["index"])
-            segment = IndexSegment.decode(raw, f"prune-mark {record['id'][:12]}")
-            hidden = {p.pack_id: p for p in segment.packs}
-        for item in record.get("packs", []):
-            pid = item["id"]
-            old = state.marks.get(pid)
-            if old is None or item["marked"] >= old.marked:
-                state.marks[pid] = Mark(pid, item["marked"], int(item["size"]), hidden.get(pid))
-    return state
-
-
-def save_state(repo: Repository, state: MarkState, now: datetime) -> None:
-    """Write the whole state as one new record, then delete the records it replaces."""
-    marks = sorted(state.marks.values(), key=lambda m: m.pack_id)
-    hidden = [m.record for m in marks if m.record is not None]
-    record_id = write_record(
-        repo,
-        {
-            "type": MARK_TYPE,
-            "time": iso(now),
-            "seen": dict(sorted(state.seen.items())),
-            "packs": [
-                {"id": m.pack_id, "marked": m.marked, "size": m.size, "hidden": bool(m.record)}
-                for m in marks
-            ],
-            "index": base64.b64encode(IndexSegment(hidden).encode()).decode() if hidden else "",
-        },
-    )
-    for old in state.record_ids:
-        repo.backend.delete(RECORDS_PREFIX + old)
-    state.record_ids = [record_id]
-
-
-def observe_segments(repo: Repository) -> bool:
-    """Record the index segments that exist now, so the next prune that runs at least a
-    margin later may mark what they hold (forget calls this after it deletes). Cheap:
-    names only. Returns whether anything new was recorded."""
-    now = clock.now()
-    present = _names(repo.backend, INDEX_PREFIX)
-    state = load_state(repo)
-    new = {sid: iso(now) for sid in present if sid not in state.seen}
-    if not new:
-        return False
-    # Only the observation: the marks stay in the records they are in.
-    write_record(repo, {"type": MARK_TYPE, "time": iso(now), "seen": new, "packs": []})
-    return True
-
-
-# --- reading what snapshots need ------------------------------------------------
-
-
-class _ReadView(Repository):
-    """The repository as prune must read it: blobs of packs taken out of the index by
-    a mark (and, if still missing, of any pack no index lists) stay readable, so a
-    snapshot that needs one is found, not reported broken. Shares the cache read-only."""
-
-    def __init__(
-        self,
-        repo: Repository,
-        extra: dict[bytes, BlobLocation],
-        load_more: Callable[[], dict[bytes, BlobLocation]],
-    ) -> None:
-        super().__init__(repo.backend, repo.config, repo.keys, repo.cache)
-        self.extra = extra
-        self._load_more: Callable[[], dict[bytes, BlobLocation]] | None = load_more
-
-    def find(self, blob_id: bytes) -> BlobLocation | None:
-        loc = self.extra.get(blob_id)
-        if loc is None and self._load_more is not None:
-            more, self._load_more = self._load_more, None
-            self.extra.update(more())
-            loc = self.extra.get(blob_id)
-        return loc
-
-    def locate(self, blob_id: bytes) -> BlobLocation:
-        loc = self.cache.find_blob(blob_id) or self.find(blob_id)
-        if loc is None:
-            raise IntegrityError(f"blob {blob_id.hex()[:12]} is in no pack (missing data)")
-        return loc
-
-
-def _locations(records: Iterable[PackRecord]) -> dict[bytes, BlobLocation]:
-    return {e.id: BlobLocation(r.pack_id, r.salt, e) for r in records for e in r.entries}
-
-
-def used_blobs(
-    view: Repository,
-    snapshots: list[Snapshot],
-    on_snapshot: Callable[[], None] | None = None,
-) -> set[bytes]:
-    """The union of `own_blobs` over the snapshots (kept ancestors are snapshots too).
-
-    Fulls are walked here with one memo of trees across all of them: consecutive
-    fulls share almost every tree, and own_blobs alone would walk each again.
-    `on_snapshot` runs before each one (prune refreshes its lock there: a large
-    repository takes a while).
-    """
-    used: set[bytes] = set()
-    trees: set[str] = set()
-    for snap in snapshots:
-        if on_snapshot is not None:
-            on_snapshot()
-        try:
-            if not snap.is_full:
-                used |= own_blobs(view, snap)
-                continue
-            stack = [snap.tree]
-            while stack:
-                tree_id = stack.pop()
-                if tree_id in trees:
-                    continue
-                trees.add(tree_id)
-                used.add(bytes.fromhex(tree_id))
-                for node in load_tree(view, tree_id):
-                    if node.subtree:
-                        stack.append(node.subtree)
-                    used.update(bytes.fromhex(b) for b in node.content)
-        except CleancutError as exc:
-            raise IntegrityError(
-                f"prune stopped before changing anything: snapshot {snap.id[:12]} "
-                f"({snap.name}): {exc}; run 'cleancut check'"
-            ) from exc
-    return used
 
 
 # --- the plan and its report -----------------------------------------------------
@@ -611,14 +203,6 @@ def _index_view(
     return indexed, pack_segments, holder
 
 
-def _names(backend: Backend, prefix: str) -> list[str]:
-    return sorted(info.name[len(prefix) :] for info in backend.list(prefix))
-
-
-def _pack_sizes(backend: Backend) -> dict[str, int]:
-    return {info.name.rsplit("/", 1)[-1]: info.size for info in backend.list("data/")}
-
-
 class Pruner:
     """One prune run: plan from what exists now, then (unless a dry run) act under the lock."""
 
@@ -649,7 +233,7 @@ class Pruner:
         except NoSpace as exc:
             # A full filesystem: free the reserve, then run again, as after a crash, in
             # the room it leaves; no repack (it writes new packs before it frees any).
-            freed = reserve.release(self.repo.backend)
+            freed = self.repo.release_reserve()
             if not freed:
                 raise NoSpace(
                     f"{exc}; the repository holds no prune reserve: free some space on "
@@ -658,11 +242,11 @@ class Pruner:
             report = PruneReport(iso(self.now), self.margin, 0.0, dry_run, reserve_used=freed)
             self.repack_below = 0.0
             self._locked_run(report)
-        report.reserve_bytes = reserve.refill(self.repo.backend)
+        report.reserve_bytes = self.repo.refill_reserve()
         return report
 
     def _locked_run(self, report: PruneReport) -> None:
-        self.lock = HeldLock.acquire(self.repo.backend)
+        self.lock = self.repo.acquire_lock("prune")
         try:
             plan = self._plan()
             self._report(plan, report)
@@ -695,7 +279,7 @@ class Pruner:
     def _snapshots(self) -> list[Snapshot]:
         """Every snapshot that exists now, each record read and authenticated again."""
         snaps = []
-        for sid in _names(self.repo.backend, SNAPSHOTS_PREFIX):
+        for sid in self.repo.snapshot_ids():
             try:
                 snaps.append(self.repo.load_snapshot(sid))
             except ObjectNotFound:
@@ -713,11 +297,11 @@ class Pruner:
 
         def load() -> dict[bytes, BlobLocation]:
             found: list[PackRecord] = []
-            for pid, _size in _pack_sizes(self.repo.backend).items():
+            for pid, _size in self.repo.pack_sizes().items():
                 if pid in known:
                     continue
                 try:
-                    data = self.repo.backend.get(pack_name(pid))
+                    data = self.repo.read_pack(pid)
                     if content_hash(data) != pid:
                         continue
                     salt, entries = parse_header(self.repo.keys, data, f"pack {pid[:12]}")
@@ -725,7 +309,7 @@ class Pruner:
                     continue  # damaged or gone: it cannot serve a blob
                 found.append(PackRecord(pid, salt, len(data), entries))
             self._found_unindexed = {r.pack_id: r for r in found}
-            return _locations(found)
+            return locations(found)
 
         return load
 
@@ -733,7 +317,7 @@ class Pruner:
         repo = self.repo
         # Segments before snapshots: what an index lists is judged against every
         # snapshot committed by then.
-        segment_ids = _names(repo.backend, INDEX_PREFIX)
+        segment_ids = repo.segment_ids()
         segments = self._load_segments(segment_ids)
         repo.sync_cache()
         if repo.warnings:
@@ -750,7 +334,7 @@ class Pruner:
             if m.record is not None and pid not in indexed
         }
         known = set(indexed) | set(hidden)
-        view = _ReadView(repo, _locations(hidden.values()), self._unindexed_records(known))
+        view = ReadView(repo, locations(hidden.values()), self._unindexed_records(known))
         used = used_blobs(view, snapshots, self.lock.refresh if self.lock else None)
         # Journal batches use blobs too; compaction drops the old ones (journal_compact.py).
         journal = plan_journal_prune(repo, snapshots, self.now, self.journal_retention)
@@ -758,8 +342,8 @@ class Pruner:
         used |= journal.used
 
         # After the snapshots: packs and segments that appear from here on are left alone.
-        present = _pack_sizes(repo.backend)
-        later_ids = [sid for sid in _names(repo.backend, INDEX_PREFIX) if sid not in segments]
+        present = repo.pack_sizes()
+        later_ids = [sid for sid in repo.segment_ids() if sid not in segments]
         later_segments = self._load_segments(later_ids)
         later_packs = {p.pack_id for seg in later_segments.values() for p in seg.packs}
         later_blobs = {
@@ -909,7 +493,7 @@ class Pruner:
         # 3. Sweep: delete what was marked at least a margin ago and is still unneeded.
         for pid in plan.delete:
             self.lock.check()
-            repo.backend.delete(pack_name(pid))
+            repo.delete_pack(pid)
             state.marks.pop(pid, None)
         again = [p for p in state.marks if p in plan.indexed or p in plan.later_packs]
         for pid in again:
@@ -922,7 +506,7 @@ class Pruner:
         if hide:
             self._recheck(plan, report)
         # 5. Remember which segments exist now, then record the whole state in one record.
-        present = _names(repo.backend, INDEX_PREFIX)
+        present = repo.segment_ids()
         seen_at = iso(clock.now())
         state.seen = {sid: state.seen.get(sid, seen_at) for sid in present}
         save_state(repo, state, clock.now())
@@ -951,7 +535,7 @@ class Pruner:
         for sid in affected:
             if self.lock is not None:
                 self.lock.check()
-            repo.backend.delete(INDEX_PREFIX + sid)
+            repo.delete_segment(sid)
             report.segments_deleted.append(sid)
             plan.state.seen.pop(sid, None)
 
@@ -967,12 +551,12 @@ class Pruner:
             builder = builders.pop(blob_type)
             data = builder.finish()
             pack_id = content_hash(data)
-            repo.backend.put(pack_name(pack_id), data)
+            repo.write_pack(pack_id, data)
             written.append(PackRecord(pack_id, builder.salt, len(data), builder.entries))
 
         for pid in sorted(plan.repack):
             record = plan.indexed[pid]
-            data = repo.backend.get(pack_name(pid))
+            data = repo.read_pack(pid)
             sealer = pack_sealer(keys, record.salt)
             for e in record.entries:
                 if e.id not in plan.needed[pid]:
@@ -1005,14 +589,14 @@ class Pruner:
         repo = self.repo
         repo.sync_cache()
         hidden = {pid: m.record for pid, m in plan.state.marks.items() if m.record is not None}
-        view = _ReadView(repo, _locations(hidden.values()), dict)
+        view = ReadView(repo, locations(hidden.values()), dict)
         back: dict[str, PackRecord] = {}
         for blob in new_batch_blobs(repo, plan.journal.known):
-            if repo.cache.find_blob(blob) is None:
+            if repo.find_blob(blob) is None:
                 loc = view.find(blob)
                 if loc is not None:
                     back[loc.pack_id] = hidden[loc.pack_id]
-        for sid in _names(repo.backend, SNAPSHOTS_PREFIX):
+        for sid in repo.snapshot_ids():
             if sid in plan.snapshot_ids:
                 continue
             try:
@@ -1020,7 +604,7 @@ class Pruner:
             except CleancutError:
                 continue  # gone again, or damaged: the next run stops and says so
             for blob in blobs:
-                if repo.cache.find_blob(blob) is None:
+                if repo.find_blob(blob) is None:
                     loc = view.find(blob)
                     if loc is not None:
                         back[loc.pack_id] = hidden[loc.pack_id]

@@ -36,16 +36,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cleancut import clock
-from cleancut.backend.appendonly import refuse_if_append_only
 from cleancut.clock import from_iso, iso
 from cleancut.errors import NoSpace, UsageError
 from cleancut.repository.records import record_forgotten
 from cleancut.repository.repository import Repository
-from cleancut.repository.reserve import release as release_reserve
-from cleancut.repository.snapshot import SNAPSHOTS_PREFIX, OrderKey, Snapshot, chain_order, resolve
-from cleancut.settings.profiles import check_count, check_duration, format_duration
+from cleancut.repository.snapshot import OrderKey, Snapshot, chain_order, resolve
+from cleancut.settings.profiles import check_count
+from cleancut.settings.units import check_duration, format_duration
 
-from .prune import observe_segments
+from .mark import observe_segments
 
 
 @dataclass(frozen=True)
@@ -170,7 +169,7 @@ def _apply_rules(
                 seen.add(bucket)
                 reasons[snap.id].append(f"keep-{rule} {bucket}")
     for snap in group:
-        if not snap.is_full and _age(snap, now) < retention:
+        if not snap.is_full and clock.seconds_since(snap.time, now) < retention:
             reasons[snap.id].append(f"incremental younger than {format_duration(retention)}")
 
 
@@ -202,15 +201,12 @@ def _close_dependencies(
         closed |= visited
 
 
-def _age(snap: Snapshot, now: datetime) -> float:
-    return (now - from_iso(snap.time)).total_seconds()
-
-
 def _why_not(snap: Snapshot, now: datetime, retention: float) -> str:
     if snap.is_full:
         return "no keep rule matches"
+    age = max(0, round(clock.seconds_since(snap.time, now)))
     return (
-        f"incremental {format_duration(max(0, round(_age(snap, now))))} old, beyond the "
+        f"incremental {format_duration(age)} old, beyond the "
         f"{format_duration(retention)} retention, and no keep rule matches"
     )
 
@@ -221,12 +217,12 @@ def forget_snapshots(repo: Repository, snapshots: list[Snapshot]) -> list[str]:
     stays until prune; the index segments that exist now are noted for it, so a prune
     run at least a safety margin later can already mark what these snapshots held."""
     if snapshots:
-        refuse_if_append_only(repo.backend, "forget")
+        repo.refuse_if_append_only("forget")
     order = sorted(snapshots, key=lambda s: (s.seq, s.time, s.id), reverse=True)
     if order:  # first: a snapshot gone without this record was deleted outside cleancut
         _record_forgotten(repo, [s.id for s in order])
     for snap in order:
-        repo.backend.delete(SNAPSHOTS_PREFIX + snap.id)
+        repo.delete_snapshot(snap.id)
     if order:
         observe_segments(repo)
         repo.sync_cache()
@@ -239,7 +235,7 @@ def _record_forgotten(repo: Repository, ids: list[str]) -> None:
     try:
         record_forgotten(repo, ids, iso(clock.now()))
     except NoSpace:
-        if not release_reserve(repo.backend):
+        if not repo.release_reserve():
             raise
         record_forgotten(repo, ids, iso(clock.now()))
 

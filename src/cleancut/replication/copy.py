@@ -35,10 +35,8 @@ import blake3
 
 from cleancut import clock
 from cleancut.archiver.saver import BlobSaver
-from cleancut.backend.access import is_remote
 from cleancut.backend.base import Backend
 from cleancut.backend.location import backend_for
-from cleancut.backend.throttle import ThrottledBackend
 from cleancut.errors import (
     ChainBroken,
     CleancutError,
@@ -56,7 +54,8 @@ from cleancut.repository.snapshot import Snapshot
 from cleancut.repository.state import Delta
 from cleancut.repository.tree import DIR, FILE, Node, encode_tree
 from cleancut.repository.walk import load_tree
-from cleancut.settings.config_file import ConfigFile, Replication, effective
+from cleancut.settings.caps import capped
+from cleancut.settings.config_file import ConfigFile, Replication
 
 COPY = "copy"  # operational record type, written in the source repository by each copy run
 READ_THREADS = 8  # source blobs read, decrypted and re-hashed at once (an object store is slow)
@@ -280,7 +279,7 @@ def _check_committed(dest: Repository, referenced: set[bytes]) -> None:
     """Commit only if every blob the record will name is indexed (as backup does): a prune
     running on the destination meanwhile may have taken a pack this copy deduplicated on."""
     dest.sync_cache()
-    dest.cache.reload()
+    dest.reread_index()
     missing = [b for b in referenced if not dest.has_blob(b)]
     if missing:
         raise CleancutError(
@@ -515,7 +514,7 @@ def scheduled_copy(repo: Repository, config: ConfigFile, passphrase: str | None 
     """One scheduled copy to [replication] `to`; the line `tick` prints."""
     replication = config.replication
     assert replication is not None
-    cache_root = repo.cache.path.parent.parent  # caches are <root>/<repository id>/
+    cache_root = repo.cache_root
     dest = open_destination(
         replication.to,
         passphrase if passphrase is not None else replica_passphrase(config),
@@ -534,12 +533,4 @@ def scheduled_copy(repo: Repository, config: ConfigFile, passphrase: str | None 
 
 def _capped(location: str, config: ConfigFile) -> Backend:
     """A remote replica is uploaded to under its profile's bandwidth cap, as a backup is."""
-    backend = backend_for(location)
-    if not is_remote(backend):
-        return backend
-    try:
-        profile = read_config(backend).profile
-    except NotARepository:
-        return backend  # open_destination says so, with its hint
-    cap = effective(config, None, profile, {}).profile.bandwidth_cap_mbit
-    return ThrottledBackend(backend, cap, None) if cap else backend
+    return capped(backend_for(location), config)

@@ -1,7 +1,11 @@
 """The repository format: config, keys, encryption, packs, index, objects, trees,
-snapshots, records, and the local cache that makes them fast.
+snapshots, records, chains, the repository lock (`locks`), the prune reserve, and
+the local cache that makes them fast.
 
 The one place that knows what lies on a backend (docs/repository-format.md).
-Must not import archiver, restorer, checker, prune, journal.repo, ops, settings, hot,
-sdk or cli.
+`Repository` offers the engines what they need (object names, packs, segments,
+snapshots, damage records, the lock, its local directory), so no engine reaches into
+its backend or cache. Imports only backend, fsio and the top-level modules: never
+archiver, restorer, checker, prune, journal, ops, replication, settings, hot, sdk,
+cli or testing.
 """

@@ -39,15 +39,15 @@ def _prefetch_chain(repo: Repository, snapshot: Snapshot) -> None:
     names = set()
     for s in repo.snapshots():
         if s.chain == snapshot.chain and s.seq <= snapshot.seq:
-            loc = repo.cache.find_blob(bytes.fromhex(s.delta)) if s.delta else None
+            loc = repo.find_blob(bytes.fromhex(s.delta)) if s.delta else None
             if loc is not None:
                 names.add(pack_name(loc.pack_id))
     if len(names) > 4:
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(repo.backend.prefetch, sorted(names)))
+            list(pool.map(repo.prefetch, sorted(names)))
     else:
         for name in names:
-            repo.backend.prefetch(name)
+            repo.prefetch(name)
 
 
 def verified_chain(repo: Repository, snapshot: Snapshot) -> list[Snapshot]:

@@ -20,6 +20,7 @@ from cleancut.errors import IntegrityError
 
 from .pack import ENTRY, BlobEntry
 
+INDEX_PREFIX = "index/"
 MAGIC = b"CCIX"
 VERSION = 1
 _U32 = struct.Struct("<I")

@@ -38,7 +38,7 @@ def write_record(repo: Repository, record: dict[str, Any]) -> str:
     if "type" not in record or "time" not in record:
         raise ValueError("a record needs a type and a time")
     record_id, stored = seal_json(repo.keys, RECORD_KIND, record)
-    repo.backend.put(RECORDS_PREFIX + record_id, stored)
+    repo.write_object(RECORDS_PREFIX + record_id, stored)
     return record_id
 
 
@@ -46,10 +46,10 @@ def _read_records(repo: Repository) -> Iterator[tuple[str, Any, str | None]]:
     """(record id, record or None, why it is unreadable or None) for every record under
     records/; a record deleted between the listing and its read (prune's bookkeeping) is
     left out."""
-    for info in repo.backend.list(RECORDS_PREFIX):
-        rid = info.name[len(RECORDS_PREFIX) :]
+    for rid in repo.names(RECORDS_PREFIX):
         try:
-            yield rid, open_json(repo.keys, RECORD_KIND, rid, repo.backend.get(info.name)), None
+            stored = repo.read_object(RECORDS_PREFIX + rid)
+            yield rid, open_json(repo.keys, RECORD_KIND, rid, stored), None
         except ObjectNotFound:
             continue
         except IntegrityError as exc:
@@ -177,7 +177,7 @@ def compact_records(repo: Repository, now: datetime, snapshots: set[str]) -> int
             continue
         if old:
             try:
-                repo.backend.delete(RECORDS_PREFIX + r["id"])
+                repo.delete_object(RECORDS_PREFIX + r["id"])
             except ObjectNotFound:
                 continue
             gone += 1

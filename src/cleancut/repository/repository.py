@@ -22,19 +22,19 @@ from cleancut.errors import (
 )
 from cleancut.repository import reserve
 
+from .access import EngineAccess
 from .cache import BlobLocation, Cache
 from .compress import NEW_REPOSITORY_LEVEL, decompress
 from .config import DEFAULT_PACK_SIZE, MAX_PACK_SIZE, MIN_PACK_SIZE, ChunkerParams, RepoConfig
 from .crypto import MasterKeys, Sealer, content_hash
 from .damage import Damage, load_damage
-from .index import IndexSegment, PackRecord
+from .index import INDEX_PREFIX, IndexSegment, PackRecord
 from .keys import KEYS_PREFIX, KdfParams, KeyRing
 from .objects import open_json, open_object, seal_json, seal_object
 from .pack import blob_aad, pack_name, pack_sealer, parse_header
 from .snapshot import RECORD_KIND, SNAPSHOTS_PREFIX, Snapshot, record_hash, resolve
 
 CONFIG = "config"
-INDEX_PREFIX = "index/"
 INDEX_KIND = "index"
 
 
@@ -73,7 +73,9 @@ def read_config(backend: Backend) -> RepoConfig:
     return RepoConfig.from_bytes(data)
 
 
-class Repository:
+class Repository(EngineAccess):
+    """An open repository. What the engines may ask of its storage is EngineAccess's."""
+
     def __init__(
         self, backend: Backend, config: RepoConfig, keys: MasterKeys, cache: Cache
     ) -> None:
@@ -92,9 +94,16 @@ class Repository:
 
     @classmethod
     def open(
-        cls, backend: Backend, passphrase: str, cache_root: Path | None = None, sync: bool = True
+        cls,
+        backend: Backend,
+        passphrase: str,
+        cache_root: Path | None = None,
+        sync: bool = True,
+        config: RepoConfig | None = None,
     ) -> Repository:
-        config = read_config(backend)
+        """`config`: the repository's config if the caller already read it (read once)."""
+        if config is None:
+            config = read_config(backend)
         keys, slot_id = KeyRing(backend, config.id).open(passphrase)
         repo = cls(backend, config, keys, Cache(config.id, cache_root))
         repo.slot_id = slot_id

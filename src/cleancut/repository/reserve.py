@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 
 from cleancut.backend.base import Backend
-from cleancut.backend.local import LocalBackend
 from cleancut.errors import NoSpace, ObjectNotFound
 
 RESERVE_NAME = "reserve/prune"
@@ -59,10 +58,5 @@ def release(backend: Backend) -> int:
 
 
 def _is_local(backend: Backend) -> bool:
-    """Through the throttling and append-only wrappers, a local directory?"""
-    inner: object = backend
-    while not isinstance(inner, LocalBackend):
-        inner = getattr(inner, "inner", None)
-        if inner is None:
-            return False
-    return True
+    """A directory on this host (the wrappers pass on the backend's own answer)?"""
+    return not backend.remote

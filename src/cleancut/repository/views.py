@@ -49,11 +49,11 @@ def diff_snapshots(repo: Repository, a: Snapshot, b: Snapshot) -> list[Change]:
 
 
 def repository_stats(repo: Repository) -> dict[str, object]:
-    counts = repo.cache.counts()
+    counts = repo.index_counts()
     snaps = repo.snapshots()
     logical = sum(int(s.summary.get("bytes_total", 0)) for s in snaps)
-    meta_bytes = sum(i.size for i in repo.backend.list(INDEX_PREFIX))
-    meta_bytes += sum(i.size for i in repo.backend.list(SNAPSHOTS_PREFIX))
+    meta_bytes = sum(repo.object_sizes(INDEX_PREFIX).values())
+    meta_bytes += sum(repo.object_sizes(SNAPSHOTS_PREFIX).values())
     stored = int(counts["stored_bytes"])
     unique = int(counts["raw_bytes"])
     return {

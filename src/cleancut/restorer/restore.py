@@ -124,8 +124,8 @@ class Restorer:
         # first; names that cannot be paths are refused, not written.
         # Trees live in packs of their own: ask for them first, so an object store serves
         # whole packs instead of one ranged GET per directory.
-        for pack_id in self.repo.cache.tree_packs()[:64]:
-            self.repo.backend.prefetch(pack_name(pack_id))
+        for pack_id in self.repo.tree_packs()[:64]:
+            self.repo.prefetch_pack(pack_id)
         state = snapshot_state(self.repo, self.snapshot, self.result.refused)
         self.repo.drop_tree_cache()  # the state holds every node now: room for file data
         if self.only_dir is not None:

@@ -2,5 +2,6 @@
 actions, the wire format and the journal writer.
 
 Importable without the store: imports only cleancut.errors, cleancut.jsonparse,
-cleancut.clock and the journal format (cleancut.journal.log).
+cleancut.clock and the journal format
+(cleancut.journal: frame, scan, replay).
 """

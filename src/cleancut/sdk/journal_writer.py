@@ -13,7 +13,7 @@ workspace through this instead of open()/write():
 Each call validates the operation against the workspace (so a record never
 describes something that cannot be applied), appends one record to the
 current segment and fsyncs it, and only then applies it with the very code
-replay uses (journal/log.py), so the live workspace and a replayed one
+replay uses (journal/frame.py, journal/replay.py), so the live workspace and a replayed one
 cannot diverge. The file format is docs/journal.md.
 
 Recovery is the write-ahead rule's payoff: a crash between the fsync and the
@@ -35,29 +35,26 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cleancut.journal.log import (
+from cleancut.journal.frame import (
     MIN_JOURNAL_WINDOW,
     RESERVED_PREFIX,
     ZERO_HASH,
     Append,
     Delete,
     JournalError,
-    JournalTail,
     Mkdir,
     Op,
     Put,
     Rename,
-    Replayer,
     check_path,
     encode_record,
     first_record,
     is_under,
     list_segments,
-    read_journal,
-    read_marker,
-    read_tail,
     segment_name,
 )
+from cleancut.journal.replay import Replayer, read_marker
+from cleancut.journal.scan import JournalTail, read_journal, read_tail
 
 SEGMENT_BYTES = 4 << 20
 """A segment rolls over past this size, so trimming deletes whole files."""

@@ -1,17 +1,11 @@
-"""The config file (cleancut.toml) and the effective settings of a source, with provenance.
+"""The config file (cleancut.toml): finding it, reading it, checking every key.
 
 A schedule should not need long command lines, so the repository, the
-sources and their settings live in one TOML file. Settings stack in seven
-layers; when a value surprises the operator, the layer it came from is what
-they need to know, so every effective value carries its origin.
-
-Precedence, lowest to highest: the built-in default profile < the
-repository's profile (chosen at init) < the config file's `profile` < the
-source's `profile` < the config file's [overrides] < the source's overrides
-< command-line overrides.
-
-Every mistake in the file is a UsageError of one line naming the file and
-the key, found when the file is loaded rather than hours later in a backup.
+sources and their settings live in one TOML file. Every mistake in the file
+is a UsageError of one line naming the file and the key, found when the file
+is loaded rather than hours later in a backup. How its settings stack with
+the profiles and the command line into the values a source runs with is
+settings/effective.py.
 """
 
 from __future__ import annotations
@@ -21,7 +15,7 @@ import json
 import os
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +25,18 @@ from cleancut.redact import has_userinfo, redact_userinfo
 from cleancut.repository.sourcedirs import Dirs, Source, SourceDir, make_dirs
 from cleancut.validation.rules import DEFAULT_RULES, Rules
 
-from .profiles import (
-    DEFAULT_PROFILE,
-    Profile,
-    check_count,
-    check_duration,
-    get_profile,
-    parse_duration,
-    parse_value,
-)
+# Re-exported for the command line (cli/context.py; cli/commands/backup.py, config.py and
+# status.py) until it imports them from settings/effective.py.
+from .effective import Effective as Effective
+from .effective import Located as Located
+from .effective import effective as effective
+from .effective import first_set as first_set
+from .effective import parse_assignments as parse_assignments
+from .profiles import check_count, get_profile, parse_value
+from .units import check_duration, parse_duration
 
 CONFIG_ENV = "CLEANCUT_CONFIG"
 DEFAULT_CONFIG_NAME = "cleancut.toml"
-COMMAND_LINE = "command line"
 
 _TOP_KEYS = (
     "repository",
@@ -170,24 +163,18 @@ class ConfigFile:
     def label(self) -> str:
         return str(self.path) if self.path else "no config file"
 
-
-@dataclass(frozen=True)
-class Effective:
-    """The settings a source runs with, and for each field the layer that set it."""
-
-    profile: Profile
-    origin: dict[str, str]
-    profile_name: str
-    profile_origin: str
-    source: SourceConfig | None = None
-
-
-@dataclass(frozen=True)
-class Located:
-    """A value found in the first layer that sets it (e.g. the repository location)."""
-
-    value: str | None
-    origin: str
+    def source(self, name: str) -> SourceConfig:
+        """The source `name`; UsageError saying what is missing if the file has none."""
+        if self.path is None:
+            raise UsageError(
+                f"no source {name!r}: no config file "
+                f"(pass --config, set {CONFIG_ENV}, or create ./{DEFAULT_CONFIG_NAME})"
+            )
+        try:
+            return self.sources[name]
+        except KeyError:
+            known = ", ".join(self.sources) or "none"
+            raise UsageError(f"{self.path}: no source {name!r} (sources: {known})") from None
 
 
 # --- finding and reading the file ------------------------------------------
@@ -539,92 +526,3 @@ def _resolve_location(where: _Where, key: str, text: str, base: Path) -> str:
         )
     return text if "://" in text else str(_resolve_path(text, base))
 
-
-# --- the effective settings ------------------------------------------------
-
-
-def effective(
-    config: ConfigFile,
-    source: str | None,
-    repo_profile: str | None,
-    cli_overrides: dict[str, str],
-) -> Effective:
-    """Stack the seven layers for `source` (None: settings shared by every source)."""
-    src = _find_source(config, source)
-    profile_name, profile_origin = _choose_profile(config, src, repo_profile)
-    values: dict[str, Any] = asdict(get_profile(profile_name))
-    origin = dict.fromkeys(values, profile_origin)
-    layers = [(config.overrides, "config file [overrides]")]
-    if src is not None:
-        layers.append((src.overrides, f"source {src.name} overrides"))
-    layers.append((parse_cli_overrides(cli_overrides), COMMAND_LINE))
-    for overrides, label in layers:
-        for name, value in overrides.items():
-            values[name] = value
-            origin[name] = label
-    return Effective(Profile(**values), origin, profile_name, profile_origin, src)
-
-
-def _find_source(config: ConfigFile, name: str | None) -> SourceConfig | None:
-    if name is None:
-        return None
-    if config.path is None:
-        raise UsageError(
-            f"no source {name!r}: no config file "
-            f"(pass --config, set {CONFIG_ENV}, or create ./{DEFAULT_CONFIG_NAME})"
-        )
-    try:
-        return config.sources[name]
-    except KeyError:
-        known = ", ".join(config.sources) or "none"
-        raise UsageError(f"{config.path}: no source {name!r} (sources: {known})") from None
-
-
-def _choose_profile(
-    config: ConfigFile, src: SourceConfig | None, repo_profile: str | None
-) -> tuple[str, str]:
-    """The profile of the highest layer that names one, and that layer's label."""
-    if repo_profile is not None:
-        try:
-            get_profile(repo_profile)
-        except ValueError as exc:
-            raise UsageError(f"repository profile: {exc}") from None
-    candidates = [
-        (src.profile if src else None, f"source {src.name}" if src else ""),
-        (config.profile, "config file"),
-        (repo_profile, "repository"),
-    ]
-    for name, label in candidates:
-        if name is not None:
-            return name, f"profile {name} ({label})"
-    return DEFAULT_PROFILE, f"profile {DEFAULT_PROFILE} (default)"
-
-
-def parse_cli_overrides(raw: dict[str, str]) -> Overrides:
-    """Command-line KEY=VALUE settings, checked like the file's (errors name the key)."""
-    parsed: Overrides = {}
-    for name, text in raw.items():
-        try:
-            parsed[name] = parse_value(name, text)
-        except ValueError as exc:
-            raise UsageError(f"{COMMAND_LINE}: {name}={text}: {exc}") from None
-    return parsed
-
-
-def parse_assignments(items: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """["max_full_age=6h", ...] as a dict; the last of repeated keys wins, as on a shell line."""
-    result: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(f"{COMMAND_LINE}: {item!r} is not KEY=VALUE (e.g. max_full_age=6h)")
-        result[name.strip()] = value.strip()
-    return result
-
-
-def first_set(*candidates: tuple[str | None, str]) -> Located:
-    """The first (value, origin) pair with a value: --repo, then CLEANCUT_REPO, then the file."""
-    for value, origin in candidates:
-        if value:
-            return Located(value, origin)
-    return Located(None, "not set")

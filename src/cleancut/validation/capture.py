@@ -90,7 +90,7 @@ class _Parent:
             self._state = {}
             snap = self.snapshot
             if snap is not None:
-                cached = load_state(self.repo.cache.path.parent, self.name, snap.id)
+                cached = load_state(self.repo.local_dir, self.name, snap.id)
                 if cached is not None:
                     self._state = cached
                 else:  # a parent that cannot be read: nothing is known of it
@@ -109,7 +109,7 @@ def check_capture(
 ) -> CaptureCheck:
     """Check the captured `tree` of source `name`; warn of regressed files when the
     capture is `quiesced`."""
-    cache_dir = repo.cache.path.parent
+    cache_dir = repo.local_dir
     key = _tree_key(tree)
     previous = load_memo(cache_dir, name, rules.digest, key)
     memo = Memo(rules.digest, str(key), time.time_ns())

@@ -26,12 +26,10 @@ from pathlib import Path
 import zstandard
 
 from cleancut import jsonparse
+from cleancut.fsio.racy import is_racy
 from cleancut.repository.verdicts import Stat
 
 VERSION = 1
-# Kernel timestamps come from a coarse clock (a tick of 4-10 ms): a staged file rewritten
-# within a tick of being checked may keep its ctime. Such a file is checked again.
-RACY_WINDOW_NS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,7 @@ class Memo:
         found = self.files.get(rel)
         if found is None or found.stat != st:
             return None
-        if found.stat[2] >= self.made_ns - RACY_WINDOW_NS:  # ctime within a tick of the check
+        if is_racy(found.stat[2], self.made_ns):  # ctime within a tick of the check
             return None
         return found
 

@@ -145,8 +145,7 @@ def command(
             p = progress
             return p.files_done, p.bytes_done, p.files_total, p.bytes_total
 
-        if common.limit_upload is None:
-            cap_uploads(repo, settings.bandwidth_cap_mbit)
+        cap_uploads(repo, common.limit_upload is not None, settings.bandwidth_cap_mbit)
         hot = _hot_options(
             configured, agent, fallback, freeze_pid, pre, post, hook_timeout, staging,
             alert_command, common.config.alert_command,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import click
 
-from cleancut.backend.appendonly import refuse_if_append_only
 from cleancut.cli.context import Common, common_options
 from cleancut.cli.passphrase import read_new_passphrase
 from cleancut.errors import CleancutError
@@ -84,7 +83,7 @@ def key_passwd(common: Common, new_password_file: str | None) -> None:
     try:
         ring = repo.keyring
         # Refused before the new slot is added, not half-way (the old one cannot be removed).
-        refuse_if_append_only(repo.backend, "changing a passphrase")
+        repo.refuse_if_append_only("changing a passphrase")
         _keys, old = ring.open(common.passphrase())
         new = ring.add(repo.keys, read_new_passphrase(new_password_file), ring.kdf_of(old))
         ring.remove(old)

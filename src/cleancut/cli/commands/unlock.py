@@ -11,7 +11,7 @@ import click
 from cleancut import clock
 from cleancut.cli.context import Common, common_options
 from cleancut.errors import RepositoryLocked
-from cleancut.prune.prune import Lock, remove_locks
+from cleancut.prune.prune import Lock
 
 
 def _json(lock: Lock) -> dict[str, object]:
@@ -38,7 +38,7 @@ def command(common: Common, force: bool) -> None:
     repo = common.open()
     try:
         now = clock.now()
-        result = remove_locks(repo.backend, now, force)
+        result = repo.remove_locks(now, force)
     finally:
         repo.close()
     if common.json:

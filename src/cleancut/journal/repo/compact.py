@@ -132,7 +132,7 @@ def drop_batches(repo: Repository, drop: list[JournalBatch]) -> None:
             },
         )
     for batch in drop:
-        repo.backend.delete(JOURNAL_PREFIX + batch.id)
+        repo.delete_object(JOURNAL_PREFIX + batch.id)
 
 
 def new_batch_blobs(repo: Repository, known: set[str]) -> set[bytes]:

@@ -17,16 +17,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from cleancut.errors import CleancutError, IntegrityError
-from cleancut.journal.log import (
-    BROKEN_LINK,
-    CORRUPT,
-    GAP,
-    FrameError,
-    JournalError,
-    JournalProblem,
-    JournalRecord,
-    decode_record,
-)
+from cleancut.journal.frame import FrameError, JournalError, JournalRecord, decode_record
+from cleancut.journal.scan import BROKEN_LINK, CORRUPT, GAP, JournalProblem
 from cleancut.repository.pack import DATA
 from cleancut.repository.repository import Repository
 

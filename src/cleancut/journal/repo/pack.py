@@ -14,7 +14,7 @@ from fastcdc import fastcdc
 
 from cleancut import clock
 from cleancut.archiver.saver import BlobSaver
-from cleancut.journal.log import JournalRecord
+from cleancut.journal.frame import JournalRecord
 from cleancut.repository.config import ChunkerParams
 from cleancut.repository.pack import DATA
 from cleancut.repository.repository import Repository

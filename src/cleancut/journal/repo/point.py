@@ -20,12 +20,10 @@ from datetime import datetime
 
 from cleancut.clock import iso
 from cleancut.errors import SnapshotNotFound, UsageError
-from cleancut.journal.log import JournalRecord
-from cleancut.repository.repository import Repository
-from cleancut.repository.snapshot import Snapshot, snapshot_at
+from cleancut.journal.frame import JournalRecord
+from cleancut.repository.snapshot import Snapshot
 
-from .fetch import batch_records
-from .store import Catalog, JournalBatch, Lineage, journal_seq_of, load_catalog
+from .store import Catalog, JournalBatch, Lineage, journal_seq_of
 
 RecordsOf = Callable[[JournalBatch], list[JournalRecord]]
 
@@ -159,25 +157,3 @@ def _last_record_at(lineage: Lineage, at_ns: int, records_of: RecordsOf | None) 
 
 def _ns(moment: datetime) -> int:
     return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
-
-
-def restore_point(
-    repo: Repository,
-    name: str,
-    seq: int | None = None,
-    at: datetime | None = None,
-) -> tuple[Snapshot, int]:
-    """The snapshot to restore and the record to replay up to, for a record or a moment.
-
-    Raises UsageError (exit 2) for a record beyond what is shipped, and
-    SnapshotNotFound when no snapshot of the lineage comes before the point. A
-    moment before the source's first journal batch gives the newest snapshot at
-    or before it, with nothing to replay.
-    """
-    catalog = load_catalog(repo, name)
-    plan = plan_point(catalog, repo.snapshots(), seq, at, lambda b: batch_records(repo, b))
-    if plan is None:
-        assert at is not None
-        snap = repo.load_snapshot(snapshot_at(repo.snapshots(), at, name).id)
-        return snap, journal_seq_of(snap) or 0
-    return repo.load_snapshot(plan.snapshot.id), plan.upto_seq

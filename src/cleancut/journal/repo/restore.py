@@ -2,8 +2,8 @@
 
 The snapshot is restored first (restorer/restore.py), then the records after its
 journal_seq, up to the point, are read from the repository's batches
-(journal_fetch.py) and applied with the journal's own replayer
-(journal/log.py), each record whole or not at all.
+(journal/repo/fetch.py) and applied with the journal's own replayer
+(journal/replay.py), each record whole or not at all.
 
 Replay needs the target to be exactly the snapshot's state, so the target
 must be empty (or new). Progress is kept in a replay marker in the local cache
@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from cleancut.errors import UsageError
-from cleancut.journal.log import JournalProblem, Replayer, read_marker
+from cleancut.journal.replay import Replayer, read_marker
+from cleancut.journal.scan import JournalProblem
 from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import Snapshot, snapshot_at
 from cleancut.restorer.restore import Restorer, RestoreResult
@@ -192,7 +193,7 @@ def _marker_path(repo: Repository, target: Path, snapshot: Snapshot) -> Path:
     st = os.stat(target)
     key = f"{target.resolve()}\0{st.st_dev}:{st.st_ino}\0{snapshot.id}"
     digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-    directory = repo.cache.path.parent / "replay"
+    directory = repo.local_dir / "replay"
     directory.mkdir(mode=0o700, exist_ok=True)
     return directory / f"{digest}.applied"
 

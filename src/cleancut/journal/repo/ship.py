@@ -28,20 +28,22 @@ import blake3
 
 from cleancut import clock
 from cleancut.errors import CleancutError, ExitCode, PathNotFound
-from cleancut.journal.log import (
+from cleancut.journal.frame import (
+    ZERO_HASH,
+    JournalError,
+    JournalRecord,
+    first_record,
+    list_segments,
+    read_segment,
+)
+from cleancut.journal.scan import (
     BROKEN_LINK,
     CORRUPT,
     GAP,
     INVALID,
-    ZERO_HASH,
-    JournalError,
     JournalProblem,
-    JournalRecord,
     JournalScan,
-    first_record,
-    list_segments,
     read_journal,
-    read_segment,
     read_tail,
 )
 from cleancut.repository.records import JOURNAL_GAP, write_record

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cleancut.fsio.safeio import replace_file
-from cleancut.journal.log import JournalError, read_regular
+from cleancut.journal.frame import JournalError, read_regular
 
 SHIPPED_FILE = "shipped"
 SHIPPED_MAX = 64  # one sequence number (at most 20 digits) and a newline; more is not ours

@@ -1,6 +1,6 @@
 """Journal batches in the repository: the object, the catalog of a source, its lineages.
 
-An agent's journal (journal/log.py) reaches the repository in batches
+An agent's journal (journal/, the format) reaches the repository in batches
 (journal_ship.py): the framed bytes of a run of records are stored as ordinary
 DATA blobs (chunked, deduplicated and encrypted like file content), then a
 small sealed object `journal/<id>` lists them with the range, the timestamps and
@@ -166,7 +166,7 @@ def write_batch(repo: Repository, batch: JournalBatch) -> JournalBatch:
     """Seal and store the object; the returned batch carries its id (the object name)."""
     record = batch.to_record()
     object_id, stored = seal_json(repo.keys, JOURNAL_KIND, record)
-    repo.backend.put(JOURNAL_PREFIX + object_id, stored)
+    repo.write_object(JOURNAL_PREFIX + object_id, stored)
     return JournalBatch.from_record(object_id, record)
 
 
@@ -258,9 +258,9 @@ def all_batches(repo: Repository, cached: bool = True) -> tuple[list[JournalBatc
     reads a batch's records reads its object again (`load_batch`). With
     cached=False (verify) every object is read and authenticated.
     """
-    cache_file = repo.cache.path.parent / _CATALOG_FILE
+    cache_file = repo.local_dir / _CATALOG_FILE
     known = _read_catalog_cache(cache_file) if cached else {}
-    present = [info.name[len(JOURNAL_PREFIX) :] for info in repo.backend.list(JOURNAL_PREFIX)]
+    present = repo.names(JOURNAL_PREFIX)
     found: list[JournalBatch] = []
     damaged: list[str] = []
     fresh: dict[str, Any] = {}
@@ -268,7 +268,7 @@ def all_batches(repo: Repository, cached: bool = True) -> tuple[list[JournalBatc
         record = known.get(oid)
         if record is None:
             try:
-                stored = repo.backend.get(JOURNAL_PREFIX + oid)
+                stored = repo.read_object(JOURNAL_PREFIX + oid)
             except ObjectNotFound:
                 continue  # compacted while we listed
             try:
@@ -299,7 +299,7 @@ def _write_catalog_cache(path: Path, doc: dict[str, Any]) -> None:
 
 def load_batch(repo: Repository, object_id: str) -> JournalBatch:
     """One batch read from the repository itself and authenticated (not from the cache)."""
-    stored = repo.backend.get(JOURNAL_PREFIX + object_id)
+    stored = repo.read_object(JOURNAL_PREFIX + object_id)
     return JournalBatch.from_record(
         object_id, open_json(repo.keys, JOURNAL_KIND, object_id, stored)
     )

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from cleancut.journal.log import JournalError
+from cleancut.journal.frame import JournalError
 from cleancut.sdk.journal_writer import Journal
 from cleancut.sdk.ledger import Ledger
 from cleancut.sdk.server import ControlServer
