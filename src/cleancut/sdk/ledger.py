@@ -180,6 +180,11 @@ class Ledger:
             self._settled.wait_for(self._all_settled, max(0.0, timeout))
             return self._inflight_locked()
 
+    def settled(self) -> bool:
+        """Whether no action is `intent` or `started`."""
+        with self._settled:
+            return self._all_settled()
+
     def _all_settled(self) -> bool:
         return not any(a["state"] in UNSETTLED for a in self._actions.values())
 

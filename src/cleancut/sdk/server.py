@@ -215,7 +215,7 @@ class ControlServer:
             elif op == "flush":
                 reply = self._flush()
             elif op == "inflight":
-                reply = {"ok": True, "inflight": self._inflight(request)}
+                reply = {"ok": True, "inflight": self._inflight(request, conn)}
             elif op == "renew":
                 reply = self._renew(conn, request)
             elif op == "resume":
@@ -250,7 +250,7 @@ class ControlServer:
                 return {"ok": False, "error": "busy: another client holds quiesce"}
             if self._state == QUIESCED:  # asked again by its holder: a renewal
                 self._lease_deadline = time.monotonic() + lease_ms / 1000
-                return {"ok": True, "state": QUIESCED, "inflight": self._inflight({})}
+                return {"ok": True, "state": QUIESCED, "inflight": self._inflight({}, conn)}
             self._state, self._owner = QUIESCING, conn
             self.stats["quiesces"] += 1
             while self._active and self._holds(conn, QUIESCING):
@@ -275,7 +275,7 @@ class ControlServer:
             self._lease_deadline = self._quiesced_at + lease_ms / 1000
             if self.ledger is not None:
                 self.ledger.hold()
-        return {"ok": True, "state": QUIESCED, "inflight": self._inflight({})}
+        return {"ok": True, "state": QUIESCED, "inflight": self._inflight({}, conn)}
 
     def _holds(self, conn: socket.socket, state: str) -> bool:
         return self._state == state and self._owner is conn
@@ -305,15 +305,21 @@ class ControlServer:
         for callback in self._flush_callbacks:
             callback()
 
-    def _inflight(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+    def _inflight(self, request: dict[str, Any], conn: socket.socket) -> list[dict[str, Any]]:
         """The ledger's unsettled actions; with `wait_ms`, once none is intent or started
-        (or wait_ms has passed). Only this connection waits: the others are served."""
+        (or wait_ms has passed). Only this connection waits: the others are served. The
+        wait looks at the connection every PEER_CHECK_S: a backup that dies while it
+        waits must not keep the agent quiesced for the rest of the wait."""
         if self.ledger is None:
             return []
         if "wait_ms" not in request:
             return self.ledger.inflight()
-        wait_ms = min(_milliseconds(request, "wait_ms", 0), MAX_WAIT_MS)
-        return self.ledger.wait_settled(wait_ms / 1000)
+        deadline = time.monotonic() + min(_milliseconds(request, "wait_ms", 0), MAX_WAIT_MS) / 1000
+        while True:
+            left = deadline - time.monotonic()
+            actions = self.ledger.wait_settled(max(0.0, min(left, PEER_CHECK_S)))
+            if left <= PEER_CHECK_S or self.ledger.settled() or _closed(conn):
+                return actions
 
     def _renew(self, conn: socket.socket, request: dict[str, Any]) -> dict[str, Any]:
         lease_ms = min(_milliseconds(request, "lease_ms", DEFAULT_LEASE_MS), MAX_LEASE_MS)
