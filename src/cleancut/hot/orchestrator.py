@@ -274,7 +274,7 @@ def _capture(
     capture["stage"] = stats.to_json()
     # How the cut was taken (a filesystem snapshot or the staging pass, and why), then how
     # the staging pass went (tracked or full scan, databases pinned, tails).
-    capture["strategy"] = {**capture.get("strategy", _STAGED_IN_PAUSE), **stats.strategy()}
+    capture["strategy"] = {**(capture.get("strategy") or _staged_in_pause()), **stats.strategy()}
     with _timed(steps, "verify_staged"):
         problems = stager.verify()
     if problems:
@@ -282,11 +282,14 @@ def _capture(
     return stats, consistency, stager.staged()
 
 
-_STAGED_IN_PAUSE = {
-    "capture": "staging-scan",
-    "capture_why": "filesystem snapshots are taken for agent backups only",
-    "notes": [],
-}
+def _staged_in_pause() -> dict[str, Any]:
+    """The capture strategy of a mode that takes no filesystem snapshot (freeze, hooks,
+    a fallback): the staging pass ran in the pause."""
+    return {
+        "capture": "staging-scan",
+        "capture_why": "filesystem snapshots are taken for agent backups only",
+        "notes": [],
+    }
 
 
 def _journal_capture(

@@ -41,7 +41,6 @@ class DirsStager:
         else:
             self.stagers = {"": Stager(source, self.staging, excludes)}
             self.source = source
-        self._captured: dict[str, StageStats] = {}
         self._merged_capture: StageStats | None = None
 
     @property
@@ -92,8 +91,7 @@ class DirsStager:
 
     def capture(self, *, defer: bool = False) -> StageStats:
         """Every directory, one after the other, inside the caller's one pause."""
-        self._captured = {n: s.capture(defer=defer) for n, s in self.stagers.items()}
-        self._merged_capture = _merged(self._captured)
+        self._merged_capture = _merged({n: s.capture(defer=defer) for n, s in self.stagers.items()})
         return self._merged_capture
 
     def finish(self) -> StageStats:
