@@ -34,7 +34,7 @@ from cleancut.testing.sample import make_workspace, mutate_workspace
 
 START = datetime(2026, 11, 8, tzinfo=UTC)
 END = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)  # "now" for the page
-INJECTED = '<script>alert(1)</script>'
+INJECTED = "<script>alert(1)</script>"
 GONE = "<img src=x onerror=alert(2)>"  # the missing source directory: markup in the error
 
 
@@ -129,4 +129,3 @@ def _tail_miss(plan: Plan, i: int) -> bool:
         return False
     total = int((END - timedelta(hours=1) - START - timedelta(hours=1)) / plan.every)
     return i >= total - 2
-

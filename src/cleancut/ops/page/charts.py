@@ -7,6 +7,7 @@ reaches the SVG (titles, tooltips) goes through `esc`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -111,16 +112,19 @@ def _y(value: float, top: float, height: int) -> float:
     return base - (value / top if top > 0 else 0.0) * (base - PAD_TOP)
 
 
-def _nice_top(values: Sequence[float]) -> float:
-    """A round maximum for the y axis above the largest value (1, 2 or 5 times 10^n)."""
+def _nice_top(values: Sequence[float], binary: bool = False) -> float:
+    """A round maximum for the y axis above the largest value: 1, 2 or 5 times 10^n,
+    or of a power of 1024 when `binary` (byte counts: 2 MiB, not 1.9 MiB)."""
     peak = max(values, default=0.0)
     if peak <= 0:
         return 1.0
-    magnitude = 10.0 ** (len(str(int(peak))) - 1) if peak >= 1 else 10.0 ** -len(str(int(1 / peak)))
+    unit = 1024.0 ** math.floor(math.log(peak, 1024)) if binary and peak >= 1 else 1.0
+    scaled = peak / unit
+    magnitude = 10.0 ** math.floor(math.log10(scaled))
     for factor in (1, 2, 5, 10):
-        if factor * magnitude >= peak:
-            return factor * magnitude
-    return 10 * magnitude
+        if factor * magnitude >= scaled * (1 - 1e-9):
+            return factor * magnitude * unit
+    return 10 * magnitude * unit
 
 
 def series_chart(
@@ -148,7 +152,12 @@ def series_chart(
 
 
 def bar_chart(
-    label: str, span: Span, marks: Sequence[Mark], fmt: Callable[[float], str], height: int = 150
+    label: str,
+    span: Span,
+    marks: Sequence[Mark],
+    fmt: Callable[[float], str],
+    height: int = 150,
+    binary: bool = False,
 ) -> str:
     """One thin bar per mark, from 0 to its value.
 
@@ -156,7 +165,7 @@ def bar_chart(
     every other bar, so the scale follows the 90th percentile and such a bar is drawn
     cut at the top, with a notch; its tooltip keeps the exact value.
     """
-    top = _bar_top([m.value for m in marks])
+    top = _bar_top([m.value for m in marks], binary)
     parts = _axis(span, height) + _scale_labels(span, top, height, fmt)
     base = height - PAD_BOTTOM
     for m in marks:
@@ -176,21 +185,26 @@ def bar_chart(
     return _svg(span, label, height, parts)
 
 
-def _bar_top(values: Sequence[float]) -> float:
+def _bar_top(values: Sequence[float], binary: bool) -> float:
     ordered = sorted(values)
     if len(ordered) < 5:
-        return _nice_top(ordered)
+        return _nice_top(ordered, binary)
     typical = ordered[int(len(ordered) * 0.9)]
     if typical > 0 and ordered[-1] > 4 * typical:
-        return _nice_top([typical * 1.5])
-    return _nice_top(ordered)
+        return _nice_top([typical * 1.5], binary)
+    return _nice_top(ordered, binary)
 
 
 def area_chart(
-    label: str, span: Span, points: Sequence[Mark], fmt: Callable[[float], str], height: int = 150
+    label: str,
+    span: Span,
+    points: Sequence[Mark],
+    fmt: Callable[[float], str],
+    height: int = 150,
+    binary: bool = False,
 ) -> str:
     """A running total as a filled step line."""
-    top = _nice_top([m.value for m in points])
+    top = _nice_top([m.value for m in points], binary)
     parts = _axis(span, height) + _scale_labels(span, top, height, fmt)
     base = height - PAD_BOTTOM
     if points:

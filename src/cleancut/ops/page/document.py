@@ -26,6 +26,7 @@ WINDOW = 30 * DAY  # the charts show the last 30 days, like status's longest rat
 RECENT = 10  # backups listed under each source's charts
 SMALL_HEIGHT = 190
 HALF = 480  # the viewBox width of the small charts, three to a row on a wide screen
+HALF_LABELS = 84  # room for the small charts' y labels (their text is larger)
 LANE_LABELS = 104  # room for the timeline's lane names
 
 
@@ -165,7 +166,7 @@ def _anchor(name: str) -> str:
 def _source_section(h: SourceHealth, hist: SourceHistory, span: Span) -> str:
     inside = [b for b in hist.backups if b.time >= span.start]
     tests = [t for t in hist.restore_tests if t.time >= span.start]
-    half = span.sized(HALF)
+    half = span.sized(HALF, HALF_LABELS)
     small = [
         _pause_figure(inside, half),
         _figure(
@@ -180,6 +181,7 @@ def _source_section(h: SourceHealth, hist: SourceHistory, span: Span) -> str:
                 ],
                 _bytes,
                 height=SMALL_HEIGHT,
+                binary=True,
             ),
         ),
         _rto_figure(h.name, tests, half),
@@ -215,7 +217,7 @@ def _facts(h: SourceHealth, inside: Sequence[BackupEntry]) -> str:
 _LEGEND = (
     '<p class="legend"><span class="key full"></span>full '
     '<span class="key incr"></span>incremental '
-    '<span class="key fail"></span>failed '
+    '<span class="key fail">&#215;</span>failed '
     '<span class="key miss"></span>quiesce missed · colour: '
     '<span class="swatch quiesced"></span>quiesced '
     '<span class="swatch frozen"></span>hooked / frozen '
@@ -338,7 +340,7 @@ def _growth_section(hist: History, span: Span) -> str:
         '<section class="growth"><h2>Repository growth</h2>'
         + _figure(
             f"Bytes added by the snapshots kept, all sources ({_bytes(hist.growth[-1][1])})",
-            area_chart("repository growth", span, shown, _bytes),
+            area_chart("repository growth", span, shown, _bytes, binary=True),
         )
         + "</section>"
     )

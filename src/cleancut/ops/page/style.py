@@ -29,7 +29,8 @@ color:#fff;background:var(--ok);text-transform:uppercase;letter-spacing:.4px}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 th{font-size:12px;color:var(--muted);font-weight:600;text-transform:uppercase}
-td.name a{font-weight:600;color:var(--ink);text-decoration:none;word-break:break-all}
+td.name a{font-weight:600;color:var(--ink);text-decoration:none;overflow-wrap:anywhere}
+td.name{min-width:9em}
 td.reasons ul{margin:0;padding:0;list-style:none}
 td.reasons li{margin:0 0 3px}
 .facts{color:var(--muted);margin:0 0 8px}
@@ -57,7 +58,7 @@ svg .sym.miss{fill:var(--warn)}
 .key,.swatch{display:inline-block;width:10px;height:10px;margin:0 3px 0 10px;vertical-align:-1px}
 .key.full{width:4px;height:12px;background:var(--ink)}
 .key.incr{border-radius:50%;background:var(--ink)}
-.key.fail{background:none;border:2px solid var(--crit);transform:rotate(45deg);width:9px;height:9px}
+.key.fail{width:auto;height:auto;color:var(--crit);font-weight:700;font-size:15px;line-height:10px}
 .key.miss{width:0;height:0;border-left:5px solid transparent;border-right:5px solid transparent;
 border-bottom:10px solid var(--warn)}
 .swatch{border-radius:2px}
