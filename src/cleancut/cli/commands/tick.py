@@ -1,7 +1,8 @@
 """`cleancut tick` and `cleancut daemon`: do what is due for each configured source.
 
 `tick` does it once and exits (1 if any action failed); `daemon` ticks in a loop and
-serves Prometheus metrics. Both take hot backups of sources that name an agent.
+serves Prometheus metrics and the status page (ops/page/). Both take hot backups of
+sources that name an agent.
 """
 
 from __future__ import annotations
