@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from statuspage_history import END, GONE, INJECTED, build
 from cleancut.clock import iso
 from cleancut.errors import CleancutError
 from cleancut.ops.health import Finding, SourceHealth
-from cleancut.ops.history import History
+from cleancut.ops.history import BackupEntry, History, SourceHistory
 from cleancut.ops.page.document import _anchor, render_page
 from cleancut.ops.page.server import StatusPageServer
 from cleancut.ops.status import StatusOutcome
@@ -283,3 +283,40 @@ def test_a_script_source_name_is_escaped_in_the_html():
 def test_the_page_binds_to_loopback_only():
     with pytest.raises(CleancutError, match="loopback only"):
         StatusPageServer("0.0.0.0", 0)
+
+
+def test_a_dense_history_is_drawn_at_the_page_resolution_and_loses_no_count():
+    """30 days of a backup every 5 minutes: 8640 attempts, grouped per time bucket on
+    the charts, every attempt counted in a tooltip, the longest pause still shown."""
+    now = datetime(2026, 11, 29, tzinfo=UTC)
+    backups = []
+    for i in range(8640):
+        ok = i % 97 != 0
+        backups.append(
+            BackupEntry(
+                time=now - timedelta(minutes=5 * (8640 - i)),
+                ok=ok,
+                kind=("full" if i % 288 == 0 else "incremental") if ok else None,
+                consistency="quiesced" if i % 500 else "unquiesced",
+                quiesce_missed=i % 500 == 0,
+                snapshot=None,
+                error=None if ok else "agent unreachable",
+                bytes_added=4096 if ok else None,
+                pause_ms=(250.0 if i == 4321 else 10.0 + i % 7) if ok else None,
+                duration_s=1.0,
+            )
+        )
+    hist = History({"agent": SourceHistory("agent", backups)}, [])
+    outcome = StatusOutcome(now, [SourceHealth("agent")], check=False)
+    page = render_page(outcome, hist)
+    assert len(page) < 400_000  # one element per attempt would be megabytes
+
+    counted = 0
+    for css, title in re.findall(r'class="sym ([^"]*)"[^>]*><title>([^<]*)</title>', page):
+        if "miss" in css.split():
+            continue
+        grouped = re.match(r"(\d+) (full backups|incremental backups|failed attempts), ", title)
+        counted += int(grouped.group(1)) if grouped else 1
+    assert counted == len(backups)
+    assert "Agent pause per hot backup (max 250.0 ms)" in page
+    assert "longest pause 250.0 ms" in page  # the spike's group keeps it

@@ -21,6 +21,7 @@ from ..history import BackupEntry, History, RestoreTestEntry, SourceHistory
 from ..status import StatusOutcome
 from .charts import Mark, Span, area_chart, bar_chart, esc, series_chart, timeline_chart
 from .style import SCRIPT, STYLE
+from .thin import thin
 
 WINDOW = 30 * DAY  # the charts show the last 30 days, like status's longest rate window
 RECENT = 10  # backups listed under each source's charts
@@ -174,11 +175,17 @@ def _source_section(h: SourceHealth, hist: SourceHistory, span: Span) -> str:
             bar_chart(
                 f"{h.name}: bytes added per backup",
                 half,
-                [
-                    Mark(b.time, float(b.bytes_added), b.kind or "incr", _backup_title(b))
-                    for b in inside
-                    if b.bytes_added is not None
-                ],
+                thin(
+                    [
+                        Mark(b.time, float(b.bytes_added), b.kind or "incr", _backup_title(b))
+                        for b in inside
+                        if b.bytes_added is not None
+                    ],
+                    half,
+                    "backups",
+                    reduce=sum,
+                    describe=lambda v: f"{_bytes(v)} added",
+                ),
                 _bytes,
                 height=SMALL_HEIGHT,
                 binary=True,
@@ -234,17 +241,37 @@ def _consistency_css(label: str | None) -> str:
     return {"hooked": "frozen"}.get(label or "", label or "unquiesced")
 
 
+# How far a label is from a quiesced cut: a group of marks shows its worst.
+_LABEL_RANK = {"quiesced": 0, "frozen": 1, "journal": 2, "unquiesced": 3}
+
+
+def _label_rank(m: Mark) -> float:
+    return max((_LABEL_RANK.get(token, 0) for token in m.css.split()), default=0)
+
+
 def _timeline(name: str, backups: Sequence[BackupEntry], span: Span) -> str:
     def mark(b: BackupEntry, css: str) -> Mark:
         return Mark(b.time, 0.0, f"{css} {_consistency_css(b.consistency)}", _backup_title(b))
 
     lanes = [
-        ("full", [mark(b, "full") for b in backups if b.ok and b.kind == "full"]),
-        ("incremental", [mark(b, "incr") for b in backups if b.ok and b.kind != "full"]),
-        ("failed", [mark(b, "fail") for b in backups if not b.ok]),
-        ("quiesce missed", [mark(b, "miss") for b in backups if b.quiesce_missed]),
+        ("full", "full backups", [mark(b, "full") for b in backups if b.ok and b.kind == "full"]),
+        (
+            "incremental",
+            "incremental backups",
+            [mark(b, "incr") for b in backups if b.ok and b.kind != "full"],
+        ),
+        ("failed", "failed attempts", [mark(b, "fail") for b in backups if not b.ok]),
+        (
+            "quiesce missed",
+            "missed quiesce windows",
+            [mark(b, "miss") for b in backups if b.quiesce_missed],
+        ),
     ]
-    return timeline_chart(f"{name}: backups over time", span, lanes)
+    drawn = [
+        (lane, thin(marks, span, noun, reduce=lambda _: 0.0, worst=_label_rank))
+        for lane, noun, marks in lanes
+    ]
+    return timeline_chart(f"{name}: backups over time", span, drawn)
 
 
 def _pause_figure(backups: Sequence[BackupEntry], span: Span) -> str:
@@ -260,9 +287,10 @@ def _pause_figure(backups: Sequence[BackupEntry], span: Span) -> str:
             "do not pause the agent).</p>",
         )
     worst = max(m.value for m in marks)
+    drawn = thin(marks, span, "hot backups", describe=lambda v: f"longest pause {v:.1f} ms")
     return _figure(
         f"Agent pause per hot backup (max {worst:.1f} ms)",
-        series_chart("agent pause in ms", span, marks, lambda v: f"{v:g} ms", height=SMALL_HEIGHT),
+        series_chart("agent pause in ms", span, drawn, lambda v: f"{v:g} ms", height=SMALL_HEIGHT),
     )
 
 
@@ -284,7 +312,11 @@ def _rto_figure(name: str, tests: Sequence[RestoreTestEntry], span: Span) -> str
     return _figure(
         f"Restore tests: {passed} of {len(tests)} passed; RTO trend",
         series_chart(
-            f"{name}: restore time (RTO) per test", span, marks, _seconds, height=SMALL_HEIGHT
+            f"{name}: restore time (RTO) per test",
+            span,
+            thin(marks, span, "restore tests", describe=lambda v: f"longest RTO {_seconds(v)}"),
+            _seconds,
+            height=SMALL_HEIGHT,
         ),
     )
 
@@ -340,7 +372,13 @@ def _growth_section(hist: History, span: Span) -> str:
         '<section class="growth"><h2>Repository growth</h2>'
         + _figure(
             f"Bytes added by the snapshots kept, all sources ({_bytes(hist.growth[-1][1])})",
-            area_chart("repository growth", span, shown, _bytes, binary=True),
+            area_chart(
+                "repository growth",
+                span,
+                thin(shown, span, "snapshots", describe=lambda v: f"{_bytes(v)} added so far"),
+                _bytes,
+                binary=True,
+            ),
         )
         + "</section>"
     )
