@@ -101,8 +101,9 @@ def _rows(page: Page) -> list[list[str]]:
 
 def test_the_page_serves_what_status_json_says(served: tuple[CLI, str]):
     cli, url = served
-    document = json.loads(_get(url + "status.json"))
-    assert document == cli.ok("status", "--json", env=NOW).json()
+    served_text = _get(url + "status.json").decode()
+    assert served_text == cli.ok("status", "--json", env=NOW).out  # byte for byte
+    document = json.loads(served_text)
     assert document["state"] == "critical"
     states = {s["name"]: s["state"] for s in document["sources"]}
     assert states == {"agent": "ok", INJECTED: "warn", "mail-agent": "critical"}

@@ -122,8 +122,11 @@ def _nice_top(values: Sequence[float], binary: bool = False) -> float:
     scaled = peak / unit
     magnitude = 10.0 ** math.floor(math.log10(scaled))
     for factor in (1, 2, 5, 10):
-        if factor * magnitude >= scaled * (1 - 1e-9):
-            return factor * magnitude * unit
+        top = factor * magnitude
+        if top >= scaled * (1 - 1e-9):
+            if binary and top >= 1000:  # 1000 KiB reads better as 1 MiB
+                top = 1024.0
+            return top * unit
     return 10 * magnitude * unit
 
 

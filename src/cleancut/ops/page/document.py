@@ -337,12 +337,16 @@ def _recent(backups: Sequence[BackupEntry], open_: bool) -> str:
     if not rows:
         return ""
     return (
-        f"<details{' open' if open_ else ''}><summary>Last {len(rows)} backups</summary>"
+        f"<details{' open' if open_ else ''}><summary>Last {_count(len(rows), 'backup')}</summary>"
         '<table class="recent">'
         "<thead><tr><th>time</th><th>result</th><th>kind</th><th>consistency</th>"
         "<th>added</th><th>pause</th><th>error</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></details>"
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _backup_title(b: BackupEntry) -> str:

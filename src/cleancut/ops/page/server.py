@@ -50,7 +50,8 @@ def render_status(repo: Repository, config: ConfigFile, now: datetime) -> tuple[
     """The page and the status document, from one StatusOutcome (the `status` command's)."""
     outcome = status(repo, config, now, None, False)
     page = render_page(outcome, history(repo))
-    return page.encode(), (json.dumps(outcome.to_json(), indent=2) + "\n").encode()
+    document = json.dumps(outcome.to_json(), indent=2, sort_keys=True, default=str) + "\n"
+    return page.encode(), document.encode()  # byte for byte what `status --json` prints
 
 
 class StatusPageServer:
@@ -98,11 +99,14 @@ class StatusPageServer:
         """Render both bodies from the repository as it is now (called between ticks).
 
         When the repository cannot be read, the page says so in one line and
-        status.json keeps its last good state (the daemon keeps running)."""
+        status.json keeps its last good state. Whatever goes wrong here, the daemon
+        keeps ticking: the page is for looking, the backups are the job."""
         try:
             self.page, self.document = render_status(repo, config, now)
         except CleancutError as exc:
             self.page = ERROR.format(error=esc(exc)).encode()
+        except Exception as exc:  # noqa: BLE001 (a page bug must not stop the backups)
+            self.page = ERROR.format(error=esc(f"{type(exc).__name__}: {exc}")).encode()
 
     def start(self) -> None:
         self.thread.start()
