@@ -33,13 +33,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from statuspage_history import END, GONE, INJECTED, build
 
+from cleancut.archiver.backup import Archiver, BackupOptions
+from cleancut.backend.local import LocalBackend
 from cleancut.clock import iso
 from cleancut.errors import CleancutError
 from cleancut.ops.health import Finding, SourceHealth
-from cleancut.ops.history import BackupEntry, History, SourceHistory
+from cleancut.ops.history import BackupEntry, History, SourceHistory, history
 from cleancut.ops.page.document import _anchor, render_page
 from cleancut.ops.page.server import StatusPageServer
 from cleancut.ops.status import StatusOutcome
+from cleancut.repository.repository import Repository
+from cleancut.testing.sample import mutate_workspace
 
 DOCS_IMAGE = Path(__file__).parent.parent / "docs" / "images" / "status-page.png"
 NOW = {"CLEANCUT_NOW": iso(END)}
@@ -321,3 +325,25 @@ def test_a_dense_history_is_drawn_at_the_page_resolution_and_loses_no_count():
     assert counted == len(backups)
     assert "Agent pause per hot backup (max 250.0 ms)" in page
     assert "longest pause 250.0 ms" in page  # the spike's group keeps it
+
+
+def test_the_history_holds_attempts_and_snapshots_written_without_one(
+    repo_cli: CLI, workspace: Path
+):
+    """A backup records its attempt; a snapshot written without one (an older version,
+    `copy`) is still on the timeline, as a backup that worked."""
+    repo_cli.ok("backup", str(workspace), "--name", "agent", env=NOW)
+    mutate_workspace(workspace)
+    repo = Repository.open(LocalBackend(repo_cli.repo), PASSWORD, repo_cli.cache)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("CLEANCUT_NOW", iso(END + timedelta(hours=1)))
+            plain = Archiver(repo, workspace, BackupOptions(name="agent")).run().snapshot
+        entries = history(repo).sources["agent"].backups
+    finally:
+        repo.close()
+    assert [(e.kind, e.ok, e.time) for e in entries] == [
+        ("full", True, END),
+        ("incremental", True, END + timedelta(hours=1)),
+    ]
+    assert entries[1].snapshot == plain.id and entries[1].bytes_added is not None

@@ -2,14 +2,18 @@
 
 No file, font or library is fetched: the page must render on a host with no
 network. The script only adds niceties (times in the reader's zone, a reload every
-minute); the page says the same without it.
+minute); the page says the same without it. The colours follow the reader's light
+or dark preference.
 """
 
 from __future__ import annotations
 
 STYLE = """
 :root{--ok:#1f9d55;--warn:#d97706;--crit:#dc2626;--ink:#1f2937;--muted:#6b7280;
---line:#e5e7eb;--bg:#f6f7f9;--card:#fff;--journal:#2563eb;--frozen:#0d9488;--unq:#9ca3af}
+--line:#e5e7eb;--bg:#f6f7f9;--card:#fff;--journal:#2563eb;--frozen:#0d9488;--unq:#9ca3af;
+--code:#eef0f3;--bar:#93c5fd;--bar-full:#2563eb}
+@media (prefers-color-scheme:dark){:root{--ink:#e5e7eb;--muted:#9ca3af;--line:#2b3445;
+--bg:#0b1220;--card:#111827;--code:#1f2937;--bar:#1e40af;--bar-full:#60a5fa}}
 *{box-sizing:border-box}
 body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
 color:var(--ink);background:var(--bg)}
@@ -22,7 +26,7 @@ h2{font-size:16px;margin:0 0 8px;display:flex;align-items:center;gap:8px}
 .overall{display:flex;align-items:center;gap:12px}
 .summary,.asof{color:#d1d5db}
 section{background:var(--card);margin:16px 24px;padding:14px 18px;border-radius:8px;
-box-shadow:0 1px 2px rgba(0,0,0,.06);border:1px solid var(--line)}
+box-shadow:0 1px 2px rgba(0,0,0,.06);border:1px solid var(--line);overflow-x:auto}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;
 color:#fff;background:var(--ok);text-transform:uppercase;letter-spacing:.4px}
 .badge.warn{background:var(--warn)}.badge.critical{background:var(--crit)}
@@ -45,9 +49,9 @@ svg text{font:11px system-ui,sans-serif;fill:var(--muted)}
 svg text.lane{fill:var(--ink)}
 svg.half text{font-size:15px}
 svg .trend{fill:none;stroke:#6366f1;stroke-width:1.5}
-svg .pt{fill:#6366f1;stroke:#fff;stroke-width:1}
+svg .pt{fill:#6366f1;stroke:var(--card);stroke-width:1}
 svg .pt.fail{fill:var(--crit)}
-svg .bar{fill:#93c5fd}svg .bar.full{fill:#2563eb}svg .notch{fill:#fff}
+svg .bar{fill:var(--bar)}svg .bar.full{fill:var(--bar-full)}svg .notch{fill:var(--card)}
 svg .area{fill:rgba(99,102,241,.18);stroke:#6366f1;stroke-width:1.5}
 svg .sym{fill:var(--unq)}
 svg .sym.quiesced{fill:var(--ok)}svg .sym.frozen{fill:var(--frozen)}
@@ -70,7 +74,8 @@ table.recent td{font-size:12.5px;padding:4px 8px}
 table.recent tr.fail td{color:var(--crit)}
 td.error{word-break:break-word}
 footer{margin:8px 24px 24px;color:var(--muted);font-size:12px}
-code{font:12px ui-monospace,monospace;background:#eef0f3;padding:1px 4px;border-radius:3px}
+code{font:12px ui-monospace,monospace;background:var(--code);padding:1px 4px;border-radius:3px}
+a{color:#6366f1}
 """
 
 SCRIPT = """
