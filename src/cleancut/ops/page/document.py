@@ -276,7 +276,7 @@ def _timeline(name: str, backups: Sequence[BackupEntry], span: Span) -> str:
 
 def _pause_figure(backups: Sequence[BackupEntry], span: Span) -> str:
     marks = [
-        Mark(b.time, b.pause_ms, "ok", f"{b.time:%Y-%m-%d %H:%M} pause {b.pause_ms:.1f} ms")
+        Mark(b.time, b.pause_ms, "ok", f"{b.time:%Y-%m-%d %H:%M} UTC: pause {b.pause_ms:.1f} ms")
         for b in backups
         if b.pause_ms is not None
     ]
@@ -302,7 +302,7 @@ def _rto_figure(name: str, tests: Sequence[RestoreTestEntry], span: Span) -> str
             t.time,
             t.rto_s or 0.0,
             "ok" if t.passed else "fail",
-            f"{t.time:%Y-%m-%d %H:%M} {'passed' if t.passed else 'FAILED'}"
+            f"{t.time:%Y-%m-%d %H:%M} UTC: {'passed' if t.passed else 'FAILED'}"
             + (f", RTO {_seconds(t.rto_s)}" if t.rto_s is not None else "")
             + f", snapshot {t.snapshot[:12]}",
         )
@@ -350,7 +350,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def _backup_title(b: BackupEntry) -> str:
-    when = f"{b.time:%Y-%m-%d %H:%M}"
+    when = f"{b.time:%Y-%m-%d %H:%M} UTC"
     if not b.ok:
         return f"{when} FAILED: {b.error or 'failed'}"
     parts = [when, b.kind or "backup", b.consistency or ""]
@@ -365,7 +365,7 @@ def _backup_title(b: BackupEntry) -> str:
 
 def _growth_section(hist: History, span: Span) -> str:
     points = [
-        Mark(t, float(total), "ok", f"{t:%Y-%m-%d %H:%M}: {_bytes(total)} added so far")
+        Mark(t, float(total), "ok", f"{t:%Y-%m-%d %H:%M} UTC: {_bytes(total)} added so far")
         for t, total in hist.growth
     ]
     if not points:

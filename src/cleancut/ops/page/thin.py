@@ -50,7 +50,7 @@ def thin(
         value = reduce([m.value for m in group])
         title = (
             f"{len(group)} {noun}, {group[0].time:%Y-%m-%d %H:%M} to "
-            f"{group[-1].time:%Y-%m-%d %H:%M}" + (f": {describe(value)}" if describe else "")
+            f"{group[-1].time:%Y-%m-%d %H:%M} UTC" + (f": {describe(value)}" if describe else "")
         )
         out.append(Mark(shown.time, value, shown.css, title))
     return out
