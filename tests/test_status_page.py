@@ -347,3 +347,11 @@ def test_the_history_holds_attempts_and_snapshots_written_without_one(
         ("incremental", True, END + timedelta(hours=1)),
     ]
     assert entries[1].snapshot == plain.id and entries[1].bytes_added is not None
+
+
+def test_an_empty_repository_says_so_and_is_critical():
+    page = render_page(
+        StatusOutcome(datetime(2026, 11, 29, tzinfo=UTC), [], check=False), History({}, [])
+    )
+    assert "<title>cleancut status: critical</title>" in page  # as status --check: exit 4
+    assert "No backups yet: the repository holds no snapshot and no backup attempt." in page
