@@ -78,7 +78,7 @@ def test_daemon_serves_metrics_on_loopback(repo_cli: CLI, workspace: Path, tmp_p
         | {"CLEANCUT_NOW": "2026-11-20T00:00:00Z"}
     )
     proc = subprocess.Popen(
-        repo_cli.command("daemon", "--interval", "1s", "--metrics-port", "0"),
+        repo_cli.command("daemon", "--interval", "1s", "--metrics-port", "0", "--page-port", "-1"),
         env=env,
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,

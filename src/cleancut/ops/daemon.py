@@ -1,7 +1,7 @@
 """`daemon`: ticks in a loop, and Prometheus metrics on a loopback port.
 
 The metrics are rendered after each tick and served from memory, so a scrape
-never waits on the repository.
+never waits on the repository; so is the status page (ops/page/server.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from cleancut.repository.repository import Repository
 from cleancut.settings.config_file import ConfigFile
 
 from .metrics import render
+from .page.server import StatusPageServer
 from .tick import AckFn, Action, BackupFn, no_ack, plain_backup, tick
 
 
@@ -62,6 +63,7 @@ def run_daemon(
     on_tick: Callable[[list[Action]], None],
     backup: BackupFn = plain_backup,
     journal_ack: AckFn = no_ack,
+    page: StatusPageServer | None = None,
 ) -> None:
     """Tick every `interval` seconds until `stop` is set."""
     while not stop.is_set():
@@ -73,4 +75,6 @@ def run_daemon(
         on_tick(actions)
         if server is not None:
             server.body = render(repo, clock.now()).encode()
+        if page is not None:
+            page.update(repo, config, clock.now())
         stop.wait(interval)

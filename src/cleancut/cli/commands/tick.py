@@ -1,7 +1,8 @@
 """`cleancut tick` and `cleancut daemon`: do what is due for each configured source.
 
 `tick` does it once and exits (1 if any action failed); `daemon` ticks in a loop and
-serves Prometheus metrics. Both take hot backups of sources that name an agent.
+serves Prometheus metrics and the status page (ops/page/). Both take hot backups of
+sources that name an agent.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from cleancut.cli.context import Common, common_options
 from cleancut.errors import UsageError
 from cleancut.hot.orchestrator import journal_ack, tick_backup
 from cleancut.ops.daemon import MetricsServer, run_daemon
+from cleancut.ops.page.server import StatusPageServer
 from cleancut.ops.tick import Action, BackupFn, TickOutcome, tick
 from cleancut.settings.profiles import parse_duration
 
@@ -73,9 +75,24 @@ def command(common: Common, sources: tuple[str, ...]) -> TickOutcome:
     help="Prometheus metrics port on loopback (0: any free port; -1: none).",
 )
 @click.option("--metrics-address", default="127.0.0.1", show_default=True)
+@click.option(
+    "--page-port",
+    type=int,
+    default=9188,
+    show_default=True,
+    help="Status page port on loopback (0: any free port; -1: none).",
+)
+@click.option("--page-address", default="127.0.0.1", show_default=True)
 @common_options
-def daemon(common: Common, interval: str, metrics_port: int, metrics_address: str) -> None:
-    """Run ticks in a loop and serve Prometheus metrics at /metrics."""
+def daemon(
+    common: Common,
+    interval: str,
+    metrics_port: int,
+    metrics_address: str,
+    page_port: int,
+    page_address: str,
+) -> None:
+    """Run ticks in a loop, serve Prometheus metrics at /metrics and the status page at /."""
     try:
         seconds = parse_duration(interval)
     except ValueError as exc:
@@ -89,6 +106,11 @@ def daemon(common: Common, interval: str, metrics_port: int, metrics_address: st
         server = MetricsServer(metrics_address, metrics_port)
         server.start()
         click.echo(f"metrics on http://{metrics_address}:{server.port}/metrics", err=True)
+    page = None
+    if page_port >= 0:
+        page = StatusPageServer(page_address, page_port)
+        page.start()
+        click.echo(f"status page on http://{page_address}:{page.port}/", err=True)
     try:
         run_daemon(
             repo,
@@ -99,8 +121,11 @@ def daemon(common: Common, interval: str, metrics_port: int, metrics_address: st
             lambda a: _print(common, a),
             backup=_backup(common),
             journal_ack=journal_ack,
+            page=page,
         )
     finally:
         if server is not None:
             server.stop()
+        if page is not None:
+            page.stop()
         repo.close()
