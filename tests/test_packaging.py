@@ -1,10 +1,10 @@
-"""The wheel is what a user installs: built from this tree, installed into a fresh
-virtual environment (as `pipx install` does), it gives a working `cleancut` command
+"""The wheel is what a user installs: built from this tree and installed with
+`pipx install` (docs/getting-started.md, "Install"), it gives a working `cleancut` command
 that backs up, restores and checks without the checkout anywhere in sight.
 
 The wheel is built from a copy of the tree (pyproject.toml, MANIFEST.in, README.md,
-src/) so the build leaves nothing in the checkout. The fresh environment gets no system
-site-packages: a dependency missing from pyproject.toml fails here. pip fetches the
+src/) so the build leaves nothing in the checkout. The environment pipx makes gets no
+system site-packages: a dependency missing from pyproject.toml fails here. pip fetches the
 dependencies from the package index once and from its own cache after that.
 """
 
@@ -68,14 +68,22 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh environment with only the wheel and its declared dependencies."""
-    where = tmp_path_factory.mktemp("fresh") / "venv"
-    elsewhere = where.parent
-    _run([sys.executable, "-m", "venv", str(where)], cwd=elsewhere, env=_clean_env())
-    pip = [str(where / "bin" / "python"), "-m", "pip"]
-    _run([*pip, "install", "--quiet", str(wheel)], cwd=elsewhere, env=_clean_env())
-    yield where
+def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest,
+         ) -> Iterator[Path]:
+    """`pipx install` of the wheel (pipx from scripts/test-tools), with its home and bin
+    directory in a scratch directory: the environment it made, holding only the wheel
+    and its declared dependencies. pipx's shared pip lives in pytest's cache, so a
+    later run does not build it again."""
+    scratch = tmp_path_factory.mktemp("pipx")
+    env = _clean_env(
+        PIPX_HOME=str(scratch / "home"),
+        PIPX_BIN_DIR=str(scratch / "bin"),
+        PIPX_SHARED_LIBS=str(request.config.cache.mkdir("pipx-shared-libs")),
+    )
+    _run(["pipx", "install", str(wheel)], cwd=scratch, env=env)
+    venv = scratch / "home" / "venvs" / "cleancut"
+    assert (scratch / "bin" / "cleancut").resolve() == (venv / "bin" / "cleancut").resolve()
+    yield venv
 
 
 def _package_files() -> set[str]:
@@ -99,11 +107,12 @@ def test_the_wheel_carries_every_module_and_data_file(wheel: Path) -> None:
 def test_the_installed_command_runs_from_the_new_environment(venv: Path, tmp_path: Path) -> None:
     python = str(venv / "bin" / "python")
     where = _run(
-        [python, "-c", "import cleancut, sys; print(cleancut.__file__); print(sys.path)"],
+        [python, "-c", "import cleancut, sys; print(cleancut.__file__, *sys.path, sep='\\n')"],
         cwd=tmp_path, env=_clean_env(),
     ).splitlines()
     assert Path(where[0]).resolve().is_relative_to(venv.resolve())
-    assert str(ROOT) not in where[1]
+    checkout = [p for p in where[1:] if p == str(ROOT) or p.startswith(str(ROOT / "src"))]
+    assert checkout == []
     # No declared dependency is missing or in conflict, and every module imports.
     _run([python, "-m", "pip", "check"], cwd=tmp_path, env=_clean_env())
     _run(
