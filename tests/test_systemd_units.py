@@ -128,7 +128,7 @@ def test_the_sandbox_scores_low_exposure(name: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", SERVICES)
 def test_exec_start_is_a_command_line_cleancut_accepts(name: str) -> None:
     (exec_start,) = _keys(CONTRIB / name)["Service.ExecStart"]
-    argv = shlex.split(exec_start.replace("%I", INSTANCE))
+    argv = shlex.split(exec_start.replace("%i", INSTANCE))
     assert argv[0] == DOCUMENTED_BINARY
     # click parses every option before it acts on --help: an unknown option or a bad
     # value fails here with exit 2.
