@@ -53,9 +53,9 @@ def _bash_complete(script: Path, words: list[str], tmp_path: Path) -> list[str]:
     return _run(["bash", "--norc", "--noprofile", "-c", program], tmp_path).split()
 
 
-@pytest.fixture
-def bash_script(tmp_path: Path) -> Path:
-    path = tmp_path / "cleancut.bash"
+@pytest.fixture(scope="module")
+def bash_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bash") / "cleancut.bash"
     path.write_text(_script("bash"))
     return path
 
@@ -77,11 +77,11 @@ def test_bash_registers_the_function_for_cleancut(bash_script: Path, tmp_path: P
     assert "-F _cleancut_completion" in out
 
 
-def test_the_script_is_clicks_own(tmp_path: Path) -> None:
+def test_the_script_is_clicks_own(bash_script: Path) -> None:
     # The documented fallback, `_CLEANCUT_COMPLETE=bash_source cleancut`, prints the same.
     env = _env() | {"_CLEANCUT_COMPLETE": "bash_source"}
     proc = subprocess.run([str(BIN / "cleancut")], capture_output=True, text=True, env=env)
-    assert proc.stdout == _script("bash")
+    assert proc.stdout == bash_script.read_text()
 
 
 def test_fish_completes_a_command_and_choices(tmp_path: Path) -> None:
