@@ -111,6 +111,7 @@ def test_every_service_is_sandboxed(name: str) -> None:
     assert missing == {}
     assert keys["Service.SystemCallFilter"] == ["@system-service", "~@privileged"]
     assert "CLEANCUT_PASSWORD_FILE=%d/passphrase" in keys["Service.Environment"]
+    assert "TMPDIR=/var/tmp" in keys["Service.Environment"]
 
 
 @pytest.mark.parametrize("name", SERVICES)
