@@ -7,6 +7,7 @@ import click
 from . import (
     backup,
     check,
+    completion,
     config,
     copy,
     diff,
@@ -50,6 +51,7 @@ def register(group: click.Group) -> None:
         config,
         copy,
         tick,
+        completion,
     ):
         group.add_command(module.command)
     group.add_command(tick.daemon)
