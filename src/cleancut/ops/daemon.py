@@ -10,12 +10,11 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from cleancut import clock
 from cleancut.errors import CleancutError
 from cleancut.repository.repository import Repository
 from cleancut.settings.config_file import ConfigFile
 
-from .metrics import render
+from .prometheus import CONTENT_TYPE, exposition
 from .tick import AckFn, Action, BackupFn, no_ack, plain_backup, tick
 
 
@@ -33,7 +32,7 @@ class MetricsServer:
                     return
                 body = outer.body
                 self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Type", CONTENT_TYPE)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -72,5 +71,5 @@ def run_daemon(
             actions = [Action("*", "tick", False, str(exc))]
         on_tick(actions)
         if server is not None:
-            server.body = render(repo, clock.now()).encode()
+            server.body = exposition(repo, config)
         stop.wait(interval)

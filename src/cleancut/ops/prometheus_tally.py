@@ -1,0 +1,91 @@
+"""Counters that never go down although the events they count are deleted.
+
+The counters and histograms are sums over the repository's snapshots and records
+(metrics.py). `forget` deletes snapshots and prune compacts records older than 31 days,
+so a plain sum would drop, and Prometheus reads a drop as a counter reset: `rate()` and
+`increase()` would then count the whole remaining total as new. The tally remembers, on
+this host, the events it last saw (beside the cache, `metrics-tally.json`); an event that
+is gone from the repository moves its increments into a base that stays. The value
+exposed is base + the sum over the events present: exact, and monotonic on this host.
+
+A fresh host (or a lost tally file) starts from the events present: its counters are
+smaller, a reset as when any exporter restarts. A flock serialises the daemon, `tick`
+and other commands writing the tally at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cleancut.fsio.safeio import replace_file
+
+from .metrics import Event, Labels, additive
+
+TALLY_FILE = "metrics-tally.json"
+TALLY_VERSION = 1
+
+Totals = dict[tuple[str, Labels], float]
+
+
+def settle(directory: Path, present: list[Event]) -> Totals:
+    """The counters' totals: base (of every vanished event) + the present events'.
+
+    Records this call's events as the ones seen, for the next call."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with _locked(directory / (TALLY_FILE + ".lock")):
+        base, seen = _load(directory / TALLY_FILE)
+        current = {e.id: e for e in present}
+        for event_id, event in seen.items():
+            if event_id not in current:
+                _add(base, additive(event))
+        _save(directory / TALLY_FILE, base, current)
+    totals = dict(base)
+    for event in present:
+        _add(totals, additive(event))
+    return totals
+
+
+def _add(into: Totals, increments: Totals) -> None:
+    for key, value in increments.items():
+        into[key] = into.get(key, 0.0) + value
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _load(path: Path) -> tuple[Totals, dict[str, Event]]:
+    """The saved base and events; a missing or unreadable file is an empty tally."""
+    try:
+        doc = json.loads(path.read_text())
+        if doc.get("version") != TALLY_VERSION:
+            return {}, {}
+        base = {
+            (str(m), tuple((str(k), str(v)) for k, v in labels)): float(x)
+            for m, labels, x in doc["base"]
+        }
+        seen = {str(i): Event.from_json(str(i), e) for i, e in doc["events"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}, {}
+    return base, seen
+
+
+def _save(path: Path, base: Totals, events: dict[str, Event]) -> None:
+    doc: dict[str, Any] = {
+        "version": TALLY_VERSION,
+        "base": [[m, [list(p) for p in labels], x] for (m, labels), x in sorted(base.items())],
+        "events": {i: e.to_json() for i, e in events.items()},
+    }
+    replace_file(path, json.dumps(doc, separators=(",", ":")).encode())
