@@ -29,10 +29,15 @@ class TextfileError(CleancutError):
     """The metrics textfile could not be written (exit 1)."""
 
 
-def write_textfile(path: Path, repo: Repository, config: ConfigFile) -> None:
-    """Write the repository's metrics to `path` atomically."""
+def check_textfile_name(path: Path) -> None:
+    """node_exporter ignores any other name: writing one would only look like success."""
     if path.suffix != ".prom":
         raise TextfileError(f"metrics textfile {path}: node_exporter reads only *.prom files")
+
+
+def write_textfile(path: Path, repo: Repository, config: ConfigFile) -> None:
+    """Write the repository's metrics to `path` atomically."""
+    check_textfile_name(path)
     data = exposition(repo, config)
     try:
         replace_file(path, data, mode=TEXTFILE_MODE)

@@ -17,7 +17,7 @@ from cleancut.cli.context import Common, common_options
 from cleancut.errors import UsageError
 from cleancut.hot.orchestrator import journal_ack, tick_backup
 from cleancut.ops.daemon import MetricsServer, run_daemon
-from cleancut.ops.prometheus_textfile import write_textfile
+from cleancut.ops.prometheus_textfile import check_textfile_name, write_textfile
 from cleancut.ops.tick import Action, BackupFn, TickOutcome, tick
 from cleancut.settings.profiles import parse_duration
 
@@ -56,6 +56,8 @@ def command(common: Common, sources: tuple[str, ...], textfile: Path | None) -> 
     Safe to run from cron or a systemd timer every minute: it reads what is due
     from the repository, does it once, and exits.
     """
+    if textfile is not None:
+        check_textfile_name(textfile)  # before the work, not after it
     repo = common.open()
     try:
         outcome = tick(
