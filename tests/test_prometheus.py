@@ -15,16 +15,21 @@ import re
 import subprocess
 import sys
 import textwrap
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import CLI, PASSWORD, assert_no_traceback
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from cleancut.backend.local import LocalBackend
 from cleancut.clock import iso
+from cleancut.ops.metrics import COUNTERS, HISTOGRAMS, Event, Sample, additive
+from cleancut.ops.prometheus_tally import settle
 from cleancut.ops.prometheus_textfile import write_textfile
 from cleancut.repository.attempts import record_backup_attempt
 from cleancut.repository.repository import Repository
@@ -349,3 +354,56 @@ def test_alerts_and_dashboard_query_only_metrics_that_exist(real: tuple[CLI, dic
     assert len(exprs) > 15
     assert _queried("\n".join(exprs)) - exposed == set()
     assert _queried(ALERTS.read_text()) - exposed == set()
+
+
+_labels = st.sampled_from([(("source", "a"),), (("source", "b"),)])
+_event = st.builds(
+    Event,
+    id=st.text("0123456789abcdef", min_size=1, max_size=4),
+    counts=st.lists(
+        st.builds(
+            Sample,
+            metric=st.sampled_from(sorted(COUNTERS)),
+            labels=_labels,
+            value=st.floats(0, 1e12, allow_nan=False),
+        ),
+        max_size=3,
+    ),
+    observations=st.lists(
+        st.builds(
+            Sample,
+            metric=st.sampled_from(sorted(HISTOGRAMS)),
+            labels=_labels,
+            value=st.floats(0, 1e5, allow_nan=False),
+        ),
+        max_size=2,
+    ),
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rounds=st.lists(st.lists(_event, max_size=5, unique_by=lambda e: e.id), max_size=6))
+def test_the_tally_never_goes_down_and_counts_each_event_once(
+    tmp_path: Path, rounds: list[list[Event]]
+):
+    """Whatever events come and go between collections (and whatever the tally file
+    went through, read back from disk each time), every total is the sum over each
+    event seen once, so it never decreases."""
+    directory = tmp_path / f"tally-{uuid.uuid4().hex}"
+    seen: dict[str, Event] = {}
+    previous: dict[Any, float] = {}
+    for present in rounds:
+        present = [e for e in present if seen.get(e.id, e) == e]  # an id names one event
+        totals = settle(directory, present)
+        seen.update({e.id: e for e in present})
+        expected: dict[Any, float] = {}
+        for event in seen.values():
+            for key, v in additive(Event.from_json(event.id, event.to_json())).items():
+                expected[key] = expected.get(key, 0.0) + v
+        assert totals.keys() == expected.keys()
+        for key, v in expected.items():
+            assert totals[key] == pytest.approx(v, rel=1e-9, abs=1e-6)
+            assert totals[key] >= previous.get(key, 0.0) - 1e-6
+        previous = totals

@@ -5,8 +5,9 @@ The counters and histograms are sums over the repository's snapshots and records
 so a plain sum would drop, and Prometheus reads a drop as a counter reset: `rate()` and
 `increase()` would then count the whole remaining total as new. The tally remembers, on
 this host, the events it last saw (beside the cache, `metrics-tally.json`); an event that
-is gone from the repository moves its increments into a base that stays. The value
-exposed is base + the sum over the events present: exact, and monotonic on this host.
+is gone from the repository moves its increments into a base that stays (and its id to
+a list of the vanished, so it is not counted twice if it comes back). The value exposed
+is base + the sum over the events present: exact, and monotonic on this host.
 
 A fresh host (or a lost tally file) starts from the events present: its counters are
 smaller, a reset as when any exporter restarts. A flock serialises the daemon, `tick`
@@ -29,6 +30,7 @@ from .metrics import Event, Labels, additive
 
 TALLY_FILE = "metrics-tally.json"
 TALLY_VERSION = 1
+GONE_KEPT = 50_000  # ids of vanished events remembered (oldest forgotten first)
 
 Totals = dict[tuple[str, Labels], float]
 
@@ -36,17 +38,22 @@ Totals = dict[tuple[str, Labels], float]
 def settle(directory: Path, present: list[Event]) -> Totals:
     """The counters' totals: base (of every vanished event) + the present events'.
 
-    Records this call's events as the ones seen, for the next call."""
+    Records this call's events as the ones seen, for the next call. An event that comes
+    back after it vanished (a record unreadable once) is already in the base: it is
+    not counted again while its id is among the last GONE_KEPT that vanished."""
     directory.mkdir(parents=True, exist_ok=True)
     with _locked(directory / (TALLY_FILE + ".lock")):
-        base, seen = _load(directory / TALLY_FILE)
-        current = {e.id: e for e in present}
+        base, seen, gone = _load(directory / TALLY_FILE)
+        current = {e.id: e for e in present if e.id not in gone}
         for event_id, event in seen.items():
-            if event_id not in current:
+            if event_id not in current and event_id not in gone:
                 _add(base, additive(event))
-        _save(directory / TALLY_FILE, base, current)
+                gone[event_id] = None
+        while len(gone) > GONE_KEPT:
+            del gone[next(iter(gone))]
+        _save(directory / TALLY_FILE, base, current, gone)
     totals = dict(base)
-    for event in present:
+    for event in current.values():
         _add(totals, additive(event))
     return totals
 
@@ -66,26 +73,28 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _load(path: Path) -> tuple[Totals, dict[str, Event]]:
+def _load(path: Path) -> tuple[Totals, dict[str, Event], dict[str, None]]:
     """The saved base and events; a missing or unreadable file is an empty tally."""
     try:
         doc = json.loads(path.read_text())
         if doc.get("version") != TALLY_VERSION:
-            return {}, {}
+            return {}, {}, {}
         base = {
             (str(m), tuple((str(k), str(v)) for k, v in labels)): float(x)
             for m, labels, x in doc["base"]
         }
         seen = {str(i): Event.from_json(str(i), e) for i, e in doc["events"].items()}
+        gone = dict.fromkeys(str(i) for i in doc["gone"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}, {}
-    return base, seen
+        return {}, {}, {}
+    return base, seen, gone
 
 
-def _save(path: Path, base: Totals, events: dict[str, Event]) -> None:
+def _save(path: Path, base: Totals, events: dict[str, Event], gone: dict[str, None]) -> None:
     doc: dict[str, Any] = {
         "version": TALLY_VERSION,
         "base": [[m, [list(p) for p in labels], x] for (m, labels), x in sorted(base.items())],
         "events": {i: e.to_json() for i, e in events.items()},
+        "gone": list(gone),
     }
     replace_file(path, json.dumps(doc, separators=(",", ":")).encode())
