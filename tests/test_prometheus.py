@@ -341,6 +341,20 @@ def test_the_alert_rules_are_valid_and_each_fires():
     assert alerts == fired  # every alert has series that fire it
 
 
+def test_the_exposition_passes_promtools_lint(real: tuple[CLI, dict[str, Any], str]):
+    """Names, units, _total suffixes, HELP texts: as `promtool check metrics` wants them."""
+    linted = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=real[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert linted.returncode == 0 and not (linted.stdout + linted.stderr).strip(), (
+        linted.stdout + linted.stderr
+    )
+
+
 def _queried(text: str) -> set[str]:
     return set(re.findall(r"\bcleancut_[a-z_]+", text))
 
