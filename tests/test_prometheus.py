@@ -421,3 +421,13 @@ def test_the_tally_never_goes_down_and_counts_each_event_once(
             assert totals[key] == pytest.approx(v, rel=1e-9, abs=1e-6)
             assert totals[key] >= previous.get(key, 0.0) - 1e-6
         previous = totals
+
+
+def test_a_tally_that_cannot_be_written_gives_the_repositorys_sums(tmp_path: Path):
+    """A cache directory that cannot be written (here: a file stands where it would be;
+    as root no permission bit stops a write) does not stop the metrics: they are the sums
+    over the events present, as a fresh host's."""
+    (tmp_path / "cache").write_text("not a directory")
+    event = Event("snapshot:1", counts=[Sample("cleancut_bytes_added", (("source", "a"),), 7.0)])
+    totals = settle(tmp_path / "cache" / "repo-id", [event])
+    assert totals == {("cleancut_bytes_added_total", (("source", "a"),)): 7.0}

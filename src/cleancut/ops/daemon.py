@@ -71,5 +71,8 @@ def run_daemon(
             actions = [Action("*", "tick", False, str(exc))]
         on_tick(actions)
         if server is not None:
-            server.body = exposition(repo, config)
+            try:
+                server.body = exposition(repo, config)
+            except CleancutError as exc:  # the last figures stay; they carry their time
+                on_tick([Action("*", "metrics", False, str(exc))])
         stop.wait(interval)

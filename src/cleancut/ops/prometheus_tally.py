@@ -41,17 +41,22 @@ def settle(directory: Path, present: list[Event]) -> Totals:
     Records this call's events as the ones seen, for the next call. An event that comes
     back after it vanished (a record unreadable once) is already in the base: it is
     not counted again while its id is among the last GONE_KEPT that vanished."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with _locked(directory / (TALLY_FILE + ".lock")):
-        base, seen, gone = _load(directory / TALLY_FILE)
-        current = {e.id: e for e in present if e.id not in gone}
-        for event_id, event in seen.items():
-            if event_id not in current and event_id not in gone:
-                _add(base, additive(event))
-                gone[event_id] = None
-        while len(gone) > GONE_KEPT:
-            del gone[next(iter(gone))]
-        _save(directory / TALLY_FILE, base, current, gone)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with _locked(directory / (TALLY_FILE + ".lock")):
+            base, seen, gone = _load(directory / TALLY_FILE)
+            current = {e.id: e for e in present if e.id not in gone}
+            for event_id, event in seen.items():
+                if event_id not in current and event_id not in gone:
+                    _add(base, additive(event))
+                    gone[event_id] = None
+            while len(gone) > GONE_KEPT:
+                del gone[next(iter(gone))]
+            _save(directory / TALLY_FILE, base, current, gone)
+    except OSError:
+        # A cache directory this process cannot write (read-only, full): the sums over
+        # what the repository holds, as a fresh host would export them.
+        base, current = {}, {e.id: e for e in present}
     totals = dict(base)
     for event in current.values():
         _add(totals, additive(event))
