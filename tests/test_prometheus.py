@@ -366,6 +366,17 @@ def test_alerts_and_dashboard_query_only_metrics_that_exist(real: tuple[CLI, dic
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     exprs += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
     assert len(exprs) > 15
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))  # Grafana keys panels by id
+    cells = set()
+    for p in dashboard["panels"]:
+        g = p["gridPos"]
+        here = {
+            (x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])
+        }
+        assert not cells & here and max(x for x, _ in here) < 24, p["title"]  # no overlap
+        cells |= here
+        assert p["targets"] and p["datasource"]["uid"] == "${datasource}", p["title"]
     assert _queried("\n".join(exprs)) - exposed == set()
     assert _queried(ALERTS.read_text()) - exposed == set()
 
