@@ -267,6 +267,10 @@ def test_any_command_writes_the_configured_textfile(repo_cli: CLI, workspace: Pa
         f"cleancut: warning: metrics textfile not written: cannot write metrics textfile "
         f"{tmp_path / 'no' / 'x.prom'}: No such file or directory"
     )
+    # A command that fails keeps its own error as the one line.
+    res = repo_cli.run("backup", str(tmp_path / "gone"), "--name", "agent", env=broken | at(3))
+    assert res.code != 0 and "metrics" not in res.err
+    assert_no_traceback(res)
 
 
 READER = textwrap.dedent(

@@ -6,12 +6,14 @@ the command's own work (successful or not, so a failed backup's attempt is count
 from a fresh look at the repository with the keys already open. A file that cannot be
 written is one warning line on stderr and does not change the command's exit code: the
 command's own result is what its exit code reports (`tick --textfile` is the strict
-form: exit 1 when the file cannot be written).
+form: exit 1 when the file cannot be written). When the command itself failed with an
+error, that error stays the one line: the textfile is still attempted, silently.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -39,10 +41,12 @@ def metrics_textfile_after(repo: Repository, config: ConfigFile) -> None:
         return
 
     def write() -> None:
+        failing = sys.exc_info()[0] is not None  # the command raised: its error is the line
         try:
             write_textfile_after(path, repo, config)
         except (CleancutError, OSError) as exc:
-            message = redact_userinfo(str(exc))
-            click.echo(f"cleancut: warning: metrics textfile not written: {message}", err=True)
+            if not failing:
+                message = redact_userinfo(str(exc))
+                click.echo(f"cleancut: warning: metrics textfile not written: {message}", err=True)
 
     ctx.call_on_close(write)
