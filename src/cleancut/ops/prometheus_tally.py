@@ -4,9 +4,9 @@ The counters and histograms are sums over the repository's snapshots and records
 (metrics.py). `forget` deletes snapshots and prune compacts records older than 31 days,
 so a plain sum would drop, and Prometheus reads a drop as a counter reset: `rate()` and
 `increase()` would then count the whole remaining total as new. The tally remembers, on
-this host, the events it last saw (beside the cache, `metrics-tally.json`); an event that
-is gone from the repository moves its increments into a base that stays (and its id to
-a list of the vanished, so it is not counted twice if it comes back). The value exposed
+this host, the events it last saw (beside the cache, `metrics-tally.json.zst`); an event
+that is gone from the repository moves its increments into a base that stays (and its id
+to a list of the vanished, so it is not counted twice if it comes back). The value exposed
 is base + the sum over the events present: exact, and monotonic on this host.
 
 A fresh host (or a lost tally file) starts from the events present: its counters are
@@ -24,11 +24,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import zstandard
+
 from cleancut.fsio.safeio import replace_file
 
 from .metrics import Event, Labels, additive
 
-TALLY_FILE = "metrics-tally.json"
+TALLY_FILE = "metrics-tally.json.zst"  # zstd: event lists compress ~20x
 TALLY_VERSION = 1
 GONE_KEPT = 50_000  # ids of vanished events remembered (oldest forgotten first)
 
@@ -81,7 +83,7 @@ def _locked(path: Path) -> Iterator[None]:
 def _load(path: Path) -> tuple[Totals, dict[str, Event], dict[str, None]]:
     """The saved base and events; a missing or unreadable file is an empty tally."""
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(zstandard.ZstdDecompressor().decompress(path.read_bytes()))
         if doc.get("version") != TALLY_VERSION:
             return {}, {}, {}
         base = {
@@ -90,7 +92,7 @@ def _load(path: Path) -> tuple[Totals, dict[str, Event], dict[str, None]]:
         }
         seen = {str(i): Event.from_json(str(i), e) for i, e in doc["events"].items()}
         gone = dict.fromkeys(str(i) for i in doc["gone"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, zstandard.ZstdError):
         return {}, {}, {}
     return base, seen, gone
 
@@ -102,4 +104,5 @@ def _save(path: Path, base: Totals, events: dict[str, Event], gone: dict[str, No
         "events": {i: e.to_json() for i, e in events.items()},
         "gone": list(gone),
     }
-    replace_file(path, json.dumps(doc, separators=(",", ":")).encode())
+    data = json.dumps(doc, separators=(",", ":")).encode()
+    replace_file(path, zstandard.ZstdCompressor(level=3).compress(data))
