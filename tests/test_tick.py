@@ -9,9 +9,11 @@ import signal
 import subprocess
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 from conftest import CLI, PASSWORD
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def _config(cli: CLI, workspace: Path, tmp_path: Path, extra: str = "") -> dict[str, str]:
@@ -98,9 +100,16 @@ def test_daemon_serves_metrics_on_loopback(repo_cli: CLI, workspace: Path, tmp_p
             if "cleancut_health_state" in body:
                 break
             time.sleep(0.25)  # the first tick is still running
-        assert 'cleancut_last_success_timestamp_seconds{source="agent",kind="full"}' in body
-        assert 'cleancut_backup_attempts_total{source="agent"} 1' in body
-        assert 'cleancut_restore_test_passed{source="agent"} 1' in body
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(body)
+            for s in family.samples
+        }
+        assert samples[
+            ("cleancut_last_success_timestamp_seconds", (("kind", "full"), ("source", "agent")))
+        ] == datetime(2026, 11, 20, tzinfo=UTC).timestamp()
+        assert samples[("cleancut_backup_attempts_total", (("source", "agent"),))] == 1
+        assert samples[("cleancut_restore_test_passed", (("source", "agent"),))] == 1
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

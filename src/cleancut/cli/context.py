@@ -20,6 +20,7 @@ from cleancut.settings.caps import capped
 from cleancut.settings.config_file import ConfigFile, load_config
 from cleancut.settings.profiles import parse_bandwidth
 
+from .metrics_textfile import metrics_textfile_after
 from .passphrase import read_passphrase
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -70,6 +71,7 @@ class Common:
         repo = Repository.open(backend, self.passphrase(), cache_root, config=config)
         for warning in repo.warnings:
             click.echo(f"warning: {warning}", err=True)
+        metrics_textfile_after(repo, self.config)
         return repo
 
     def backend(self, location: str) -> Backend:

@@ -10,13 +10,12 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from cleancut import clock
 from cleancut.errors import CleancutError
 from cleancut.repository.repository import Repository
 from cleancut.settings.config_file import ConfigFile
 
-from .metrics import render
 from .page.server import StatusPageServer
+from .prometheus import CONTENT_TYPE, exposition
 from .tick import AckFn, Action, BackupFn, no_ack, plain_backup, tick
 
 
@@ -34,7 +33,7 @@ class MetricsServer:
                     return
                 body = outer.body
                 self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Type", CONTENT_TYPE)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -74,7 +73,10 @@ def run_daemon(
             actions = [Action("*", "tick", False, str(exc))]
         on_tick(actions)
         if server is not None:
-            server.body = render(repo, clock.now()).encode()
+            try:
+                server.body = exposition(repo, config)
+            except CleancutError as exc:  # the last figures stay; they carry their time
+                on_tick([Action("*", "metrics", False, str(exc))])
         if page is not None:
             page.update(repo, config, clock.now())
         stop.wait(interval)

@@ -50,6 +50,7 @@ _TOP_KEYS = (
     "replication",
     "append_only",
     "alert_command",
+    "metrics_textfile",
 )
 _REPLICATION_KEYS = ("to", "interval", "password_file")
 DEFAULT_REPLICATION_INTERVAL = 3600.0
@@ -153,6 +154,7 @@ class ConfigFile:
     replication: Replication | None = None  # [replication]; None: tick copies nothing
     append_only: bool = False  # open the repository append-only (agent hosts)
     alert_command: str | None = None  # run after 3 consecutive quiesce misses of a source
+    metrics_textfile: Path | None = None  # node_exporter textfile every command rewrites
 
     def retention_for(self, source: str) -> Retention:
         """A source's keep rules: its own [sources.NAME.retention], else the file's."""
@@ -249,6 +251,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> ConfigFile:
         replication=_parse_replication(where, raw, base),
         append_only=where.flag(raw, "append_only"),
         alert_command=where.optional_str(raw, "alert_command"),
+        metrics_textfile=_optional_path(where, raw, "metrics_textfile", "", base),
     )
 
 

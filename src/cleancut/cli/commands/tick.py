@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import signal
 import threading
+from pathlib import Path
 
 import click
 
@@ -18,6 +19,7 @@ from cleancut.errors import UsageError
 from cleancut.hot.orchestrator import journal_ack, tick_backup
 from cleancut.ops.daemon import MetricsServer, run_daemon
 from cleancut.ops.page.server import StatusPageServer
+from cleancut.ops.prometheus_textfile import check_textfile_name, write_textfile
 from cleancut.ops.tick import Action, BackupFn, TickOutcome, tick
 from cleancut.settings.profiles import parse_duration
 
@@ -42,14 +44,22 @@ def _print(common: Common, actions: list[Action]) -> None:
 
 @click.command("tick")
 @click.argument("sources", nargs=-1)
+@click.option(
+    "--textfile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Then write the Prometheus metrics to this node_exporter textfile (*.prom), "
+    "atomically; exit 1 if it cannot be written.",
+)
 @common_options
-def command(common: Common, sources: tuple[str, ...]) -> TickOutcome:
+def command(common: Common, sources: tuple[str, ...], textfile: Path | None) -> TickOutcome:
     """Do what is due for each configured source: ship its journal, back up (hot when it
     names an agent), restore-test, forget; then copy ([replication]) and prune.
 
     Safe to run from cron or a systemd timer every minute: it reads what is due
     from the repository, does it once, and exits.
     """
+    if textfile is not None:
+        check_textfile_name(textfile)  # before the work, not after it
     repo = common.open()
     try:
         outcome = tick(
@@ -59,9 +69,11 @@ def command(common: Common, sources: tuple[str, ...]) -> TickOutcome:
             backup=_backup(common),
             journal_ack=journal_ack,
         )
+        _print(common, outcome.actions)
+        if textfile is not None:
+            write_textfile(textfile, repo, common.config)
     finally:
         repo.close()
-    _print(common, outcome.actions)
     return outcome
 
 
