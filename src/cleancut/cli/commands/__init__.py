@@ -10,12 +10,15 @@ from . import (
     config,
     copy,
     diff,
+    dump,
+    find,
     forget,
     inflight,
     init,
     journal,
     key,
     ls,
+    mount,
     prune,
     repair,
     restore,
@@ -50,6 +53,9 @@ def register(group: click.Group) -> None:
         config,
         copy,
         tick,
+        mount,
+        dump,
+        find,
     ):
         group.add_command(module.command)
     group.add_command(tick.daemon)
