@@ -91,7 +91,7 @@ def _members(
     prefix = rel + "/" if rel else ""
     below = sorted((p for p in state if p.startswith(prefix)), key=lambda p: p.split("/"))
     for path in below:
-        name = f"{top}/{path[len(prefix):]}" if top else path[len(prefix) :]
+        name = f"{top}/{path[len(prefix) :]}" if top else path[len(prefix) :]
         reason = next((r for r in map(unsafe_name, name.split("/")) if r), None)
         if reason is not None:
             refused.append(f"{path!r}: {reason}")
