@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -187,3 +188,25 @@ def test_sigkill_leaves_a_stale_mount_that_fusermount3_clears(
         code, _, err = mount.stop(signal.SIGINT)
     assert code == 0, err
     assert str(where) not in mounted_paths()
+
+
+def test_a_background_mount_returns_once_mounted_and_ends_at_unmount(
+    repo_cli: CLI, workspace: Path, tmp_path: Path
+) -> None:
+    _backup(repo_cli, workspace)
+    where = tmp_path / "mnt"
+    where.mkdir()
+    started = repo_cli.ok("mount", "--background", str(where), "--json").json()
+    try:
+        assert started["mounted"] and str(where) in mounted_paths()
+        soul = where / "snapshots" / "agent" / "latest" / "workspace" / "SOUL.md"
+        assert soul.read_bytes() == (workspace / "workspace" / "SOUL.md").read_bytes()
+    finally:
+        subprocess.run(["fusermount3", "-u", str(where)], check=True)
+    assert str(where) not in mounted_paths()
+    try:
+        done = os.pidfd_open(started["pid"])
+    except ProcessLookupError:
+        return  # it has ended already
+    select.select([done], [], [])  # readable once the process has ended
+    os.close(done)
