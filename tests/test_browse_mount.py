@@ -19,9 +19,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import CLI, tree_state
+from conftest import CLI, PASSWORD, tree_state
 
+from cleancut.backend.local import LocalBackend
 from cleancut.browse.mount import mounted_paths
+from cleancut.repository.chain import snapshot_state
+from cleancut.repository.pack import pack_name
+from cleancut.repository.repository import Repository
 from cleancut.testing.sample import mutate_workspace
 
 MiB = 1 << 20
@@ -210,3 +214,44 @@ def test_a_background_mount_returns_once_mounted_and_ends_at_unmount(
         return  # it has ended already
     select.select([done], [], [])  # readable once the process has ended
     os.close(done)
+
+
+def _damage_blob_of(cli: CLI, rel: str) -> None:
+    """Flip one byte inside the first blob of `rel` (latest snapshot) in its pack."""
+    repo = Repository.open(LocalBackend(cli.repo), PASSWORD, cli.cache)
+    try:
+        node = snapshot_state(repo, repo.find_snapshot("latest"))[rel]
+        loc = repo.locate(bytes.fromhex(node.content[0]))
+    finally:
+        repo.close()
+    pack = cli.repo / pack_name(loc.pack_id)
+    os.chmod(pack, 0o600)
+    with open(pack, "r+b") as f:
+        f.seek(loc.entry.offset + loc.entry.length // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_damaged_data_is_an_io_error_and_one_line_and_the_mount_stays_up(
+    repo_cli: CLI, workspace: Path, tmp_path: Path
+) -> None:
+    _backup(repo_cli, workspace)
+    _damage_blob_of(repo_cli, "workspace/SOUL.md")
+    where = tmp_path / "mnt"
+    with mounted(repo_cli, where) as mount:
+        latest = where / "snapshots" / "agent" / "latest"
+        with pytest.raises(OSError) as damaged:
+            (latest / "workspace" / "SOUL.md").read_bytes()
+        assert damaged.value.errno == errno.EIO
+        tools = (latest / "workspace" / "TOOLS.md").read_bytes()
+        assert tools == (workspace / "workspace" / "TOOLS.md").read_bytes()
+        code, outcome, err = mount.stop(signal.SIGTERM)
+    assert code == 0, err
+    problems = outcome["problems"]
+    assert isinstance(problems, list) and problems
+    assert all("failed authentication" in p for p in problems), problems
+    assert "failed authentication" in err and "Traceback" not in err
+    dumped = repo_cli.run("dump", "latest", "workspace/SOUL.md")
+    assert dumped.code == 4 and "failed authentication" in dumped.err
+    assert len(dumped.err.splitlines()) == 1
