@@ -36,7 +36,7 @@ from cleancut.repository.tree import DIR, FILE, SYMLINK, Node  # noqa: E402
 
 from .catalog import LATEST, Catalog  # noqa: E402
 from .content import BlobCache, FileContent  # noqa: E402
-from .states import SnapshotStates  # noqa: E402
+from .states import Listing, SnapshotStates  # noqa: E402
 
 SNAPSHOTS = "snapshots"
 VIRTUAL_DIR_MODE = 0o555
@@ -113,14 +113,18 @@ class SnapshotFS(mfusepy.Operations):  # type: ignore[misc]
         assert place.snapshot is not None
         if not place.rel:
             return None
-        try:
-            node = self.states.listing(place.snapshot).state.get(place.rel)
-        except CleancutError as exc:
-            self.on_problem(f"snapshot {place.snapshot.id[:12]}: {exc}")
-            raise _error(errno.EIO) from None
+        node = self._listing(place.snapshot).state.get(place.rel)
         if node is None:
             raise _error(errno.ENOENT)
         return node
+
+    def _listing(self, snapshot: Snapshot) -> Listing:
+        """The snapshot's state, replayed on first use; a fault is one line and EIO."""
+        try:
+            return self.states.listing(snapshot)
+        except CleancutError as exc:
+            self.on_problem(f"snapshot {snapshot.id[:12]}: {exc}")
+            raise _error(errno.EIO) from None
 
     # --- metadata ------------------------------------------------------------
 
@@ -152,12 +156,16 @@ class SnapshotFS(mfusepy.Operations):  # type: ignore[misc]
             "st_mtime": mtime_ns,
             "st_atime": mtime_ns,
             "st_ctime": mtime_ns,
-            "st_uid": node.uid if node else 0,
-            "st_gid": node.gid if node else 0,
+            "st_uid": node.uid if node else os.getuid(),
+            "st_gid": node.gid if node else os.getgid(),
         }
 
     @staticmethod
-    def _dir_attrs(mode: int, mtime_ns: int, uid: int = 0, gid: int = 0) -> dict[str, Any]:
+    def _dir_attrs(
+        mode: int, mtime_ns: int, uid: int | None = None, gid: int | None = None
+    ) -> dict[str, Any]:
+        """A directory's attributes; the mount's own directories (no uid given) belong
+        to the user who mounted it."""
         return {
             "st_mode": stat.S_IFDIR | mode,
             "st_nlink": 2,
@@ -165,8 +173,8 @@ class SnapshotFS(mfusepy.Operations):  # type: ignore[misc]
             "st_mtime": mtime_ns,
             "st_atime": mtime_ns,
             "st_ctime": mtime_ns,
-            "st_uid": uid,
-            "st_gid": gid,
+            "st_uid": os.getuid() if uid is None else uid,
+            "st_gid": os.getgid() if gid is None else gid,
         }
 
     def readdir(self, path: str, fh: int) -> list[str]:
@@ -184,8 +192,7 @@ class SnapshotFS(mfusepy.Operations):  # type: ignore[misc]
         node = self._node(place)
         if node is not None and node.type != DIR:
             raise _error(errno.ENOTDIR)
-        listing = self.states.listing(place.snapshot)
-        return [".", "..", *listing.children.get(place.rel, [])]
+        return [".", "..", *self._listing(place.snapshot).children.get(place.rel, [])]
 
     def readlink(self, path: str) -> str:
         place = self._place(path)

@@ -29,6 +29,17 @@ from .content import ReadStats
 
 MOUNTINFO = Path("/proc/self/mountinfo")
 LOOP_ENDED = 8  # fuse_main's status when its request loop ended
+# Foreground, one request at a time, read-only. A snapshot never changes, so the kernel
+# may keep file pages across opens and names and attributes for a minute.
+MOUNT_OPTIONS: dict[str, Any] = {
+    "foreground": True,
+    "nothreads": True,
+    "ro": True,
+    "fsname": "cleancut",
+    "kernel_cache": True,
+    "attr_timeout": 60,
+    "entry_timeout": 60,
+}
 
 
 def mounted_paths() -> set[str]:
@@ -137,9 +148,7 @@ def mount(
 
     fs = fusefs.SnapshotFS(repo, catalog, ready, problem)
     try:
-        fusefs.mfusepy.FUSE(
-            fs, str(where), foreground=True, nothreads=True, ro=True, fsname="cleancut"
-        )
+        fusefs.mfusepy.FUSE(fs, str(where), **MOUNT_OPTIONS)
     except RuntimeError as exc:
         # libfuse 3 reports a loop ended by a signal as its "event loop" error (8): once
         # it served, that is the unmount asked for, not a failure.
