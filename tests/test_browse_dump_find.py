@@ -23,8 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cleancut.backend.local import LocalBackend
+from cleancut.browse.catalog import Catalog, escaped
 from cleancut.browse.dump import dump_path
 from cleancut.repository.repository import Repository
+from cleancut.repository.snapshot import Snapshot
 from cleancut.testing.sample import mutate_workspace
 
 
@@ -223,3 +225,48 @@ def test_dump_round_trips_small_trees(repo_cli: CLI, entries: list[dict[str, Any
             assert info.isdir()
         else:
             assert info.issym() and info.linkname == entry["target"]
+
+
+@given(st.lists(st.text(max_size=8), max_size=6, unique=True))
+def test_each_source_name_becomes_one_path_component_of_its_own(names: list[str]) -> None:
+    snaps = [
+        Snapshot(
+            time="2026-12-07T00:00:00.000000Z",
+            name=n,
+            host="h",
+            user="u",
+            paths=[],
+            tree="",
+            id=f"{i:064x}",
+        )
+        for i, n in enumerate(names)
+    ]
+    catalog = Catalog.of(snaps)
+    assert len(catalog.sources) == len(names)  # never two sources in one directory
+    for dir_name, source in catalog.sources.items():
+        assert "/" not in dir_name and "\0" not in dir_name
+        assert dir_name not in ("", ".", "..")
+        assert list(source.snapshots) == ["2026-12-07T00:00:00.000000Z"]
+        assert source.latest == "2026-12-07T00:00:00.000000Z"
+    assert len({escaped(n) for n in names}) == len(names)  # escaping loses nothing
+
+
+def test_snapshots_recorded_at_one_instant_get_names_of_their_own() -> None:
+    snaps = [
+        Snapshot(
+            time="2026-12-07T00:00:00.000000Z",
+            name="agent",
+            host="h",
+            user="u",
+            paths=[],
+            tree="",
+            id=f"{i:064x}",
+            chain="c",
+            seq=i,
+            kind="full" if i == 0 else "incremental",
+        )
+        for i in range(3)
+    ]
+    source = Catalog.of(snaps).sources["agent"]
+    assert len(source.snapshots) == 3
+    assert source.snapshots[source.latest].seq == 2

@@ -26,6 +26,17 @@ def escaped(name: str) -> str:
     return text
 
 
+def _unique(time_name: str, snapshot_id: str, taken: dict[str, Snapshot]) -> str:
+    """The time's name, or with the shortest id prefix (8 digits and up) that is free."""
+    name, digits = time_name, 8
+    while name in taken or name == LATEST:
+        # Past the whole id (two records of one id: a forged catalog), a counter.
+        suffix = snapshot_id[:digits] if digits <= len(snapshot_id) else f"{snapshot_id}-{digits}"
+        name = f"{time_name}-{escaped(suffix)}"
+        digits += 4
+    return name
+
+
 @dataclass
 class Source:
     """One source's snapshots by directory name, oldest first, and its newest's name."""
@@ -56,9 +67,7 @@ class Catalog:
             source = catalog.sources[dir_name] = Source(name)
             group = by_name[name]
             for snap in sorted(group, key=chain_order(group)):
-                time_name = escaped(snap.time)
-                if time_name in source.snapshots or time_name == LATEST:
-                    time_name = f"{time_name}-{snap.id[:8]}"
+                time_name = _unique(escaped(snap.time), snap.id, source.snapshots)
                 source.snapshots[time_name] = snap
                 if snap.id == newest[name].id:
                     source.latest = time_name
