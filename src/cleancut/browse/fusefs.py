@@ -56,8 +56,13 @@ class Place:
 
 
 def _ns(time_text: str) -> int:
-    moment = datetime.fromisoformat(time_text.replace("Z", "+00:00"))
-    return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
+    """A record's time in nanoseconds; 0 for a time that is not ISO 8601 (a forged
+    record must not stop the mount)."""
+    try:
+        moment = datetime.fromisoformat(time_text.replace("Z", "+00:00"))
+        return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
+    except (ValueError, OverflowError, OSError):
+        return 0
 
 
 def _error(code: int) -> OSError:
@@ -132,9 +137,9 @@ class SnapshotFS(mfusepy.Operations):  # type: ignore[misc]
         place = self._place(path)
         if place.kind == "dir":
             return self._dir_attrs(VIRTUAL_DIR_MODE, self.mount_ns)
-        assert place.kind == "latest" or place.snapshot is not None
         if place.kind == "latest":
-            return self._attrs(stat.S_IFLNK | 0o777, len(place.target), self.mount_ns)
+            size = len(os.fsencode(place.target))
+            return self._attrs(stat.S_IFLNK | 0o777, size, self.mount_ns)
         assert place.snapshot is not None
         node = self._node(place)
         if node is None:
