@@ -79,10 +79,10 @@ def test_restore_goes_on_past_a_directory_in_the_way(
 def test_paths_that_are_not_in_the_snapshot(repo_cli: CLI, workspace: Path, tmp_path: Path):
     repo_cli.ok("backup", str(workspace))
     res = repo_cli.run("ls", "latest", "no/such/path")
-    assert res.code == 2 and "no/such/path" in res.err
+    assert res.code == 21 and "no/such/path" in res.err  # PATH_NOT_FOUND
     assert_no_traceback(res)
     res = repo_cli.run("restore", "latest", "--target", str(tmp_path / "t"), "--include", "nope")
-    assert res.code == 2 and "'nope'" in res.err
+    assert res.code == 21 and "'nope'" in res.err
     assert not (tmp_path / "t").exists() or not any((tmp_path / "t").iterdir())
 
 

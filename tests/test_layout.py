@@ -19,7 +19,7 @@ ROOT = Path(cleancut.__file__).parent
 TOP_LEVEL = {p.stem for p in ROOT.glob("*.py") if p.stem != "__init__"}
 PACKAGES = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
 STORE = {"repository", "backend", "archiver", "restorer", "checker", "prune", "journal",
-         "journal.repo", "ops", "replication", "settings", "fsio", "validation"}
+         "journal.repo", "ops", "replication", "settings", "fsio", "validation", "browse"}
 ABOVE_THE_STORE = {"hot", "sdk", "cli", "testing"}
 
 
@@ -76,6 +76,7 @@ def test_every_package_is_on_the_map() -> None:
     assert {
         "repository", "backend", "archiver", "restorer", "checker", "prune", "journal", "ops",
         "replication", "settings", "fsio", "validation", "hot", "sdk", "cli", "testing",
+        "browse",
     } == PACKAGES
 
 
@@ -131,6 +132,8 @@ MUST_NOT_IMPORT = {
     "settings": {"archiver", "restorer", "checker", "prune", "journal.repo", "ops",
                  "replication"},
     "journal.repo": {"prune", "checker", "ops", "replication", "settings"},
+    "browse": {"archiver", "restorer", "checker", "prune", "journal.repo", "ops", "replication",
+               "settings"},
 }
 
 

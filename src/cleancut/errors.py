@@ -27,6 +27,8 @@ class ExitCode:
     JOURNAL_DAMAGED = 17  # journal replay stopped at the last good record (corruption, gap)
     NOT_OURS = 18  # a path cleancut would write to or delete holds something it did not create
     AGENT_MISBEHAVED = 19  # the agent broke the protocol, or changed files while claiming quiesce
+    MOUNT_FAILED = 20  # FUSE is unavailable, or the mountpoint is busy, not empty or stale
+    PATH_NOT_FOUND = 21  # the path named is not in the snapshot
 
 
 class CleancutError(Exception):
@@ -77,6 +79,18 @@ class SnapshotNotFound(CleancutError):
 
 class PathNotFound(CleancutError):
     exit_code = ExitCode.USAGE
+
+
+class NotInSnapshot(PathNotFound):
+    """A path named on the command line (ls, dump, restore --include) is not in the snapshot."""
+
+    exit_code = ExitCode.PATH_NOT_FOUND
+
+
+class MountFailed(CleancutError):
+    """The snapshots could not be mounted: no FUSE, or the mountpoint is busy or not empty."""
+
+    exit_code = ExitCode.MOUNT_FAILED
 
 
 class ChainBroken(CleancutError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cleancut.errors import PathNotFound
+from cleancut.errors import NotInSnapshot
 
 from .chain import snapshot_state
 from .repository import INDEX_PREFIX, Repository
@@ -18,7 +18,7 @@ def list_snapshot(repo: Repository, snapshot: Snapshot, path: str = "") -> list[
     state = snapshot_state(repo, snapshot)
     path = path.strip("/")
     if path and path not in state:
-        raise PathNotFound(f"no {path!r} in snapshot {snapshot.id[:12]}")
+        raise NotInSnapshot(f"no {path!r} in snapshot {snapshot.id[:12]}")
     prefix = path + "/"
     keys = [p for p in state if not path or p == path or p.startswith(prefix)]
     return [(p, state[p]) for p in sorted(keys, key=lambda p: p.split("/"))]

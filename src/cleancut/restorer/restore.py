@@ -31,7 +31,7 @@ from pathlib import Path
 
 from cleancut.backend.base import Backend
 from cleancut.backend.local import LocalBackend
-from cleancut.errors import CleancutError, ObjectNotFound, PathNotFound
+from cleancut.errors import CleancutError, NotInSnapshot, ObjectNotFound, PathNotFound
 from cleancut.pathtext import shown_path
 from cleancut.repository.cache import BlobLocation
 from cleancut.repository.chain import snapshot_state
@@ -132,7 +132,7 @@ class Restorer:
             state = self._one_dir(state, self.only_dir)
         for inc in self.includes:
             if inc not in state:
-                raise PathNotFound(f"no {inc!r} in snapshot {self.snapshot.id[:12]}")
+                raise NotInSnapshot(f"no {inc!r} in snapshot {self.snapshot.id[:12]}")
         self.target.mkdir(parents=True, exist_ok=True)
         root_fd = self.root_fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY)
         self.fds = DirFds(root_fd)

@@ -11,12 +11,15 @@ from . import (
     config,
     copy,
     diff,
+    dump,
+    find,
     forget,
     inflight,
     init,
     journal,
     key,
     ls,
+    mount,
     prune,
     repair,
     restore,
@@ -52,6 +55,9 @@ def register(group: click.Group) -> None:
         copy,
         tick,
         completion,
+        mount,
+        dump,
+        find,
     ):
         group.add_command(module.command)
     group.add_command(tick.daemon)
