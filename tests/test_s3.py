@@ -309,7 +309,6 @@ def test_a_listing_resumes_after_a_failed_page(proxy: FaultProxy, seaweed: Serve
 
 def test_permanent_errors_fail_at_once(proxy: FaultProxy, prefix: str):
     wrong = s3_backend(proxy.endpoint, prefix, AWS_SECRET_ACCESS_KEY="not the secret")
-    start = time.monotonic()
     with pytest.raises(AccessDenied, match="SignatureDoesNotMatch; check AWS_ACCESS_KEY_ID"):
         wrong.get("config")
     assert len(proxy.requests) == 1  # no retry: one request, whatever the clock says

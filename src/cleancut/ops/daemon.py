@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from cleancut import clock
 from cleancut.errors import CleancutError
 from cleancut.repository.repository import Repository
 from cleancut.settings.config_file import ConfigFile
