@@ -17,13 +17,43 @@ import pytest
 from conftest import CLI, assert_no_traceback, tree_state
 
 from cleancut.backend.local import LocalBackend
-from cleancut.backend.throttle import ThrottledBackend
+from cleancut.backend.throttle import ThrottledBackend, TokenBucket
 from cleancut.errors import AppendOnly
 
 
+class _Clock:
+    """Time that passes only when something sleeps or a transfer is charged: the bucket's
+    arithmetic, checked without the machine's load in the figures."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.mark.parametrize("cap_mbit", [40.0, 160.0])
-def test_upload_cap_holds_within_ten_percent_over_24_mib(tmp_path: Path, cap_mbit: float
-                                                         ) -> None:
+@pytest.mark.parametrize("transfer_s", [0.0, 0.01])
+def test_the_bucket_paces_24_mib_to_within_ten_percent_of_the_cap(
+    cap_mbit: float, transfer_s: float
+) -> None:
+    clock = _Clock()
+    bucket = TokenBucket(cap_mbit, clock.monotonic, clock.sleep)
+    started = clock.now
+    for _ in range(24):
+        bucket.take(1 << 20)
+        clock.now += transfer_s  # the object's own time on the wire
+    rate_mbit = 24 * (1 << 20) * 8 / 1e6 / (clock.now - started)
+    assert 0.9 * cap_mbit <= rate_mbit <= 1.1 * cap_mbit, rate_mbit
+
+
+@pytest.mark.parametrize("cap_mbit", [40.0, 160.0])
+def test_upload_cap_is_never_exceeded_over_24_mib(tmp_path: Path, cap_mbit: float) -> None:
+    """On the real clock only the upper bound is the product's to keep: a loaded machine
+    can make the transfer slower than the cap, never faster."""
     backend = ThrottledBackend(LocalBackend(tmp_path / "objects"), cap_mbit, None)
     payload = os.urandom(1 << 20)
     started = time.monotonic()
@@ -31,10 +61,10 @@ def test_upload_cap_holds_within_ten_percent_over_24_mib(tmp_path: Path, cap_mbi
         backend.put(f"data/{i:02d}", payload)
     elapsed = time.monotonic() - started
     rate_mbit = 24 * len(payload) * 8 / 1e6 / elapsed
-    assert 0.9 * cap_mbit <= rate_mbit <= 1.1 * cap_mbit, rate_mbit
+    assert rate_mbit <= 1.1 * cap_mbit, rate_mbit
 
 
-def test_download_cap_holds_within_ten_percent(tmp_path: Path) -> None:
+def test_download_cap_is_never_exceeded(tmp_path: Path) -> None:
     inner = LocalBackend(tmp_path / "objects")
     payload = os.urandom(1 << 20)
     for i in range(24):
@@ -43,7 +73,7 @@ def test_download_cap_holds_within_ten_percent(tmp_path: Path) -> None:
     started = time.monotonic()
     total = sum(len(backend.get(f"data/{i:02d}")) for i in range(24))
     rate_mbit = total * 8 / 1e6 / (time.monotonic() - started)
-    assert 72.0 <= rate_mbit <= 88.0, rate_mbit
+    assert rate_mbit <= 88.0, rate_mbit
 
 
 def test_backup_with_limit_upload_is_paced_and_restores(

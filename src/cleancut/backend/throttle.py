@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from .base import Backend, ObjectInfo
 
@@ -23,26 +23,32 @@ BURST_SECONDS = 1.0
 
 
 class TokenBucket:
-    def __init__(self, mbit_per_s: float) -> None:
+    def __init__(
+        self,
+        mbit_per_s: float,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.rate = mbit_per_s * 1_000_000 / 8  # bytes per second
         self.capacity = self.rate * BURST_SECONDS
         self.tokens = 0.0
-        self.stamp = time.monotonic()
+        self.monotonic, self.sleep = monotonic, sleep
+        self.stamp = monotonic()
         self.lock = threading.Lock()
 
     def take(self, nbytes: int) -> None:
         """Block until `nbytes` may pass. Threads queue in order of arrival (the lock),
         so concurrent uploads share the cap rather than each getting it."""
         with self.lock:
-            now = time.monotonic()
+            now = self.monotonic()
             self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
             self.stamp = now
             self.tokens -= nbytes
             wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
             if wait > 0:
                 # Sleep holding the lock: the debt is ours, the next caller waits behind it.
-                time.sleep(wait)
-                self.stamp = time.monotonic()
+                self.sleep(wait)
+                self.stamp = self.monotonic()
                 self.tokens = 0.0
 
 

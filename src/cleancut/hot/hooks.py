@@ -35,7 +35,9 @@ from .freeze import group_members
 
 TAIL_BYTES = 2048  # how much of a hook's output is kept for the log and error line
 TERM_GRACE_S = 2.0  # how long a timed-out hook's group gets between SIGTERM and SIGKILL
-REAP_WAIT_S = 1.0  # how long to wait for SIGKILLed processes to be gone
+# How long to wait for SIGKILLed processes to be gone. The wait ends as soon as they are;
+# a loaded host can take more than a second to schedule a killed process's exit.
+REAP_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
