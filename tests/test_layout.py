@@ -85,6 +85,20 @@ def test_the_store_never_imports_hot_backup_the_sdk_the_cli_or_test_equipment() 
     assert _breaking(STORE | {"top"}, everything - ABOVE_THE_STORE) == []
 
 
+def test_the_store_names_no_module_above_it_for_a_dynamic_import() -> None:
+    """importlib.import_module("cleancut.hot...") would pass the import check above: no
+    store module spells the dotted name of a module above the store at all."""
+    spelled = []
+    files = [ROOT / f"{name}.py" for name in TOP_LEVEL]
+    for area in STORE:
+        files += (ROOT / area.replace(".", "/")).rglob("*.py")
+    for path in files:
+        text = path.read_text()
+        spelled += [f"{path.relative_to(ROOT)}: cleancut.{above}" for above in ABOVE_THE_STORE
+                    if f"cleancut.{above}." in text or f'"cleancut.{above}"' in text]
+    assert spelled == []
+
+
 def test_the_sdk_needs_only_errors_parsing_and_the_journal_format() -> None:
     assert _breaking({"sdk"}, {"top", "journal"}) == []
 

@@ -22,6 +22,7 @@ from cleancut.settings.profiles import parse_bandwidth
 
 from .metrics_textfile import metrics_textfile_after
 from .passphrase import read_passphrase
+from .presets import PRESETS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,7 +43,7 @@ class Common:
     @functools.cached_property
     def config(self) -> ConfigFile:
         """The config file (--config, CLEANCUT_CONFIG, or ./cleancut.toml), read once."""
-        return load_config(self.config_path)
+        return load_config(self.config_path, PRESETS)
 
     @property
     def location(self) -> str:

@@ -10,11 +10,11 @@ settings/effective.py.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,11 +118,13 @@ class SourceConfig:
         return self.path
 
 
-# Presets a source may name (`preset = "openclaw"`): "module:function", imported when a
-# source names one. The function gets the source's table and the config file's directory
-# and returns the table with `path`/`paths`, `agent` and `exclude` filled in, and what it
-# resolved (see src/cleancut/hot/openclaw_preset.py). The store knows no agent: the preset does.
-PRESETS = {"openclaw": "cleancut.hot.openclaw_preset:resolve"}
+# A preset a source may name (`preset = "openclaw"`) turns its own keys into a plain
+# source table: it gets the source's table and the config file's directory and returns the
+# table with `path`/`paths`, `agent` and `exclude` filled in, and what it resolved
+# (key, value, where from). The store knows no agent: the caller that may know one (the
+# CLI, cli/presets.py) hands the presets in; parsing without them knows none.
+Preset = Callable[[dict[str, Any], Path], tuple[dict[str, Any], list[tuple[str, str, str]]]]
+NO_PRESETS: Mapping[str, Preset] = {}
 
 
 @dataclass(frozen=True)
@@ -197,15 +199,16 @@ def find_config(path: Path | None) -> Path | None:
     return default if default.is_file() else None
 
 
-def load_config(path: Path | None) -> ConfigFile:
-    """The config at `path` (or found as find_config says); an empty ConfigFile if none."""
+def load_config(path: Path | None, presets: Mapping[str, Preset] = NO_PRESETS) -> ConfigFile:
+    """The config at `path` (or found as find_config says); an empty ConfigFile if none.
+    `presets`: the source presets a source may name."""
     found = find_config(path)
     if found is None:
         return ConfigFile()
     # Absolute, so the paths in it stay right whatever directory a later step runs in,
     # and `config show` names exactly which file was read.
     found = found.absolute()
-    return parse_config(_read_toml(found), found)
+    return parse_config(_read_toml(found), found, presets)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -224,7 +227,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
 # --- parsing ---------------------------------------------------------------
 
 
-def parse_config(raw: dict[str, Any], path: Path) -> ConfigFile:
+def parse_config(
+    raw: dict[str, Any], path: Path, presets: Mapping[str, Preset] = NO_PRESETS
+) -> ConfigFile:
     """Check and convert a decoded TOML document; relative paths are taken from its directory.
 
     Relative to the file, not the working directory, because a scheduler
@@ -243,7 +248,8 @@ def parse_config(raw: dict[str, Any], path: Path) -> ConfigFile:
         profile=where.profile_name(raw, "profile"),
         overrides=where.overrides(where.table(raw, "overrides"), "overrides"),
         sources={
-            name: _parse_source(where, name, value, base) for name, value in sources_raw.items()
+            name: _parse_source(where, name, value, base, presets)
+            for name, value in sources_raw.items()
         },
         retention=where.retention(where.table(raw, "retention"), "retention"),
         prune_interval=where.duration(raw, "prune_interval"),
@@ -272,7 +278,9 @@ def _parse_replication(where: _Where, raw: dict[str, Any], base: Path) -> Replic
     )
 
 
-def _parse_source(where: _Where, name: str, raw: object, base: Path) -> SourceConfig:
+def _parse_source(
+    where: _Where, name: str, raw: object, base: Path, presets: Mapping[str, Preset]
+) -> SourceConfig:
     prefix = _key("sources", name)
     if not name:
         raise where.fail(prefix, "a source needs a non-empty name")
@@ -282,7 +290,7 @@ def _parse_source(where: _Where, name: str, raw: object, base: Path) -> SourceCo
     resolved: tuple[tuple[str, str, str], ...] = ()
     if "preset" in raw:
         preset = where.optional_str(raw, "preset", prefix)
-        raw, resolved = _apply_preset(where, str(preset), raw, prefix, base)
+        raw, resolved = _apply_preset(where, presets, str(preset), raw, prefix, base)
     where.no_unknown_keys(raw, _SOURCE_KEYS, prefix)
     path = where.optional_str(raw, "path", prefix)
     dirs = _source_dirs(where, raw, prefix, base)
@@ -356,14 +364,18 @@ def _source_dirs(where: _Where, raw: dict[str, Any], prefix: str, base: Path) ->
 
 
 def _apply_preset(
-    where: _Where, preset: str, raw: dict[str, Any], prefix: str, base: Path
+    where: _Where,
+    presets: Mapping[str, Preset],
+    preset: str,
+    raw: dict[str, Any],
+    prefix: str,
+    base: Path,
 ) -> tuple[dict[str, Any], tuple[tuple[str, str, str], ...]]:
     """The hook: a preset turns its own keys into a plain source table."""
-    target = PRESETS.get(preset)
-    if target is None:
-        raise where.fail(_key(prefix, "preset"), f"unknown preset (known: {', '.join(PRESETS)})")
-    module, _, function = target.partition(":")
-    resolve = getattr(importlib.import_module(module), function)
+    resolve = presets.get(preset)
+    if resolve is None:
+        known = ", ".join(presets) or "none"
+        raise where.fail(_key(prefix, "preset"), f"unknown preset (known: {known})")
     try:
         table, resolved = resolve(raw, base)
     except UsageError as exc:
