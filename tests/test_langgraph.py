@@ -1,0 +1,252 @@
+"""A real LangGraph agent with a real sqlite-vec index, backed up hot and resumed.
+
+The agent is the documented example (docs/examples/langgraph_agent.py) in its own
+process, in a network namespace of its own (nothing can leave the machine), several
+threads running flat out: its tools pay through a simulated payment service via the
+ledger and write memories into the vector index. `cleancut backup --agent` takes hot
+backups of it; every restore is opened by the example's own start (which reconciles
+the payments in flight), checked, and continued for one more turn.
+
+Without the adapter, a copy taken at a moment pinned inside a step (the index holds a
+memory that no checkpoint records yet) fails the same checks, for certain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CLI
+from langchain_core.messages import HumanMessage
+from langgraph.types import Command
+from langgraph_agent import load_example
+
+from cleancut.sdk.ledger import Ledger
+
+HERE = Path(__file__).parent
+EX = load_example()
+THREADS = ["t0", "t1", "t2", "t3"]
+QUIET_ENV = {"LANGSMITH_TRACING": "false", "LANGCHAIN_TRACING_V2": "false"}
+
+
+@dataclass
+class LGAgent:
+    root: Path
+    socket: Path
+    service: Path
+    proc: subprocess.Popen[str]
+    pin: Path | None
+
+    @property
+    def address(self) -> str:
+        return f"unix:{self.socket}"
+
+    def payments(self) -> int:
+        """How far the agent has got: every payment request is a line at the service."""
+        path = self.service / "payments.jsonl"
+        return path.stat().st_size if path.exists() else 0
+
+    def wait_progress(self) -> None:
+        """Until the agent has paid again (it runs: each backup sees a new state)."""
+        before = self.payments()
+        while self.payments() == before:
+            assert self.proc.poll() is None, "the agent died"
+            time.sleep(0.01)
+
+
+def start_agent(tmp_path: Path, *extra: str, name: str = "lg", pin: bool = False) -> LGAgent:
+    root, sock, service = tmp_path / name, tmp_path / f"{name}.sock", tmp_path / f"{name}-svc"
+    pin_dir = tmp_path / f"{name}-pin" if pin else None
+    pinning = ["--pin-dir", str(pin_dir)] if pin_dir else []
+    log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - lives as long as the agent
+    proc = subprocess.Popen(
+        ["unshare", "--net", "--", sys.executable, str(HERE / "langgraph_agent.py"), *pinning,
+         "run", "--root", str(root), "--service", str(service), "--socket", str(sock),
+         "--review", *extra],
+        stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
+        env=os.environ | QUIET_ENV,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("ready"):
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"agent did not start: {line!r} {(tmp_path / f'{name}.log').read_text()}")
+    return LGAgent(root, sock, service, proc, pin_dir)
+
+
+def stop_agent(agent: LGAgent) -> None:
+    if agent.proc.poll() is None:
+        os.killpg(agent.proc.pid, signal.SIGKILL)
+    agent.proc.wait()
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[LGAgent]:
+    a = start_agent(tmp_path, "--threads", str(len(THREADS)))
+    yield a
+    stop_agent(a)
+
+
+def hot(cli: CLI, agent: LGAgent) -> dict[str, Any]:
+    res = cli.ok("backup", str(agent.root), "--name", "lg", "--agent", agent.address,
+                 "--quiesce-timeout", "20s", "--horizon", "2s", "--json")
+    return dict(json.loads(res.out))
+
+
+def restored(cli: CLI, snapshot: str, agent: LGAgent, target: Path) -> tuple[Path, Path]:
+    """The snapshot restored to `target`, with a copy of the service as it is now."""
+    cli.ok("restore", snapshot, "--target", str(target / "root"))
+    shutil.copytree(agent.service, target / "service")
+    return target / "root", target / "service"
+
+
+# --- the checks -------------------------------------------------------------------
+
+
+def agreement(opened: Any, threads: list[str]) -> list[str]:
+    """Every thread's latest checkpoint loads; every memory record has its index entry
+    and no index entry is without its record."""
+    problems: list[str] = []
+    records: set[str] = set()
+    for name in threads:
+        state = opened.graph.get_state(EX.thread_config(name))
+        if not state.values:
+            problems.append(f"{name}: no checkpoint")
+            continue
+        records |= {m["key"] for m in state.values.get("memories", [])}
+    indexed = opened.agent.index.keys()
+    if indexed - records:
+        problems.append(f"index entries without a memory record: {sorted(indexed - records)}")
+    if records - indexed:
+        problems.append(f"memory records without an index entry: {sorted(records - indexed)}")
+    return problems
+
+
+def check_restored(root: Path, service: Path, inflight: set[str]) -> None:
+    """The whole promise on one restored snapshot (raises AssertionError)."""
+    before = Ledger(root / "ledger.jsonl")
+    assert {a["key"] for a in before.inflight()} == inflight  # the restored ledger lists them
+    before.close()
+    requests = EX.PaymentService(service).requests()
+    opened = EX.start(root, service, None)  # the example's start: reconciles first
+    assert set(opened.settled) == inflight
+    assert set(opened.settled.values()) <= {"receipt"}  # the service had taken each one
+    assert EX.PaymentService(service).requests() == requests  # reconciled, none repeated
+    assert opened.agent.ledger.inflight() == []
+    assert agreement(opened, [*THREADS, "review"]) == []
+
+    hits = opened.agent.index.query("paid bob 30", k=3)
+    assert hits and all(h.text.endswith("paid bob 30") for h in hits)
+
+    # The thread stopped at interrupt(): its pending writes hold the interrupt.
+    review = EX.thread_config("review")
+    state = opened.graph.get_state(review)
+    assert state.next == ("tools",)
+    assert [i.value for i in state.interrupts] == [{"approve": 500}]
+    pending = opened.graph.checkpointer.get_tuple(review).pending_writes
+    assert any(channel == "__interrupt__" for _, channel, _ in pending)
+    result = opened.graph.invoke(Command(resume="yes"), review)
+    assert result["messages"][-1].content == "done"
+    assert "paid bob 500" in result["memories"][-1]["text"]
+
+    # Every thread goes on: a run cut at a step boundary finishes, then one more turn.
+    for name in THREADS:
+        config = EX.thread_config(name)
+        if opened.graph.get_state(config).next:
+            opened.graph.invoke(None, config)
+        count = len(opened.graph.get_state(config).values.get("memories", []))
+        result = opened.graph.invoke({"messages": [HumanMessage("one more")]}, config)
+        assert result["messages"][-1].content == "done"
+        assert len(result["memories"]) == count + 1
+    assert agreement(opened, [*THREADS, "review"]) == []
+    opened.agent.index.close()
+
+
+# --- with the adapter -------------------------------------------------------------
+
+
+def test_hot_backups_of_a_langgraph_agent_restore_and_go_on(
+    repo_cli: CLI, agent: LGAgent, tmp_path: Path
+) -> None:
+    summaries = []
+    for _ in range(10):
+        agent.wait_progress()
+        summary = hot(repo_cli, agent)
+        assert summary["consistency"] == "quiesced"
+        summaries.append(summary)
+    assert agent.proc.poll() is None
+    stop_agent(agent)
+    assert any(s["inflight"] for s in summaries)  # the service left some unanswered
+    for i, summary in enumerate(summaries):
+        root, service = restored(repo_cli, str(summary["snapshot_id"]), agent, tmp_path / f"r{i}")
+        check_restored(root, service, {a["key"] for a in summary["inflight"]})
+
+
+def test_async_agent_is_backed_up_at_step_boundaries_too(repo_cli: CLI, tmp_path: Path) -> None:
+    agent = start_agent(tmp_path, "--threads", str(len(THREADS)), "--async", name="alg")
+    try:
+        summaries = []
+        for _ in range(3):
+            agent.wait_progress()
+            summary = hot(repo_cli, agent)
+            assert summary["consistency"] == "quiesced"
+            summaries.append(summary)
+    finally:
+        stop_agent(agent)
+    for i, summary in enumerate(summaries):
+        root, service = restored(repo_cli, str(summary["snapshot_id"]), agent, tmp_path / f"a{i}")
+        check_restored(root, service, {a["key"] for a in summary["inflight"]})
+
+
+# --- without it, and with it at the same pinned moment ------------------------------
+
+
+def test_a_copy_inside_a_step_fails_without_the_adapter_and_waits_with_it(
+    repo_cli: CLI, tmp_path: Path
+) -> None:
+    plain = start_agent(tmp_path, "--threads", "1", "--plain", name="plain", pin=True)
+    try:
+        assert plain.pin is not None
+        while not (plain.pin / "inside").exists():  # the step stands inside its write
+            assert plain.proc.poll() is None, "the agent died"
+            time.sleep(0.01)
+        res = repo_cli.ok("backup", str(plain.root), "--name", "plain", "--json")
+        summary = json.loads(res.out)
+        assert summary["consistency"] == "unquiesced"
+        (plain.pin / "go").touch()
+    finally:
+        stop_agent(plain)
+    root, service = restored(repo_cli, str(summary["snapshot_id"]), plain, tmp_path / "p")
+    opened = EX.start(root, service, None)
+    found = agreement(opened, ["t0", "review"])
+    assert len(found) == 1 and found[0].startswith("index entries without a memory record")
+    opened.agent.index.close()
+
+    adapted = start_agent(tmp_path, "--threads", "1", name="adapted", pin=True)
+    try:
+        assert adapted.pin is not None
+        while not (adapted.pin / "inside").exists():
+            assert adapted.proc.poll() is None, "the agent died"
+            time.sleep(0.01)
+        outcome: dict[str, Any] = {}
+        backup = threading.Thread(target=lambda: outcome.update(hot(repo_cli, adapted)))
+        backup.start()  # asks to quiesce while the step stands inside its write ...
+        (adapted.pin / "go").touch()  # ... and gets it once the step has ended
+        backup.join()
+        assert outcome["consistency"] == "quiesced"
+    finally:
+        stop_agent(adapted)
+    root, service = restored(repo_cli, str(outcome["snapshot_id"]), adapted, tmp_path / "q")
+    check_restored(root, service, {a["key"] for a in outcome["inflight"]})
