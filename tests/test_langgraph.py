@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -82,8 +83,24 @@ def start_agent(tmp_path: Path, *extra: str, name: str = "lg", pin: bool = False
     if not line.startswith("ready"):
         proc.kill()
         proc.wait()
-        raise AssertionError(f"agent did not start: {line!r} {(tmp_path / f'{name}.log').read_text()}")
+        log_text = (tmp_path / f"{name}.log").read_text()
+        raise AssertionError(f"agent did not start: {line!r} {log_text}")
     return LGAgent(root, sock, service, proc, pin_dir)
+
+
+def state_of(agent: LGAgent) -> str:
+    """The agent's state, asked over a connection of our own (as an operator could)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(agent.socket))
+        s.sendall(b'{"id":1,"op":"hello","protocol":1}\n')
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return str(json.loads(data)["state"])
 
 
 def stop_agent(agent: LGAgent) -> None:
@@ -134,7 +151,8 @@ def agreement(opened: Any, threads: list[str]) -> list[str]:
     return problems
 
 
-def check_restored(root: Path, service: Path, inflight: set[str]) -> None:
+def check_restored(root: Path, service: Path, inflight: set[str], threads: list[str] = THREADS
+                   ) -> None:
     """The whole promise on one restored snapshot (raises AssertionError)."""
     before = Ledger(root / "ledger.jsonl")
     assert {a["key"] for a in before.inflight()} == inflight  # the restored ledger lists them
@@ -145,7 +163,7 @@ def check_restored(root: Path, service: Path, inflight: set[str]) -> None:
     assert set(opened.settled.values()) <= {"receipt"}  # the service had taken each one
     assert EX.PaymentService(service).requests() == requests  # reconciled, none repeated
     assert opened.agent.ledger.inflight() == []
-    assert agreement(opened, [*THREADS, "review"]) == []
+    assert agreement(opened, [*threads, "review"]) == []
 
     hits = opened.agent.index.query("paid bob 30", k=3)
     assert hits and all(h.text.endswith("paid bob 30") for h in hits)
@@ -162,7 +180,7 @@ def check_restored(root: Path, service: Path, inflight: set[str]) -> None:
     assert "paid bob 500" in result["memories"][-1]["text"]
 
     # Every thread goes on: a run cut at a step boundary finishes, then one more turn.
-    for name in THREADS:
+    for name in threads:
         config = EX.thread_config(name)
         if opened.graph.get_state(config).next:
             opened.graph.invoke(None, config)
@@ -170,7 +188,7 @@ def check_restored(root: Path, service: Path, inflight: set[str]) -> None:
         result = opened.graph.invoke({"messages": [HumanMessage("one more")]}, config)
         assert result["messages"][-1].content == "done"
         assert len(result["memories"]) == count + 1
-    assert agreement(opened, [*THREADS, "review"]) == []
+    assert agreement(opened, [*threads, "review"]) == []
     opened.agent.index.close()
 
 
@@ -198,7 +216,7 @@ def test_async_agent_is_backed_up_at_step_boundaries_too(repo_cli: CLI, tmp_path
     agent = start_agent(tmp_path, "--threads", str(len(THREADS)), "--async", name="alg")
     try:
         summaries = []
-        for _ in range(3):
+        for _ in range(2):
             agent.wait_progress()
             summary = hot(repo_cli, agent)
             assert summary["consistency"] == "quiesced"
@@ -224,8 +242,9 @@ def test_a_copy_inside_a_step_fails_without_the_adapter_and_waits_with_it(
             time.sleep(0.01)
         res = repo_cli.ok("backup", str(plain.root), "--name", "plain", "--json")
         summary = json.loads(res.out)
-        assert summary["consistency"] == "unquiesced"
         (plain.pin / "go").touch()
+        listed = json.loads(repo_cli.ok("snapshots", "--json").out)
+        assert [s["consistency"] for s in listed] == ["unquiesced"]
     finally:
         stop_agent(plain)
     root, service = restored(repo_cli, str(summary["snapshot_id"]), plain, tmp_path / "p")
@@ -243,10 +262,25 @@ def test_a_copy_inside_a_step_fails_without_the_adapter_and_waits_with_it(
         outcome: dict[str, Any] = {}
         backup = threading.Thread(target=lambda: outcome.update(hot(repo_cli, adapted)))
         backup.start()  # asks to quiesce while the step stands inside its write ...
-        (adapted.pin / "go").touch()  # ... and gets it once the step has ended
+        while state_of(adapted) != "quiescing":
+            assert backup.is_alive(), outcome
+            time.sleep(0.01)
+        (adapted.pin / "go").touch()  # ... waits, and gets it once the step has ended
         backup.join()
         assert outcome["consistency"] == "quiesced"
     finally:
         stop_agent(adapted)
     root, service = restored(repo_cli, str(outcome["snapshot_id"]), adapted, tmp_path / "q")
-    check_restored(root, service, {a["key"] for a in outcome["inflight"]})
+    check_restored(root, service, {a["key"] for a in outcome["inflight"]}, ["t0"])
+
+
+def test_the_sdk_does_not_need_langgraph_or_sqlite_vec() -> None:
+    probe = (
+        "import sys\n"
+        "import cleancut.sdk, cleancut.sdk.server, cleancut.sdk.ledger, cleancut.sdk.effects\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in"
+        " ('langgraph', 'langchain_core', 'sqlite_vec'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == []

@@ -40,7 +40,13 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    HumanMessage,
+    RemoveMessage,
+    ToolMessage,
+)
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -57,6 +63,7 @@ from cleancut.sdk.vectorindex import VectorIndex, hashed_embedding
 
 APPROVAL_LIMIT = 100
 DIM = 64
+KEEP_MESSAGES = 8
 
 
 # --- the outside world: a payment service that takes idempotency keys ------------
@@ -151,9 +158,12 @@ class Agent:
         if isinstance(last, HumanMessage):
             big = "large" in str(last.content)
             reply = (self.big_planner if big else self.planner).invoke(state["messages"])
-        else:
-            reply = self.answerer.invoke(state["messages"])
-        return {"messages": [reply]}
+            return {"messages": [reply]}
+        reply = self.answerer.invoke(state["messages"])
+        # The turn is over: keep the context window bounded, as agents do (the memories
+        # keep what matters); every checkpoint stores the whole message list.
+        old = [RemoveMessage(id=str(m.id)) for m in state["messages"][:-KEEP_MESSAGES]]
+        return {"messages": [*old, reply]}
 
     def tools(self, state: State, config: RunnableConfig) -> dict[str, Any]:
         last = state["messages"][-1]

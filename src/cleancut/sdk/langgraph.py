@@ -255,13 +255,15 @@ class BackupReady:
 
 def effect_key(name: str, config: RunnableConfig | None = None) -> str:
     """An idempotency key for a side effect inside a node: the thread, the super-step,
-    the node and `name` (say a tool call's index). A re-run of the same step (after a
-    crash, a restore or an interrupt) makes the same key; another step another one."""
+    the task (its checkpoint namespace: the node and the task id LangGraph derives from
+    the checkpoint, so two Send()s to one node differ) and `name` (say a tool call's
+    index). A re-run of the task from the same checkpoint (after a crash, a restore, an
+    interrupt) makes the same key; another step or task another one."""
     config = config if config is not None else get_config()
     thread = config.get("configurable", {}).get("thread_id", "")
-    meta = config.get("metadata", {})
+    step = config.get("metadata", {}).get("langgraph_step")
     ns = config.get("configurable", {}).get("checkpoint_ns", "")
-    return f"{thread}/{ns}/{meta.get('langgraph_step')}/{meta.get('langgraph_node')}/{name}"
+    return f"{thread}/{step}/{ns}/{name}"
 
 
 def wal_checkpoint(path: str | Path) -> None:

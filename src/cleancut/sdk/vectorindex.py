@@ -119,7 +119,8 @@ class VectorIndex:
                 " WHERE v.embedding MATCH ? AND k = ? ORDER BY v.distance",
                 (vector, k),
             ).fetchall()
-        return [Hit(key, body, float(dist), json.loads(meta)) for key, body, meta, dist in rows]
+        return [Hit(str(key), str(body), float(str(dist)), json.loads(str(meta)))
+                for key, body, meta, dist in rows]
 
     def keys(self) -> set[str]:
         """The keys of every memory that has its vector."""
@@ -127,7 +128,7 @@ class VectorIndex:
             rows = self._db.execute(
                 "SELECT m.key FROM memories m JOIN memory_vectors v ON v.rowid = m.id"
             ).fetchall()
-        return {row[0] for row in rows}
+        return {str(row[0]) for row in rows}
 
     def flush(self) -> None:
         """Move the WAL into the database file (fsynced) and truncate it."""
@@ -141,7 +142,7 @@ class VectorIndex:
     def _vector(self, text: str) -> bytes:
         values = list(self.embed(text))
         if len(values) != self.dim:
-            raise ValueError(f"the embedding gave {len(values)} numbers, the index holds {self.dim}")
+            raise ValueError(f"embedding of {len(values)} numbers; the index holds {self.dim}")
         return struct.pack(f"{self.dim}f", *values)
 
 
