@@ -34,6 +34,7 @@ import operator
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,7 +225,8 @@ class Opened:
 
 def start(root: Path, service_dir: Path, socket_path: Path | None, silent_every: int = 0,
           after_index: Callable[[], None] | None = None,
-          checkpointer: BaseCheckpointSaver[Any] | None = None) -> Opened:
+          checkpointer: BaseCheckpointSaver[Any] | None = None,
+          truncate_wal: bool = False) -> Opened:
     """Open the workspace, reconcile the payments left in flight, wire up the backup.
 
     The checkpointer is a SqliteSaver on ROOT/checkpoints.sqlite unless given (async
@@ -236,13 +238,15 @@ def start(root: Path, service_dir: Path, socket_path: Path | None, silent_every:
     # knows each payment by its idempotency key, so none is paid twice or lost.
     settled = reconcile(ledger, service.lookup)
     server = ControlServer(socket_path, agent="payagent", ledger=ledger) if socket_path else None
-    index = VectorIndex(root / "memory.sqlite", hashed_embedding(DIM), DIM, server=server)
+    index = VectorIndex(root / "memory.sqlite", hashed_embedding(DIM), DIM, server=server,
+                        truncate_wal=truncate_wal)
     agent = Agent(service, ledger, index, after_index)
     path = root / "checkpoints.sqlite"
     if checkpointer is None:
         checkpointer = SqliteSaver(sqlite3.connect(str(path), check_same_thread=False))
     compiled = build(agent).compile(checkpointer=checkpointer)
-    graph: Any = BackupReady(compiled, server, checkpoint_path=path) if server else compiled
+    graph: Any = (BackupReady(compiled, server, checkpoint_path=path, truncate_wal=truncate_wal)
+                  if server else compiled)
     if server:
         server.start()
     return Opened(agent, graph, server, settled)
@@ -270,12 +274,20 @@ async def arun(args: argparse.Namespace, after_index: Callable[[], None] | None)
     """The agent in async code: an AsyncSqliteSaver, each thread a task, `ainvoke` per turn."""
     async with AsyncSqliteSaver.from_conn_string(str(args.root / "checkpoints.sqlite")) as saver:
         opened = start(args.root, args.service, None if args.plain else args.socket,
-                       args.silent_every, after_index, checkpointer=saver)
+                       args.silent_every, after_index, saver, args.truncate_wal)
         if args.review:
             await opened.graph.ainvoke({"messages": [HumanMessage("pay bob a large sum")]},
                                        thread_config("review"))
         print("ready", json.dumps({"reconciled": opened.settled}), flush=True)
+        started = time.monotonic()
         await arun_threads(opened, args.threads, args.turns, threading.Event())
+        finished(args, started)
+
+
+def finished(args: argparse.Namespace, started: float) -> None:
+    seconds = time.monotonic() - started
+    print("finished", json.dumps({"turns": args.threads * args.turns,
+                                  "seconds": round(seconds, 3)}), flush=True)
 
 
 async def arun_threads(opened: Opened, threads: int, turns: int, stop: threading.Event) -> None:
@@ -303,22 +315,24 @@ def main(argv: list[str] | None = None, after_index: Callable[[], None] | None =
     ap.add_argument("--review", action="store_true",
                     help="also start thread 'review' with a payment that waits for approval")
     ap.add_argument("--async", dest="use_async", action="store_true", help="run with ainvoke")
+    ap.add_argument("--truncate-wal", action="store_true",
+                    help="flush also moves the SQLite WALs into their database files")
     ap.add_argument("--plain", action="store_true",
                     help="no adapter and no control socket (what not to do; for comparison)")
     args = ap.parse_args(argv)
     args.root.mkdir(parents=True, exist_ok=True)
     if args.use_async:
         asyncio.run(arun(args, after_index))
-        print("finished", flush=True)
         return
     opened = start(args.root, args.service, None if args.plain else args.socket,
-                   args.silent_every, after_index)
+                   args.silent_every, after_index, truncate_wal=args.truncate_wal)
     if args.review:  # stops at interrupt(): waits for a human's Command(resume=...)
         opened.graph.invoke({"messages": [HumanMessage("pay bob a large sum")]},
                             thread_config("review"))
     print("ready", json.dumps({"reconciled": opened.settled}), flush=True)
+    started = time.monotonic()
     run_threads(opened, args.threads, args.turns, threading.Event())
-    print("finished", flush=True)
+    finished(args, started)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,15 @@ checkpoints (a non-empty checkpoint_ns) are mid-step for the parent: no
 boundary there. `put_writes` (a task's writes, stored as it finishes) is a
 *finishing* turn: admitted while a quiesce waits, never once it holds.
 
-`flush` makes the checkpointer durable: for SQLite checkpointers (SqliteSaver,
-AsyncSqliteSaver) a `wal_checkpoint(TRUNCATE)` moves the WAL into the main file
-and fsyncs it, so the captured database does not depend on its -wal file; when
-the WAL cannot be truncated (a reader holds it) it stays, and cleancut captures
-the database with its WAL as one.
+`flush` and the checkpointer: SqliteSaver and AsyncSqliteSaver commit every
+`put` and `put_writes` at once, in WAL mode with synchronous=FULL (the WAL is
+fsynced at each commit), so at a boundary nothing is buffered and everything is
+durable; the WAL stays where it is, and cleancut pins the database with its WAL
+in the pause (a read transaction) and copies it through SQLite's backup API.
+Nothing to do in the pause, so by default `flush` does nothing to it. With
+`truncate_wal=True`, `flush` also moves the WAL into the main file and truncates
+it (`wal_checkpoint(TRUNCATE)`), for captures by tools that copy the database
+file alone; it lengthens the pause (benchmarks/RESULTS.md).
 
 LangGraph is imported only here: `import cleancut.sdk` does not need it.
 """
@@ -184,6 +188,7 @@ class BackupReady:
         graph: Pregel[Any, Any, Any, Any],
         server: ControlServer,
         checkpoint_path: str | Path | None = None,
+        truncate_wal: bool = False,
     ) -> None:
         inner = graph.checkpointer
         if not isinstance(inner, BaseCheckpointSaver):
@@ -193,6 +198,7 @@ class BackupReady:
         self.graph = graph.copy({"checkpointer": self.checkpointer})
         path = checkpoint_path if checkpoint_path is not None else _sqlite_path(inner)
         self.checkpoint_path = Path(path) if path else None
+        self.truncate_wal = truncate_wal
         server.on_flush(self.flush)
 
     # --- runs -------------------------------------------------------------
@@ -231,7 +237,8 @@ class BackupReady:
         try:
             yield
         finally:
-            _RUN.reset(token)
+            with contextlib.suppress(ValueError):  # a stream closed from another context
+                _RUN.reset(token)
             run.leave()
 
     @contextlib.asynccontextmanager
@@ -242,14 +249,16 @@ class BackupReady:
         try:
             yield
         finally:
-            _RUN.reset(token)
+            with contextlib.suppress(ValueError):
+                _RUN.reset(token)
             run.leave()
 
     # --- flush ------------------------------------------------------------
 
     def flush(self) -> None:
-        """Move the checkpointer's WAL into its database file (see the module docstring)."""
-        if self.checkpoint_path is not None:
+        """Called at `flush`, turns held: every put is committed and fsynced already; with
+        truncate_wal, the WAL is also moved into the database file (module docstring)."""
+        if self.truncate_wal and self.checkpoint_path is not None:
             wal_checkpoint(self.checkpoint_path)
 
 

@@ -8,9 +8,12 @@ One SQLite file holds each memory's text and its vector (a `vec0` table of
 sqlite-vec, keyed by the memory's rowid), written in one transaction, so a
 memory is never in the index without its vector or the other way round. The
 agent keeps its own record of the memories (a LangGraph state channel, a
-file); writing the index inside the same turn as that record, and `flush`
-moving the index's WAL into its file, make a hot backup capture an index that
-agrees with the records: the adapter cuts only between turns (super-steps).
+file); writing the index inside the same turn as that record makes a hot
+backup capture an index that agrees with the records: the adapter cuts only
+between turns (super-steps). Every `add` is a committed transaction, fsynced
+(WAL mode, synchronous=FULL, as the LangGraph SQLite checkpointer does), so at
+a turn boundary the index is durable and `flush` has nothing to write; with
+`truncate_wal=True` it also moves the WAL into the database file.
 
 `add` is an upsert by key: a step that runs again (after a crash, a restore, an
 interrupt) writes the same memory, not a second one.
@@ -61,8 +64,10 @@ class VectorIndex:
         embed: Embedding,
         dim: int,
         server: ControlServer | None = None,
+        truncate_wal: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.truncate_wal = truncate_wal
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.embed = embed
         self.dim = dim
@@ -73,7 +78,7 @@ class VectorIndex:
         self._db.enable_load_extension(False)
         self._db.set_busy_timeout(5000)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # flush is the durability point
+        self._db.execute("PRAGMA synchronous=FULL")  # every add is durable when it returns
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS memories"
             " (id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL, text TEXT NOT NULL,"
@@ -131,7 +136,12 @@ class VectorIndex:
         return {str(row[0]) for row in rows}
 
     def flush(self) -> None:
-        """Move the WAL into the database file (fsynced) and truncate it."""
+        """Every add is committed and fsynced already; with truncate_wal, also move the
+        WAL into the database file (fsynced) and truncate it."""
+        if self.truncate_wal:
+            self.checkpoint_wal()
+
+    def checkpoint_wal(self) -> None:
         with self._lock:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
