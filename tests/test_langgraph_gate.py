@@ -141,3 +141,53 @@ def test_a_graph_without_a_checkpointer_is_refused(tmp_path: Path) -> None:
     compile_: Callable[[], Any] = graph.compile
     with pytest.raises(ValueError, match="checkpointer"):
         BackupReady(compile_(), server)
+
+
+def test_a_run_inside_a_step_lives_in_that_step(tmp_path: Path) -> None:
+    """A node that invokes a backup-ready graph: the inner run is part of the outer step,
+    so the quiesce neither deadlocks on it nor cuts it; it holds after the outer step."""
+    steps = Steps()
+    server = ControlServer(tmp_path / "agent.sock", flush_interval=None)
+    inner = BackupReady(build(steps, InMemorySaver()), server)
+    after = threading.Event()
+
+    def call(state: State) -> dict[str, Any]:
+        done = inner.invoke({"trail": []}, {"configurable": {"thread_id": "inner"}})
+        return {"trail": [*state["trail"], *done["trail"]]}
+
+    def then(state: State) -> dict[str, Any]:
+        after.set()
+        return {"trail": [*state["trail"], "then"]}
+
+    outer_graph = StateGraph(State)
+    outer_graph.add_node("call", call)
+    outer_graph.add_node("then", then)
+    outer_graph.add_edge(START, "call")
+    outer_graph.add_edge("call", "then")
+    outer = BackupReady(outer_graph.compile(checkpointer=InMemorySaver()), server)
+    server.start()
+    outcome: dict[str, Any] = {}
+    run = threading.Thread(target=lambda: outcome.update(
+        result=outer.invoke({"trail": []}, {"configurable": {"thread_id": "outer"}})))
+    try:
+        run.start()
+        assert steps.first_entered.wait(60)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(str(tmp_path / "agent.sock"))
+            answer: dict[str, Any] = {}
+            asking = threading.Thread(target=lambda: answer.update(
+                request(conn, {"id": 1, "op": "quiesce", "timeout_ms": 60_000})))
+            asking.start()
+            while server.state != "quiescing":
+                time.sleep(0.005)
+            steps.first_may_end.set()
+            asking.join()
+            assert answer["ok"] and answer["state"] == "quiesced"
+            assert steps.second_started.is_set()  # the inner run went on inside the step
+            assert not after.is_set()  # the outer run is held at its boundary
+            assert request(conn, {"id": 2, "op": "resume"})["ok"]
+        run.join(60)
+        assert outcome["result"] == {"trail": ["first", "second", "then"]}
+    finally:
+        steps.first_may_end.set()
+        server.stop()

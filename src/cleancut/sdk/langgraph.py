@@ -67,19 +67,27 @@ _PASSTHROUGH = (
 
 
 class _Run:
-    """One invoke/stream: whether it holds its turn now."""
+    """One invoke/stream: whether it holds its turn now.
 
-    def __init__(self, server: ControlServer) -> None:
+    A run started inside another run's step (a node that invokes a backup-ready graph)
+    is *nested*: it lives in the outer run's turn and step, so it neither takes a turn
+    (which would wait for a quiesce that waits for the outer run) nor gives one back.
+    """
+
+    def __init__(self, server: ControlServer, nested: bool = False) -> None:
         self.server = server
+        self.nested = nested
         self.held = False
 
     def enter(self) -> None:
-        self.server.enter_turn()
-        self.held = True
+        if not self.nested:
+            self.server.enter_turn()
+            self.held = True
 
     async def aenter(self) -> None:
-        await _aenter(self.server, finishing=False)
-        self.held = True
+        if not self.nested:
+            await _aenter(self.server, finishing=False)
+            self.held = True
 
     def leave(self) -> None:
         if self.held:
@@ -231,7 +239,7 @@ class BackupReady:
 
     @contextlib.contextmanager
     def _run(self) -> Iterator[None]:
-        run = _Run(self.server)
+        run = _Run(self.server, nested=_RUN.get() is not None)
         run.enter()
         token = _RUN.set(run)
         try:
@@ -243,7 +251,7 @@ class BackupReady:
 
     @contextlib.asynccontextmanager
     async def _arun(self) -> AsyncIterator[None]:
-        run = _Run(self.server)
+        run = _Run(self.server, nested=_RUN.get() is not None)
         await run.aenter()
         token = _RUN.set(run)
         try:
