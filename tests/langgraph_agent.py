@@ -3,8 +3,8 @@
     python tests/langgraph_agent.py [--pin-dir DIR] run --root ... (the example's options)
 
 With --pin-dir, the first memory written into the vector index stops its step right
-there (inside the tools node: the index holds the memory, no checkpoint records it
-yet): the agent creates DIR/inside and waits until the test creates DIR/go. A copy
+there (inside the tools node: the index holds the memory, the memory store does not
+record it yet): the agent creates DIR/inside and waits until the test creates DIR/go. A copy
 taken at that moment is taken inside a write, for certain, not by luck.
 """
 

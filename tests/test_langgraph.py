@@ -3,12 +3,13 @@
 The agent is the documented example (docs/examples/langgraph_agent.py) in its own
 process, in a network namespace of its own (nothing can leave the machine), several
 threads running flat out: its tools pay through a simulated payment service via the
-ledger and write memories into the vector index. `cleancut backup --agent` takes hot
-backups of it; every restore is opened by the example's own start (which reconciles
-the payments in flight), checked, and continued for one more turn.
+ledger and write memories into LangGraph's memory store and the vector index.
+`cleancut backup --agent` takes hot backups of it; every restore is opened by the
+example's own start (which reconciles the payments in flight), checked, and continued
+for one more turn.
 
 Without the adapter, a copy taken at a moment pinned inside a step (the index holds a
-memory that no checkpoint records yet) fails the same checks, for certain.
+memory that the store does not record yet) fails the same checks, for certain.
 """
 
 from __future__ import annotations
@@ -132,17 +133,21 @@ def restored(cli: CLI, snapshot: str, agent: LGAgent, target: Path) -> tuple[Pat
 # --- the checks -------------------------------------------------------------------
 
 
+def memories(opened: Any, thread: str | None = None) -> dict[str, str]:
+    """The memory records in the store (of one thread, or all): key -> text."""
+    namespace = ("memories", thread) if thread else ("memories",)
+    items = opened.agent.store.search(namespace, limit=1_000_000)
+    return {item.key: item.value["text"] for item in items}
+
+
 def agreement(opened: Any, threads: list[str]) -> list[str]:
     """Every thread's latest checkpoint loads; every memory record has its index entry
     and no index entry is without its record."""
     problems: list[str] = []
-    records: set[str] = set()
     for name in threads:
-        state = opened.graph.get_state(EX.thread_config(name))
-        if not state.values:
+        if not opened.graph.get_state(EX.thread_config(name)).values:
             problems.append(f"{name}: no checkpoint")
-            continue
-        records |= {m["key"] for m in state.values.get("memories", [])}
+    records = set(memories(opened))
     indexed = opened.agent.index.keys()
     if indexed - records:
         problems.append(f"index entries without a memory record: {sorted(indexed - records)}")
@@ -177,17 +182,17 @@ def check_restored(root: Path, service: Path, inflight: set[str], threads: list[
     assert any(channel == "__interrupt__" for _, channel, _ in pending)
     result = opened.graph.invoke(Command(resume="yes"), review)
     assert result["messages"][-1].content == "done"
-    assert "paid bob 500" in result["memories"][-1]["text"]
+    assert list(memories(opened, "review").values()) == ["review: paid bob 500"]
 
     # Every thread goes on: a run cut at a step boundary finishes, then one more turn.
     for name in threads:
         config = EX.thread_config(name)
         if opened.graph.get_state(config).next:
             opened.graph.invoke(None, config)
-        count = len(opened.graph.get_state(config).values.get("memories", []))
+        count = len(memories(opened, name))
         result = opened.graph.invoke({"messages": [HumanMessage("one more")]}, config)
         assert result["messages"][-1].content == "done"
-        assert len(result["memories"]) == count + 1
+        assert len(memories(opened, name)) == count + 1
     assert agreement(opened, [*threads, "review"]) == []
     opened.agent.index.close()
 

@@ -7,9 +7,10 @@
 The agent pays people and remembers what it did. Each conversation thread runs
 a small graph (model -> tools -> model) checkpointed in SQLite; the `pay` tool
 calls an external payment service through the ledger (idempotency keys, so a
-restored agent never pays twice); the `remember` tool writes a memory into the
-thread's state and into a sqlite-vec index. A payment above APPROVAL_LIMIT
-waits for a human at `interrupt()`; resume it with Command(resume="yes").
+restored agent never pays twice); the `remember` tool writes a memory's record
+into LangGraph's memory store (SqliteStore) and its vector into a sqlite-vec
+index, in the same step. A payment above APPROVAL_LIMIT waits for a human at
+`interrupt()`; resume it with Command(resume="yes").
 
 The model is langchain_core's GenericFakeChatModel (nothing leaves the
 machine); the embedding is cleancut's deterministic hashed_embedding. Swap in
@@ -18,7 +19,8 @@ your model and embedding: the backup wiring stays the same.
 On start the agent reconciles the payments a backup recorded in flight, by
 asking the service about their idempotency keys (see `start`).
 
-The workspace (ROOT): checkpoints.sqlite, memory.sqlite, ledger.jsonl. The
+The workspace (ROOT): checkpoints.sqlite, store.sqlite (memory records),
+memory.sqlite (their vectors), ledger.jsonl. The
 payment service keeps its own files in --service (the outside world: not in
 the backup).
 """
@@ -30,7 +32,6 @@ import asyncio
 import hashlib
 import itertools
 import json
-import operator
 import os
 import sqlite3
 import threading
@@ -54,6 +55,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
+from langgraph.store.sqlite import SqliteStore
 from langgraph.types import interrupt
 
 from cleancut.sdk.effects import InFlight, Unanswered, once, reconcile
@@ -126,7 +128,6 @@ class PaymentService:
 
 class State(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
-    memories: Annotated[list[dict[str, str]], operator.add]
 
 
 def _plan(amount: int) -> AIMessage:
@@ -142,7 +143,8 @@ class Agent:
 
     service: PaymentService
     ledger: Ledger
-    index: VectorIndex
+    store: SqliteStore  # the memory records (LangGraph's long-term memory store)
+    index: VectorIndex  # their vectors, for recall by meaning
     after_index: Callable[[], None] | None = None  # a hook for tests: runs inside a step
 
     def __post_init__(self) -> None:
@@ -161,8 +163,8 @@ class Agent:
             reply = (self.big_planner if big else self.planner).invoke(state["messages"])
             return {"messages": [reply]}
         reply = self.answerer.invoke(state["messages"])
-        # The turn is over: keep the context window bounded, as agents do (the memories
-        # keep what matters); every checkpoint stores the whole message list.
+        # The turn is over: keep the context window bounded, as agents do (the memory
+        # store keeps what matters); every checkpoint stores the whole message list.
         old = [RemoveMessage(id=str(m.id)) for m in state["messages"][:-KEEP_MESSAGES]]
         return {"messages": [*old, reply]}
 
@@ -170,21 +172,25 @@ class Agent:
         last = state["messages"][-1]
         assert isinstance(last, AIMessage)
         replies: list[ToolMessage] = []
-        memories: list[dict[str, str]] = []
         for i, call in enumerate(last.tool_calls):
             if call["name"] == "pay":
                 result = self.pay(int(call["args"]["amount"]), effect_key(f"pay{i}", config))
             else:
-                key = effect_key(f"remember{i}", config)
-                thread = config["configurable"]["thread_id"]
-                text = f"{thread} turn {len(state['messages'])}: {call['args']['text']}"
-                self.index.add(key, text, {"thread": thread})
-                if self.after_index is not None:
-                    self.after_index()
-                memories.append({"key": key, "text": text})
-                result = "remembered"
+                result = self.remember(str(call["args"]["text"]), f"remember{i}", config)
             replies.append(ToolMessage(result, tool_call_id=str(call["id"])))
-        return {"messages": replies, "memories": memories}
+        return {"messages": replies}
+
+    def remember(self, what: str, name: str, config: RunnableConfig) -> str:
+        """A memory: its record in the store, its vector in the index, in the same step
+        (the key is the step's, so a step that runs again rewrites the same memory)."""
+        key = effect_key(name, config)
+        thread = str(config["configurable"]["thread_id"])
+        text = f"{thread}: {what}"
+        self.index.add(key, text, {"thread": thread})
+        if self.after_index is not None:
+            self.after_index()
+        self.store.put(("memories", thread), key, {"text": text})
+        return "remembered"
 
     def pay(self, amount: int, key: str) -> str:
         if amount > APPROVAL_LIMIT and interrupt({"approve": amount}) != "yes":
@@ -240,11 +246,15 @@ def start(root: Path, service_dir: Path, socket_path: Path | None, silent_every:
     server = ControlServer(socket_path, agent="payagent", ledger=ledger) if socket_path else None
     index = VectorIndex(root / "memory.sqlite", hashed_embedding(DIM), DIM, server=server,
                         truncate_wal=truncate_wal)
-    agent = Agent(service, ledger, index, after_index)
+    store = SqliteStore(sqlite3.connect(str(root / "store.sqlite"), check_same_thread=False,
+                                        isolation_level=None))
+    store.conn.execute("PRAGMA journal_mode=WAL")
+    store.setup()
+    agent = Agent(service, ledger, store, index, after_index)
     path = root / "checkpoints.sqlite"
     if checkpointer is None:
         checkpointer = SqliteSaver(sqlite3.connect(str(path), check_same_thread=False))
-    compiled = build(agent).compile(checkpointer=checkpointer)
+    compiled = build(agent).compile(checkpointer=checkpointer, store=store)
     graph: Any = (BackupReady(compiled, server, checkpoint_path=path, truncate_wal=truncate_wal)
                   if server else compiled)
     if server:
@@ -275,7 +285,7 @@ async def arun(args: argparse.Namespace, after_index: Callable[[], None] | None)
     async with AsyncSqliteSaver.from_conn_string(str(args.root / "checkpoints.sqlite")) as saver:
         opened = start(args.root, args.service, None if args.plain else args.socket,
                        args.silent_every, after_index, saver, args.truncate_wal)
-        if args.review:
+        if args.review and not (await opened.graph.aget_state(thread_config("review"))).values:
             await opened.graph.ainvoke({"messages": [HumanMessage("pay bob a large sum")]},
                                        thread_config("review"))
         print("ready", json.dumps({"reconciled": opened.settled}), flush=True)
@@ -326,7 +336,8 @@ def main(argv: list[str] | None = None, after_index: Callable[[], None] | None =
         return
     opened = start(args.root, args.service, None if args.plain else args.socket,
                    args.silent_every, after_index, truncate_wal=args.truncate_wal)
-    if args.review:  # stops at interrupt(): waits for a human's Command(resume=...)
+    if args.review and not opened.graph.get_state(thread_config("review")).values:
+        # stops at interrupt(): waits for a human's Command(resume=...)
         opened.graph.invoke({"messages": [HumanMessage("pay bob a large sum")]},
                             thread_config("review"))
     print("ready", json.dumps({"reconciled": opened.settled}), flush=True)
