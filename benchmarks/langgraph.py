@@ -7,8 +7,10 @@ running flat out, each turn a model call (langchain_core's fake chat model), a t
 index) and a closing model call, checkpointed in SQLite.
 
 1. Turns per second, with the adapter (BackupReady + ControlServer) and without it
-   (--plain: the bare compiled graph, LangGraph's default durability), --turns per thread,
-   alternating the two modes for --rounds rounds (the machine is shared: read the medians).
+   (--plain: the bare compiled graph, LangGraph's default durability; and the bare graph
+   with durability="sync", which the adapter imposes, so the gate's own cost shows),
+   --turns per thread, alternating the modes for --rounds rounds (the machine is shared:
+   read the medians).
 2. The pause per backup: the adapted agent running flat out, --backups hot backups back to
    back (`cleancut backup ROOT --agent unix:SOCK --json`); pause_ms and the quiesce and
    flush steps, p50 / p99 / max, once with the default flush (the WALs stay; cleancut pins
@@ -49,7 +51,8 @@ def pct(values: list[float], q: float) -> float:
 def turns_per_second(work: Path, mode: str, threads: int, turns: int, n: int) -> float:
     root = work / f"tps-{mode}-{n}"
     shutil.rmtree(root, ignore_errors=True)
-    extra = ["--plain"] if mode == "plain" else ["--socket", str(root / "agent.sock")]
+    extra = {"plain": ["--plain"], "plain-sync": ["--plain", "--durability", "sync"],
+             "adapted": ["--socket", str(root / "agent.sock")]}[mode]
     out = subprocess.run(
         [sys.executable, str(EXAMPLE), "run", "--root", str(root / "ws"),
          "--service", str(root / "svc"), "--threads", str(threads), "--turns", str(turns),
@@ -109,9 +112,9 @@ def main() -> None:
     load_before = os.getloadavg()
     started = dt.datetime.now(dt.UTC)
 
-    tps: dict[str, list[float]] = {"plain": [], "adapted": []}
+    tps: dict[str, list[float]] = {"plain": [], "plain-sync": [], "adapted": []}
     for n in range(args.rounds):
-        for mode in ("plain", "adapted"):
+        for mode in tps:
             tps[mode].append(turns_per_second(args.work, mode, args.threads, args.turns, n))
             print(mode, round(tps[mode][-1], 1), "turns/s", flush=True)
     runs = {truncate: pauses(args.work, args.threads, args.backups, truncate)
@@ -119,6 +122,7 @@ def main() -> None:
     load_after = os.getloadavg()
 
     plain, adapted = statistics.median(tps["plain"]), statistics.median(tps["adapted"])
+    plain_sync = statistics.median(tps["plain-sync"])
     lines = [
         f"## LangGraph agent — {started:%Y-%m-%d %H:%M} UTC",
         "",
@@ -132,12 +136,16 @@ def main() -> None:
         "",
         "| mode | turns/s per round | median |",
         "| --- | --- | --- |",
-        f"| without the adapter (--plain) | {', '.join(f'{x:.1f}' for x in tps['plain'])} "
-        f"| {plain:.1f} |",
+        f"| without the adapter (--plain: LangGraph's default durability) "
+        f"| {', '.join(f'{x:.1f}' for x in tps['plain'])} | {plain:.1f} |",
+        f"| without the adapter, durability='sync' (--plain --durability sync) "
+        f"| {', '.join(f'{x:.1f}' for x in tps['plain-sync'])} | {plain_sync:.1f} |",
         f"| with the adapter | {', '.join(f'{x:.1f}' for x in tps['adapted'])} "
         f"| {adapted:.1f} |",
         "",
-        f"With the adapter: {adapted / plain:.2f}x the turns per second of the bare graph.",
+        f"With the adapter: {adapted / plain:.2f}x the turns per second of the bare graph, "
+        f"{adapted / plain_sync:.2f}x the bare graph with durability='sync' (the adapter's "
+        "own cost: the turn gate at each step).",
         "",
         f"Pause per backup ({args.backups} hot backups back to back, agent flat out; ms, "
         "p50 / p99 / max):",

@@ -262,7 +262,8 @@ def start(root: Path, service_dir: Path, socket_path: Path | None, silent_every:
     return Opened(agent, graph, server, settled)
 
 
-def run_threads(opened: Opened, threads: int, turns: int, stop: threading.Event) -> None:
+def run_threads(opened: Opened, threads: int, turns: int, stop: threading.Event,
+                **options: Any) -> None:
     """Each thread: `turns` user messages one after the other (0: until stopped)."""
 
     def worker(name: str) -> None:
@@ -270,7 +271,7 @@ def run_threads(opened: Opened, threads: int, turns: int, stop: threading.Event)
             if stop.is_set() or (turns and n > turns):
                 return
             opened.graph.invoke({"messages": [HumanMessage(f"pay bob, turn {n}")]},
-                                thread_config(name))
+                                thread_config(name), **options)
 
     workers = [threading.Thread(target=worker, args=(f"t{i}",), daemon=True)
                for i in range(threads)]
@@ -329,6 +330,8 @@ def main(argv: list[str] | None = None, after_index: Callable[[], None] | None =
                     help="flush also moves the SQLite WALs into their database files")
     ap.add_argument("--plain", action="store_true",
                     help="no adapter and no control socket (what not to do; for comparison)")
+    ap.add_argument("--durability", choices=["sync", "async", "exit"],
+                    help="with --plain: LangGraph's durability (default: LangGraph's own)")
     args = ap.parse_args(argv)
     args.root.mkdir(parents=True, exist_ok=True)
     if args.use_async:
@@ -342,7 +345,8 @@ def main(argv: list[str] | None = None, after_index: Callable[[], None] | None =
                             thread_config("review"))
     print("ready", json.dumps({"reconciled": opened.settled}), flush=True)
     started = time.monotonic()
-    run_threads(opened, args.threads, args.turns, threading.Event())
+    options = {"durability": args.durability} if args.plain and args.durability else {}
+    run_threads(opened, args.threads, args.turns, threading.Event(), **options)
     finished(args, started)
 
 
