@@ -59,6 +59,17 @@ class LGAgent:
         path = self.service / "payments.jsonl"
         return path.stat().st_size if path.exists() else 0
 
+    def wait_started(self, threads: list[str]) -> None:
+        """Until every thread has paid once (so each has its checkpoints)."""
+        path = self.service / "payments.jsonl"
+        while True:
+            assert self.proc.poll() is None, "the agent died"
+            lines = path.read_text().splitlines() if path.exists() else []
+            paid = {json.loads(line)["key"].split("/")[0] for line in lines if line.strip()}
+            if paid >= set(threads):
+                return
+            time.sleep(0.01)
+
     def wait_progress(self) -> None:
         """Until the agent has paid again (it runs: each backup sees a new state)."""
         before = self.payments()
@@ -204,6 +215,7 @@ def test_hot_backups_of_a_langgraph_agent_restore_and_go_on(
     repo_cli: CLI, agent: LGAgent, tmp_path: Path
 ) -> None:
     summaries = []
+    agent.wait_started(THREADS)
     for _ in range(10):
         agent.wait_progress()
         summary = hot(repo_cli, agent)
@@ -221,6 +233,7 @@ def test_async_agent_is_backed_up_at_step_boundaries_too(repo_cli: CLI, tmp_path
     agent = start_agent(tmp_path, "--threads", str(len(THREADS)), "--async", name="alg")
     try:
         summaries = []
+        agent.wait_started(THREADS)
         for _ in range(2):
             agent.wait_progress()
             summary = hot(repo_cli, agent)
@@ -239,7 +252,10 @@ def test_async_agent_is_backed_up_at_step_boundaries_too(repo_cli: CLI, tmp_path
 def test_a_copy_inside_a_step_fails_without_the_adapter_and_waits_with_it(
     repo_cli: CLI, tmp_path: Path
 ) -> None:
-    plain = start_agent(tmp_path, "--threads", "1", "--plain", name="plain", pin=True)
+    # Without the adapter, even with durability="sync" (what the adapter imposes): the
+    # failure comes from the missing cut between steps, not from late checkpoints.
+    plain = start_agent(tmp_path, "--threads", "1", "--plain", "--durability", "sync",
+                        name="plain", pin=True)
     try:
         assert plain.pin is not None
         while not (plain.pin / "inside").exists():  # the step stands inside its write
