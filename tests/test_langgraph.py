@@ -182,7 +182,9 @@ def check_restored(root: Path, service: Path, inflight: set[str], threads: list[
     assert agreement(opened, [*threads, "review"]) == []
 
     hits = opened.agent.index.query("paid bob 30", k=3)
-    assert hits and all(h.text.endswith("paid bob 30") for h in hits)
+    restored_memories = memories(opened)
+    assert hits and all(restored_memories[h.key] == h.text for h in hits)
+    assert all(h.text.endswith("paid bob 30") for h in hits)
 
     # The thread stopped at interrupt(): its pending writes hold the interrupt.
     review = EX.thread_config("review")
