@@ -186,15 +186,18 @@ def check_restored(root: Path, service: Path, inflight: set[str], threads: list[
     assert hits and all(restored_memories[h.key] == h.text for h in hits)
     assert all(h.text.endswith("paid bob 30") for h in hits)
 
-    # The thread stopped at interrupt(): its pending writes hold the interrupt.
+    # The thread stopped at interrupt(): its pending writes hold the interrupt and the
+    # write of the audit task that finished beside it in the same step.
     review = EX.thread_config("review")
     state = opened.graph.get_state(review)
     assert state.next == ("tools",)
     assert [i.value for i in state.interrupts] == [{"approve": 500}]
     pending = opened.graph.checkpointer.get_tuple(review).pending_writes
-    assert any(channel == "__interrupt__" for _, channel, _ in pending)
+    channels = [channel for _, channel, _ in pending]
+    assert "__interrupt__" in channels and ("audited", 1) in [(c, v) for _, c, v in pending]
     result = opened.graph.invoke(Command(resume="yes"), review)
     assert result["messages"][-1].content == "done"
+    assert result["audited"] == 1  # the one turn audited once
     assert list(memories(opened, "review").values()) == ["review: paid bob 500"]
 
     # Every thread goes on: a run cut at a step boundary finishes, then one more turn.

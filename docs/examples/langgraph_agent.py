@@ -9,8 +9,9 @@ a small graph (model -> tools -> model) checkpointed in SQLite; the `pay` tool
 calls an external payment service through the ledger (idempotency keys, so a
 restored agent never pays twice); the `remember` tool writes a memory's record
 into LangGraph's memory store (SqliteStore) and its vector into a sqlite-vec
-index, in the same step. A payment above APPROVAL_LIMIT waits for a human at
-`interrupt()`; resume it with Command(resume="yes").
+index, in the same step; an `audit` node runs beside the tools in that step. A
+payment above APPROVAL_LIMIT waits for a human at `interrupt()` (the audit's
+write is then a pending write of the step); resume it with Command(resume="yes").
 
 The model is langchain_core's GenericFakeChatModel (nothing leaves the
 machine); the embedding is cleancut's deterministic hashed_embedding. Swap in
@@ -32,6 +33,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import operator
 import os
 import sqlite3
 import threading
@@ -128,6 +130,7 @@ class PaymentService:
 
 class State(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
+    audited: Annotated[int, operator.add]  # plans checked by the audit node
 
 
 def _plan(amount: int) -> AIMessage:
@@ -203,14 +206,25 @@ class Agent:
         return f"paid: {receipt}"
 
 
+def audit(state: State) -> dict[str, Any]:
+    """Runs beside the tools, in the same super-step: while `tools` waits for a reviewer
+    at interrupt(), this task's write is kept as a pending write of the step."""
+    return {"audited": 1}
+
+
+def route(state: State) -> list[str]:
+    return ["tools", "audit"] if state["messages"][-1].tool_calls else [END]
+
+
 def build(agent: Agent) -> StateGraph[State]:
     graph = StateGraph(State)
     graph.add_node("model", agent.model)
     graph.add_node("tools", agent.tools)
+    graph.add_node("audit", audit)
     graph.add_edge(START, "model")
-    graph.add_conditional_edges(
-        "model", lambda s: "tools" if s["messages"][-1].tool_calls else END, ["tools", END])
+    graph.add_conditional_edges("model", route, ["tools", "audit", END])
     graph.add_edge("tools", "model")
+    graph.add_edge("audit", "model")
     return graph
 
 
