@@ -9,8 +9,8 @@ index) and a closing model call, checkpointed in SQLite.
 1. Turns per second, with the adapter (BackupReady + ControlServer) and without it
    (--plain: the bare compiled graph, LangGraph's default durability; and the bare graph
    with durability="sync", which the adapter imposes, so the gate's own cost shows),
-   --turns per thread, alternating the modes for --rounds rounds (the machine is shared:
-   read the medians).
+   --turns per thread, alternating the modes for --rounds rounds, the order rotated each
+   round (the machine is shared: read the medians).
 2. The pause per backup: the adapted agent running flat out, --backups hot backups back to
    back (`cleancut backup ROOT --agent unix:SOCK --json`); pause_ms and the quiesce and
    flush steps, p50 / p99 / max, once with the default flush (the WALs stay; cleancut pins
@@ -113,8 +113,9 @@ def main() -> None:
     started = dt.datetime.now(dt.UTC)
 
     tps: dict[str, list[float]] = {"plain": [], "plain-sync": [], "adapted": []}
+    modes = list(tps)
     for n in range(args.rounds):
-        for mode in tps:
+        for mode in modes[n % len(modes):] + modes[:n % len(modes)]:  # no mode always last
             tps[mode].append(turns_per_second(args.work, mode, args.threads, args.turns, n))
             print(mode, round(tps[mode][-1], 1), "turns/s", flush=True)
     runs = {truncate: pauses(args.work, args.threads, args.backups, truncate)
