@@ -107,19 +107,54 @@ class ControlServer:
         """
         depth = getattr(self._depth, "n", 0)
         if depth == 0:
-            with self._cond:
-                while self._state != RUNNING and not self._stopping.is_set():
-                    self._cond.wait()
-                self._active += 1
+            self.enter_turn()
         self._depth.n = depth + 1
         try:
             yield
         finally:
             self._depth.n = depth
             if depth == 0:
-                with self._cond:
-                    self._active -= 1
-                    self._cond.notify_all()
+                self.leave_turn()
+
+    def enter_turn(self, finishing: bool = False) -> None:
+        """Open a turn that is not tied to a thread (a graph run hops between threads and
+        coroutines); every call is matched by one `leave_turn()`. Waits while quiesced.
+
+        A `finishing` turn completes work that an open turn already began (a write that a
+        running step handed to another thread): it is admitted while quiescing, so the
+        quiesce waits for it instead of the step waiting for the quiesce, but not once
+        quiesced.
+        """
+        with self._cond:
+            while not self._admits(finishing):
+                self._cond.wait()
+            self._active += 1
+
+    def try_enter_turn(self, finishing: bool = False) -> bool:
+        """`enter_turn` without waiting: False (and no turn) when a quiesce holds turns."""
+        with self._cond:
+            if not self._admits(finishing):
+                return False
+            self._active += 1
+            return True
+
+    def wait_admitted(self, timeout: float, finishing: bool = False) -> None:
+        """Wait at most `timeout` seconds until a turn would be admitted (taking none):
+        what async code runs in a worker thread before `try_enter_turn`."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._admits(finishing), timeout)
+
+    def leave_turn(self) -> None:
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+
+    def _admits(self, finishing: bool) -> bool:
+        return (
+            self._state == RUNNING
+            or self._stopping.is_set()
+            or (finishing and self._state == QUIESCING)
+        )
 
     def start(self) -> None:
         """Bind the socket (replacing a stale one) and serve it on background threads."""
