@@ -147,7 +147,7 @@ def is_excluded(rel: str, patterns: list[str]) -> bool:
 class _OpenDir:
     """A directory being walked: its entries, and the jobs its files wait on."""
 
-    __slots__ = ("rel", "node", "nodes", "jobs", "prev", "parent", "fd")
+    __slots__ = ("rel", "node", "nodes", "jobs", "prev", "parent", "fd", "unchanged")
 
     def __init__(
         self, rel: str, node: Node, prev: dict[str, Node], parent: _OpenDir | None, fd: int
@@ -160,6 +160,8 @@ class _OpenDir:
         self.jobs: list[tuple[Node, list[str], list[Job]]] = []
         self.prev = prev
         self.parent = parent
+        # Files judged unchanged when the directory was listed (from the listing's stat).
+        self.unchanged: set[str] = set()
 
 
 class Archiver:
@@ -216,7 +218,6 @@ class Archiver:
         prev_state: State = {}
         if latest is not None and chain_failure(snapshots, latest, failed) is None:
             self.parent_snapshot = latest
-            self._prefetch_parent_trees()
             try:
                 prev_state = self._parent_state(latest)
             except CleancutError as exc:
@@ -244,6 +245,7 @@ class Archiver:
         snapshot = self.repo.load_snapshot(latest.id)
         cached = load_state(self.repo.local_dir, snapshot.name, snapshot.id)
         if cached is None:
+            self._prefetch_parent_trees()
             return snapshot_state(self.repo, snapshot)
         verified_chain(self.repo, snapshot)
         return cached
@@ -529,9 +531,11 @@ class Archiver:
             self._warn(f"{rel}: {what} ({exc.strerror}), skipped")
 
     def _listed(self, d: _OpenDir) -> list[os.DirEntry[str]]:
-        """A directory's entries; files that will be read are handed to the readahead thread."""
+        """A directory's entries; files that will be read are handed to the readahead thread,
+        the names of those that will not are kept in `d.unchanged`."""
         entries = self._list(d)
         wanted = []
+        prev = d.prev
         for entry in entries:
             try:
                 if not entry.is_file(follow_symlinks=False):
@@ -539,7 +543,9 @@ class Archiver:
                 st = entry.stat(follow_symlinks=False)  # cached on the entry for the walk
             except OSError:
                 continue
-            if st.st_size and not self._unchanged(d.prev.get(entry.name), st):
+            if self._unchanged(prev.get(entry.name), st):
+                d.unchanged.add(entry.name)
+            elif st.st_size:
                 wanted.append((entry.name, min(st.st_size, READAHEAD_BYTES)))
         if wanted:
             self.prefetcher.readahead(d.rel, wanted)
@@ -565,10 +571,9 @@ class Archiver:
         prev: Node | None,
     ) -> None:
         self.progress.current = rel
-        if self._unchanged(prev, st):
+        if name in current.unchanged:
             assert prev is not None
-            node = _node(name, FILE, st, content=list(prev.content))
-            current.nodes.append(node)
+            current.nodes.append(_same_file(prev, st))
             self.files += 1
             self.files_unchanged += 1
             self.bytes_total += st.st_size
@@ -724,6 +729,14 @@ def _node(name: str, kind: str, st: os.stat_result, **extra: object) -> Node:
     for key, value in extra.items():
         setattr(node, key, value)
     return node
+
+
+def _same_file(prev: Node, st: os.stat_result) -> Node:
+    """An unchanged file's node: the previous one itself when its metadata is equal too
+    (the common case: no new object, and diff_states skips it by identity)."""
+    if (prev.mode, prev.uid, prev.gid) == (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid):
+        return prev
+    return _node(prev.name, FILE, st, content=list(prev.content))
 
 
 def _dir_node(name: str, st: os.stat_result) -> Node:

@@ -11,9 +11,13 @@ The prefetcher keeps one descriptor of the source (its own open, not a dup: a
 dup would share the walk's listing offset). A queued task holds only a
 relative path; when it runs it opens that path one component at a time from
 the source's descriptor with O_NOFOLLOW, so a component swapped for a symlink
-stops it, and it holds at most two descriptors while it runs, however many
-tasks are queued. Files get a readahead only if, opened with
-O_NOFOLLOW|O_NONBLOCK, they are regular files.
+stops it. A scan task covers a whole subtree, depth first, each directory
+opened from its parent's descriptor with O_NOFOLLOW (one open per directory,
+not one per path component: on a warm cache the scan's own system calls and
+the GIL it takes from the walk were most of its cost); it holds at most
+MAX_DEPTH descriptors, and the directories near the top (SPREAD_DEPTH) get
+tasks of their own so the threads share the tree. Files get a readahead only
+if, opened with O_NOFOLLOW|O_NONBLOCK, they are regular files.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 FILE_FLAGS |= getattr(os, "O_NOATIME", 0)
+SPREAD_DEPTH = 2  # directories this close to the top are scanned by tasks of their own
+MAX_DEPTH = 64  # descriptors one scan holds at most; deeper directories are left to the walk
 
 
 class MetadataPrefetcher:
@@ -75,19 +81,54 @@ class MetadataPrefetcher:
         with _opened_dir(self.root_fd, rel) as dir_fd:
             if dir_fd is None:
                 return  # gone, or swapped for a link: the walk reports it
-            try:
-                with os.scandir(dir_fd) as it:
-                    for entry in it:
-                        if self.stopped.is_set():
-                            return
-                        if entry.is_dir(follow_symlinks=False):
-                            child = f"{rel}/{entry.name}" if rel else entry.name
-                            if not self.skip_dir(child):
-                                self._submit(self._scan, child)
-                        else:
-                            entry.stat(follow_symlinks=False)
-            except OSError:
-                pass  # the walk itself reports what it cannot read
+            self._scan_below(dir_fd, rel)
+
+    def _scan_below(self, top_fd: int, rel: str) -> None:
+        """Warm the subtree below an open directory (the caller keeps `top_fd`)."""
+        stack: list[tuple[int, str, list[str]]] = [(top_fd, rel, self._warm(top_fd))]
+        try:
+            while stack:
+                fd, here, children = stack[-1]
+                if not children or self.stopped.is_set():
+                    stack.pop()
+                    if fd != top_fd:
+                        os.close(fd)
+                    continue
+                name = children.pop()
+                child = f"{here}/{name}" if here else name
+                if self.skip_dir(child):
+                    continue
+                if child.count("/") < SPREAD_DEPTH:
+                    self._submit(self._scan, child)
+                    continue
+                if len(stack) >= MAX_DEPTH:
+                    continue
+                try:
+                    child_fd = os.open(name, DIR_FLAGS, dir_fd=fd)
+                except OSError:
+                    continue  # gone, or swapped for a link: the walk reports it
+                stack.append((child_fd, child, self._warm(child_fd)))
+        finally:
+            for fd, _, _ in stack:
+                if fd != top_fd:
+                    os.close(fd)
+
+    def _warm(self, dir_fd: int) -> list[str]:
+        """Stat every entry of a directory that is not a directory; return the names of
+        those that are."""
+        dirs: list[str] = []
+        try:
+            with os.scandir(dir_fd) as it:
+                for entry in it:
+                    if self.stopped.is_set():
+                        break
+                    if entry.is_dir(follow_symlinks=False):
+                        dirs.append(entry.name)
+                    else:
+                        entry.stat(follow_symlinks=False)
+        except OSError:
+            pass  # the walk itself reports what it cannot read
+        return dirs
 
     def _readahead_all(self, rel_dir: str, files: list[tuple[str, int]]) -> None:
         with _opened_dir(self.root_fd, rel_dir) as dir_fd:

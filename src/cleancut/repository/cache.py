@@ -251,8 +251,12 @@ class Cache:
                     rows = self._query(_ALL_BLOBS)
                     self._salts = dict(self._query(_ALL_SALTS))
                     fresh: dict[bytes, tuple[str, int, int, int, int]] = {}
-                    for row in rows:
-                        self._prefer(fresh, row[0], row[1:])
+                    if self.damaged:
+                        for row in rows:
+                            self._prefer(fresh, row[0], row[1:])
+                    else:  # nothing damaged: the first location of each blob
+                        for row in rows:
+                            fresh.setdefault(row[0], row[1:])
                     self._mem = fresh
                 mem = self._mem
         return mem
