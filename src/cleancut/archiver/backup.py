@@ -31,6 +31,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import getpass
+import operator
 import os
 import socket
 import stat
@@ -247,7 +248,7 @@ class Archiver:
         if cached is None:
             self._prefetch_parent_trees()
             return snapshot_state(self.repo, snapshot)
-        verified_chain(self.repo, snapshot)
+        verified_chain(self.repo, snapshot, prefetch=False)  # the links only, no delta read
         return cached
 
     def _unchanged(self, prev: Node | None, st: os.stat_result) -> bool:
@@ -556,7 +557,7 @@ class Archiver:
             # Listed through the descriptor: the entries' stat() is relative to it too.
             with os.scandir(d.fd) as it:
                 # Reverse order: entries.pop() then yields names in sorted order.
-                return sorted(it, key=lambda e: e.name, reverse=True)
+                return sorted(it, key=_entry_name, reverse=True)
         except OSError as exc:
             self._warn(f"{d.rel or '.'}: cannot list directory ({exc.strerror}), contents skipped")
             return []
@@ -672,6 +673,8 @@ class Archiver:
             if d.parent is None:
                 self.root_tree = d.node.subtree
 
+
+_entry_name = operator.attrgetter("name")
 
 # A directory of the source: never through a symlink, never blocking.
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
