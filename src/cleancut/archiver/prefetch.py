@@ -15,8 +15,9 @@ stops it. A scan task covers a whole subtree, depth first, each directory
 opened from its parent's descriptor with O_NOFOLLOW (one open per directory,
 not one per path component: on a warm cache the scan's own system calls and
 the GIL it takes from the walk were most of its cost); it holds at most
-MAX_DEPTH descriptors, and the directories near the top (SPREAD_DEPTH) get
-tasks of their own so the threads share the tree. Files get a readahead only
+MAX_DEPTH descriptors (a subtree below that is queued as a task of its own),
+and the directories near the top (SPREAD_DEPTH) get tasks of their own so the
+threads share the tree. Files get a readahead only
 if, opened with O_NOFOLLOW|O_NONBLOCK, they are regular files.
 """
 
@@ -33,7 +34,7 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 FILE_FLAGS |= getattr(os, "O_NOATIME", 0)
 SPREAD_DEPTH = 2  # directories this close to the top are scanned by tasks of their own
-MAX_DEPTH = 64  # descriptors one scan holds at most; deeper directories are left to the walk
+MAX_DEPTH = 4  # descriptors one scan holds at most; a deeper subtree is a task of its own
 
 
 class MetadataPrefetcher:
@@ -98,10 +99,8 @@ class MetadataPrefetcher:
                 child = f"{here}/{name}" if here else name
                 if self.skip_dir(child):
                     continue
-                if child.count("/") < SPREAD_DEPTH:
+                if child.count("/") < SPREAD_DEPTH or len(stack) >= MAX_DEPTH:
                     self._submit(self._scan, child)
-                    continue
-                if len(stack) >= MAX_DEPTH:
                     continue
                 try:
                     child_fd = os.open(name, DIR_FLAGS, dir_fd=fd)
