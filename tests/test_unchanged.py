@@ -18,6 +18,7 @@ from conftest import CLI, tree_state
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cleancut.archiver.prefetch import WARM_SAMPLE, MetadataPrefetcher
 from cleancut.repository.statecache import MAGIC, _legacy_path, _path, load_state, save_state
 from cleancut.repository.tree import DIR, FILE, SYMLINK, Node
 
@@ -167,3 +168,28 @@ def test_the_state_cache_round_trips(tmp_path_factory, state, snapshot):
     }
     assert load_state(cache_dir, "src", "not " + snapshot) is None  # another snapshot's copy
     assert load_state(cache_dir, "other source", snapshot) is None
+
+
+def _prefetched(src: Path, warm_dir_ns: int) -> int:
+    """Directories the prefetcher listed below `src`, given its warm-cache threshold."""
+    prefetcher = MetadataPrefetcher(lambda rel: False, threads=2, warm_dir_ns=warm_dir_ns)
+    fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        prefetcher.start(fd)
+        assert prefetcher.idle.wait(60)
+    finally:
+        prefetcher.stop()
+        os.close(fd)
+    return prefetcher.scanned
+
+
+def test_the_prefetcher_stops_scanning_a_tree_it_finds_warm(tmp_path: Path):
+    src = tmp_path / "src"
+    for i in range(200):
+        (src / f"d{i:03d}" / "sub").mkdir(parents=True)
+        (src / f"d{i:03d}" / "sub" / "f").write_text("x")
+    # Every listing "fast" (a threshold no listing misses): it stops after the sample,
+    # give or take the listings the other thread had started.
+    assert WARM_SAMPLE <= _prefetched(src, 10**15) <= WARM_SAMPLE + 2
+    # Every listing "slow" (a threshold no listing meets): it lists the whole tree.
+    assert _prefetched(src, 0) == 401
