@@ -158,7 +158,7 @@ class MetadataPrefetcher:
 
     def _warm(self, dir_fd: int) -> list[str]:
         """Stat every entry of a directory that is not a directory; return the names of
-        those that are."""
+        those that are, in reverse order of name."""
         dirs: list[str] = []
         started = time.perf_counter_ns()
         try:
@@ -173,6 +173,7 @@ class MetadataPrefetcher:
         except OSError:
             pass  # the walk itself reports what it cannot read
         self._timed(time.perf_counter_ns() - started)
+        dirs.sort(reverse=True)  # popped last first: the walk's (sorted) order
         return dirs
 
     def _timed(self, elapsed_ns: int) -> None:

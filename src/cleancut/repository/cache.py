@@ -89,6 +89,7 @@ class Cache:
         self._mem: dict[bytes, tuple[str, int, int, int, int]] | None = None
         self._salts: dict[str, bytes] = {}
         self._mem_lock = threading.Lock()
+        self._loaded_version = -1  # PRAGMA data_version when _mem was loaded
         self._db_lock = threading.RLock()
         self.damaged: frozenset[tuple[str, bytes]] = frozenset()  # (pack id, blob id)
         try:
@@ -248,6 +249,9 @@ class Cache:
         if mem is None:
             with self._mem_lock:
                 if self._mem is None:
+                    # Read before the rows: a commit between the two makes the next
+                    # reload() read again, never keep a stale copy.
+                    self._loaded_version = self._data_version()
                     rows = self._query(_ALL_BLOBS)
                     self._salts = dict(self._query(_ALL_SALTS))
                     fresh: dict[bytes, tuple[str, int, int, int, int]] = {}
@@ -262,9 +266,17 @@ class Cache:
         return mem
 
     def reload(self) -> None:
-        """Forget the in-memory index; the next lookup reads the SQLite file again."""
+        """Forget the in-memory index if another connection (another process sharing the
+        cache) committed since it was loaded; the next lookup then reads the file again.
+        This process's own writes are in it already (add_segment, forget_segments)."""
         with self._mem_lock:
+            if self._mem is not None and self._data_version() == self._loaded_version:
+                return
             self._mem = None
+
+    def _data_version(self) -> int:
+        """SQLite's count of commits by other connections to this database."""
+        return int(self._query("PRAGMA data_version")[0][0])
 
     def tree_packs(self) -> list[str]:
         """Packs that hold tree blobs."""
