@@ -28,6 +28,7 @@ index segment is durable (docs/architecture.md: commit order).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import getpass
@@ -35,6 +36,7 @@ import operator
 import os
 import socket
 import stat
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -315,6 +317,7 @@ class Archiver:
             name = self.options.name or default_name(source)
             if root_fd >= 0:  # several directories: no one descriptor to warm below
                 self.prefetcher.start(root_fd)
+            _start_loading_index(self.repo)
             self._plan(name)
         except BaseException:
             for fd in [root_fd, *(fd for _, fd in opened)]:
@@ -675,6 +678,19 @@ class Archiver:
 
 
 _entry_name = operator.attrgetter("name")
+
+
+def _start_loading_index(repo: Repository) -> None:
+    """Read the cached blob index into memory on a side thread while the plan is made
+    (SQLite reads release the GIL): from a cold page cache the first file compared
+    with its parent no longer waits for it. A failure here is left to that first
+    lookup, which loads again and reports it."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            repo.load_index()
+
+    threading.Thread(target=load, name="index-load", daemon=True).start()
 
 # A directory of the source: never through a symlink, never blocking.
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC

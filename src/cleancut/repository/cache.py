@@ -265,6 +265,10 @@ class Cache:
                 mem = self._mem
         return mem
 
+    def load(self) -> None:
+        """Load the blob index into memory unless it is there already."""
+        self._memory()
+
     def reload(self) -> None:
         """Forget the in-memory index if another connection (another process sharing the
         cache) committed since it was loaded; the next lookup then reads the file again.
