@@ -692,6 +692,7 @@ def _start_loading_index(repo: Repository) -> None:
 
     threading.Thread(target=load, name="index-load", daemon=True).start()
 
+
 # A directory of the source: never through a symlink, never blocking.
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 # A file of the source: a FIFO opened with O_NONBLOCK returns at once (then fstat refuses it).
