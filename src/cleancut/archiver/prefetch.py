@@ -48,7 +48,7 @@ FILE_FLAGS |= getattr(os, "O_NOATIME", 0)
 SPREAD_DEPTH = 2  # directories this close to the top are scanned by tasks of their own
 MAX_DEPTH = 4  # descriptors one scan holds at most; a deeper subtree is a task of its own
 WARM_SAMPLE = 32  # directories timed before the scan decides whether the cache is warm
-WARM_DIR_NS = 25_000  # median time to list and stat a directory below which it is
+WARM_DIR_NS = 25_000  # median time to list and stat a directory below which it is warm
 
 
 class MetadataPrefetcher:
@@ -62,7 +62,7 @@ class MetadataPrefetcher:
         self.warm_dir_ns = warm_dir_ns
         self.scanned = 0  # directories listed by the scan
         self._pending = 0  # tasks queued or running
-        self.idle = threading.Event()  # set while no task is queued or running
+        self.idle = threading.Event()  # set while no task is queued or running (until stop)
         self.idle.set()
         self._timings: list[int] = []
         self._timings_lock = threading.Lock()
