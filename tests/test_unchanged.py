@@ -121,7 +121,8 @@ def test_a_state_cache_of_another_version_is_replaced_after_one_replay(
     assert inc["kind"] == "incremental" and inc["bytes_read"] == 0  # replayed, then compared
     assert current.read_bytes().startswith(MAGIC) and not legacy.exists()
     # A copy of this version that does not decode (a torn write) reads as missing too.
-    current.write_bytes(MAGIC + b"\x28\xb5\x2f\xfd torn")
+    whole = current.read_bytes()
+    current.write_bytes(whole[: len(whole) // 2])
     assert load_state(cache_dir, first["name"], inc["snapshot_id"]) is None
     again = _backup(repo_cli, src)
     assert again["bytes_read"] == 0 and again["files_unchanged"] == again["files"]
@@ -193,3 +194,30 @@ def test_the_prefetcher_stops_scanning_a_tree_it_finds_warm(tmp_path: Path):
     assert WARM_SAMPLE <= _prefetched(src, 10**15) <= WARM_SAMPLE + 2
     # Every listing "slow" (a threshold no listing meets): it lists the whole tree.
     assert _prefetched(src, 0) == 401
+
+
+def test_a_backup_that_changed_nothing_relabels_the_state_cache(repo_cli: CLI, tmp_path: Path):
+    src = _source(tmp_path)
+    _aged(src)
+    first = _backup(repo_cli, src)
+    (cache_dir,) = {p.parent for p in repo_cli.cache.rglob("state-*.zst")}
+    copy = _path(cache_dir, first["name"])
+    magic, named, body = copy.read_bytes().split(b"\n", 2)
+    assert magic + b"\n" == MAGIC and named == first["snapshot_id"].encode()
+    second = _backup(repo_cli, src)
+    assert second["kind"] == "incremental" and second["files_unchanged"] == second["files"]
+    # The same state under the new snapshot's id, not encoded again.
+    assert copy.read_bytes() == MAGIC + second["snapshot_id"].encode() + b"\n" + body
+    top = src / "top.json"
+    before = os.stat(top)
+    top.write_text('{"k": 2}\n')  # the same size
+    os.utime(top, ns=(before.st_atime_ns, before.st_mtime_ns))  # only the ctime moves
+    third = _backup(repo_cli, src)
+    assert third["files_changed"] == 1
+    state = load_state(cache_dir, first["name"], third["snapshot_id"])
+    assert state is not None and state["top.json"].ctime_ns == os.stat(src / "top.json").st_ctime_ns
+    fourth = _backup(repo_cli, src)
+    assert fourth["bytes_read"] == 0 and fourth["files_unchanged"] == fourth["files"]
+    restored = tmp_path / "restored"
+    repo_cli.ok("restore", "latest", "--target", str(restored))
+    assert tree_state(restored) == tree_state(src)

@@ -57,7 +57,7 @@ from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import Snapshot, stamp
 from cleancut.repository.sourcedirs import Dirs, Source, default_name, dirs_record, source_paths
 from cleancut.repository.state import State, diff_states, referenced_by_state
-from cleancut.repository.statecache import load_state, save_state
+from cleancut.repository.statecache import load_state, relabel_state, save_state
 from cleancut.repository.tree import DIR, FILE, SYMLINK, Node, encode_tree
 
 from .policy import Decision, chain_failure, decide, latest_of
@@ -190,6 +190,8 @@ class Archiver:
         self.decision: Decision | None = None
         self.prev_children: dict[str, dict[str, Node]] = {}
         self.state: State = {}  # what this snapshot holds, path by path
+        self.parent_cached = False  # the parent's state came from the local state cache
+        self.nothing_changed = False  # an incremental whose delta is empty
         self.trees: list[bytes] = []  # tree blobs a full references
         self.prefetcher = MetadataPrefetcher(lambda rel: is_excluded(rel, self.options.excludes))
         # Called with an entry's relative path just before it is opened, after its
@@ -251,6 +253,7 @@ class Archiver:
             self._prefetch_parent_trees()
             return snapshot_state(self.repo, snapshot)
         verified_chain(self.repo, snapshot, prefetch=False)  # the links only, no delta read
+        self.parent_cached = True
         return cached
 
     def _unchanged(self, prev: Node | None, st: os.stat_result) -> bool:
@@ -339,7 +342,9 @@ class Archiver:
             while self.ready:
                 self._finalize_ready(saver, force=True)
             if self.decision.kind == "incremental":
-                raw = diff_states(self.prev_state, self.state).encode()
+                delta = diff_states(self.prev_state, self.state)
+                self.nothing_changed = not (delta.changed or delta.deleted)
+                raw = delta.encode()
                 blob_id = self.repo.keys.blob_id(raw)
                 saver.submit(DELTA, raw, blob_id)
                 delta_id = blob_id.hex()
@@ -389,7 +394,7 @@ class Archiver:
             "warnings": len(self.warnings),
         }
         self.repo.write_snapshot(snapshot)
-        save_state(self.repo.local_dir, snapshot.name, snapshot.id, self.state)
+        self._save_state(snapshot)
         return BackupResult(
             snapshot=snapshot,
             files=self.files,
@@ -404,6 +409,19 @@ class Archiver:
             warnings=self.warnings,
             notes=self.notes,
         )
+
+    def _save_state(self, snapshot: Snapshot) -> None:
+        """Leave this snapshot's state for the next backup: the parent's copy relabelled
+        when nothing changed (the same state, not encoded again), else written anew."""
+        parent = self.parent_snapshot
+        if (
+            self.nothing_changed
+            and self.parent_cached
+            and parent is not None
+            and relabel_state(self.repo.local_dir, snapshot.name, parent.id, snapshot.id)
+        ):
+            return
+        save_state(self.repo.local_dir, snapshot.name, snapshot.id, self.state)
 
     def _verify_references(self, delta_id: str | None) -> None:
         """Commit only if every blob the snapshot references is still indexed.
