@@ -311,7 +311,7 @@ def test_the_next_backup_uses_the_cached_state_only_when_it_matches(repo_cli: CL
     assert load_state(repo.cache.path.parent, "agent", "0" * 64) is None  # another snapshot
     repo.close()
     # A damaged copy only costs a replay.
-    (state_file,) = list(repo_cli.cache.rglob("state-*.json.zst"))
+    (state_file,) = list(repo_cli.cache.rglob("state-*.zst"))
     state_file.write_bytes(b"garbage")
     touch(workspace, 2)
     nxt = backup(repo_cli, workspace, at(2))

@@ -16,14 +16,14 @@ restore test.
 
 from __future__ import annotations
 
-import apsw
-
 BUSY_TIMEOUT_MS = 5_000
 
 
 def integrity_problems(path: str, *, read_only: bool) -> list[str]:
     """What `PRAGMA integrity_check` finds wrong with the database at `path` (empty: fine;
     a database that cannot be opened or read is one problem line)."""
+    import apsw  # only a check of a database needs it, not every command that may run one
+
     flags = apsw.SQLITE_OPEN_READONLY if read_only else apsw.SQLITE_OPEN_READWRITE
     try:
         con = apsw.Connection(path, flags=flags)

@@ -28,12 +28,15 @@ index segment is durable (docs/architecture.md: commit order).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import getpass
+import operator
 import os
 import socket
 import stat
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -54,7 +57,7 @@ from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import Snapshot, stamp
 from cleancut.repository.sourcedirs import Dirs, Source, default_name, dirs_record, source_paths
 from cleancut.repository.state import State, diff_states, referenced_by_state
-from cleancut.repository.statecache import load_state, save_state
+from cleancut.repository.statecache import load_state, relabel_state, save_state
 from cleancut.repository.tree import DIR, FILE, SYMLINK, Node, encode_tree
 
 from .policy import Decision, chain_failure, decide, latest_of
@@ -147,7 +150,7 @@ def is_excluded(rel: str, patterns: list[str]) -> bool:
 class _OpenDir:
     """A directory being walked: its entries, and the jobs its files wait on."""
 
-    __slots__ = ("rel", "node", "nodes", "jobs", "prev", "parent", "fd")
+    __slots__ = ("rel", "node", "nodes", "jobs", "prev", "parent", "fd", "unchanged")
 
     def __init__(
         self, rel: str, node: Node, prev: dict[str, Node], parent: _OpenDir | None, fd: int
@@ -160,6 +163,8 @@ class _OpenDir:
         self.jobs: list[tuple[Node, list[str], list[Job]]] = []
         self.prev = prev
         self.parent = parent
+        # Files judged unchanged when the directory was listed (from the listing's stat).
+        self.unchanged: set[str] = set()
 
 
 class Archiver:
@@ -185,6 +190,8 @@ class Archiver:
         self.decision: Decision | None = None
         self.prev_children: dict[str, dict[str, Node]] = {}
         self.state: State = {}  # what this snapshot holds, path by path
+        self.parent_cached = False  # the parent's state came from the local state cache
+        self.nothing_changed = False  # an incremental whose delta is empty
         self.trees: list[bytes] = []  # tree blobs a full references
         self.prefetcher = MetadataPrefetcher(lambda rel: is_excluded(rel, self.options.excludes))
         # Called with an entry's relative path just before it is opened, after its
@@ -216,7 +223,6 @@ class Archiver:
         prev_state: State = {}
         if latest is not None and chain_failure(snapshots, latest, failed) is None:
             self.parent_snapshot = latest
-            self._prefetch_parent_trees()
             try:
                 prev_state = self._parent_state(latest)
             except CleancutError as exc:
@@ -244,8 +250,10 @@ class Archiver:
         snapshot = self.repo.load_snapshot(latest.id)
         cached = load_state(self.repo.local_dir, snapshot.name, snapshot.id)
         if cached is None:
+            self._prefetch_parent_trees()
             return snapshot_state(self.repo, snapshot)
-        verified_chain(self.repo, snapshot)
+        verified_chain(self.repo, snapshot, prefetch=False)  # the links only, no delta read
+        self.parent_cached = True
         return cached
 
     def _unchanged(self, prev: Node | None, st: os.stat_result) -> bool:
@@ -312,6 +320,7 @@ class Archiver:
             name = self.options.name or default_name(source)
             if root_fd >= 0:  # several directories: no one descriptor to warm below
                 self.prefetcher.start(root_fd)
+            _start_loading_index(self.repo)
             self._plan(name)
         except BaseException:
             for fd in [root_fd, *(fd for _, fd in opened)]:
@@ -333,7 +342,9 @@ class Archiver:
             while self.ready:
                 self._finalize_ready(saver, force=True)
             if self.decision.kind == "incremental":
-                raw = diff_states(self.prev_state, self.state).encode()
+                delta = diff_states(self.prev_state, self.state)
+                self.nothing_changed = not (delta.changed or delta.deleted)
+                raw = delta.encode()
                 blob_id = self.repo.keys.blob_id(raw)
                 saver.submit(DELTA, raw, blob_id)
                 delta_id = blob_id.hex()
@@ -383,7 +394,7 @@ class Archiver:
             "warnings": len(self.warnings),
         }
         self.repo.write_snapshot(snapshot)
-        save_state(self.repo.local_dir, snapshot.name, snapshot.id, self.state)
+        self._save_state(snapshot)
         return BackupResult(
             snapshot=snapshot,
             files=self.files,
@@ -398,6 +409,19 @@ class Archiver:
             warnings=self.warnings,
             notes=self.notes,
         )
+
+    def _save_state(self, snapshot: Snapshot) -> None:
+        """Leave this snapshot's state for the next backup: the parent's copy relabelled
+        when nothing changed (the same state, not encoded again), else written anew."""
+        parent = self.parent_snapshot
+        if (
+            self.nothing_changed
+            and self.parent_cached
+            and parent is not None
+            and relabel_state(self.repo.local_dir, snapshot.name, parent.id, snapshot.id)
+        ):
+            return
+        save_state(self.repo.local_dir, snapshot.name, snapshot.id, self.state)
 
     def _verify_references(self, delta_id: str | None) -> None:
         """Commit only if every blob the snapshot references is still indexed.
@@ -529,9 +553,11 @@ class Archiver:
             self._warn(f"{rel}: {what} ({exc.strerror}), skipped")
 
     def _listed(self, d: _OpenDir) -> list[os.DirEntry[str]]:
-        """A directory's entries; files that will be read are handed to the readahead thread."""
+        """A directory's entries; files that will be read are handed to the readahead thread,
+        the names of those that will not are kept in `d.unchanged`."""
         entries = self._list(d)
         wanted = []
+        prev = d.prev
         for entry in entries:
             try:
                 if not entry.is_file(follow_symlinks=False):
@@ -539,7 +565,9 @@ class Archiver:
                 st = entry.stat(follow_symlinks=False)  # cached on the entry for the walk
             except OSError:
                 continue
-            if st.st_size and not self._unchanged(d.prev.get(entry.name), st):
+            if self._unchanged(prev.get(entry.name), st):
+                d.unchanged.add(entry.name)
+            elif st.st_size:
                 wanted.append((entry.name, min(st.st_size, READAHEAD_BYTES)))
         if wanted:
             self.prefetcher.readahead(d.rel, wanted)
@@ -550,7 +578,7 @@ class Archiver:
             # Listed through the descriptor: the entries' stat() is relative to it too.
             with os.scandir(d.fd) as it:
                 # Reverse order: entries.pop() then yields names in sorted order.
-                return sorted(it, key=lambda e: e.name, reverse=True)
+                return sorted(it, key=_entry_name, reverse=True)
         except OSError as exc:
             self._warn(f"{d.rel or '.'}: cannot list directory ({exc.strerror}), contents skipped")
             return []
@@ -565,10 +593,9 @@ class Archiver:
         prev: Node | None,
     ) -> None:
         self.progress.current = rel
-        if self._unchanged(prev, st):
+        if name in current.unchanged:
             assert prev is not None
-            node = _node(name, FILE, st, content=list(prev.content))
-            current.nodes.append(node)
+            current.nodes.append(_same_file(prev, st))
             self.files += 1
             self.files_unchanged += 1
             self.bytes_total += st.st_size
@@ -668,6 +695,22 @@ class Archiver:
                 self.root_tree = d.node.subtree
 
 
+_entry_name = operator.attrgetter("name")
+
+
+def _start_loading_index(repo: Repository) -> None:
+    """Read the cached blob index into memory on a side thread while the plan is made
+    (SQLite reads release the GIL): from a cold page cache the first file compared
+    with its parent no longer waits for it. A failure here is left to that first
+    lookup, which loads again and reports it."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            repo.load_index()
+
+    threading.Thread(target=load, name="index-load", daemon=True).start()
+
+
 # A directory of the source: never through a symlink, never blocking.
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 # A file of the source: a FIFO opened with O_NONBLOCK returns at once (then fstat refuses it).
@@ -724,6 +767,14 @@ def _node(name: str, kind: str, st: os.stat_result, **extra: object) -> Node:
     for key, value in extra.items():
         setattr(node, key, value)
     return node
+
+
+def _same_file(prev: Node, st: os.stat_result) -> Node:
+    """An unchanged file's node: the previous one itself when its metadata is equal too
+    (the common case: no new object, and diff_states skips it by identity)."""
+    if (prev.mode, prev.uid, prev.gid) == (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid):
+        return prev
+    return _node(prev.name, FILE, st, content=list(prev.content))
 
 
 def _dir_node(name: str, st: os.stat_result) -> Node:

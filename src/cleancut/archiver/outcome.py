@@ -19,7 +19,7 @@ from .backup import BackupResult
 
 
 class HotReport(Protocol):
-    """What a hot backup's result says beyond the snapshot (hot.orchestrator.HotResult)."""
+    """What a hot backup's result says beyond the snapshot (hot.options.HotResult)."""
 
     backup: BackupResult | None
     quiesce_missed: bool

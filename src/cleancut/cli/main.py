@@ -27,16 +27,14 @@ from cleancut.outcome import Outcome
 from cleancut.redact import redact_userinfo
 
 from . import __version__
-from .commands import register
+from .commands import LazyGroup
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cleancut")
 def cli() -> None:
     """cleancut: hot backup of running agents into an encrypted, deduplicating store."""
 
-
-register(cli)
 
 PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 

@@ -7,8 +7,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from rich.console import Console
-
 
 def _fmt_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -29,6 +27,8 @@ def progress_line(enabled: bool, sample: Callable[[], tuple[int, int, int, int]]
     if not enabled:
         yield
         return
+    from rich.console import Console  # only a terminal's progress line needs rich
+
     console = Console(stderr=True)
     stop = threading.Event()
     start = time.monotonic()

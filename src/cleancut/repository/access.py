@@ -118,6 +118,11 @@ class EngineAccess:
         """Delete a snapshot record object (the cache drops it at its next sync)."""
         self.backend.delete(SNAPSHOTS_PREFIX + snapshot_id)
 
+    def load_index(self) -> None:
+        """Load the cached blob index into memory now (it is loaded at the first lookup
+        otherwise): a caller may start this on a side thread while it does other work."""
+        self.cache.load()
+
     def tree_packs(self) -> list[str]:
         """The packs (as the cached index knows them) that hold tree blobs."""
         return self.cache.tree_packs()

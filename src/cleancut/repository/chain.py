@@ -50,7 +50,9 @@ def _prefetch_chain(repo: Repository, snapshot: Snapshot) -> None:
             repo.prefetch(name)
 
 
-def verified_chain(repo: Repository, snapshot: Snapshot) -> list[Snapshot]:
+def verified_chain(
+    repo: Repository, snapshot: Snapshot, prefetch: bool = True
+) -> list[Snapshot]:
     """The snapshots from the chain's full to `snapshot`, every link checked.
 
     `snapshot` itself was read from the repository and authenticated. Each parent is
@@ -58,8 +60,10 @@ def verified_chain(repo: Repository, snapshot: Snapshot) -> list[Snapshot]:
     record): the cache's copy of the parent's record (listed from the repository when
     it was opened) is used when it has that very hash, so a 1,000-long chain costs no
     1,000 reads and decryptions; any other parent is read from the repository, and a
-    missing or altered one is named."""
-    _prefetch_chain(repo, snapshot)
+    missing or altered one is named. `prefetch` starts reading the chain's delta packs
+    (for a caller that goes on to replay them; a backup whose state is cached does not)."""
+    if prefetch:
+        _prefetch_chain(repo, snapshot)
     cached = {s.id: s for s in repo.snapshots()}
     links = [snapshot]
     current = snapshot

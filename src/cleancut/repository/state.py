@@ -187,6 +187,8 @@ def diff_states(old: State, new: State) -> Delta:
     delta = Delta()
     for path, node in new.items():
         before = old.get(path)
+        if before is node:  # an unchanged file's node is carried over as is
+            continue
         if before is None or not same_node(before, node):
             delta.changed[path] = node
     gone = [p for p in old if p not in new]

@@ -18,7 +18,7 @@ from cleancut.archiver.outcome import BackupOutcome
 from cleancut.cli.context import Common, common_options
 from cleancut.cli.progress import format_bytes, progress_line
 from cleancut.errors import UsageError
-from cleancut.hot.orchestrator import DEFAULT_HOOK_TIMEOUT, HotOptions, HotResult, hot_backup
+from cleancut.hot.options import DEFAULT_HOOK_TIMEOUT, HotOptions, HotResult
 from cleancut.ops.runner import cap_uploads, run_backup
 from cleancut.repository.sourcedirs import default_name
 from cleancut.settings.config_file import SourceConfig
@@ -165,6 +165,8 @@ def command(
             if hot.mode is None:
                 outcome = BackupOutcome(run_backup(repo, target.path, options, progress))
             else:
+                from cleancut.hot.orchestrator import hot_backup  # only a hot backup needs it
+
                 outcome = BackupOutcome.of_hot(
                     hot_backup(repo, target.path, options, hot, progress)
                 )
