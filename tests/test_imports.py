@@ -34,6 +34,11 @@ NOT_FOR_A_PLAIN_BACKUP = (
     "cleancut.restorer",
     "cleancut.prune",
     "cleancut.replication",
+    "prometheus_client",
+    "mfusepy",
+    "cleancut.browse",
+    "cleancut.ops.page",
+    "langgraph",
 )
 # `cleancut --help` runs no command: none of the store's libraries, no command module.
 NOT_FOR_HELP = (

@@ -19,10 +19,13 @@ from pathlib import Path
 import click
 
 from cleancut.errors import CleancutError
-from cleancut.ops.prometheus_textfile import TEXTFILE_ENV, write_textfile_after
 from cleancut.redact import redact_userinfo
 from cleancut.repository.repository import Repository
 from cleancut.settings.config_file import ConfigFile
+
+# The variable that names the file; ops/prometheus_textfile.py (prometheus_client and the
+# metrics) is imported only when one is named, so a command without it loads neither.
+TEXTFILE_ENV = "CLEANCUT_METRICS_TEXTFILE"
 
 
 def configured_textfile(config: ConfigFile) -> Path | None:
@@ -41,6 +44,8 @@ def metrics_textfile_after(repo: Repository, config: ConfigFile) -> None:
         return
 
     def write() -> None:
+        from cleancut.ops.prometheus_textfile import write_textfile_after
+
         failing = sys.exc_info()[0] is not None  # the command raised: its error is the line
         try:
             write_textfile_after(path, repo, config)

@@ -22,7 +22,6 @@ from cleancut.settings.config_file import ConfigFile
 from .prometheus import exposition
 
 TEXTFILE_MODE = 0o644  # node_exporter runs as its own user; the figures are not secrets
-TEXTFILE_ENV = "CLEANCUT_METRICS_TEXTFILE"
 
 
 class TextfileError(CleancutError):
