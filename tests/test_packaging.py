@@ -104,6 +104,11 @@ def test_the_wheel_carries_every_module_and_data_file(wheel: Path) -> None:
     assert "cleancut = cleancut.cli.main:main" in entry_points
 
 
+# Modules of the `langgraph` extra (pyproject.toml): the wheel carries them, the plain
+# install has not their libraries.
+EXTRA_MODULES = {"cleancut.sdk.langgraph", "cleancut.sdk.vectorindex"}
+
+
 def test_the_installed_command_runs_from_the_new_environment(venv: Path, tmp_path: Path) -> None:
     python = str(venv / "bin" / "python")
     where = _run(
@@ -113,12 +118,23 @@ def test_the_installed_command_runs_from_the_new_environment(venv: Path, tmp_pat
     assert Path(where[0]).resolve().is_relative_to(venv.resolve())
     checkout = [p for p in where[1:] if p == str(ROOT) or p.startswith(str(ROOT / "src"))]
     assert checkout == []
-    # No declared dependency is missing or in conflict, and every module imports.
+    # No declared dependency is missing or in conflict, and every module imports but the
+    # ones of the `langgraph` extra, which name that extra when its libraries are absent.
     _run([python, "-m", "pip", "check"], cwd=tmp_path, env=_clean_env())
+    optional = sorted(EXTRA_MODULES)
     _run(
         [python, "-c", "import importlib, pkgutil, cleancut\n"
+         f"optional = {optional!r}\n"
          "for m in pkgutil.walk_packages(cleancut.__path__, 'cleancut.'):\n"
-         "    importlib.import_module(m.name)"],
+         "    if m.name not in optional:\n"
+         "        importlib.import_module(m.name)\n"
+         "for name in optional:\n"
+         "    try:\n"
+         "        importlib.import_module(name)\n"
+         "    except ImportError as exc:\n"
+         "        assert \"cleancut[langgraph]\" in str(exc), exc\n"
+         "    else:\n"
+         "        raise AssertionError(name + ' imported without its extra')\n"],
         cwd=tmp_path, env=_clean_env(),
     )
     assert _run([str(venv / "bin" / "cleancut"), "--version"], tmp_path, _clean_env()) == (

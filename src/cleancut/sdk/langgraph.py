@@ -46,15 +46,20 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import (
-    BaseCheckpointSaver,
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
-)
-from langgraph.config import get_config
-from langgraph.pregel import Pregel
+try:
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.checkpoint.base import (
+        BaseCheckpointSaver,
+        ChannelVersions,
+        Checkpoint,
+        CheckpointMetadata,
+    )
+    from langgraph.config import get_config
+    from langgraph.pregel import Pregel
+except ImportError as exc:  # the extra is not installed: say which one
+    raise ImportError(
+        f"cleancut.sdk.langgraph needs LangGraph: pip install 'cleancut[langgraph]' ({exc})"
+    ) from exc
 
 from .server import ControlServer
 

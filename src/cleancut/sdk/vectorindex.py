@@ -40,7 +40,13 @@ from pathlib import Path
 from typing import Any
 
 import apsw
-import sqlite_vec
+
+try:
+    import sqlite_vec
+except ImportError as exc:  # the extra is not installed: say which one
+    raise ImportError(
+        f"cleancut.sdk.vectorindex needs sqlite-vec: pip install 'cleancut[langgraph]' ({exc})"
+    ) from exc
 
 from .server import ControlServer
 
