@@ -1,9 +1,9 @@
-"""The local cache through the standard library's sqlite3 (decision 0011).
+"""The local cache's SQLite file, written through SQLAlchemy Core (decision 0011).
 
-Until this branch the cache was written through SQLAlchemy Core. A cache file it left
-must open unchanged (the same tables), a cache of another schema version is rebuilt,
-and one process sees what another sharing the file committed (a concurrent prune's
-removals) when it asks to reload, and not otherwise.
+A cache file that earlier releases left (the tables below, as SQLAlchemy 2.0 created
+them) opens unchanged with its rows, a fresh cache gets exactly those tables, a cache of
+another schema version is rebuilt, and one process sees what another sharing the file
+committed (a concurrent prune's removals) when it asks to reload, and not otherwise.
 """
 
 from __future__ import annotations
@@ -76,6 +76,16 @@ def test_a_cache_written_through_sqlalchemy_opens_with_its_rows(tmp_path: Path):
         assert cache.counts() == {"blobs": 2, "packs": 2, "stored_bytes": 1500, "raw_bytes": 120}
     finally:
         cache.close()
+
+
+def test_a_fresh_cache_has_the_tables_earlier_releases_wrote(tmp_path: Path):
+    Cache("repo-id", tmp_path).close()
+    db = sqlite3.connect(tmp_path / "repo-id" / "index.sqlite")
+    try:
+        ddl = db.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
+    finally:
+        db.close()
+    assert sorted(row[0] for row in ddl) == sorted(SQLALCHEMY_DDL)
 
 
 def test_a_cache_of_another_schema_version_is_rebuilt_empty(tmp_path: Path):

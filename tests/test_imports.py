@@ -4,6 +4,10 @@ Start-up was about half of an unchanged backup's time (benchmarks/RESULTS.md, is
 docs/decisions/0011-unchanged-backup-path.md). Each test runs the real command line in
 a subprocess and records sys.modules as the process exits: which modules were loaded,
 never how long anything took.
+
+SQLAlchemy Core is the local cache's database layer (docs/architecture.md), so a backup,
+which opens a repository and its cache, imports it; `--help` and commands that open no
+repository must not.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from cleancut.cli.commands import COMMANDS, load, summary_of
 
 # Loaded by no plain backup of a local directory (and so by no unchanged one).
 NOT_FOR_A_PLAIN_BACKUP = (
-    "sqlalchemy",
     "rich",
     "obstore",
     "websockets",
@@ -43,6 +46,7 @@ NOT_FOR_A_PLAIN_BACKUP = (
 # `cleancut --help` runs no command: none of the store's libraries, no command module.
 NOT_FOR_HELP = (
     *NOT_FOR_A_PLAIN_BACKUP,
+    "sqlalchemy",
     "cryptography",
     "zstandard",
     "blake3",
@@ -99,8 +103,14 @@ def test_an_unchanged_backup_imports_only_the_plain_backup_path(
 ):
     repo_cli.ok("backup", str(workspace), "--json")
     loaded = _loaded(repo_cli, tmp_path, "backup", str(workspace), "--json", "--quiet")
-    assert "cleancut.archiver.backup" in loaded and "sqlite3" in loaded
+    assert "cleancut.archiver.backup" in loaded and "sqlalchemy" in loaded
     assert _offending(loaded, NOT_FOR_A_PLAIN_BACKUP) == []
+
+
+def test_a_command_that_opens_no_repository_loads_no_cache(cli: CLI, tmp_path: Path):
+    loaded = _loaded(cli, tmp_path, "config", "show")
+    assert "cleancut.cli.commands.config" in loaded
+    assert _offending(loaded, ("sqlalchemy", "cleancut.repository.cache")) == []
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

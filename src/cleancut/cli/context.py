@@ -8,14 +8,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from cleancut.backend.access import open_backend
 from cleancut.backend.base import Backend
 from cleancut.errors import UsageError
-from cleancut.repository.repository import Repository, read_config
 from cleancut.settings.caps import capped
 from cleancut.settings.config_file import ConfigFile, load_config
 from cleancut.settings.profiles import parse_bandwidth
@@ -23,6 +22,9 @@ from cleancut.settings.profiles import parse_bandwidth
 from .metrics_textfile import metrics_textfile_after
 from .passphrase import read_passphrase
 from .presets import PRESETS
+
+if TYPE_CHECKING:
+    from cleancut.repository.repository import Repository
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,6 +63,10 @@ class Common:
         return read_passphrase(password_file, self.password_command, confirm)
 
     def open(self) -> Repository:
+        # Imported here: the repository brings its cache and SQLAlchemy with it, which a
+        # command that opens no repository (`config show`) does not load.
+        from cleancut.repository.repository import Repository, read_config
+
         upload, download, plain = self._plain_backend(self.location)
         cache_root = Path(self.cache_dir) if self.cache_dir else None
         if self.config_path is not None:

@@ -22,11 +22,32 @@ import errno
 import fcntl
 import json
 import os
-import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    create_engine,
+    delete,
+    distinct,
+    event,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import StaticPool
 
 from cleancut import jsonparse
 
@@ -35,27 +56,41 @@ from .pack import BlobEntry
 
 SCHEMA_VERSION = 2  # 2: a blob may have several locations (primary key: id and pack)
 
-# The tables as SQLAlchemy Core created them before the cache moved to the standard
-# library's sqlite3 (same names, columns and indexes): a cache file written by either
-# opens in the other, and SCHEMA_VERSION alone decides when one is rebuilt.
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR NOT NULL, value TEXT NOT NULL, "
-    "PRIMARY KEY (key))",
-    "CREATE TABLE IF NOT EXISTS segments (id VARCHAR NOT NULL, PRIMARY KEY (id))",
-    "CREATE TABLE IF NOT EXISTS packs (id VARCHAR NOT NULL, salt BLOB NOT NULL, "
-    "size INTEGER NOT NULL, segment VARCHAR NOT NULL, PRIMARY KEY (id))",
-    "CREATE INDEX IF NOT EXISTS ix_packs_segment ON packs (segment)",
-    'CREATE TABLE IF NOT EXISTS blobs (id BLOB NOT NULL, type INTEGER NOT NULL, '
-    'pack VARCHAR NOT NULL, "offset" INTEGER NOT NULL, length INTEGER NOT NULL, '
-    "raw_length INTEGER NOT NULL, PRIMARY KEY (id, pack))",
-    "CREATE INDEX IF NOT EXISTS ix_blobs_pack ON blobs (pack)",
-    "CREATE TABLE IF NOT EXISTS snapshots (id VARCHAR NOT NULL, time VARCHAR NOT NULL, "
-    "name VARCHAR NOT NULL, record TEXT NOT NULL, PRIMARY KEY (id))",
-    "CREATE INDEX IF NOT EXISTS ix_snapshots_time ON snapshots (time)",
-    "CREATE INDEX IF NOT EXISTS ix_snapshots_name ON snapshots (name)",
-)
-_TABLES = ("meta", "segments", "packs", "blobs", "snapshots")
+metadata = MetaData()
 
+meta_table = Table(
+    "meta", metadata, Column("key", String, primary_key=True), Column("value", Text, nullable=False)
+)
+segments = Table("segments", metadata, Column("id", String, primary_key=True))
+packs = Table(
+    "packs",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("salt", LargeBinary, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("segment", String, nullable=False, index=True),
+)
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("id", LargeBinary, primary_key=True),
+    Column("type", Integer, nullable=False),
+    Column("pack", String, primary_key=True, index=True),
+    Column("offset", Integer, nullable=False),
+    Column("length", Integer, nullable=False),
+    Column("raw_length", Integer, nullable=False),
+)
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("time", String, nullable=False, index=True),
+    Column("name", String, nullable=False, index=True),
+    Column("record", Text, nullable=False),
+)
+
+# The whole blob index is read in one statement on the driver's own cursor: plain
+# tuples, without SQLAlchemy's Row objects (~150,000 rows on the 1 GiB corpus).
 _ALL_BLOBS = 'SELECT id, pack, type, "offset", length, raw_length FROM blobs'
 _ALL_SALTS = "SELECT id, salt FROM packs"
 
@@ -79,8 +114,10 @@ class BlobLocation:
 
 
 class Cache:
-    """One SQLite file per repository id, through one connection shared by the
-    process's threads (each statement or transaction holds the connection's lock)."""
+    """One SQLite file per repository id, through SQLAlchemy Core. The process holds one
+    engine with one connection (StaticPool), shared by its threads: each statement or
+    transaction holds the cache's lock. One connection is also what lets SQLite's
+    data_version tell another process's commits from this process's own."""
 
     def __init__(self, repo_id: str, root: Path | None = None) -> None:
         directory = (root or default_cache_root()) / repo_id
@@ -93,97 +130,93 @@ class Cache:
         self._db_lock = threading.RLock()
         self.damaged: frozenset[tuple[str, bytes]] = frozenset()  # (pack id, blob id)
         try:
-            self.db: sqlite3.Connection = self._open_file(directory)
-        except (OSError, sqlite3.OperationalError) as exc:
+            self.engine: Engine = self._open_file(directory)
+        except (OSError, OperationalError) as exc:
             if not _unwritable(exc):
                 raise
-            self.db = _memory_db()
+            self.engine = _memory_engine()
             self._create_schema()
             self._say_unwritable(exc)
 
-    def _open_file(self, directory: Path) -> sqlite3.Connection:
+    def _open_file(self, directory: Path) -> Engine:
         # Decrypted metadata (paths, hosts, tags) lives here: keep it to the owner.
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.db = sqlite3.connect(
-            self.path, timeout=60, isolation_level=None, check_same_thread=False
+        self.engine = create_engine(
+            f"sqlite:///{self.path}",
+            connect_args={"timeout": 60, "check_same_thread": False},
+            poolclass=StaticPool,
         )
+        event.listen(self.engine, "connect", _pragmas)
         try:
-            _pragmas(self.db)
             # Several processes may open a fresh cache at once: create the schema under a lock.
             with open(directory / "schema.lock", "a") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 self._create_schema()
         except BaseException:
-            self.db.close()
+            self.engine.dispose()
             raise
-        return self.db
+        return self.engine
 
     def _say_unwritable(self, exc: BaseException) -> None:
-        reason = getattr(exc, "strerror", None) or str(exc)
+        reason = getattr(exc, "strerror", None) or str(getattr(exc, "orig", exc))
         self.warning = (
             f"the cache in {self.path.parent} cannot be written ({reason}): working without "
             "it this run (slower); free space there or set CLEANCUT_CACHE_DIR to another directory"
         )
 
-    def _transaction(self, work: Callable[[sqlite3.Connection], object]) -> None:
-        with self._db_lock:
-            self.db.execute("BEGIN")
-            try:
-                work(self.db)
-                self.db.execute("COMMIT")
-            except BaseException:
-                if self.db.in_transaction:
-                    self.db.execute("ROLLBACK")
-                raise
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        """The process's one connection, for this thread alone while the block runs."""
+        with self._db_lock, self.engine.connect() as conn:
+            yield conn
 
-    def _write(self, work: Callable[[sqlite3.Connection], object]) -> None:
+    def _transaction(self, work: Callable[[Connection], object]) -> None:
+        with self._db_lock, self.engine.begin() as conn:
+            work(conn)
+
+    def _write(self, work: Callable[[Connection], object]) -> None:
         """Run one write transaction; if the file cannot take it, move to memory and retry."""
         try:
             self._transaction(work)
             return
-        except (OSError, sqlite3.OperationalError) as exc:
+        except (OSError, OperationalError) as exc:
             if not _unwritable(exc) or self.warning:
                 raise
             self._move_to_memory(exc)
         self._transaction(work)
 
-    def _query(self, sql: str, *params: object) -> list[Any]:
-        with self._db_lock:
-            return self.db.execute(sql, params).fetchall()
-
     def _move_to_memory(self, exc: BaseException) -> None:
         """Copy the cache file (reading still works on a full disk) into memory."""
-        memory = _memory_db()
+        memory = _memory_engine()
         with self._db_lock:
-            self.db.backup(memory)
-            self.db.close()
-            self.db = memory
+            src, dst = self.engine.raw_connection(), memory.raw_connection()
+            try:
+                src.driver_connection.backup(dst.driver_connection)  # type: ignore[union-attr]
+            finally:
+                src.close()
+                dst.close()
+            self.engine.dispose()
+            self.engine = memory
         self._say_unwritable(exc)
 
     def _create_schema(self) -> None:
         """Create the tables; a cache of another schema version is dropped and rebuilt."""
-        def create(conn: sqlite3.Connection) -> None:
-            for statement in _SCHEMA:
-                conn.execute(statement)
-
-        self._transaction(create)
-        row = self._query("SELECT value FROM meta WHERE key = 'schema'")
-        found = row[0][0] if row else None
-        if found is not None and found != str(SCHEMA_VERSION):
-
-            def rebuild(conn: sqlite3.Connection) -> None:
-                for table in _TABLES:
-                    conn.execute(f"DROP TABLE IF EXISTS {table}")
-                create(conn)
-
-            self._transaction(rebuild)
-            found = None
-        if found is None:
-            self._transaction(
-                lambda conn: conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+        with self._db_lock:
+            metadata.create_all(self.engine)
+            with self._connect() as conn:
+                found = conn.execute(
+                    select(meta_table.c.value).where(meta_table.c.key == "schema")
+                ).scalar()
+            if found is not None and found != str(SCHEMA_VERSION):
+                metadata.drop_all(self.engine)
+                metadata.create_all(self.engine)
+                found = None
+            if found is None:
+                self._transaction(
+                    lambda conn: conn.execute(
+                        insert(meta_table).values(key="schema", value=str(SCHEMA_VERSION))
+                    )
                 )
-            )
 
     def set_damaged(self, pairs: Iterable[tuple[str, bytes]]) -> None:
         """The blob locations the repository's damage records name."""
@@ -195,12 +228,13 @@ class Cache:
 
     def close(self) -> None:
         with self._db_lock:
-            self.db.close()
+            self.engine.dispose()
 
     # --- index segments -------------------------------------------------
 
     def segment_ids(self) -> set[str]:
-        return {row[0] for row in self._query("SELECT id FROM segments")}
+        with self._connect() as conn:
+            return set(conn.execute(select(segments.c.id)).scalars())
 
     def add_segment(self, segment_id: str, segment: IndexSegment) -> None:
         self._write(lambda conn: _add_segment(conn, segment_id, segment))
@@ -227,12 +261,18 @@ class Cache:
         """Drop segments that left the repository, and the blobs only they indexed."""
         ids = list(segment_ids)
 
-        def work(conn: sqlite3.Connection) -> None:
+        def work(conn: Connection) -> None:
             for sid in ids:
-                gone = conn.execute("SELECT id FROM packs WHERE segment = ?", (sid,)).fetchall()
-                conn.executemany("DELETE FROM blobs WHERE pack = ?", gone)
-                conn.execute("DELETE FROM packs WHERE segment = ?", (sid,))
-                conn.execute("DELETE FROM segments WHERE id = ?", (sid,))
+                gone = list(
+                    conn.execute(select(packs.c.id).where(packs.c.segment == sid)).scalars()
+                )
+                if gone:
+                    conn.execute(
+                        delete(blobs).where(blobs.c.pack == bindparam("pid")),
+                        [{"pid": pid} for pid in gone],
+                    )
+                conn.execute(delete(packs).where(packs.c.segment == sid))
+                conn.execute(delete(segments).where(segments.c.id == sid))
 
         if ids:
             self._write(work)
@@ -249,11 +289,14 @@ class Cache:
         if mem is None:
             with self._mem_lock:
                 if self._mem is None:
-                    # Read before the rows: a commit between the two makes the next
-                    # reload() read again, never keep a stale copy.
-                    self._loaded_version = self._data_version()
-                    rows = self._query(_ALL_BLOBS)
-                    self._salts = dict(self._query(_ALL_SALTS))
+                    with self._connect() as conn:
+                        # Read before the rows: a commit between the two makes the next
+                        # reload() read again, never keep a stale copy.
+                        self._loaded_version = _data_version(conn)
+                        driver = conn.connection.driver_connection
+                        rows = driver.execute(_ALL_BLOBS).fetchall()  # type: ignore[union-attr]
+                        salts = driver.execute(_ALL_SALTS).fetchall()  # type: ignore[union-attr]
+                    self._salts = dict(salts)
                     fresh: dict[bytes, tuple[str, int, int, int, int]] = {}
                     if self.damaged:
                         for row in rows:
@@ -274,13 +317,11 @@ class Cache:
         cache) committed since it was loaded; the next lookup then reads the file again.
         This process's own writes are in it already (add_segment, forget_segments)."""
         with self._mem_lock:
-            if self._mem is not None and self._data_version() == self._loaded_version:
-                return
+            if self._mem is not None:
+                with self._connect() as conn:
+                    if _data_version(conn) == self._loaded_version:
+                        return
             self._mem = None
-
-    def _data_version(self) -> int:
-        """SQLite's count of commits by other connections to this database."""
-        return int(self._query("PRAGMA data_version")[0][0])
 
     def tree_packs(self) -> list[str]:
         """Packs that hold tree blobs."""
@@ -304,67 +345,99 @@ class Cache:
         return BlobLocation(pack_id, self._salts[pack_id], entry)
 
     def blob_ids(self) -> Iterator[bytes]:
-        for row in self._query("SELECT DISTINCT id FROM blobs"):
-            yield row[0]
+        with self._connect() as conn:
+            ids = list(conn.execute(select(blobs.c.id).distinct()).scalars())
+        yield from ids
 
     def counts(self) -> dict[str, int]:
-        def one(sql: str) -> int:
-            return int(self._query(sql)[0][0])
-
-        return {
-            "blobs": one("SELECT count(DISTINCT id) FROM blobs"),
-            "packs": one("SELECT count(*) FROM packs"),
-            "stored_bytes": one("SELECT coalesce(sum(size), 0) FROM packs"),
-            "raw_bytes": one("SELECT coalesce(sum(raw_length), 0) FROM blobs"),
-        }
+        with self._connect() as conn:
+            return {
+                "blobs": conn.execute(select(func.count(distinct(blobs.c.id)))).scalar_one(),
+                "packs": conn.execute(select(func.count()).select_from(packs)).scalar_one(),
+                "stored_bytes": conn.execute(
+                    select(func.coalesce(func.sum(packs.c.size), 0))
+                ).scalar_one(),
+                "raw_bytes": conn.execute(
+                    select(func.coalesce(func.sum(blobs.c.raw_length), 0))
+                ).scalar_one(),
+            }
 
     # --- snapshot catalog -----------------------------------------------
 
     def snapshot_ids(self) -> set[str]:
-        return {row[0] for row in self._query("SELECT id FROM snapshots")}
+        with self._connect() as conn:
+            return set(conn.execute(select(snapshots.c.id)).scalars())
 
     def add_snapshot(self, snapshot_id: str, record: dict[str, Any]) -> None:
         self._write(
             lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO snapshots (id, time, name, record) VALUES (?, ?, ?, ?)",
-                (snapshot_id, record["time"], record["name"], json.dumps(record, sort_keys=True)),
+                insert(snapshots)
+                .prefix_with("OR REPLACE")
+                .values(
+                    id=snapshot_id,
+                    time=record["time"],
+                    name=record["name"],
+                    record=json.dumps(record, sort_keys=True),
+                )
             )
         )
 
     def forget_snapshots(self, snapshot_ids: Iterable[str]) -> None:
         ids = list(snapshot_ids)
 
-        def work(conn: sqlite3.Connection) -> None:
-            conn.executemany("DELETE FROM snapshots WHERE id = ?", [(sid,) for sid in ids])
+        def work(conn: Connection) -> None:
+            conn.execute(
+                delete(snapshots).where(snapshots.c.id == bindparam("sid")),
+                [{"sid": sid} for sid in ids],
+            )
 
         if ids:
             self._write(work)
 
     def snapshot_records(self) -> list[tuple[str, dict[str, Any]]]:
-        rows = self._query("SELECT id, record FROM snapshots ORDER BY time, id")
-        return [(sid, jsonparse.loads(record)) for sid, record in rows]
+        with self._connect() as conn:
+            rows = conn.execute(
+                select(snapshots.c.id, snapshots.c.record).order_by(
+                    snapshots.c.time, snapshots.c.id
+                )
+            ).all()
+        return [(row.id, jsonparse.loads(row.record)) for row in rows]
 
 
-def _add_segment(conn: sqlite3.Connection, segment_id: str, segment: IndexSegment) -> None:
-    conn.execute("INSERT OR IGNORE INTO segments (id) VALUES (?)", (segment_id,))
-    conn.executemany(
-        "INSERT OR IGNORE INTO packs (id, salt, size, segment) VALUES (?, ?, ?, ?)",
-        [(p.pack_id, p.salt, p.size, segment_id) for p in segment.packs],
-    )
-    conn.executemany(
-        'INSERT OR IGNORE INTO blobs (id, type, pack, "offset", length, raw_length) '
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            (e.id, e.type, p.pack_id, e.offset, e.length, e.raw_length)
-            for p in segment.packs
-            for e in p.entries
-        ],
-    )
+def _add_segment(conn: Connection, segment_id: str, segment: IndexSegment) -> None:
+    conn.execute(insert(segments).prefix_with("OR IGNORE").values(id=segment_id))
+    pack_rows = [
+        {"id": p.pack_id, "salt": p.salt, "size": p.size, "segment": segment_id}
+        for p in segment.packs
+    ]
+    if pack_rows:
+        conn.execute(insert(packs).prefix_with("OR IGNORE"), pack_rows)
+    blob_rows = [
+        {
+            "id": e.id,
+            "type": e.type,
+            "pack": p.pack_id,
+            "offset": e.offset,
+            "length": e.length,
+            "raw_length": e.raw_length,
+        }
+        for p in segment.packs
+        for e in p.entries
+    ]
+    if blob_rows:
+        conn.execute(insert(blobs).prefix_with("OR IGNORE"), blob_rows)
 
 
-def _memory_db() -> sqlite3.Connection:
+def _data_version(conn: Connection) -> int:
+    """SQLite's count of commits by other connections to this database."""
+    return int(conn.exec_driver_sql("PRAGMA data_version").scalar_one())
+
+
+def _memory_engine() -> Engine:
     """One in-memory SQLite database, shared by every thread of this process."""
-    return sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    return create_engine(
+        "sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool
+    )
 
 
 _UNWRITABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -375,10 +448,12 @@ def _unwritable(exc: BaseException) -> bool:
     """Whether an error says the cache's filesystem cannot take writes."""
     if isinstance(exc, OSError):
         return exc.errno in _UNWRITABLE_ERRNOS
-    return any(text in str(exc).lower() for text in _UNWRITABLE_SQLITE)
+    return any(text in str(getattr(exc, "orig", exc)).lower() for text in _UNWRITABLE_SQLITE)
 
 
-def _pragmas(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=60000")
+def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.close()

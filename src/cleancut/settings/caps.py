@@ -14,7 +14,6 @@ from cleancut.backend.base import Backend
 from cleancut.backend.throttle import ThrottledBackend, set_upload_cap
 from cleancut.errors import NotARepository
 from cleancut.repository.config import RepoConfig
-from cleancut.repository.repository import read_config
 
 from .config_file import ConfigFile
 from .effective import effective
@@ -28,6 +27,10 @@ def profile_upload_cap(
     if repo_config is not None:
         profile: str | None = repo_config.profile
     else:
+        # Imported here: the repository module brings its cache (SQLAlchemy), which
+        # `config show` and a capped backend with its config in hand never need.
+        from cleancut.repository.repository import read_config
+
         try:
             profile = read_config(backend).profile
         except NotARepository:
