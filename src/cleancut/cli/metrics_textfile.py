@@ -15,13 +15,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from cleancut.errors import CleancutError
 from cleancut.redact import redact_userinfo
-from cleancut.repository.repository import Repository
 from cleancut.settings.config_file import ConfigFile
+
+if TYPE_CHECKING:  # the repository (and its cache) only when a command opens one
+    from cleancut.repository.repository import Repository
 
 # The variable that names the file; ops/prometheus_textfile.py (prometheus_client and the
 # metrics) is imported only when one is named, so a command without it loads neither.
