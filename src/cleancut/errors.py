@@ -27,6 +27,7 @@ class ExitCode:
     JOURNAL_DAMAGED = 17  # journal replay stopped at the last good record (corruption, gap)
     NOT_OURS = 18  # a path cleancut would write to or delete holds something it did not create
     AGENT_MISBEHAVED = 19  # the agent broke the protocol, or changed files while claiming quiesce
+    WORKER_DIED = 22  # a backup worker process died (killed, out of memory): no snapshot written
 
 
 class CleancutError(Exception):
@@ -139,3 +140,9 @@ class AgentMisbehaved(CleancutError):
 
     exit_code = ExitCode.AGENT_MISBEHAVED
 
+
+
+class WorkerDied(CleancutError):
+    """A backup's worker process died before its files were done: nothing was committed."""
+
+    exit_code = ExitCode.WORKER_DIED

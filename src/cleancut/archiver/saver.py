@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from cleancut.repository.compress import compress
 from cleancut.repository.crypto import content_hash
 from cleancut.repository.index import IndexSegment, PackRecord
-from cleancut.repository.pack import PackBuilder, pack_name
+from cleancut.repository.pack import DATA, PackBuilder, pack_name
 from cleancut.repository.repository import Repository
 
 from .allocator import fix_mmap_threshold
@@ -88,6 +88,8 @@ class BlobSaver:
         self.on_pack_stored = on_pack_stored
         # Blobs to store although the index has them (repair: salvaging from a damaged pack).
         self.store_again: set[bytes] = set()
+        # Data packs of blobs sealed by worker processes, by the salt they sealed under.
+        self.by_salt: dict[bytes, PackBuilder] = {}
 
     # --- owner thread ---------------------------------------------------------
 
@@ -112,18 +114,24 @@ class BlobSaver:
         self.pending_bytes -= job.size
         self._reap_writes(block=False)
 
+    def reap(self) -> None:
+        """Collect finished pack writes (raising a write's error) without waiting."""
+        self._reap_writes(block=False)
+
     def finish(self) -> None:
         """Wait for every blob, store the last pack, wait until all are durable, index them."""
         while self.pending:
             self._collect_one()
         with self.lock:
-            last = list(self.current.values())
-            self.current.clear()
-            for pack in last:
+            for pack in self.current.values():
                 pack.closed = pack.stored = True
-        for pack in last:
-            if pack.builder.entries:
-                self._store_pack(pack.builder)
+            last = [pack.builder for pack in self.current.values()]
+            last += self.by_salt.values()
+            self.current.clear()
+            self.by_salt.clear()
+        for builder in last:
+            if builder.entries:
+                self._store_pack(builder)
         self._reap_writes(block=True)
         self._write_segment()
 
@@ -144,6 +152,32 @@ class BlobSaver:
         if self.durable:
             self.segments.append(self.repo.write_segment(IndexSegment(self.durable)))
             self.durable = []
+
+    # --- blobs sealed by worker processes (archiver/pool.py's reader threads) ---
+
+    def accept_sealed(
+        self, salt: bytes, blob_id: bytes, box: bytes | memoryview, raw_length: int
+    ) -> None:
+        """A data blob a worker process compressed and sealed under `salt`: it joins that
+        salt's pack unless the index or an earlier blob of this backup has it."""
+        with self.lock:
+            if blob_id in self.claimed:
+                return
+            self.claimed.add(blob_id)
+            if blob_id not in self.store_again and self.repo.has_blob(blob_id):
+                return
+            builder = self.by_salt.get(salt)
+            if builder is None:
+                builder = self.by_salt[salt] = PackBuilder(self.repo.keys, salt)
+            builder.add_sealed(DATA, blob_id, box, raw_length)
+            self.blobs_added += 1
+
+    def retire_salt(self, salt: bytes) -> None:
+        """The worker sealed its last blob under `salt`: its pack is complete."""
+        with self.lock:
+            builder = self.by_salt.pop(salt, None)
+        if builder is not None and builder.entries:
+            self._store_pack(builder)
 
     # --- worker threads -------------------------------------------------------
 

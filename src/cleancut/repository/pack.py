@@ -61,10 +61,12 @@ def pack_sealer(keys: MasterKeys, salt: bytes) -> Sealer:
 class PackBuilder:
     """Collects encrypted blobs for one pack. Not thread-safe: one owner appends."""
 
-    def __init__(self, keys: MasterKeys) -> None:
-        self.salt = os.urandom(SALT_LEN)
+    def __init__(self, keys: MasterKeys, salt: bytes | None = None) -> None:
+        """`salt`: the one a worker process sealed this pack's blobs under
+        (archiver/pool.py); a fresh random one by default."""
+        self.salt = salt if salt is not None else os.urandom(SALT_LEN)
         self.sealer = pack_sealer(keys, self.salt)
-        self.parts: list[bytes] = [MAGIC + bytes([VERSION]) + self.salt]
+        self.parts: list[bytes | memoryview] = [MAGIC + bytes([VERSION]) + self.salt]
         self.size = PREAMBLE_LEN
         self.entries: list[BlobEntry] = []
 
@@ -72,7 +74,9 @@ class PackBuilder:
         """Encrypt a compressed payload; safe to call from worker threads."""
         return self.sealer.seal(payload, blob_aad(blob_type, blob_id))
 
-    def add_sealed(self, blob_type: int, blob_id: bytes, box: bytes, raw_length: int) -> None:
+    def add_sealed(
+        self, blob_type: int, blob_id: bytes, box: bytes | memoryview, raw_length: int
+    ) -> None:
         self.entries.append(BlobEntry(blob_type, blob_id, self.size, len(box), raw_length))
         self.parts.append(box)
         self.size += len(box)
