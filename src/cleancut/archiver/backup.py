@@ -58,7 +58,7 @@ from cleancut.repository.state import State, diff_states, referenced_by_state
 from cleancut.repository.statecache import load_state, save_state
 from cleancut.repository.tree import DIR, FILE, SYMLINK, Node, encode_tree
 
-from .content import NewContent
+from .content import POOL_THRESHOLD, NewContent
 from .policy import Decision, chain_failure, decide, latest_of
 from .pool import FileJob
 from .prefetch import MetadataPrefetcher
@@ -208,6 +208,10 @@ class Archiver:
         # Called with an entry's relative path just before it is opened, after its
         # directory was listed: tests swap entries there to prove the walk stays put.
         self.before_open: Callable[[str], None] | None = None
+        # Bytes read in this process before files go to worker processes (archiver/content.py),
+        # and how many workers (None: one per core).
+        self.pool_threshold = POOL_THRESHOLD
+        self.pool_workers: int | None = None
 
     def _prefetch_parent_trees(self) -> None:
         """Start reading the packs that hold trees; comparing with the parent needs them all."""
@@ -341,7 +345,9 @@ class Archiver:
         if taken.went_back:
             self.warnings.append(taken.warning())
         saver = BlobSaver(self.repo, on_pack_stored=self._on_stored)
-        self.content = content = NewContent(self.repo, saver)
+        self.content = content = NewContent(
+            self.repo, saver, self.pool_threshold, self.pool_workers
+        )
         delta_id: str | None = None
         try:
             if st is not None:

@@ -84,8 +84,12 @@ class ChunkPool:
         self.failure: BaseException | None = None
         self.closing = False
         self.finished = False  # closed or aborted: workers reaped, descriptors closed
-        for _ in range(workers or worker_count()):
-            self.workers.append(self._spawn())
+        try:
+            for _ in range(workers or worker_count()):
+                self.workers.append(self._spawn())
+        except BaseException:
+            self.abort()
+            raise
 
     @property
     def pids(self) -> list[int]:
@@ -159,7 +163,11 @@ class ChunkPool:
         try:
             socket.send_fds(worker.ctl, [msg], [fd])
         except OSError:
-            self._check()  # a dead worker's socket: say so, not "broken pipe"
+            # A dead worker's socket: wait for its reader to say how it died.
+            with self.cond:
+                while not worker.ended:
+                    self.cond.wait()
+                self._check_locked()
             raise
         return job
 
