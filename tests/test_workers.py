@@ -28,7 +28,7 @@ from cleancut.backend.local import LocalBackend
 from cleancut.checker.check import Checker
 from cleancut.errors import ExitCode, WorkerDied
 from cleancut.repository.chain import snapshot_state
-from cleancut.repository.chunker import WINDOW, chunk_bytes
+from cleancut.repository.chunker import WINDOW, chunk_bytes, chunk_fd_into
 from cleancut.repository.config import ChunkerParams
 from cleancut.repository.keys import KdfParams
 from cleancut.repository.repository import Repository, init_repository
@@ -110,6 +110,26 @@ def _data(rng: random.Random, size: int, text: bool) -> bytes:
     return rng.randbytes(size)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.one_of(
+        st.binary(max_size=200_000),
+        st.tuples(st.integers(0, 2**32), st.integers(0, 300_000)).map(
+            lambda t: random.Random(t[0]).randbytes(t[1])
+        ),
+    ),
+    window=st.integers(1, 3 * PARAMS.max_size),
+)
+def test_chunking_into_one_reused_buffer_cuts_where_fresh_windows_do(data, window):
+    # The worker reads every window into one buffer; the boundaries must not move.
+    with tempfile.TemporaryFile() as f:
+        f.write(data)
+        f.seek(0)
+        buf = bytearray(PARAMS.max_size + window)
+        chunks = [bytes(c) for c in chunk_fd_into(f.fileno(), PARAMS, buf)]
+    assert chunks == chunk_bytes(data, PARAMS)
+
+
 @settings(
     max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -156,13 +176,16 @@ def test_a_backup_below_the_threshold_starts_no_worker(bench: Bench):
     (bench.src / "transcript.jsonl").write_bytes(random.Random(1).randbytes(10 << 20))
     (bench.src / "note.md").write_text("hello\n")
     seen: list[int] = []
-    archiver = bench.archiver(threshold=POOL_THRESHOLD, before_open=lambda rel: seen.extend(
-        worker_pids()))
+    archiver = bench.archiver(
+        threshold=POOL_THRESHOLD, before_open=lambda rel: seen.extend(worker_pids())
+    )
     result = archiver.run()
     assert archiver.content.pool is None and seen == []
     assert result.bytes_read == (10 << 20) + 6
     target = bench.restored(result.snapshot.id)
-    assert (target / "transcript.jsonl").read_bytes() == (bench.src / "transcript.jsonl").read_bytes()
+    assert (target / "transcript.jsonl").read_bytes() == (
+        bench.src / "transcript.jsonl"
+    ).read_bytes()
 
 
 def test_past_the_threshold_the_rest_goes_to_the_workers(bench: Bench):
@@ -170,8 +193,7 @@ def test_past_the_threshold_the_rest_goes_to_the_workers(bench: Bench):
     for i in range(6):
         (bench.src / f"f{i}.bin").write_bytes(rng.randbytes(300_000))
     seen: list[int] = []
-    archiver = bench.archiver(threshold=700_000, before_open=lambda rel: seen.extend(
-        worker_pids()))
+    archiver = bench.archiver(threshold=700_000, before_open=lambda rel: seen.extend(worker_pids()))
     result = archiver.run()
     # Two files fit below the threshold, the third starts the pool.
     assert archiver.content.in_process == 600_000

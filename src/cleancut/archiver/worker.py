@@ -25,7 +25,7 @@ import signal
 import socket
 import sys
 
-from cleancut.repository.chunker import chunk_fd
+from cleancut.repository.chunker import chunk_fd_into, window_buffer
 from cleancut.repository.compress import compress
 from cleancut.repository.config import ChunkerParams
 from cleancut.repository.crypto import SALT_LEN, MasterKeys
@@ -46,6 +46,7 @@ class ChunkWorker:
         self.sent: set[bytes] = set()  # blobs sealed by this worker in this backup
         self.salt = b""
         self.sealed = 0
+        self.buf = window_buffer(params)  # every window of every file is read into it
         self._new_salt()
 
     def _new_salt(self) -> None:
@@ -61,7 +62,7 @@ class ChunkWorker:
         read = 0
         try:
             os.lseek(fd, offset, os.SEEK_SET)
-            for chunk in chunk_fd(fd, self.params, size):
+            for chunk in chunk_fd_into(fd, self.params, self.buf):
                 self._chunk(job, chunk, known)
                 read += len(chunk)
         except OSError as exc:
