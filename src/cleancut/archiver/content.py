@@ -15,7 +15,7 @@ from cleancut.repository.repository import Repository
 from .pool import ChunkPool, FileJob, worker_count
 from .saver import BlobSaver
 
-POOL_THRESHOLD = 32 << 20
+POOL_THRESHOLD = 64 << 20
 
 
 class NewContent:
