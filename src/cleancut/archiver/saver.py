@@ -9,6 +9,10 @@ thread stores full packs. Memory stays bounded: at most `max_pending_bytes`
 of plaintext is in flight, at most `MAX_PACKS_IN_WRITE` packs wait for the
 disk, and freed buffers go back to the system (archiver/allocator.py).
 
+Blobs sealed by worker processes (archiver/pool.py) arrive through
+`accept_sealed`: the same dedup decision, then the pack of the salt the worker
+sealed them under, stored when the worker retires that salt (`retire_salt`).
+
 Commit order is kept by the caller: `finish()` returns only when every pack
 is durable and indexed; only then may the snapshot be written.
 """
