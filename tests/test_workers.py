@@ -14,13 +14,17 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import CLI, Result, assert_no_traceback
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from s3server import BUCKET, WEED, FaultProxy, s3_env, start_seaweed
 
 from cleancut.archiver.backup import Archiver, BackupOptions
 from cleancut.archiver.content import POOL_THRESHOLD
@@ -246,3 +250,77 @@ def test_a_worker_killed_mid_backup_leaves_no_snapshot_and_a_rerun_reuses_its_bl
     for name in names:
         assert (target / name).read_bytes() == (bench.src / name).read_bytes()
     bench.check()
+
+
+def _children_workers(parent: int) -> list[int]:
+    """Backup workers whose parent is `parent` (a cleancut process the test started)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                ppid = int(Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = Path(entry.path, "cmdline").read_bytes()
+            except OSError:
+                continue
+            if ppid == parent and WORKER_MODULE in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+def test_the_command_line_exits_22_when_a_worker_is_killed(tmp_path: Path):
+    """The kill is pinned by the repository: on an object store behind the test's proxy,
+    the first pack PUT that arrives once a worker exists runs the kill before it is
+    forwarded. The file is 66 MiB of 1 MiB packs and at most a few packs can wait for
+    the store, so the worker is still mid-file when it dies."""
+    assert WEED.exists(), f"{WEED} is missing: `make test` installs the test extras"
+    server = start_seaweed(tmp_path / "seaweed")
+    proxy = FaultProxy(server.port)
+    try:
+        cli = CLI(tmp_path / "no-local-repo", tmp_path / "cache")
+        cli.env = {k: v for k, v in cli.env.items() if not k.startswith("AWS_")}
+        cli.env |= s3_env(proxy.endpoint) | {"CLEANCUT_REPO": f"s3://{BUCKET}/w"}
+        cli.ok(
+            "init",
+            *("--kdf-memory", "8MiB", "--kdf-iterations", "1", "--pack-size", "1MiB"),
+            *("--chunk-min", "64KiB", "--chunk-avg", "256KiB", "--chunk-max", "1MiB"),
+        )
+        src = tmp_path / "src"
+        src.mkdir()
+        # Past the pool threshold in one file (hex text: half of it compresses away).
+        (src / "vectors.hex").write_bytes(random.Random(5).randbytes(33 << 20).hex().encode())
+        backup = subprocess.Popen(
+            cli.command("backup", str(src), "--json"),
+            env=cli.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        killed: list[int] = []
+        lock = threading.Lock()
+
+        def kill_a_worker(method: str, path: str) -> None:
+            with lock:
+                if killed or method != "PUT" or "/data/" not in path:
+                    return
+                workers = _children_workers(backup.pid)
+                if workers:
+                    os.kill(workers[0], signal.SIGKILL)
+                    killed.append(workers[0])
+
+        proxy.on_request = kill_a_worker
+        out, err = backup.communicate(timeout=300)
+        proxy.on_request = None
+        assert killed, "no worker was seen"
+        assert backup.returncode == 22, err
+        assert_no_traceback(Result(backup.returncode, out, err))
+        assert f"backup worker process {killed[0]} was killed by SIGKILL" in err
+        assert cli.ok("snapshots", "--json").json() == []
+        cli.ok("check", "--read-data")
+        rerun = cli.ok("backup", str(src), "--json").json()
+        assert rerun["files"] == 1
+        restored = tmp_path / "restored"
+        cli.ok("restore", rerun["snapshot_id"], "--target", str(restored))
+        assert (restored / "vectors.hex").read_bytes() == (src / "vectors.hex").read_bytes()
+    finally:
+        proxy.close()
+        server.kill()
