@@ -10,6 +10,7 @@ on every file goes to the pool. A machine with one core keeps everything here.
 
 from __future__ import annotations
 
+from cleancut.repository.pack import DATA
 from cleancut.repository.repository import Repository
 
 from .pool import ChunkPool, FileJob, worker_count
@@ -43,6 +44,7 @@ class NewContent:
             self.in_process += size
             return False
         self.pool = ChunkPool(self.repo, self.saver, self.workers)
+        self.saver.store_open_pack(DATA)
         return True
 
     def submit(self, fd: int, offset: int, size: int, known: list[bytes]) -> FileJob:

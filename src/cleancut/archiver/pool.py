@@ -198,15 +198,12 @@ class ChunkPool:
     # --- reader threads ---------------------------------------------------------
 
     def _read(self, worker: _Worker) -> None:
+        scratch = memoryview(bytearray(1 << 20))
         try:
-            while True:
-                try:
-                    msg = wire.receive(worker.res)
-                except OSError:
-                    break
-                if msg is None:
-                    break
-                self._handle(worker, msg)
+            while self._next(worker, scratch):
+                pass
+        except OSError:
+            pass  # the pipe failed: the worker is gone, _ended says how
         except BaseException as exc:  # the saver failed (a pack write): stop the backup
             with self.cond:
                 if self.failure is None:
@@ -215,13 +212,41 @@ class ChunkPool:
         finally:
             self._ended(worker)
 
-    def _handle(self, worker: _Worker, msg: memoryview) -> None:
-        kind = bytes(msg[:1])
-        if kind == b"B":
-            _, job_id, salt, blob_id, raw = wire.BLOB.unpack_from(msg)
-            self.saver.accept_sealed(salt, blob_id, msg[wire.BLOB.size :], raw)
-            worker.jobs[job_id].ids.append(blob_id)
-        elif kind == b"K":
+    def _next(self, worker: _Worker, scratch: memoryview) -> bool:
+        """Read one message and act on it; False at the pipe's end. A sealed blob is read
+        straight into its pack (or dropped, if the repository has it)."""
+        head = wire.read_exact(worker.res, wire.LENGTH.size + 1)
+        if head is None:
+            return False
+        length = wire.LENGTH.unpack_from(head)[0]
+        kind = bytes(head[wire.LENGTH.size :])
+        if kind != b"B":
+            body = wire.read_exact(worker.res, length - 1)
+            if body is None:
+                return False
+            self._handle(worker, kind + bytes(body))
+            return True
+        rest = wire.read_exact(worker.res, wire.BLOB.size - 1)
+        if rest is None:
+            return False
+        _, job_id, salt, blob_id, raw = wire.BLOB.unpack(kind + bytes(rest))
+        size = length - wire.BLOB.size
+        room = self.saver.reserve_sealed(salt, blob_id, size)
+        if room is None:
+            if not wire.skip(worker.res, size, scratch):
+                return False
+        else:
+            filled = wire.read_into(worker.res, room)
+            room.release()
+            if not filled:
+                return False  # a partial blob is never committed to its pack
+            self.saver.commit_sealed(salt, blob_id, size, raw)
+        worker.jobs[job_id].ids.append(blob_id)
+        return True
+
+    def _handle(self, worker: _Worker, msg: bytes) -> None:
+        kind = msg[:1]
+        if kind == b"K":
             _, job_id, blob_id, raw = wire.KNOWN.unpack_from(msg)
             worker.jobs[job_id].ids.append(blob_id)
         elif kind == b"R":
@@ -231,7 +256,7 @@ class ChunkPool:
             self._finished(worker, job_id, read, None)
         elif kind == b"X":
             _, job_id, err = wire.FAILED.unpack_from(msg)
-            text = bytes(msg[wire.FAILED.size :]).decode(errors="replace")
+            text = msg[wire.FAILED.size :].decode(errors="replace")
             self._finished(worker, job_id, 0, OSError(err, text))
         else:
             raise CleancutError(f"backup worker {worker.proc.pid} sent an unknown message")

@@ -10,8 +10,9 @@ of plaintext is in flight, at most `MAX_PACKS_IN_WRITE` packs wait for the
 disk, and freed buffers go back to the system (archiver/allocator.py).
 
 Blobs sealed by worker processes (archiver/pool.py) arrive through
-`accept_sealed`: the same dedup decision, then the pack of the salt the worker
-sealed them under, stored when the worker retires that salt (`retire_salt`).
+`reserve_sealed` and `commit_sealed`: the same dedup decision, then room in the
+pack of the salt the worker sealed them under (read into it straight from the
+pipe), stored when the worker retires that salt (`retire_salt`).
 
 Commit order is kept by the caller: `finish()` returns only when every pack
 is durable and indexed; only then may the snapshot be written.
@@ -26,9 +27,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from cleancut.repository.compress import compress
-from cleancut.repository.crypto import content_hash
+from cleancut.repository.crypto import OVERHEAD, content_hash
 from cleancut.repository.index import IndexSegment, PackRecord
-from cleancut.repository.pack import DATA, PackBuilder, pack_name
+from cleancut.repository.pack import DATA, PackBuffer, PackBuilder, pack_name
 from cleancut.repository.repository import Repository
 
 from .allocator import fix_mmap_threshold
@@ -93,7 +94,7 @@ class BlobSaver:
         # Blobs to store although the index has them (repair: salvaging from a damaged pack).
         self.store_again: set[bytes] = set()
         # Data packs of blobs sealed by worker processes, by the salt they sealed under.
-        self.by_salt: dict[bytes, PackBuilder] = {}
+        self.by_salt: dict[bytes, PackBuffer] = {}
 
     # --- owner thread ---------------------------------------------------------
 
@@ -117,6 +118,19 @@ class BlobSaver:
         job.future = None
         self.pending_bytes -= job.size
         self._reap_writes(block=False)
+
+    def store_open_pack(self, blob_type: int) -> None:
+        """Store the open pack of a type now, however full (the backup goes on in worker
+        processes, whose blobs go to packs of their own: this one would only wait)."""
+        with self.lock:
+            pack = self.current.pop(blob_type, None)
+            if pack is None:
+                return
+            pack.closed = True  # a blob still being sealed into it stores it when done
+            if pack.sealing or pack.stored or not pack.builder.entries:
+                return
+            pack.stored = True
+        self._store_pack(pack.builder)
 
     def reap(self) -> None:
         """Collect finished pack writes (raising a write's error) without waiting."""
@@ -159,21 +173,25 @@ class BlobSaver:
 
     # --- blobs sealed by worker processes (archiver/pool.py's reader threads) ---
 
-    def accept_sealed(
-        self, salt: bytes, blob_id: bytes, box: bytes | memoryview, raw_length: int
-    ) -> None:
-        """A data blob a worker process compressed and sealed under `salt`: it joins that
-        salt's pack unless the index or an earlier blob of this backup has it."""
+    def reserve_sealed(self, salt: bytes, blob_id: bytes, length: int) -> memoryview | None:
+        """Room in the pack of `salt` for a data blob a worker process sealed, or None if
+        the index or an earlier blob of this backup has it. The caller reads the blob's
+        `length` sealed bytes into the room, then calls `commit_sealed`."""
         with self.lock:
             if blob_id in self.claimed:
-                return
+                return None
             self.claimed.add(blob_id)
             if blob_id not in self.store_again and self.repo.has_blob(blob_id):
-                return
-            builder = self.by_salt.get(salt)
-            if builder is None:
-                builder = self.by_salt[salt] = PackBuilder(self.repo.keys, salt)
-            builder.add_sealed(DATA, blob_id, box, raw_length)
+                return None
+            pack = self.by_salt.get(salt)
+            if pack is None:
+                capacity = self.pack_size + self.repo.config.chunker.max_size + 1 + OVERHEAD
+                pack = self.by_salt[salt] = PackBuffer(self.repo.keys, salt, capacity)
+            return pack.room(length)
+
+    def commit_sealed(self, salt: bytes, blob_id: bytes, length: int, raw_length: int) -> None:
+        with self.lock:
+            self.by_salt[salt].commit(DATA, blob_id, length, raw_length)
             self.blobs_added += 1
 
     def retire_salt(self, salt: bytes) -> None:

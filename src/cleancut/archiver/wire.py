@@ -68,22 +68,29 @@ def send(fd: int, *parts: bytes | memoryview) -> None:
             views[0] = views[0][n:]
 
 
-def receive(fd: int) -> memoryview | None:
-    """The next message from a pipe, or None at its end (a partial message counts as the
-    end: the writer died while writing it)."""
-    head = _read_exact(fd, LENGTH.size)
-    if head is None:
-        return None
-    return _read_exact(fd, LENGTH.unpack(head)[0])
+def read_exact(fd: int, size: int) -> memoryview | None:
+    """`size` bytes from a pipe, or None at its end (a partial message counts as the end:
+    the writer died while writing it)."""
+    view = memoryview(bytearray(size))
+    return view if read_into(fd, view) else None
 
 
-def _read_exact(fd: int, size: int) -> memoryview | None:
-    buf = bytearray(size)
-    view = memoryview(buf)
+def read_into(fd: int, view: memoryview) -> bool:
+    """Fill `view` from a pipe; False if the pipe ended first."""
     got = 0
-    while got < size:
+    while got < len(view):
         n = os.readv(fd, [view[got:]])
         if not n:
-            return None
+            return False
         got += n
-    return view
+    return True
+
+
+def skip(fd: int, size: int, scratch: memoryview) -> bool:
+    """Read and drop `size` bytes; False if the pipe ended first."""
+    while size:
+        step = min(size, len(scratch))
+        if not read_into(fd, scratch[:step]):
+            return False
+        size -= step
+    return True
