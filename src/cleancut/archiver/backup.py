@@ -574,7 +574,7 @@ class Archiver:
                 continue
             if st.st_size and not self._unchanged(d.prev.get(entry.name), st):
                 wanted.append((entry.name, min(st.st_size, READAHEAD_BYTES)))
-        if wanted:
+        if wanted and self.content.pool is None:  # workers read ahead of their own files
             self.prefetcher.readahead(d.rel, wanted)
         return entries
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from cleancut.repository.pack import DATA
 from cleancut.repository.repository import Repository
 
-from .pool import ChunkPool, FileJob, worker_count
+from .pool import ChunkPool, FileJob, core_count, worker_count
 from .saver import BlobSaver
 
 POOL_THRESHOLD = 64 << 20
@@ -30,6 +30,7 @@ class NewContent:
         self.repo = repo
         self.saver = saver
         self.threshold = threshold
+        self.cores = core_count()
         self.workers = workers or worker_count()
         self.in_process = 0  # bytes chunked here so far
         self.pool: ChunkPool | None = None
@@ -40,7 +41,7 @@ class NewContent:
         if this file takes the backup past the threshold)."""
         if self.pool is not None:
             return True
-        if self.workers < 2 or self.in_process + size <= self.threshold:
+        if self.cores < 2 or self.in_process + size <= self.threshold:
             self.in_process += size
             return False
         self.pool = ChunkPool(self.repo, self.saver, self.workers)

@@ -2,7 +2,7 @@
 
 One Python thread cannot chunk, hash, compress and seal a large backup at the
 speed of the disk: the chunker holds the GIL. A `ChunkPool` runs one worker
-process per core (archiver/worker.py, started with fork+exec of this Python:
+process per core but one (archiver/worker.py, started with fork+exec of this Python:
 no fork of a threaded parent) and hands each whole file to the worker with the
 least outstanding bytes, as a descriptor the walk opened (SCM_RIGHTS). The
 worker streams the file from the given offset and sends back its blobs sealed
@@ -67,11 +67,18 @@ class _Worker:
         self.thread: threading.Thread | None = None
 
 
-def worker_count() -> int:
+def core_count() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
+
+
+def worker_count() -> int:
+    """One worker per core but one: the main process's walk, reader threads and pack
+    writes keep a core busy (decision 0010: on two cores a second worker bought no
+    wall time and cost 50 MiB)."""
+    return max(1, core_count() - 1)
 
 
 class ChunkPool:

@@ -20,10 +20,14 @@ ignored: the parent owns the interrupt and shuts the worker down.
 
 from __future__ import annotations
 
+import array
+import contextlib
 import os
 import signal
 import socket
 import sys
+from collections import deque
+from dataclasses import dataclass
 
 from cleancut.repository.chunker import chunk_fd_into, window_buffer
 from cleancut.repository.compress import compress
@@ -32,6 +36,9 @@ from cleancut.repository.crypto import SALT_LEN, MasterKeys
 from cleancut.repository.pack import DATA, blob_aad, pack_sealer
 
 from . import wire
+
+# How much of each queued file to ask the kernel to read ahead.
+READAHEAD_BYTES = 32 << 20
 
 
 class ChunkWorker:
@@ -96,19 +103,64 @@ def _init(ctl: socket.socket, out: int) -> ChunkWorker:
     return ChunkWorker(keys, ChunkerParams(lo, avg, hi), level, pack_size, out)
 
 
+@dataclass
+class _File:
+    job: int
+    fd: int
+    offset: int
+    size: int
+    known: set[bytes]
+
+
 def serve(ctl: socket.socket, out: int) -> None:
     worker = _init(ctl, out)
+    queue: deque[_File | None] = deque()  # None: quit once the files before it are done
     while True:
-        msg, fds, _flags, _addr = socket.recv_fds(ctl, wire.MAX_DATAGRAM, 1)
-        if not msg or msg[:1] == wire.QUIT:
-            for fd in fds:
-                os.close(fd)
+        if not queue:
+            queue.append(_receive(ctl, 0))
+        _drain(ctl, queue)
+        item = queue.popleft()
+        if item is None:
             break
-        _, job, offset, size, count = wire.FILE.unpack_from(msg)
-        ids = msg[wire.FILE.size : wire.FILE.size + count * wire.ID_LEN]
-        known = {ids[i : i + wire.ID_LEN] for i in range(0, len(ids), wire.ID_LEN)}
-        worker.file(job, fds[0], offset, size, known)
+        worker.file(item.job, item.fd, item.offset, item.size, item.known)
+    for item in queue:
+        if item is not None:
+            os.close(item.fd)
     worker.retire()
+
+
+def _drain(ctl: socket.socket, queue: deque[_File | None]) -> None:
+    """Take every file already sent and ask the kernel to read ahead of them all (the
+    parent sends several): their first bytes are in memory when their turn comes."""
+    while queue[-1] is not None:
+        try:
+            item = _receive(ctl, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        if item is not None:
+            with contextlib.suppress(OSError):
+                length = min(item.size, READAHEAD_BYTES)
+                os.posix_fadvise(item.fd, item.offset, length, os.POSIX_FADV_WILLNEED)
+        queue.append(item)
+
+
+def _receive(ctl: socket.socket, flags: int) -> _File | None:
+    # socket.recv_fds drops `flags` (CPython 3.11): recvmsg itself, descriptors unpacked here.
+    msg, ancdata, _flags, _addr = ctl.recvmsg(wire.MAX_DATAGRAM, socket.CMSG_SPACE(4), flags)
+    fds = [
+        fd
+        for level, kind, data in ancdata
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+        for fd in array.array("i", data[: len(data) - len(data) % 4])
+    ]
+    if not msg or msg[:1] == wire.QUIT or not fds:
+        for fd in fds:
+            os.close(fd)
+        return None
+    _, job, offset, size, count = wire.FILE.unpack_from(msg)
+    ids = msg[wire.FILE.size : wire.FILE.size + count * wire.ID_LEN]
+    known = {ids[i : i + wire.ID_LEN] for i in range(0, len(ids), wire.ID_LEN)}
+    return _File(job, fds[0], offset, size, known)
 
 
 def main(argv: list[str]) -> int:
