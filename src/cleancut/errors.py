@@ -141,7 +141,6 @@ class AgentMisbehaved(CleancutError):
     exit_code = ExitCode.AGENT_MISBEHAVED
 
 
-
 class WorkerDied(CleancutError):
     """A backup's worker process died before its files were done: nothing was committed."""
 
