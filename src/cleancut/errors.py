@@ -29,6 +29,7 @@ class ExitCode:
     AGENT_MISBEHAVED = 19  # the agent broke the protocol, or changed files while claiming quiesce
     MOUNT_FAILED = 20  # FUSE is unavailable, or the mountpoint is busy, not empty or stale
     PATH_NOT_FOUND = 21  # the path named is not in the snapshot
+    WORKER_DIED = 22  # a backup worker process died (killed, out of memory): no snapshot written
 
 
 class CleancutError(Exception):
@@ -153,3 +154,8 @@ class AgentMisbehaved(CleancutError):
 
     exit_code = ExitCode.AGENT_MISBEHAVED
 
+
+class WorkerDied(CleancutError):
+    """A backup's worker process died before its files were done: nothing was committed."""
+
+    exit_code = ExitCode.WORKER_DIED

@@ -1,2 +1,1 @@
-"""Backup: walk a source, chunk, deduplicate, pack and commit one snapshot.
-"""
+"""Backup: walk a source, chunk, deduplicate, pack and commit one snapshot."""

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from cleancut import clock
-from cleancut.errors import CleancutError, NoSpace
+from cleancut.errors import CleancutError, NoSpace, WorkerDied
 from cleancut.fsio.filekind import kind_of
 from cleancut.fsio.racy import is_racy
 from cleancut.fsio.treewalk import walk
@@ -60,7 +60,9 @@ from cleancut.repository.state import State, diff_states, referenced_by_state
 from cleancut.repository.statecache import load_state, relabel_state, save_state
 from cleancut.repository.tree import DIR, FILE, SYMLINK, Node, encode_tree
 
+from .content import POOL_THRESHOLD, NewContent
 from .policy import Decision, chain_failure, decide, latest_of
+from .pool import FileJob
 from .prefetch import MetadataPrefetcher
 from .saver import BlobSaver, Job
 from .tail import blob_lengths, content_defined, matching_prefix
@@ -150,7 +152,7 @@ def is_excluded(rel: str, patterns: list[str]) -> bool:
 class _OpenDir:
     """A directory being walked: its entries, and the jobs its files wait on."""
 
-    __slots__ = ("rel", "node", "nodes", "jobs", "prev", "parent", "fd", "unchanged")
+    __slots__ = ("rel", "node", "nodes", "jobs", "pooled", "prev", "parent", "fd", "unchanged")
 
     def __init__(
         self, rel: str, node: Node, prev: dict[str, Node], parent: _OpenDir | None, fd: int
@@ -161,10 +163,25 @@ class _OpenDir:
         self.nodes: list[Node] = []
         # A file's node, the blob IDs it keeps from its previous version, its new blobs.
         self.jobs: list[tuple[Node, list[str], list[Job]]] = []
+        # Files handed to worker processes (archiver/pool.py), completed when done.
+        self.pooled: list[_Pooled] = []
         self.prev = prev
         self.parent = parent
         # Files judged unchanged when the directory was listed (from the listing's stat).
         self.unchanged: set[str] = set()
+
+
+@dataclass(eq=False)
+class _Pooled:
+    """A file handed to the worker pool, and what completing its node needs."""
+
+    node: Node
+    rel: str
+    opened: os.stat_result
+    kept: list[str]  # blob IDs kept from the previous version
+    prefix: int  # bytes those cover: the worker read from here
+    job: FileJob
+    prev: Node | None
 
 
 class Archiver:
@@ -197,6 +214,10 @@ class Archiver:
         # Called with an entry's relative path just before it is opened, after its
         # directory was listed: tests swap entries there to prove the walk stays put.
         self.before_open: Callable[[str], None] | None = None
+        # Bytes read in this process before files go to worker processes (archiver/content.py),
+        # and how many workers (None: one per core).
+        self.pool_threshold = POOL_THRESHOLD
+        self.pool_workers: int | None = None
 
     def _prefetch_parent_trees(self) -> None:
         """Start reading the packs that hold trees; comparing with the parent needs them all."""
@@ -332,6 +353,9 @@ class Archiver:
         if taken.went_back:
             self.warnings.append(taken.warning())
         saver = BlobSaver(self.repo, on_pack_stored=self._on_stored)
+        self.content = content = NewContent(
+            self.repo, saver, self.pool_threshold, self.pool_workers
+        )
         delta_id: str | None = None
         try:
             if st is not None:
@@ -341,6 +365,7 @@ class Archiver:
                 self._walk_dirs(saver, opened)
             while self.ready:
                 self._finalize_ready(saver, force=True)
+            content.close()  # every worker exited cleanly, or WorkerDied
             if self.decision.kind == "incremental":
                 delta = diff_states(self.prev_state, self.state)
                 self.nothing_changed = not (delta.changed or delta.deleted)
@@ -349,11 +374,18 @@ class Archiver:
                 saver.submit(DELTA, raw, blob_id)
                 delta_id = blob_id.hex()
             saver.finish()
+        except WorkerDied:
+            content.abort()
+            # No snapshot; what the workers stored is indexed so the next run reuses it.
+            with contextlib.suppress(CleancutError, OSError):
+                saver.finish()
+            raise
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise NoSpace(f"no space left on device: {exc.filename or ''}".strip()) from exc
             raise
         finally:
+            content.abort()
             saver.close()
             self.prefetcher.stop()
         self._verify_references(delta_id)
@@ -569,7 +601,7 @@ class Archiver:
                 d.unchanged.add(entry.name)
             elif st.st_size:
                 wanted.append((entry.name, min(st.st_size, READAHEAD_BYTES)))
-        if wanted:
+        if wanted and self.content.pool is None:  # workers read ahead of their own files
             self.prefetcher.readahead(d.rel, wanted)
         return entries
 
@@ -611,6 +643,7 @@ class Archiver:
             self._warn_swapped_or_unreadable(current, name, rel, exc, "cannot read")
             return
         read = 0
+        pooled = False
         try:
             opened = os.fstat(fd)
             if not stat.S_ISREG(opened.st_mode):
@@ -620,6 +653,13 @@ class Archiver:
             os.set_blocking(fd, True)
             kept, read = self._kept_prefix(fd, prev, opened.st_size)
             self.progress.bytes_done += read
+            if self.content.use_pool(opened.st_size - read):
+                pooled = True  # the pool owns the descriptor from here on
+                job = self.content.submit(fd, read, opened.st_size - read, self._known(prev))
+                node = _node(name, FILE, opened, size=read)
+                current.nodes.append(node)
+                current.pooled.append(_Pooled(node, rel, opened, kept, read, job, prev))
+                return
             os.lseek(fd, read, os.SEEK_SET)
             for chunk in chunk_fd(fd, self.repo.config.chunker, opened.st_size - read):
                 jobs.append(saver.submit(DATA, chunk))
@@ -632,11 +672,15 @@ class Archiver:
             self._warn(f"{rel}: read failed ({exc.strerror}), skipped")
             return
         finally:
-            os.close(fd)
+            if not pooled:
+                os.close(fd)
         self._note_change(rel, opened, after, read)
         node = _node(name, FILE, opened, size=read)
         current.nodes.append(node)
         current.jobs.append((node, kept, jobs))
+        self._count_file(read, prev)
+
+    def _count_file(self, read: int, prev: Node | None) -> None:
         self.files += 1
         self.bytes_read += read
         self.bytes_total += read
@@ -645,6 +689,30 @@ class Archiver:
             self.files_new += 1
         else:
             self.files_changed += 1
+
+    def _known(self, prev: Node | None) -> list[bytes]:
+        """The previous version's blobs the index holds: a worker sends their IDs back
+        without compressing them again (a file rewritten in place keeps most of them)."""
+        if prev is None or prev.type != FILE:
+            return []
+        ids = (bytes.fromhex(b) for b in prev.content)
+        return [b for b in ids if self.repo.has_blob(b)]
+
+    def _pooled_done(self, d: _OpenDir, p: _Pooled) -> None:
+        """A file a worker read: its blob list, size and change check, as `_file` does."""
+        self.content.wait(p.job)
+        job = p.job
+        if job.error is not None or job.after is None:
+            d.nodes[:] = [n for n in d.nodes if n is not p.node]
+            why = job.error.strerror if job.error is not None else "no status"
+            self._warn(f"{p.rel}: read failed ({why}), skipped")
+            return
+        read = p.prefix + job.read
+        p.node.content = p.kept + [b.hex() for b in job.ids]
+        p.node.size = read
+        self.progress.bytes_done += job.read
+        self._note_change(p.rel, p.opened, job.after, read)
+        self._count_file(read, p.prev)
 
     def _note_change(
         self, rel: str, before: os.stat_result, after: os.stat_result, read: int
@@ -678,7 +746,11 @@ class Archiver:
                     if not force:
                         return
                     saver.resolve(last_jobs[-1])
+            if d.pooled and not force and not all(p.job.done for p in d.pooled):
+                return
             self.ready.popleft()
+            for p in d.pooled:
+                self._pooled_done(d, p)
             for node, kept, jobs in d.jobs:
                 node.content = kept + [saver.resolve(j).hex() for j in jobs]
             for node in d.nodes:

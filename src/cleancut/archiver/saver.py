@@ -9,6 +9,11 @@ thread stores full packs. Memory stays bounded: at most `max_pending_bytes`
 of plaintext is in flight, at most `MAX_PACKS_IN_WRITE` packs wait for the
 disk, and freed buffers go back to the system (archiver/allocator.py).
 
+Blobs sealed by worker processes (archiver/pool.py) arrive through
+`reserve_sealed` and `commit_sealed`: the same dedup decision, then room in the
+pack of the salt the worker sealed them under (read into it straight from the
+pipe), stored when the worker retires that salt (`retire_salt`).
+
 Commit order is kept by the caller: `finish()` returns only when every pack
 is durable and indexed; only then may the snapshot be written.
 """
@@ -22,9 +27,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from cleancut.repository.compress import compress
-from cleancut.repository.crypto import content_hash
+from cleancut.repository.crypto import OVERHEAD, content_hash
 from cleancut.repository.index import IndexSegment, PackRecord
-from cleancut.repository.pack import PackBuilder, pack_name
+from cleancut.repository.pack import DATA, PackBuffer, PackBuilder, pack_name
 from cleancut.repository.repository import Repository
 
 from .allocator import fix_mmap_threshold
@@ -88,6 +93,8 @@ class BlobSaver:
         self.on_pack_stored = on_pack_stored
         # Blobs to store although the index has them (repair: salvaging from a damaged pack).
         self.store_again: set[bytes] = set()
+        # Data packs of blobs sealed by worker processes, by the salt they sealed under.
+        self.by_salt: dict[bytes, PackBuffer] = {}
 
     # --- owner thread ---------------------------------------------------------
 
@@ -112,18 +119,37 @@ class BlobSaver:
         self.pending_bytes -= job.size
         self._reap_writes(block=False)
 
+    def store_open_pack(self, blob_type: int) -> None:
+        """Store the open pack of a type now, however full (the backup goes on in worker
+        processes, whose blobs go to packs of their own: this one would only wait)."""
+        with self.lock:
+            pack = self.current.pop(blob_type, None)
+            if pack is None:
+                return
+            pack.closed = True  # a blob still being sealed into it stores it when done
+            if pack.sealing or pack.stored or not pack.builder.entries:
+                return
+            pack.stored = True
+        self._store_pack(pack.builder)
+
+    def reap(self) -> None:
+        """Collect finished pack writes (raising a write's error) without waiting."""
+        self._reap_writes(block=False)
+
     def finish(self) -> None:
         """Wait for every blob, store the last pack, wait until all are durable, index them."""
         while self.pending:
             self._collect_one()
         with self.lock:
-            last = list(self.current.values())
-            self.current.clear()
-            for pack in last:
+            for pack in self.current.values():
                 pack.closed = pack.stored = True
-        for pack in last:
-            if pack.builder.entries:
-                self._store_pack(pack.builder)
+            last = [pack.builder for pack in self.current.values()]
+            last += self.by_salt.values()
+            self.current.clear()
+            self.by_salt.clear()
+        for builder in last:
+            if builder.entries:
+                self._store_pack(builder)
         self._reap_writes(block=True)
         self._write_segment()
 
@@ -144,6 +170,36 @@ class BlobSaver:
         if self.durable:
             self.segments.append(self.repo.write_segment(IndexSegment(self.durable)))
             self.durable = []
+
+    # --- blobs sealed by worker processes (archiver/pool.py's reader threads) ---
+
+    def reserve_sealed(self, salt: bytes, blob_id: bytes, length: int) -> memoryview | None:
+        """Room in the pack of `salt` for a data blob a worker process sealed, or None if
+        the index or an earlier blob of this backup has it. The caller reads the blob's
+        `length` sealed bytes into the room, then calls `commit_sealed`."""
+        with self.lock:
+            if blob_id in self.claimed:
+                return None
+            self.claimed.add(blob_id)
+            if blob_id not in self.store_again and self.repo.has_blob(blob_id):
+                return None
+            pack = self.by_salt.get(salt)
+            if pack is None:
+                capacity = self.pack_size + self.repo.config.chunker.max_size + 1 + OVERHEAD
+                pack = self.by_salt[salt] = PackBuffer(self.repo.keys, salt, capacity)
+            return pack.room(length)
+
+    def commit_sealed(self, salt: bytes, blob_id: bytes, length: int, raw_length: int) -> None:
+        with self.lock:
+            self.by_salt[salt].commit(DATA, blob_id, length, raw_length)
+            self.blobs_added += 1
+
+    def retire_salt(self, salt: bytes) -> None:
+        """The worker sealed its last blob under `salt`: its pack is complete."""
+        with self.lock:
+            builder = self.by_salt.pop(salt, None)
+        if builder is not None and builder.entries:
+            self._store_pack(builder)
 
     # --- worker threads -------------------------------------------------------
 

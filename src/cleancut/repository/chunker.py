@@ -65,6 +65,53 @@ def chunk_fd(fd: int, params: ChunkerParams, size_hint: int = 0) -> Iterator[mem
         window = full_window
 
 
+def window_buffer(params: ChunkerParams) -> bytearray:
+    """A buffer for `chunk_fd_into`: a full window after a carried chunk."""
+    return bytearray(max(WINDOW, 2 * params.max_size) + params.max_size)
+
+
+def chunk_fd_into(fd: int, params: ChunkerParams, buf: bytearray) -> Iterator[memoryview]:
+    """The chunks `chunk_fd` yields, each read into the one buffer `buf` (window_buffer):
+    a chunk is valid only until the next is asked for. For a consumer that is done with
+    each chunk before it asks for the next (a worker process, archiver/worker.py): no
+    allocation, zero-filling or page faults per window."""
+    view = memoryview(buf)
+    window = len(buf) - params.max_size
+    carry = 0
+    while True:
+        got = _read_into(fd, view[carry : carry + window])
+        end = carry + got
+        eof = got < window
+        if not end:
+            return
+        data = view[:end]
+        if end <= params.min_size and eof:
+            yield data
+            return
+        chunks = list(
+            fastcdc(
+                data, min_size=params.min_size, avg_size=params.avg_size, max_size=params.max_size
+            )
+        )
+        last = None if eof else chunks.pop()
+        for c in chunks:
+            yield data[c.offset : c.offset + c.length]
+        if last is None:
+            return
+        carry = end - last.offset  # at most max_size: moved to the front, never overlapping
+        view[:carry] = view[last.offset : end]
+
+
+def _read_into(fd: int, view: memoryview) -> int:
+    got = 0
+    while got < len(view):
+        n = os.readv(fd, [view[got:]])
+        if not n:
+            break
+        got += n
+    return got
+
+
 def chunk_bytes(data: bytes, params: ChunkerParams) -> list[bytes]:
     """All chunks of an in-memory buffer (tests and small inputs)."""
     with tempfile.TemporaryFile() as f:

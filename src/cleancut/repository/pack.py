@@ -16,6 +16,7 @@ the BLAKE3 hash of its bytes.
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -61,10 +62,12 @@ def pack_sealer(keys: MasterKeys, salt: bytes) -> Sealer:
 class PackBuilder:
     """Collects encrypted blobs for one pack. Not thread-safe: one owner appends."""
 
-    def __init__(self, keys: MasterKeys) -> None:
-        self.salt = os.urandom(SALT_LEN)
+    def __init__(self, keys: MasterKeys, salt: bytes | None = None) -> None:
+        """`salt`: the one a worker process sealed this pack's blobs under
+        (archiver/pool.py); a fresh random one by default."""
+        self.salt = salt if salt is not None else os.urandom(SALT_LEN)
         self.sealer = pack_sealer(keys, self.salt)
-        self.parts: list[bytes] = [MAGIC + bytes([VERSION]) + self.salt]
+        self.parts: list[bytes | memoryview] = [MAGIC + bytes([VERSION]) + self.salt]
         self.size = PREAMBLE_LEN
         self.entries: list[BlobEntry] = []
 
@@ -72,21 +75,61 @@ class PackBuilder:
         """Encrypt a compressed payload; safe to call from worker threads."""
         return self.sealer.seal(payload, blob_aad(blob_type, blob_id))
 
-    def add_sealed(self, blob_type: int, blob_id: bytes, box: bytes, raw_length: int) -> None:
+    def add_sealed(
+        self, blob_type: int, blob_id: bytes, box: bytes | memoryview, raw_length: int
+    ) -> None:
         self.entries.append(BlobEntry(blob_type, blob_id, self.size, len(box), raw_length))
         self.parts.append(box)
         self.size += len(box)
 
     def finish(self) -> bytes:
+        self.parts.append(self._header_and_trailer())
+        data = b"".join(self.parts)
+        self.parts = []
+        return data
+
+    def _header_and_trailer(self) -> bytes:
         header = b"".join(
             ENTRY.pack(e.type, e.id, e.offset, e.length, e.raw_length) for e in self.entries
         )
         box = self.sealer.seal(header, b"pack-header" + self.salt)
-        self.parts.append(box)
-        self.parts.append(TRAILER.pack(len(box), END_MAGIC))
-        data = b"".join(self.parts)
+        return box + TRAILER.pack(len(box), END_MAGIC)
+
+
+class PackBuffer(PackBuilder):
+    """A pack whose sealed blobs are read straight into one anonymous mapping (blobs a
+    worker process sealed, archiver/pool.py): no allocation or copy per blob, and memory
+    is touched only as the pack fills. `capacity` bounds the blobs; the mapping also
+    reserves room for the largest header they can need (ENTRY per blob of at least
+    OVERHEAD + 2 bytes), which costs address space, not memory."""
+
+    def __init__(self, keys: MasterKeys, salt: bytes, capacity: int) -> None:
+        super().__init__(keys, salt)
+        self.capacity = PREAMBLE_LEN + capacity
+        header = (capacity // (OVERHEAD + 2) + 1) * ENTRY.size + OVERHEAD + TRAILER.size
+        self.map = mmap.mmap(-1, self.capacity + header, flags=mmap.MAP_PRIVATE)
+        self.map[:PREAMBLE_LEN] = self.parts[0]
         self.parts = []
-        return data
+
+    def room(self, length: int) -> memoryview:
+        """Where the next blob's `length` sealed bytes go (record them with `commit`)."""
+        if self.size + length > self.capacity:
+            raise IntegrityError("a worker sent more than a pack's worth under one salt")
+        return memoryview(self.map)[self.size : self.size + length]
+
+    def commit(self, blob_type: int, blob_id: bytes, length: int, raw_length: int) -> None:
+        self.entries.append(BlobEntry(blob_type, blob_id, self.size, length, raw_length))
+        self.size += length
+
+    def finish(self) -> bytes:
+        """The pack's bytes: the header and trailer are written after the blobs, in place
+        (no copy of them); the mapping goes away with the last reference to them."""
+        tail = self._header_and_trailer()
+        end = self.size + len(tail)
+        self.map[self.size : end] = tail
+        data = memoryview(self.map)[:end]
+        del self.map
+        return data  # type: ignore[return-value]  # a buffer: every writer takes one
 
 
 def read_salt(preamble: bytes, what: str) -> bytes:
