@@ -210,7 +210,16 @@ def mount_image(d: Path, size: int, fs: str) -> Path:
     mkfs = (
         ["mkfs.btrfs", "-q", str(image)]
         if fs == "btrfs"
-        else ["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", str(image)]
+        else [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-i",
+            "4096",  # inodes: agent root + staging + restore
+            "-E",
+            "lazy_itable_init=1,lazy_journal_init=1",
+            str(image),
+        ]
     )
     steps = [mkfs, ["mount", "-o", "loop", str(image), str(d)]]
     if fs == "btrfs":
