@@ -207,6 +207,9 @@ class Stager:
         self._persisted = False  # manifest.json holds what is in memory
         self._lock_fd: int | None = None
         self._unverified: set[str] = set()  # databases staged since the last verify()
+        # What verify() found, by staged path: the file's (size, mtime, ctime, inode) then
+        # and integrity_check's problems; the capture check reuses it (sqlite_results()).
+        self._verified: dict[str, tuple[tuple[int, int, int, int], list[str]]] = {}
         self._copier = Copier()
         self._defer = False  # this capture pins WAL databases (capture(defer=True))
         self._pending: list[_Pending] = []  # pinned, not yet copied (finish())
@@ -379,11 +382,22 @@ class Stager:
             entry = self._dirs.get(parent, {}).get(name)
             if entry is None or entry[0] != DB:
                 continue  # no longer a staged database
-            found = sqlite_copy.integrity_problems(os.path.join(self._tree, rel))
+            path = os.path.join(self._tree, rel)
+            found = sqlite_copy.integrity_problems(path)
+            with contextlib.suppress(OSError):
+                st = os.stat(path, follow_symlinks=False)
+                self._verified[path] = ((st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                         st.st_ino), found)  # fmt: skip
             if found:
                 problems.append(f"{rel}: integrity_check failed: {'; '.join(found[:3])}")
         self._unverified.clear()
         return problems
+
+    def sqlite_results(self) -> dict[str, tuple[tuple[int, int, int, int], list[str]]]:
+        """What verify() found, by staged path: the metadata of the file it checked and
+        integrity_check's problems. A check of the same file with the same metadata would
+        find the same (the staged tree changes only under the staging lock)."""
+        return dict(self._verified)
 
     def changed_since_capture(self) -> list[str]:
         """Inside the pause, right after capture(): what moved in the source since the
