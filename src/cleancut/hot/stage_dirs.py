@@ -131,6 +131,7 @@ def _merged(passes: dict[str, StageStats]) -> StageStats:
         total.sqlite_copied += stats.sqlite_copied
         total.reflinked += stats.reflinked
         total.sqlite_pinned += stats.sqlite_pinned
+        total.sqlite_cloned += stats.sqlite_cloned
         total.tails += stats.tails
         total.duration_s += stats.duration_s
         total.finish_s += stats.finish_s
