@@ -54,6 +54,7 @@ class Conn:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.closed = threading.Event()
+        self.stalled = False  # a request is being answered forever: later ones wait
 
     def send(self, data: bytes) -> bool:
         try:
@@ -68,6 +69,7 @@ class Conn:
 
     def forever(self, data: bytes | Callable[[], bytes], every: float = 0.2) -> None:
         """Send `data` every `every` seconds until the peer goes away (in a thread)."""
+        self.stalled = True
 
         def run() -> None:
             while not self.closed.wait(every):
@@ -118,6 +120,10 @@ class FakeAgent:
                     request = json.loads(line)
                     op = request["op"]
                     self.ops.append(op)
+                    if conn.stalled:
+                        # Requests are answered in order (docs/protocol.md): one pipelined
+                        # behind a request still being answered is never reached.
+                        continue
                     handler = self.handlers.get(op)
                     if handler is None:
                         conn.reply(request, GOOD[op])

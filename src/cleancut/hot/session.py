@@ -149,6 +149,14 @@ def _paused(
 ) -> T:
     clock = _Steps(report)
     acknowledged: float | None = None
+    # With a runtime that pipelines it, the resume goes out right behind the final renew:
+    # the pause ends when both are sent, and no second resume is needed once answered.
+    resume_sent: list[float] = []
+    resume_answered = False
+
+    def sent() -> None:
+        resume_sent.append(time.monotonic())
+
     try:
         with clock("quiesce"):
             runtime.quiesce(quiesce_timeout, lease)
@@ -168,7 +176,15 @@ def _paused(
                 result = capture()
         renewer.check("capture")
         try:
-            runtime.renew(step_s, lease)
+            with clock("lease_check"):
+                if runtime.pipelines_resume:
+                    resume_answered = runtime.renew_then_resume(step_s, lease, sent)
+                    if resume_answered:  # sent with the renew .. both answered
+                        report.steps_ms["resume"] = round(
+                            (time.monotonic() - resume_sent[0]) * 1000, 3
+                        )
+                else:
+                    runtime.renew(step_s, lease)
         except LeaseLost as exc:
             if not exc.answered:
                 raise QuiesceMissed(
@@ -180,12 +196,14 @@ def _paused(
             ) from None
         return result
     finally:
-        resumed = time.monotonic()
+        resumed = resume_sent[0] if resume_sent else time.monotonic()
         if acknowledged is not None:
             report.pause_ms = round((resumed - acknowledged) * 1000, 3)
-        # Whatever the agent does now (silence, garbage), resume is tried once, bounded.
-        with clock("resume"), contextlib.suppress(AgentTimeout, AgentClosed, CleancutError):
-            runtime.resume(RESUME_REPLY_S)
+        # Whatever the agent does now (silence, garbage), resume is tried once, bounded
+        # (again, when a pipelined resume went unanswered).
+        if not resume_answered:
+            with clock("resume"), contextlib.suppress(AgentTimeout, AgentClosed, CleancutError):
+                runtime.resume(RESUME_REPLY_S)
 
 
 def _horizon_mode(runtime: AgentRuntime) -> str:
