@@ -631,6 +631,10 @@ def summarize(run: SizeRun) -> dict[str, Any]:
     ):
         s[f"step_{name}"] = pct(col(hot, lambda r, n=name: r["steps_ms"][n]), 50)
     s["capture_max"] = max(col(hot, lambda r: r["steps_ms"]["capture"]), default=None)
+    for name in ("snapshot", "lease_check", "capture"):  # the parts of cleancut's share
+        s[f"{name}_p99"] = pct(col(hot, lambda r, n=name: r["steps_ms"][n]), 99)
+    s["step_snapshot"] = pct(col(hot, lambda r: r["steps_ms"]["snapshot"]), 50)
+    s["step_lease_check"] = pct(col(hot, lambda r: r["steps_ms"]["lease_check"]), 50)
     for key in ("files_scanned", "files_copied", "bytes_copied", "sqlite_copied"):
         s[f"stage_{key}"] = pct(col(hot, lambda r, k=key: r["stage"][k]), 50)
     s["stage_bytes_max"] = max(col(hot, lambda r: r["stage"]["bytes_copied"]), default=None)
@@ -686,6 +690,9 @@ def tables(runs: list[SizeRun], args: argparse.Namespace) -> str:
             r.label, ", ".join(s["strategies"]), _f(s["p50"], ".1f"), _f(s["p99"], ".1f"),
             _f(s["step_flush"], ".1f"), _f(s["step_horizon"], ".1f"),
             _f(s["share_p50"], ".1f"), _f(s["share_p99"], ".1f"),
+            f"{_f(s['step_capture'], '.1f')} / {_f(s['capture_p99'], '.1f')}",
+            f"{_f(s['step_snapshot'], '.1f')} / {_f(s['snapshot_p99'], '.1f')}",
+            f"{_f(s['step_lease_check'], '.1f')} / {_f(s['lease_check_p99'], '.1f')}",
         ])  # fmt: skip
         tp = r.throughput
         agent_rows.append([
@@ -732,6 +739,9 @@ def tables(runs: list[SizeRun], args: argparse.Namespace) -> str:
                 "horizon p50",
                 "cleancut's share p50",
                 "cleancut's share p99",
+                "capture p50 / p99",
+                "snapshot ioctl p50 / p99",
+                "lease check p50 / p99 (its answer comes after resume when pipelined)",
             ],
             share_rows,
         ),
