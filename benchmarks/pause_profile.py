@@ -29,6 +29,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,6 +123,63 @@ def profile_btrfs(work: Path, rounds: int) -> list[str]:
     ]
 
 
+def profile_settle(work: Path, rounds: int) -> list[str]:
+    """The pause's tail on btrfs as the hot backup runs it: the agent's flush writes D
+    MiB, the horizon waits H ms, then the snapshot; with and without a syncfs started
+    in a thread right after the flush (fs_snapshot.Snapshotter.settle_in_background),
+    which the snapshot waits for. Timed: from the end of the flush to the snapshot's
+    end (what cleancut adds after the agent's flush, the horizon included)."""
+    rows = []
+    with mounted(work, "btrfs", 2 << 30) as mnt:
+        sub = mnt / "agent"
+        _run("btrfs", "subvolume", "create", str(sub))
+        snaps = mnt / "snaps"
+        snaps.mkdir()
+        src_fd = os.open(sub, os.O_RDONLY | os.O_DIRECTORY)
+        place_fd = os.open(snaps, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for dirty_kib in (64, 1024, 8192):
+                for horizon_ms in (0, 10, 30):
+                    cells = {}
+                    for settle in (False, True):
+                        took = []
+                        for r in range(rounds):
+                            btrfs.syncfs(src_fd)  # as before the quiesce
+                            (sub / f"f-{r}.bin").write_bytes(os.urandom(dirty_kib << 10))
+                            t0 = time.perf_counter()
+                            thread = None
+                            if settle:
+                                thread = threading.Thread(target=btrfs.syncfs, args=(src_fd,))
+                                thread.start()
+                            time.sleep(horizon_ms / 1000)
+                            if thread is not None:
+                                thread.join()
+                            name = f"s-{dirty_kib}-{horizon_ms}-{settle}-{r}"
+                            btrfs.snapshot(src_fd, place_fd, name)
+                            took.append(ms(t0) - horizon_ms)
+                            btrfs.delete(place_fd, name)
+                        cells[settle] = statistics.median(took)
+                    rows.append(
+                        f"| {dirty_kib} | {horizon_ms} | {cells[False]:.1f} | {cells[True]:.1f} "
+                        f"| {os.getloadavg()[0]:.1f} |"
+                    )
+                    print(rows[-1], flush=True)
+        finally:
+            os.close(src_fd)
+            os.close(place_fd)
+    return [
+        "btrfs, the flush's writes, the horizon, the snapshot: what is added beyond the "
+        "horizon's own wait (ms, median of the rounds), without and with a background "
+        "syncfs started when the flush ends:",
+        "",
+        "| flush wrote KiB | horizon ms | snapshot only | background syncfs, then snapshot "
+        "| load |",
+        "| --------------- | ---------- | ------------- | -------------------------------- "
+        "| ---- |",
+        *rows,
+    ]
+
+
 def make_db(path: Path, mb: int) -> None:
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA page_size=4096")
@@ -188,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("benchmarks/work/pause-profile"))
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--results", type=Path)
+    ap.add_argument("--only", choices=("snapshot", "settle", "sqlite"), help="one part only")
     args = ap.parse_args(argv)
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -198,10 +257,13 @@ def main(argv: list[str] | None = None) -> int:
         f"- command: `{shlex.join([sys.executable, *sys.argv])}`",
         f"- {args.rounds} rounds per cell; load average (1 min) at the end of each row",
         "",
-        *profile_btrfs(work, args.rounds),
-        "",
-        *profile_sqlite(work, args.rounds),
     ]
+    if args.only in (None, "snapshot"):
+        parts += [*profile_btrfs(work, args.rounds), ""]
+    if args.only in (None, "settle"):
+        parts += [*profile_settle(work, args.rounds), ""]
+    if args.only in (None, "sqlite"):
+        parts += profile_sqlite(work, args.rounds)
     text = "\n".join(parts) + "\n"
     print(text)
     if args.results:

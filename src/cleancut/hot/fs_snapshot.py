@@ -27,7 +27,6 @@ import errno
 import json
 import os
 import secrets
-import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -162,7 +161,6 @@ class Snapshotter:
         self._released = False
         self._source_fd = -1
         self._place_fd = -1
-        self._settling: threading.Thread | None = None
 
     @property
     def path(self) -> Path:
@@ -188,27 +186,8 @@ class Snapshotter:
             self._close()
             raise
 
-    def settle_in_background(self) -> None:
-        """Inside the pause, after the agent's flush: write back what is dirty (the
-        driver's settle, e.g. syncfs) in a thread, overlapping the horizon's wait for the
-        agent; take() waits for it. A snapshot's commit would write the same data back
-        itself (benchmarks/RESULTS.md, pause profile: 8 MiB dirty cost the ioctl 47 ms,
-        2 ms once written back), so this only moves that work earlier, never adds to it.
-        A settle that fails is ignored: the snapshot writes back what is left."""
-        if self._settling is not None or self._source_fd < 0:
-            return
-
-        def settle() -> None:
-            with contextlib.suppress(OSError):
-                self.driver.settle(self._source_fd)
-
-        self._settling = threading.Thread(target=settle, name="cleancut-settle", daemon=True)
-        self._settling.start()
-
     def take(self) -> None:
-        """Inside the pause: the snapshot (after a background settle, if one runs)."""
-        if self._settling is not None:
-            self._settling.join()
+        """Inside the pause: the snapshot, and nothing else."""
         taken = time.time_ns()  # before: a copy's data is from this instant or earlier
         self.driver.take(self._source_fd, self._place_fd, self.name)
         self.taken_ns = taken
@@ -238,9 +217,6 @@ class Snapshotter:
             self._close()
 
     def _close(self) -> None:
-        if self._settling is not None:  # it uses the source's fd: never close it under it
-            self._settling.join()
-            self._settling = None
         for fd in (self._source_fd, self._place_fd):
             if fd >= 0:
                 os.close(fd)

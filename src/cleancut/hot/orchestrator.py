@@ -407,9 +407,6 @@ def _quiesced_capture(
         stats, changed = quiesced(
             hot.agent, hot.quiesce_timeout, hot.horizon, capture_and_check, report, hot.lease,
             runtime=runtime,
-            # The snapshot commits what is dirty: start writing back what the agent's flush
-            # wrote while the horizon waits for its actions, not inside the snapshot.
-            after_flush=snap.settle_in_background if snap is not None else None,
         )
         with _timed(capture["steps_ms"], "finish"):
             stager.finish()  # resumed: the staged tree is complete once this returns

@@ -113,7 +113,6 @@ def quiesced(
     lease: float = 10.0,
     context: RuntimeContext | None = None,
     runtime: AgentRuntime | None = None,
-    after_flush: Callable[[], None] | None = None,
 ) -> T:
     """Run `capture` while the agent at `address` is quiesced and flushed; fill `report`.
 
@@ -134,9 +133,7 @@ def quiesced(
         with clock("hello"):
             report.agent = runtime.connect(step_s)
         report.peer_pid = runtime.peer_pid()
-        return _paused(
-            runtime, quiesce_timeout, horizon, capture, report, lease, step_s, after_flush
-        )
+        return _paused(runtime, quiesce_timeout, horizon, capture, report, lease, step_s)
     finally:
         runtime.close()  # closing alone also resumes an SDK agent (the lease's rule)
 
@@ -149,10 +146,7 @@ def _paused(
     report: SessionReport,
     lease: float,
     step_s: float,
-    after_flush: Callable[[], None] | None = None,
 ) -> T:
-    """`after_flush`: called once the agent's first flush is answered (its writes are in
-    the page cache), before the horizon: work that may overlap the wait for the agent."""
     clock = _Steps(report)
     acknowledged: float | None = None
     # With a runtime that pipelines it, the resume goes out right behind the final renew:
@@ -170,8 +164,6 @@ def _paused(
         with _Renewer(runtime, lease, step_s) as renewer:
             with clock("flush"):
                 runtime.flush(step_s)
-            if after_flush is not None:
-                after_flush()
             with clock("horizon"):
                 report.horizon_mode = _horizon_mode(runtime)
                 report.inflight, report.horizon_reached = _horizon(
