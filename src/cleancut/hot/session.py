@@ -68,17 +68,24 @@ class _Renewer:
             try:
                 self.runtime.renew(self.step_s, self.lease_s)
             except LeaseLost as exc:
-                self.lost = str(exc)
+                self._lose(str(exc))
                 return
             except AgentMisbehaved as exc:
                 self.misbehaved = exc
                 self.lost = str(exc)
                 return
             except CleancutError as exc:  # the connection broke in a runtime's own terms
-                self.lost = str(exc)
+                self._lose(str(exc))
                 return
             finally:
                 self.renewing.clear()
+
+    def _lose(self, why: str) -> None:
+        """A renewal failed. Once stopped (the capture is over) its failure is not the
+        lease's verdict: the final renew after the capture is, and this renewal may have
+        been answered after that renew and the resume behind it."""
+        if not self.stop.is_set():
+            self.lost = why
 
     def let_renewal_go_first(self, timeout: float) -> None:
         """Before the main thread takes the shared connection again, let a renewal that
@@ -100,7 +107,13 @@ class _Renewer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Stop renewing, without waiting for the thread: a renewal in flight holds the
+        connection, so the final renew queues behind it anyway, and waking the thread
+        up to join it would cost the pause a thread switch (ms under load). join()
+        comes after the resume is sent."""
         self.stop.set()
+
+    def join(self) -> None:
         self.thread.join()
 
 
@@ -153,6 +166,7 @@ def _paused(
     # the pause ends when both are sent, and no second resume is needed once answered.
     resume_sent: list[float] = []
     resume_answered = False
+    renewer: _Renewer | None = None
 
     def sent() -> None:
         resume_sent.append(time.monotonic())
@@ -161,7 +175,8 @@ def _paused(
         with clock("quiesce"):
             runtime.quiesce(quiesce_timeout, lease)
         acknowledged = time.monotonic()
-        with _Renewer(runtime, lease, step_s) as renewer:
+        renewer = _Renewer(runtime, lease, step_s)
+        with renewer:
             with clock("flush"):
                 runtime.flush(step_s)
             with clock("horizon"):
@@ -194,6 +209,8 @@ def _paused(
                 f"quiesce lease ended before the capture finished ({exc}); "
                 "the copy is not a clean cut"
             ) from None
+        renewer.join()  # the resume is on its way: what the renewer met, it met in time
+        renewer.check("capture")
         return result
     finally:
         resumed = resume_sent[0] if resume_sent else time.monotonic()
@@ -204,6 +221,9 @@ def _paused(
         if not resume_answered:
             with clock("resume"), contextlib.suppress(AgentTimeout, AgentClosed, CleancutError):
                 runtime.resume(RESUME_REPLY_S)
+        if renewer is not None and renewer.thread.ident is not None:
+            renewer.stop.set()
+            renewer.join()  # before the caller closes the connection it uses
 
 
 def _horizon_mode(runtime: AgentRuntime) -> str:
