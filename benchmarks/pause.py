@@ -53,6 +53,7 @@ import select
 import shlex
 import shutil
 import signal
+import sqlite3
 import stat
 import statistics
 import subprocess
@@ -64,6 +65,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus  # noqa: E402  (sibling module; benchmarks/ is not a package)
+from pause_cases import (  # noqa: E402  (sibling module: the matrix's cases and workspaces)
+    Case,
+    LiveDb,
+    Transcripts,
+    case_names,
+    make_sparse_bulk,
+    matrix,
+    mount_image,
+    unmount_image,
+)
 from run import (  # noqa: E402  (the store benchmark's process and report helpers)
     PASSWORD,
     ToolError,
@@ -249,6 +260,7 @@ class SizeRun:
     size: int
     files: int
     dir: Path
+    case: Case | None = None  # what the run's workspace holds (None: a failed --sizes run)
     hot: list[dict[str, Any]] = field(default_factory=list)  # successful measured backups
     hot_failed: list[str] = field(default_factory=list)
     warmup: dict[str, Any] | None = None
@@ -264,11 +276,14 @@ class SizeRun:
     check: str = "not run"
     error: str | None = None
     baseline_rounds: int = 0
-    mounted: Path | None = None  # --fs btrfs: the image mounted on `dir`
+    mounted: Path | None = None  # --fs ext4/btrfs: the image mounted on `dir`
+    setup_s: dict[str, float] = field(default_factory=dict)  # workspace part -> seconds
 
     @property
     def label(self) -> str:
-        return size_label(self.size)
+        if self.case is None or self.case.name.startswith("size-"):
+            return size_label(self.size)
+        return self.case.label
 
 
 class Bench:
@@ -335,32 +350,37 @@ class Bench:
             "peak_rss": step.peak_rss,
         }
 
-    def run_size(self, size: int, index: int) -> SizeRun:
+    def run_case(self, case: Case, index: int) -> SizeRun:
         a = self.args
-        files = max(100, round(a.files * size / GIB)) if a.scale_files else a.files
-        d = self.work / f"size-{size_label(size)}"
-        run = SizeRun(size, files, d)
+        d = self.work / (case.name if case.fs == "native" else f"{case.fs}-{case.name}")
+        run = SizeRun(case.bytes, case.files, d, case=case)
         rounds = a.baseline_rounds[index]
         run.baseline_rounds = rounds
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
+        need = DISK_FACTOR * (case.disk_bytes() if case.sparse else case.bytes) + (
+            case.bytes * 2 if case.sparse else 0
+        )  # staging and restore may fill the holes
         free = shutil.disk_usage(d).free
-        if free < DISK_FACTOR * size:
-            run.error = f"not enough disk: {human(free)} free, need ~{human(DISK_FACTOR * size)}"
+        if free < need:
+            run.error = f"not enough disk: {human(free)} free, need ~{human(need)}"
             print(f"!! {run.error}", flush=True)
             return run
-        if a.fs == "btrfs":
-            run.mounted = mount_btrfs(d, int(DISK_FACTOR * size) + 2 * GIB)
+        if case.fs in ("ext4", "btrfs"):
+            try:
+                run.mounted = mount_image(d, int(need) + 2 * GIB, case.fs)
+            except RuntimeError as e:
+                raise ToolError(str(e)) from e
         try:
             return self._run_mounted(run, index)
         finally:
             if run.mounted is not None:
-                unmount(d, run.mounted)
+                unmount_image(d, run.mounted)
 
     def _run_mounted(self, run: SizeRun, index: int) -> SizeRun:
         a, d, files = self.args, run.dir, run.files
         (d / "logs").mkdir(parents=True)
-        print(f"== size {run.label}: {files:,} bulk files, work {d}", flush=True)
+        print(f"== {run.label}: {files:,} bulk files, work {d}", flush=True)
         env = self.env(d)
         init = [*self.cc, "init", "--kdf-memory", "8MiB", "--kdf-iterations", "1"]
         run_step(init, env, d / "logs" / "init", cwd=d)
@@ -375,12 +395,60 @@ class Bench:
         self._check(run, agent)
         return run
 
-    def _drive(self, run: SizeRun, agent: Agent) -> None:
-        a = self.args
+    def _workspace(self, run: SizeRun, agent: Agent) -> tuple[LiveDb | None, Transcripts | None]:
+        """Fill the agent root with the case's bulk, live database and transcripts."""
+        a, case = self.args, run.case
+        assert case is not None
+        bench = agent.root / "workspace" / "attachments" / "bench"
         t0 = time.perf_counter()
-        make_bulk(agent.root, run.size, run.files, a.seed)
-        run.bulk_s = time.perf_counter() - t0
-        print(f"  bulk: {human(run.size)} in {run.files:,} files, {run.bulk_s:.1f} s", flush=True)
+        if case.sparse:
+            make_sparse_bulk(
+                agent.root / "workspace" / "attachments", case.bytes, case.files, a.seed
+            )
+        else:
+            make_bulk(agent.root, case.bytes, case.files, a.seed)
+        run.bulk_s = run.setup_s["bulk"] = time.perf_counter() - t0
+        db = transcripts = None
+        if case.db_bytes:
+            t0 = time.perf_counter()
+            db = LiveDb(bench / "live.sqlite", case.db_bytes)
+            run.setup_s["db"] = time.perf_counter() - t0
+        if case.transcript_bytes:
+            t0 = time.perf_counter()
+            transcripts = Transcripts(bench / "transcripts", case.transcript_bytes)
+            run.setup_s["transcripts"] = time.perf_counter() - t0
+        print(
+            f"  workspace: {human(case.bytes)} in {case.files:,} files"
+            f"{' (sparse)' if case.sparse else ''}, db {human(case.db_bytes)}, transcripts "
+            f"{human(case.transcript_bytes)}; "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in run.setup_s.items()),
+            flush=True,
+        )
+        return db, transcripts
+
+    def _change(
+        self, root: Path, rng: random.Random, db: LiveDb | None, transcripts: Transcripts | None
+    ) -> int:
+        """The change between two rounds: bulk churn, one database row, transcript tails."""
+        changed = churn(root, self.args.change, rng)
+        if db is not None:
+            changed += db.change(rng)
+        if transcripts is not None:
+            changed += transcripts.append()
+        return changed
+
+    def _drive(self, run: SizeRun, agent: Agent) -> None:
+        db, transcripts = self._workspace(run, agent)
+        try:
+            self._rounds(run, agent, db, transcripts)
+        finally:
+            if db is not None:
+                db.close()
+
+    def _rounds(
+        self, run: SizeRun, agent: Agent, db: LiveDb | None, transcripts: Transcripts | None
+    ) -> None:
+        a = self.args
 
         s0, t0 = agent.seq(), time.monotonic()
         time.sleep(a.idle_seconds)
@@ -404,7 +472,7 @@ class Bench:
         rng = random.Random(f"{a.seed}-{run.size}-hot")
         s0, t0 = agent.seq(), time.monotonic()
         for i in range(1, a.backups + 1):
-            changed = churn(agent.root, a.change, rng)
+            changed = self._change(agent.root, rng, db, transcripts)
             run.load.append(os.getloadavg()[0])
             if a.sync:
                 os.sync()  # outside the timing: no writeback left over from the last round
@@ -447,7 +515,7 @@ class Bench:
         for i in range(1, run.baseline_rounds + 1):
             dst = copies / "copy"
             shutil.rmtree(dst, ignore_errors=True)  # outside the timing
-            churn(agent.root, a.change, rng)
+            self._change(agent.root, rng, db, transcripts)
             run.load.append(os.getloadavg()[0])
             if a.sync:
                 os.sync()  # outside the timing: the previous copy's writeback is not counted
@@ -508,31 +576,6 @@ class Bench:
 # --------------------------------------------------------------------------- report
 
 
-def mount_btrfs(d: Path, size: int) -> Path:
-    """A fresh btrfs filesystem mounted on `d` (empty), with the agent root a subvolume."""
-    image = d.parent / f"{d.name}.btrfs.img"
-    image.unlink(missing_ok=True)
-    with open(image, "wb") as f:
-        f.truncate(size)
-    for cmd in (["mkfs.btrfs", "-q", str(image)], ["mount", "-o", "loop", str(image), str(d)],
-                ["btrfs", "subvolume", "create", str(d / "agent")]):
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0 and cmd[0] == "mount":
-            subprocess.run(["modprobe", "btrfs"], capture_output=True)
-            res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            if cmd[0] != "mkfs.btrfs":
-                subprocess.run(["umount", "-l", str(d)], capture_output=True)
-            image.unlink(missing_ok=True)
-            raise ToolError(f"--fs btrfs: {shlex.join(cmd)}: {res.stderr.strip()[:300]}")
-    return image
-
-
-def unmount(d: Path, image: Path) -> None:
-    subprocess.run(["umount", "-l", str(d)], capture_output=True)
-    image.unlink(missing_ok=True)
-
-
 def col(recs: list[dict[str, Any]], get: Any) -> list[float]:
     out = []
     for r in recs:
@@ -566,9 +609,7 @@ def summarize(run: SizeRun) -> dict[str, Any]:
         "share_p99": pct(share, 99),
         "tracked": sum(1 for r in hot if r.get("strategy", {}).get("scan") == "tracked"),
         "pinned": sum(r.get("strategy", {}).get("databases_pinned", 0) for r in hot),
-        "in_pause_db": sum(
-            r.get("strategy", {}).get("databases_copied_in_pause", 0) for r in hot
-        ),
+        "in_pause_db": sum(r.get("strategy", {}).get("databases_copied_in_pause", 0) for r in hot),
         "tails": sum(r.get("strategy", {}).get("tails", 0) for r in hot),
         "dirs_p50": pct(col(hot, lambda r: r["strategy"]["directories_visited"]), 50),
         "after_resume_p50": pct(col(hot, lambda r: r["strategy"]["after_resume_s"] * 1000), 50),
@@ -590,6 +631,10 @@ def summarize(run: SizeRun) -> dict[str, Any]:
     ):
         s[f"step_{name}"] = pct(col(hot, lambda r, n=name: r["steps_ms"][n]), 50)
     s["capture_max"] = max(col(hot, lambda r: r["steps_ms"]["capture"]), default=None)
+    for name in ("snapshot", "lease_check", "capture"):  # the parts of cleancut's share
+        s[f"{name}_p99"] = pct(col(hot, lambda r, n=name: r["steps_ms"][n]), 99)
+    s["step_snapshot"] = pct(col(hot, lambda r: r["steps_ms"]["snapshot"]), 50)
+    s["step_lease_check"] = pct(col(hot, lambda r: r["steps_ms"]["lease_check"]), 50)
     for key in ("files_scanned", "files_copied", "bytes_copied", "sqlite_copied"):
         s[f"stage_{key}"] = pct(col(hot, lambda r, k=key: r["stage"][k]), 50)
     s["stage_bytes_max"] = max(col(hot, lambda r: r["stage"]["bytes_copied"]), default=None)
@@ -645,6 +690,9 @@ def tables(runs: list[SizeRun], args: argparse.Namespace) -> str:
             r.label, ", ".join(s["strategies"]), _f(s["p50"], ".1f"), _f(s["p99"], ".1f"),
             _f(s["step_flush"], ".1f"), _f(s["step_horizon"], ".1f"),
             _f(s["share_p50"], ".1f"), _f(s["share_p99"], ".1f"),
+            f"{_f(s['step_capture'], '.1f')} / {_f(s['capture_p99'], '.1f')}",
+            f"{_f(s['step_snapshot'], '.1f')} / {_f(s['snapshot_p99'], '.1f')}",
+            f"{_f(s['step_lease_check'], '.1f')} / {_f(s['lease_check_p99'], '.1f')}",
         ])  # fmt: skip
         tp = r.throughput
         agent_rows.append([
@@ -682,8 +730,19 @@ def tables(runs: list[SizeRun], args: argparse.Namespace) -> str:
         "(flush; horizon, the wait for its actions to settle), by capture strategy:",
         "",
         md_table(
-            ["size", "strategy", "pause p50", "pause p99", "flush p50", "horizon p50",
-             "cleancut's share p50", "cleancut's share p99"],
+            [
+                "size",
+                "strategy",
+                "pause p50",
+                "pause p99",
+                "flush p50",
+                "horizon p50",
+                "cleancut's share p50",
+                "cleancut's share p99",
+                "capture p50 / p99",
+                "snapshot ioctl p50 / p99",
+                "lease check p50 / p99 (its answer comes after resume when pipelined)",
+            ],
             share_rows,
         ),
         "",
@@ -819,13 +878,107 @@ def verdict(runs: list[SizeRun]) -> list[str]:
     return lines
 
 
+# Issue 13's targets for cleancut's share of the pause, p99.
+TARGET_SHARE_BTRFS_MS = 20.0  # on btrfs, at every case
+GROWTH_BOUND = 2.0  # largest case / smallest case, along each axis
+
+
+def matrix_table(runs: list[SizeRun]) -> str:
+    rows = []
+    for r in runs:
+        c, s = r.case, summarize(r)
+        if c is None:
+            continue
+        rows.append([
+            c.fs, c.name, f"{c.files:,}", human(c.bytes), human(c.db_bytes),
+            human(c.transcript_bytes), f"{len(r.hot)}/{r.hot and len(r.hot) + len(r.hot_failed)}",
+            _f(s["p50"], ".1f"), _f(s["p99"], ".1f"), _f(s["share_p50"], ".1f"),
+            _f(s["share_p99"], ".1f"), _f(s["base_p50"], ",.0f"), _f(s["base_p99"], ",.0f"),
+            f"{_f(pct(r.load, 50), '.1f')} / {_f(max(r.load, default=None), '.1f')}",
+            ", ".join(s["strategies"]), r.check if not r.error else "FAILED: " + r.error[:80],
+        ])  # fmt: skip
+    return "\n".join([
+        "The matrix (ms): whole pause and cleancut's share of it (the pause minus the "
+        "agent's flush and horizon), p50 / p99 of the measured backups; the stop-copy-start "
+        "baseline; the 1-minute load average before each round (p50 / max):",
+        "",
+        md_table(
+            ["fs", "case", "files", "bulk bytes", "live db", "transcripts", "backups ok",
+             "pause p50", "pause p99", "share p50", "share p99", "baseline p50",
+             "baseline p99", "load p50 / max", "capture", "restored last snapshot"],
+            rows,
+        ),
+    ])  # fmt: skip
+
+
+def matrix_verdict(runs: list[SizeRun]) -> list[str]:
+    lines = []
+    by_fs: dict[str, dict[str, tuple[SizeRun, dict[str, Any]]]] = {}
+    for r in runs:
+        if r.case is not None and r.hot:
+            by_fs.setdefault(r.case.fs, {})[r.case.name] = (r, summarize(r))
+    for fs, cases in by_fs.items():
+        base = cases.get("base")
+        for axis in ("files", "bytes", "db", "transcripts"):
+            cells = sorted(
+                (v for v in cases.values() if v[0].case and v[0].case.axis == axis),
+                key=lambda v: v[0].case.value() if v[0].case else 0,
+            )
+            if base is None or not cells:
+                lines.append(f"- {fs}, {axis} axis: not evaluated (base or axis cases missing)")
+                continue
+            (top, st), sb = cells[-1], base[1]
+            ratio = st["share_p99"] / sb["share_p99"] if sb["share_p99"] else None
+            ratio50 = st["share_p50"] / sb["share_p50"] if sb["share_p50"] else None
+            lines.append(
+                f"- {fs}, {axis} axis (base -> {top.case.name if top.case else '?'}): "
+                f"cleancut's share p99 {sb['share_p99']:.1f} -> {st['share_p99']:.1f} ms "
+                f"({_f(ratio, '.2f')}x; p50 {sb['share_p50']:.1f} -> {st['share_p50']:.1f} ms, "
+                f"{_f(ratio50, '.2f')}x): bound <= {GROWTH_BOUND:.0f}x on p99 "
+                + ("**met**" if ratio is not None and ratio <= GROWTH_BOUND else "**NOT met**")
+            )
+        if fs == "btrfs":
+            over = [
+                f"{n} ({s['share_p99']:.1f} ms)"
+                for n, (_, s) in cases.items()
+                if s["share_p99"] > TARGET_SHARE_BTRFS_MS
+            ]
+            lines.append(
+                f"- btrfs, cleancut's share p99 <= {TARGET_SHARE_BTRFS_MS:.0f} ms at every case: "
+                + ("**met**" if not over else f"**NOT met** at {', '.join(over)}")
+            )
+        else:
+            ten = cases.get("files-10k")
+            lines.append(
+                f"- {fs}, cleancut's share p99 <= {TARGET_SHARE_P99_MS:.0f} ms at 10,000 files: "
+                + (
+                    "not run"
+                    if ten is None
+                    else f"{ten[1]['share_p99']:.1f} ms, "
+                    + ("**met**" if ten[1]["share_p99"] <= TARGET_SHARE_P99_MS else "**NOT met**")
+                )
+            )
+    failed = sum(len(r.hot_failed) for r in runs)
+    lines.append(
+        f"- hot backups that failed or were not `quiesced`: {failed}"
+        + "".join(f"\n  - {r.label}: {m}" for r in runs for m in r.hot_failed)
+    )
+    return lines
+
+
 def report(args: argparse.Namespace, runs: list[SizeRun], work: Path) -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     files_note = (
-        f"file count grows with size (--scale-files: {args.files:,} per GiB)"
+        "the matrix's cases (benchmarks/pause_cases.py): sparse bulk files (a 64-byte "
+        "header, then a hole), 16 per directory; a live WAL SQLite database kept open by the "
+        "benchmark (1 MiB row rewritten per round) and 4 JSONL transcripts (64 KiB appended "
+        "to each per round), all under workspace/attachments/bench"
+        if args.matrix
+        else f"file count grows with size (--scale-files: {args.files:,} per GiB)"
         if args.scale_files
         else f"{args.files:,} bulk files at every size (only the bytes grow)"
     )
+    images = sorted({f for f in args.fs_list if f != "native"})
     cp_version = quick(["cp", "--version"]).splitlines()[0]
     lines = [
         f"## Pause benchmark — {now}",
@@ -833,14 +986,16 @@ def report(args: argparse.Namespace, runs: list[SizeRun], work: Path) -> str:
         f"- command: `{shlex.join([sys.executable, *sys.argv])}`",
         f"- machine: {', '.join(machine_info())}; work dir {work} on {fs_type(work)}"
         + (
-            "; each size on its own loop-mounted btrfs image (agent root a subvolume, "
-            "staging, repository and baseline copies on it)"
-            if args.fs == "btrfs"
+            f"; each case on its own loop-mounted {'/'.join(images)} image made by the "
+            "benchmark (sparse file, mkfs, mount -o loop; on btrfs the agent root is a "
+            "subvolume; staging, repository and baseline copies on it), unmounted after it"
+            if images
             else ""
         ),
-        f"- workload: simulated agent running flat out (no turn pause); bulk attachments "
-        f"via `make_bulk`, {files_note}; {human(args.change)} changed by `churn` before "
-        f"each backup and each baseline round",
+        f"- workload: simulated agent running flat out (no turn pause); bulk attachments: "
+        f"{files_note}; {human(args.change)} changed by `churn` before each backup and each "
+        "baseline round"
+        + (", plus the database row and the transcript tails" if args.matrix else ""),
         f"- hot: 1 warm-up (first, full) backup, then {args.backups} measured "
         f"`cleancut backup ROOT --agent unix:SOCK --staging DIR {' '.join(HOT_ARGS)} --json`, "
         "staging on the same filesystem; page cache warm (not dropped); "
@@ -855,12 +1010,13 @@ def report(args: argparse.Namespace, runs: list[SizeRun], work: Path) -> str:
         "- percentiles: nearest rank (value at rank ceil(q/100 n)); with 30 samples p99 is "
         "the largest sample, so p99 and max coincide",
         "",
+        *([matrix_table(runs), ""] if args.matrix else []),
         tables(runs, args),
         "",
         "Targets (issue): pause p99 <= 250 ms; no growth of the pause with workspace size "
         "when the change stays the same.",
         "",
-        *verdict(runs),
+        *(matrix_verdict(runs) if args.matrix else verdict(runs)),
     ]
     for r in runs:
         if r.error:
@@ -895,10 +1051,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--fs",
-        choices=("native", "btrfs"),
         default="native",
-        help="native: the work dir's own filesystem; btrfs: a loop-mounted btrfs image per "
-        "size, the agent root a subvolume (root and btrfs-progs needed)",
+        help="comma list of native (the work dir's own filesystem), ext4, btrfs (a "
+        "loop-mounted image per case, made and unmounted by the benchmark; for btrfs the "
+        "agent root is a subvolume; root, e2fsprogs and btrfs-progs needed)",
+    )
+    ap.add_argument(
+        "--matrix",
+        action="store_true",
+        help="issue 13's matrix instead of --sizes: one axis at a time from a base case "
+        "(1k files, 256 MiB sparse bulk, 10 MB live WAL database, 1 MiB transcripts): "
+        "files 10k/100k, bytes 1G/4G, database 2 GB, transcripts 100 MiB; per --fs",
+    )
+    ap.add_argument(
+        "--cases",
+        help=f"with --matrix, only these cases (comma list of {', '.join(case_names())})",
     )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--work", type=Path, default=HERE / "work" / "pause")
@@ -918,12 +1085,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         rounds = [int(x) for x in args.baseline_rounds.split(",")]
     except ValueError as e:
         ap.error(str(e))
+    args.fs_list = [f.strip() for f in args.fs.split(",") if f.strip()]
+    if not args.fs_list or set(args.fs_list) - {"native", "ext4", "btrfs"}:
+        ap.error("--fs: a comma list of native, ext4, btrfs")
+    if args.matrix:
+        names = args.cases.split(",") if args.cases else None
+        if names and set(names) - set(case_names()):
+            ap.error(f"--cases: choose from {', '.join(case_names())}")
+        args.case_list = matrix(args.fs_list, names)
+    else:
+        args.case_list = [
+            Case(f"size-{size_label(n)}", "bytes", args.files if not args.scale_files
+                 else max(100, round(args.files * n / GIB)), n, 0, 0, fs, sparse=False)
+            for fs in args.fs_list for n in args.size_list
+        ]  # fmt: skip
     if len(rounds) == 1:
-        rounds *= len(args.size_list)
-    if len(rounds) != len(args.size_list):
-        ap.error("--baseline-rounds: give one number or one per size")
+        rounds *= len(args.case_list)
+    if len(rounds) != len(args.case_list):
+        ap.error("--baseline-rounds: give one number or one per case")
     args.baseline_rounds = rounds
     return args
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -933,22 +1118,25 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args)
     runs: list[SizeRun] = []
     started = time.monotonic()
-    for i, size in enumerate(args.size_list):
+    signal.signal(signal.SIGTERM, _terminate)  # so every image is unmounted on the way out
+    partial = work / "pause-report-partial.md"
+    for i, case in enumerate(args.case_list):
         t0 = time.monotonic()
         try:
-            run = bench.run_size(size, i)
-        except (ToolError, OSError) as e:
-            run = SizeRun(size, args.files, work / f"size-{size_label(size)}", error=str(e))
-            print(f"!! size {size_label(size)} FAILED:\n{e}", flush=True)
+            run = bench.run_case(case, i)
+        except (ToolError, OSError, sqlite3.Error) as e:
+            run = SizeRun(case.bytes, case.files, work / case.name, case=case, error=str(e))
+            print(f"!! {case.label} FAILED:\n{e}", flush=True)
         runs.append(run)
-        print(f"  size {run.label} took {time.monotonic() - t0:.0f} s", flush=True)
+        print(f"  {run.label} took {time.monotonic() - t0:.0f} s", flush=True)
         if not args.keep:
             shutil.rmtree(run.dir, ignore_errors=True)
+        partial.write_text(report(args, runs, work))  # what is done so far, if cut short
     print(f"all sizes took {time.monotonic() - started:.0f} s")
 
     raw = work / f"pause-raw-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     raw.write_text(json.dumps(
-        [{"size": r.size, "files": r.files, "warmup": r.warmup, "hot": r.hot,
+        [{"case": r.label, "size": r.size, "files": r.files, "warmup": r.warmup, "hot": r.hot,
           "hot_failed": r.hot_failed, "baseline_ms": r.baseline_ms,
           "baseline_failed": r.baseline_failed, "throughput": r.throughput,
           "stopped": r.stopped, "check": r.check, "error": r.error, "load": r.load}

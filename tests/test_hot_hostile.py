@@ -54,6 +54,7 @@ class Conn:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.closed = threading.Event()
+        self.stalled = False  # a request is being answered forever: later ones wait
 
     def send(self, data: bytes) -> bool:
         try:
@@ -68,6 +69,7 @@ class Conn:
 
     def forever(self, data: bytes | Callable[[], bytes], every: float = 0.2) -> None:
         """Send `data` every `every` seconds until the peer goes away (in a thread)."""
+        self.stalled = True
 
         def run() -> None:
             while not self.closed.wait(every):
@@ -118,6 +120,10 @@ class FakeAgent:
                     request = json.loads(line)
                     op = request["op"]
                     self.ops.append(op)
+                    if conn.stalled:
+                        # Requests are answered in order (docs/protocol.md): one pipelined
+                        # behind a request still being answered is never reached.
+                        continue
                     handler = self.handlers.get(op)
                     if handler is None:
                         conn.reply(request, GOOD[op])
@@ -401,6 +407,40 @@ def test_an_agent_that_keeps_its_word_is_stored_quiesced(
     assert res.code == 0, res.err
     assert json.loads(res.out)["consistency"] == "quiesced"
     assert agent.ops == ["hello", "quiesce", "flush", "inflight", "flush", "renew", "resume"]
+
+
+def test_the_resume_goes_out_with_the_final_renew_and_again_if_unanswered(
+    fake: Callable[..., FakeAgent],
+) -> None:
+    """The pause ends when the resume is sent, in the same write as the final renew
+    (docs/protocol.md allows pipelining); an agent that lets that resume go unanswered
+    is sent another, as the session always did."""
+    held: list[dict[str, Any]] = []
+
+    def renew(request: dict[str, Any], conn: Conn) -> None:
+        held.append(request)  # answered only once the resume is in: proof it came unasked
+
+    def resume(request: dict[str, Any], conn: Conn) -> None:
+        for waiting in held:
+            conn.reply(waiting, GOOD["renew"])
+        conn.reply(request, GOOD["resume"])
+
+    agent = fake({"renew": renew, "resume": resume})
+    report = SessionReport()
+    assert quiesced(agent.address, 0.1, 1.0, lambda: "captured", report, lease=3.0) == "captured"
+    assert agent.ops[-2:] == ["renew", "resume"]  # one resume: its answer was read
+    assert {"lease_check", "resume"} <= set(report.steps_ms)
+
+    answered: list[bool] = []
+
+    def resume_once_unanswered(request: dict[str, Any], conn: Conn) -> None:
+        if answered:
+            conn.reply(request, GOOD["resume"])
+        answered.append(True)
+
+    again = fake({"resume": resume_once_unanswered})
+    assert quiesced(again.address, 0.1, 1.0, lambda: "captured", SessionReport(), lease=3.0)
+    assert again.ops[-3:] == ["renew", "resume", "resume"]
 
 
 # --- item 5: refuse what is not ours ------------------------------------------------

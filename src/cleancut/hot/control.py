@@ -12,6 +12,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from cleancut.errors import AgentMisbehaved, AgentUnreachable, UsageError
@@ -79,6 +80,51 @@ class AgentClient:
         finally:
             self._lock.release()
 
+    def request_then(
+        self,
+        op: str,
+        fields: dict[str, Any],
+        then: str,
+        timeout: float,
+        sent: Callable[[], None],
+    ) -> tuple[dict[str, Any], bool]:
+        """Send `op` and, right behind it, `then` (no fields) in one write, before reading
+        either reply (protocol v1 allows pipelining; replies come in request order); call
+        `sent` once both are written. Returns `op`'s reply and whether `then` was answered
+        within the same deadline (a reply that does not come is abandoned: a late one is
+        skipped by the next request). Errors as for request()."""
+        deadline = time.monotonic() + timeout
+        if not self._lock.acquire(timeout=max(0.0, timeout)):
+            raise AgentTimeout(f"no reply to {op} within {timeout:g}s (connection busy)")
+        try:
+            if self.sock is None or self.reader is None:
+                raise AgentClosed("not connected")
+            first, second = self._next_id + 1, self._next_id + 2
+            self._next_id = second
+            try:
+                self.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                self.sock.sendall(
+                    encode({"id": first, "op": op, **fields}) + encode({"id": second, "op": then})
+                )
+            except TimeoutError:
+                self._abandoned.update((first, second))
+                raise AgentTimeout(f"no reply to {op} within {timeout:g}s") from None
+            except OSError as exc:
+                raise AgentClosed(f"connection lost during {op}: {exc}") from None
+            sent()
+            try:
+                reply = self._read_reply(op, first, timeout, deadline)
+            except AgentTimeout:
+                self._abandoned.add(second)
+                raise
+            try:
+                self._read_reply(then, second, timeout, deadline)
+            except (AgentTimeout, AgentClosed, AgentMisbehaved):
+                return reply, False
+            return reply, True
+        finally:
+            self._lock.release()
+
     def _request(
         self, op: str, timeout: float, deadline: float, fields: dict[str, Any]
     ) -> dict[str, Any]:
@@ -89,6 +135,17 @@ class AgentClient:
         try:
             self.sock.settimeout(max(deadline - time.monotonic(), 0.001))
             self.sock.sendall(encode({"id": rid, "op": op, **fields}))
+        except TimeoutError:
+            self._abandoned.add(rid)
+            raise AgentTimeout(f"no reply to {op} within {timeout:g}s") from None
+        except OSError as exc:
+            raise AgentClosed(f"connection lost during {op}: {exc}") from None
+        return self._read_reply(op, rid, timeout, deadline)
+
+    def _read_reply(self, op: str, rid: int, timeout: float, deadline: float) -> dict[str, Any]:
+        """The reply to request `rid`, skipping late replies to abandoned requests."""
+        assert self.sock is not None and self.reader is not None
+        try:
             while True:
                 line = self.reader.read(deadline)
                 if line is None:

@@ -91,7 +91,9 @@ def hot_backup(
             # The agent runs again: the formats of what changed are checked now, never in
             # the pause, and the result is stored with the snapshot.
             with _timed(steps, "validate"):
-                validation, warnings = _check_formats(repo, name, tree, hot, options, consistency)
+                validation, warnings = _check_formats(
+                    repo, name, tree, hot, options, consistency, stager.sqlite_results(), capture
+                )
             stored = replace(
                 options,
                 name=name,
@@ -136,13 +138,20 @@ def _check_formats(
     hot: HotOptions,
     options: BackupOptions,
     consistency: str,
+    sqlite_checked: dict[str, tuple[tuple[int, int, int, int], list[str]]],
+    capture: dict[str, Any],
 ) -> tuple[dict[str, Any] | None, list[str]]:
     """The capture check's record field and warnings. A check that cannot run (the staged
-    tree unreadable, the repository's parent unreadable) costs the check, not the backup."""
+    tree unreadable, the repository's parent unreadable) costs the check, not the backup.
+    `sqlite_checked`: the staged databases' integrity_check results from verify_staged,
+    reused rather than run a second time."""
     try:
-        checked = check_capture(repo, name, tree, hot.formats, options.excludes, consistency)
+        checked = check_capture(
+            repo, name, tree, hot.formats, options.excludes, consistency, sqlite_checked
+        )
     except (CleancutError, OSError) as exc:
         return None, [f"capture check not run: {exc}"]
+    capture["validation"] = checked.record()
     return checked.verdicts.to_json(), checked.warnings
 
 
@@ -361,7 +370,8 @@ def _quiesced_capture(
 def _snapshot_in_pause(snap: Snapshotter, capture: dict[str, Any]) -> bool:
     """Take the snapshot; False (and the reason recorded) when the filesystem refuses."""
     try:
-        snap.take()
+        with _timed(capture["steps_ms"], "snapshot"):  # the ioctl alone, within `capture`
+            snap.take()
         return True
     except OSError as exc:
         why = f"the {snap.driver.name} snapshot failed in the pause ({exc.strerror or exc})"

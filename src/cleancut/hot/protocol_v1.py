@@ -7,6 +7,7 @@ in the words the operator reads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from cleancut.errors import QuiesceMissed
@@ -80,6 +81,21 @@ class ProtocolV1Runtime(AgentRuntime):
             raise LeaseLost(str(exc), answered=False) from None
         if not reply["ok"]:
             raise LeaseLost(str(reply["error"]), answered=True)
+
+    # Requests on one connection are answered in order (docs/protocol.md): a resume
+    # written right behind the final renew is handled right after it is answered.
+    pipelines_resume = True
+
+    def renew_then_resume(self, timeout: float, lease: float, sent: Callable[[], None]) -> bool:
+        try:
+            reply, resumed = self.client.request_then(
+                "renew", {"lease_ms": int(lease * 1000)}, "resume", timeout, sent
+            )
+        except (AgentTimeout, AgentClosed) as exc:
+            raise LeaseLost(str(exc), answered=False) from None
+        if not reply["ok"]:
+            raise LeaseLost(str(reply["error"]), answered=True)
+        return resumed
 
     def resume(self, timeout: float) -> None:
         self.client.request("resume", timeout=timeout)

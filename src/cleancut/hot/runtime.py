@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,17 @@ class AgentRuntime(ABC):
     @abstractmethod
     def renew(self, timeout: float, lease: float) -> None:
         """Extend the lease; LeaseLost when it no longer holds."""
+
+    # True when renew_then_resume() can send the lease proof and the resume back to back.
+    pipelines_resume: bool = False
+
+    def renew_then_resume(self, timeout: float, lease: float, sent: Callable[[], None]) -> bool:
+        """The lease proof after the capture and the resume, sent together: the agent
+        answers the renew and resumes at once, without waiting for the backup side to
+        read that answer first. Calls `sent` once both are on their way; LeaseLost as
+        renew(). True when the resume was answered too (else the caller resumes again).
+        Only called when pipelines_resume is True."""
+        raise NotImplementedError(f"{type(self).__name__} cannot pipeline its resume")
 
     def renew_every(self, lease: float) -> float:
         """How often the background renewer renews."""

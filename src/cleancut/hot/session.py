@@ -68,17 +68,24 @@ class _Renewer:
             try:
                 self.runtime.renew(self.step_s, self.lease_s)
             except LeaseLost as exc:
-                self.lost = str(exc)
+                self._lose(str(exc))
                 return
             except AgentMisbehaved as exc:
                 self.misbehaved = exc
                 self.lost = str(exc)
                 return
             except CleancutError as exc:  # the connection broke in a runtime's own terms
-                self.lost = str(exc)
+                self._lose(str(exc))
                 return
             finally:
                 self.renewing.clear()
+
+    def _lose(self, why: str) -> None:
+        """A renewal failed. Once stopped (the capture is over) its failure is not the
+        lease's verdict: the final renew after the capture is, and this renewal may have
+        been answered after that renew and the resume behind it."""
+        if not self.stop.is_set():
+            self.lost = why
 
     def let_renewal_go_first(self, timeout: float) -> None:
         """Before the main thread takes the shared connection again, let a renewal that
@@ -100,7 +107,13 @@ class _Renewer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Stop renewing, without waiting for the thread: a renewal in flight holds the
+        connection, so the final renew queues behind it anyway, and waking the thread
+        up to join it would cost the pause a thread switch (ms under load). join()
+        comes after the resume is sent."""
         self.stop.set()
+
+    def join(self) -> None:
         self.thread.join()
 
 
@@ -149,11 +162,21 @@ def _paused(
 ) -> T:
     clock = _Steps(report)
     acknowledged: float | None = None
+    # With a runtime that pipelines it, the resume goes out right behind the final renew:
+    # the pause ends when both are sent, and no second resume is needed once answered.
+    resume_sent: list[float] = []
+    resume_answered = False
+    renewer: _Renewer | None = None
+
+    def sent() -> None:
+        resume_sent.append(time.monotonic())
+
     try:
         with clock("quiesce"):
             runtime.quiesce(quiesce_timeout, lease)
         acknowledged = time.monotonic()
-        with _Renewer(runtime, lease, step_s) as renewer:
+        renewer = _Renewer(runtime, lease, step_s)
+        with renewer:
             with clock("flush"):
                 runtime.flush(step_s)
             with clock("horizon"):
@@ -168,7 +191,15 @@ def _paused(
                 result = capture()
         renewer.check("capture")
         try:
-            runtime.renew(step_s, lease)
+            with clock("lease_check"):
+                if runtime.pipelines_resume:
+                    resume_answered = runtime.renew_then_resume(step_s, lease, sent)
+                    if resume_answered:  # sent with the renew .. both answered
+                        report.steps_ms["resume"] = round(
+                            (time.monotonic() - resume_sent[0]) * 1000, 3
+                        )
+                else:
+                    runtime.renew(step_s, lease)
         except LeaseLost as exc:
             if not exc.answered:
                 raise QuiesceMissed(
@@ -178,14 +209,21 @@ def _paused(
                 f"quiesce lease ended before the capture finished ({exc}); "
                 "the copy is not a clean cut"
             ) from None
+        renewer.join()  # the resume is on its way: what the renewer met, it met in time
+        renewer.check("capture")
         return result
     finally:
-        resumed = time.monotonic()
+        resumed = resume_sent[0] if resume_sent else time.monotonic()
         if acknowledged is not None:
             report.pause_ms = round((resumed - acknowledged) * 1000, 3)
-        # Whatever the agent does now (silence, garbage), resume is tried once, bounded.
-        with clock("resume"), contextlib.suppress(AgentTimeout, AgentClosed, CleancutError):
-            runtime.resume(RESUME_REPLY_S)
+        # Whatever the agent does now (silence, garbage), resume is tried once, bounded
+        # (again, when a pipelined resume went unanswered).
+        if not resume_answered:
+            with clock("resume"), contextlib.suppress(AgentTimeout, AgentClosed, CleancutError):
+                runtime.resume(RESUME_REPLY_S)
+        if renewer is not None and renewer.thread.ident is not None:
+            renewer.stop.set()
+            renewer.join()  # before the caller closes the connection it uses
 
 
 def _horizon_mode(runtime: AgentRuntime) -> str:

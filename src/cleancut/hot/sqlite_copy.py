@@ -14,7 +14,8 @@ copy holds exactly the pinned state. A hot backup pins inside the pause (about
 a millisecond, whatever the database's size) and copies after resume. A
 rollback-journal database cannot be pinned that way: its read transaction holds
 a SHARED lock that stops every writer from committing until the copy ends, so
-it is copied inside the pause (see docs/decisions/0007-flat-pause.md).
+it is cloned inside the pause where the filesystem has reflinks
+(sqlite_clone.py), else copied inside the pause (docs/decisions/0017).
 """
 
 from __future__ import annotations
@@ -102,14 +103,14 @@ def copy_database(src: str, dst: str, label: str, timeout: float = 5.0) -> None:
 
 
 def _copy_once(src: str, dst: str, timeout: float) -> None:
-    source = _open_read_transaction(src, timeout)
+    source = open_read_transaction(src, timeout)
     try:
         _backup(source, dst)
     finally:
         source.close()
 
 
-def _open_read_transaction(src: str, timeout: float) -> sqlite3.Connection:
+def open_read_transaction(src: str, timeout: float) -> sqlite3.Connection:
     """A read-only connection inside a read transaction: the backup reuses it, so it reads
     a single snapshot (every commit so far, the -wal's included) and never has to wait for
     a writer half way through."""
@@ -178,7 +179,7 @@ def pin(src: str, label: str, timeout: float = 5.0) -> Pin | None:
     NotADatabase when SQLite cannot read it."""
     for attempt in range(ATTEMPTS):
         try:
-            connection = _open_read_transaction(src, timeout)
+            connection = open_read_transaction(src, timeout)
         except sqlite3.OperationalError as exc:
             if _primary_code(exc) in _TRANSIENT and attempt + 1 < ATTEMPTS:
                 time.sleep(BACKOFF_S * 2**attempt)

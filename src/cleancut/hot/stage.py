@@ -59,7 +59,7 @@ from cleancut.fsio.filekind import kind_of
 from cleancut.fsio.racy import is_racy
 from cleancut.fsio.treewalk import remove_tree
 
-from . import sqlite_copy, stage_manifest
+from . import sqlite_clone, sqlite_copy, stage_manifest
 from .changes import Changes, ChangeTracker
 from .stage_copy import Copier
 from .stage_manifest import (
@@ -97,6 +97,7 @@ class StageStats:
     files_deleted: int = 0
     sqlite_copied: int = 0
     sqlite_pinned: int = 0  # WAL databases pinned in this pass, copied by finish()
+    sqlite_cloned: int = 0  # rollback-journal databases reflinked (no bytes copied)
     tails: int = 0  # grown files whose new tail only was copied
     reflinked: int = 0
     duration_s: float = 0.0
@@ -115,6 +116,7 @@ class StageStats:
             "files_deleted": self.files_deleted,
             "sqlite_copied": self.sqlite_copied,
             "sqlite_pinned": self.sqlite_pinned,
+            "sqlite_cloned": self.sqlite_cloned,
             "tails": self.tails,
             "reflinked": self.reflinked,
             "duration_s": round(self.duration_s, 6),
@@ -134,6 +136,7 @@ class StageStats:
             "directories_visited": self.dirs_scanned,
             "databases_pinned": self.sqlite_pinned,  # copied after resume
             "databases_copied_in_pause": self.sqlite_copied - self.sqlite_pinned,
+            "databases_cloned": self.sqlite_cloned,  # reflinked, read after resume
             "tails": self.tails,
             "after_resume_s": round(self.finish_s, 6),
             "bytes_after_resume": self.bytes_after_resume,
@@ -207,6 +210,9 @@ class Stager:
         self._persisted = False  # manifest.json holds what is in memory
         self._lock_fd: int | None = None
         self._unverified: set[str] = set()  # databases staged since the last verify()
+        # What verify() found, by staged path: the file's (size, mtime, ctime, inode) then
+        # and integrity_check's problems; the capture check reuses it (sqlite_results()).
+        self._verified: dict[str, tuple[tuple[int, int, int, int], list[str]]] = {}
         self._copier = Copier()
         self._defer = False  # this capture pins WAL databases (capture(defer=True))
         self._pending: list[_Pending] = []  # pinned, not yet copied (finish())
@@ -379,11 +385,22 @@ class Stager:
             entry = self._dirs.get(parent, {}).get(name)
             if entry is None or entry[0] != DB:
                 continue  # no longer a staged database
-            found = sqlite_copy.integrity_problems(os.path.join(self._tree, rel))
+            path = os.path.join(self._tree, rel)
+            found = sqlite_copy.integrity_problems(path)
+            with contextlib.suppress(OSError):
+                st = os.stat(path, follow_symlinks=False)
+                self._verified[path] = ((st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                         st.st_ino), found)  # fmt: skip
             if found:
                 problems.append(f"{rel}: integrity_check failed: {'; '.join(found[:3])}")
         self._unverified.clear()
         return problems
+
+    def sqlite_results(self) -> dict[str, tuple[tuple[int, int, int, int], list[str]]]:
+        """What verify() found, by staged path: the metadata of the file it checked and
+        integrity_check's problems. A check of the same file with the same metadata would
+        find the same (the staged tree changes only under the staging lock)."""
+        return dict(self._verified)
 
     def changed_since_capture(self) -> list[str]:
         """Inside the pause, right after capture(): what moved in the source since the
@@ -787,7 +804,7 @@ class Stager:
             if head[:16] == sqlite_copy.HEADER:
                 # Held open while SQLite copies, so that its inode stays ours to compare.
                 wal_mode = head[18:20] == sqlite_copy.WAL_VERSIONS
-                return self._stage_db(scan, name, fst, started, wal_mode)
+                return self._stage_db(scan, name, fd, fst, started, wal_mode)
             self._copy_plain(scan, name, fd, fst, started)
             return FILE
         finally:
@@ -875,10 +892,13 @@ class Stager:
         return True
 
     def _stage_db(
-        self, scan: _Scan, name: str, fst: os.stat_result, started: int, wal_mode: bool
+        self, scan: _Scan, name: str, fd: int, fst: os.stat_result, started: int,
+        wal_mode: bool,
     ) -> str | None:
-        """Stage a database through SQLite's backup API, never as bytes: copied now, or,
-        for a WAL database in a deferred capture, pinned now and copied by finish()."""
+        """Stage a database through SQLite, never as a plain byte copy: for a WAL database
+        in a deferred capture, pinned now and copied by finish(); for a rollback-journal
+        database where the filesystem has reflinks, cloned under its read lock
+        (sqlite_clone.py); else copied now through the backup API."""
         rel = scan.prefix + name
         wal = self._wal(scan, name)  # before the copy, like the main file's metadata
         hostile = self._hostile_sidecar(scan, name)
@@ -902,6 +922,18 @@ class Stager:
             if pinned != "not wal":
                 return DB if pinned == "pinned" else None
         tmp = self._temp(scan.dst)
+        try:
+            if sqlite_clone.clone_database(
+                f"/proc/self/fd/{scan.fd}/{name}", fd, tmp, fst.st_dev, self._copier, rel,
+                self.sqlite_timeout,
+            ):  # fmt: skip
+                self._stats.sqlite_cloned += 1
+                self._stats.reflinked += 1
+                return self._install_db(scan, name, tmp, fst, started, wal, cloned=True)
+        except sqlite_copy.NotADatabase:
+            pass  # the backup API says the same below, and stages it byte for byte
+        except CleancutError:
+            pass  # locked, or the clone failed: the backup API copy below retries
         try:
             # By name, since SQLite opens nothing else; the name is inside the directory
             # we opened, not a path that a swapped parent could redirect.
@@ -929,6 +961,21 @@ class Stager:
             self._stats.warnings.append(f"{exc}; left for the capture")
             # Keep any older staged copy: its entry no longer matches, so capture re-copies.
             return DB if scan.listing.get(name, [None])[0] == DB else None
+        return self._install_db(scan, name, tmp, fst, started, wal, cloned=False)
+
+    def _install_db(
+        self, scan: _Scan, name: str, tmp: str, fst: os.stat_result, started: int,
+        wal: list[int] | None, *, cloned: bool,
+    ) -> str | None:
+        """Put the database copy `tmp` in place under `name` and record it."""
+        rel = scan.prefix + name
+        if cloned and not self._still(scan, name, fst):
+            sqlite_copy.remove_copy(tmp)
+            self._vanished.add(rel)
+            self._stats.warnings.append(
+                f"{rel}: replaced while it was cloned, skipped; the next pass copies it"
+            )
+            return None
         try:
             os.chmod(tmp, stat.S_IMODE(fst.st_mode))
             os.utime(tmp, ns=(fst.st_atime_ns, fst.st_mtime_ns))
@@ -951,8 +998,9 @@ class Stager:
         self._unverified.add(rel)
         stats = self._stats
         stats.files_copied += 1
-        stats.sqlite_copied += 1
-        stats.bytes_copied += staged.st_size
+        if not cloned:  # a clone shares the source's extents: no bytes copied
+            stats.sqlite_copied += 1
+            stats.bytes_copied += staged.st_size
         return DB
 
     def _pin_db(

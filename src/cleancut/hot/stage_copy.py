@@ -44,6 +44,25 @@ class Copier:
     def __init__(self) -> None:
         self._no_reflink: set[int] = set()
 
+    def may_clone(self, dev: int) -> bool:
+        """Whether a reflink on `dev` is still worth trying."""
+        return dev not in self._no_reflink
+
+    def clone(self, fd: int, out: int, dev: int) -> bool:
+        """FICLONE all of `fd` into the empty `out`; False (nothing copied) where the
+        filesystem cannot, remembered for `dev` when that is for good."""
+        if dev in self._no_reflink:
+            return False
+        try:
+            fcntl.ioctl(out, FICLONE, fd)
+        except OSError as exc:
+            if exc.errno not in _UNSUPPORTED:
+                raise
+            if exc.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.ENOSYS):
+                self._no_reflink.add(dev)
+            return False
+        return True
+
     def whole(self, fd: int, out: int, dev: int) -> tuple[bool, int]:
         """Copy all of `fd` into the empty `out`: (reflinked, bytes)."""
         if dev not in self._no_reflink:

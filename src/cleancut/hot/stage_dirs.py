@@ -108,6 +108,10 @@ class DirsStager:
     def verify(self) -> list[str]:
         return [_named(n, p) for n, s in self.stagers.items() for p in s.verify()]
 
+    def sqlite_results(self) -> dict[str, tuple[tuple[int, int, int, int], list[str]]]:
+        """Every directory's verify() results, by staged path (Stager.sqlite_results)."""
+        return {k: v for s in self.stagers.values() for k, v in s.sqlite_results().items()}
+
     def changed_since_capture(self) -> list[str]:
         return [_named(n, p) for n, s in self.stagers.items() for p in s.changed_since_capture()]
 
@@ -127,6 +131,7 @@ def _merged(passes: dict[str, StageStats]) -> StageStats:
         total.sqlite_copied += stats.sqlite_copied
         total.reflinked += stats.reflinked
         total.sqlite_pinned += stats.sqlite_pinned
+        total.sqlite_cloned += stats.sqlite_cloned
         total.tails += stats.tails
         total.duration_s += stats.duration_s
         total.finish_s += stats.finish_s

@@ -12,6 +12,13 @@ size, mtime, ctime and inode are unchanged holds the bytes that were judged and
 inherits the verdict, unread. Without the memo (a new cache, other rules)
 every file is checked once: slower, never wrong.
 
+Two shortcuts keep the check from redoing work. A JSONL file that was valid at
+the last check and only grew since (same staged inode, larger: staging appends
+its new tail, hot/stage.py) is read from the line its new bytes begin in, not
+from byte 0; the capture record lists it (`tail_checked`). A staged database
+whose `integrity_check` the stage's own verification just ran (same path and
+metadata) takes that result instead of a second run (`sqlite_shared`).
+
 A file that was valid in the parent snapshot and is not now is *regressed*:
 in a `quiesced` snapshot, where the agent promised that everything it wrote
 was whole, that is a consistency warning at backup time (exit 3, one line
@@ -46,17 +53,32 @@ from cleancut.repository.statecache import load_state
 from cleancut.repository.tree import FILE
 from cleancut.repository.verdicts import MAX_LISTED, Invalid, Stat, Verdicts
 
-from .formats import SQLITE, check, has_sqlite_header
+from .formats import JSONL, SQLITE, check, check_jsonl_from, has_sqlite_header, sqlite_problem
 from .memo import Memo, Remembered, load_memo, save_memo
 from .rules import BY_HEADER, Rules
 
 MAX_WARNED = 5  # regressed files named one per line; the rest counted in one more
+MAX_LISTED_TAILS = 20  # tail-checked files named in the capture record
+
+
+# Staged path -> ((size, mtime, ctime, inode) when checked, integrity_check's problems).
+SqliteResults = dict[str, tuple[Stat, list[str]]]
 
 
 @dataclass
 class CaptureCheck:
     verdicts: Verdicts
     warnings: list[str] = field(default_factory=list)
+    tail_checked: list[str] = field(default_factory=list)  # JSONL read from their tail
+    sqlite_shared: int = 0  # databases judged by the stage's own integrity_check
+
+    def record(self) -> dict[str, object]:
+        """What the capture record says of how the check went."""
+        return {
+            "tail_checked": len(self.tail_checked),
+            "tail_checked_files": self.tail_checked[:MAX_LISTED_TAILS],
+            "sqlite_shared": self.sqlite_shared,
+        }
 
 
 class _Parent:
@@ -106,15 +128,19 @@ def check_capture(
     rules: Rules,
     excludes: list[str],
     consistency: str,
+    sqlite_checked: SqliteResults | None = None,
 ) -> CaptureCheck:
     """Check the captured `tree` of source `name`; warn of regressed files when the
-    capture is `quiesced`."""
+    capture is `quiesced`. `sqlite_checked`: integrity_check results already found for
+    staged databases (by path and metadata), used instead of checking them again."""
+    result = CaptureCheck(Verdicts(rules=rules.digest))
+    ctx = _Context(rules, _Parent(repo, name, rules), result, sqlite_checked or {})
     cache_dir = repo.local_dir
     key = _tree_key(tree)
     previous = load_memo(cache_dir, name, rules.digest, key)
     memo = Memo(rules.digest, str(key), time.time_ns())
-    parent = _Parent(repo, name, rules)
-    verdicts = Verdicts(rules=rules.digest)
+    parent = ctx.parent
+    verdicts = result.verdicts
     invalid: dict[str, Invalid] = {}
     for rel, path, st in _files(tree, excludes):
         known = previous.get(rel, st) if previous is not None else None
@@ -127,7 +153,8 @@ def check_capture(
                     if known.was_valid and parent.before(rel, known.kind) == "valid":
                         verdicts.regressed.append(rel)  # its last check was never stored
             continue
-        found = _check_one(rules, rel, path, st, parent, verdicts)
+        prefix = previous.prefix(rel, st) if previous is not None else None
+        found = _check_one(ctx, rel, path, st, prefix)
         memo.files[rel] = found
         if found.kind is not None and found.problem is not None:
             invalid[rel] = Invalid(found.kind, found.problem, st, found.was_valid)
@@ -135,22 +162,33 @@ def check_capture(
     verdicts.invalid = len(invalid)
     verdicts.valid = verdicts.checked + verdicts.inherited - verdicts.invalid
     verdicts.files = {rel: invalid[rel] for rel in sorted(invalid)[:MAX_LISTED]}
-    warnings = _warnings(verdicts, invalid) if consistency == "quiesced" else []
-    return CaptureCheck(verdicts, warnings)
+    if consistency == "quiesced":
+        result.warnings = _warnings(verdicts, invalid)
+    return result
+
+
+@dataclass
+class _Context:
+    rules: Rules
+    parent: _Parent
+    result: CaptureCheck
+    sqlite_checked: SqliteResults
 
 
 def _check_one(
-    rules: Rules, rel: str, path: Path, st: Stat, parent: _Parent, verdicts: Verdicts
+    ctx: _Context, rel: str, path: Path, st: Stat, prefix: Remembered | None
 ) -> Remembered:
     """A file that changed since the last check (or was never checked): its format by the
-    rules, then its check; an invalid one is compared with the parent."""
-    kind = rules.kind_by_name(rel)
+    rules, then its check; an invalid one is compared with the parent. `prefix`: the last
+    check's verdict when the file is JSONL that was valid then and only grew since."""
+    kind = ctx.rules.kind_by_name(rel)
     if kind == BY_HEADER:
         kind = SQLITE if has_sqlite_header(path) else None
     if kind is None:
         return Remembered(None, st)
+    verdicts, parent = ctx.result.verdicts, ctx.parent
     verdicts.checked += 1
-    problem = check(kind, path, read_only=True)
+    problem = _problem(ctx, kind, rel, path, st, prefix)
     if problem is None:
         return Remembered(kind, st)
     before = parent.before(rel, kind)
@@ -158,6 +196,23 @@ def _check_one(
         verdicts.regressed.append(rel)
     was_valid = before == "valid" or (isinstance(before, Invalid) and before.was_valid)
     return Remembered(kind, st, problem, was_valid)
+
+
+def _problem(
+    ctx: _Context, kind: str, rel: str, path: Path, st: Stat, prefix: Remembered | None
+) -> str | None:
+    """The check of `kind` on `path`, by the shortest sound route."""
+    if kind == JSONL and prefix is not None:
+        problem, begin = check_jsonl_from(path, prefix.stat[0])
+        if begin:
+            ctx.result.tail_checked.append(rel)
+        return problem
+    if kind == SQLITE:
+        known = ctx.sqlite_checked.get(str(path))
+        if known is not None and known[0] == st:
+            ctx.result.sqlite_shared += 1
+            return sqlite_problem(known[1])
+    return check(kind, path, read_only=True)
 
 
 def _warnings(verdicts: Verdicts, invalid: dict[str, Invalid]) -> list[str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from cleancut import jsonparse
 from cleancut.sqlitecheck import integrity_problems
@@ -74,11 +75,46 @@ def jsonl_problem(lines: Iterable[bytes]) -> str | None:
     return None
 
 
+def check_jsonl_from(path: Path, start: int) -> tuple[str | None, int]:
+    """The JSONL rule over the lines of `path` from the line that holds byte `start - 1`
+    on: a grown file whose first `start` bytes were already judged. Returns the problem
+    (None: fine) and the offset the check began at (the start of that line; 0 when no
+    newline precedes it, i.e. the whole file was read)."""
+    try:
+        with path.open("rb") as f:
+            begin = _line_start(f, start)
+            f.seek(begin)
+            problem = jsonl_problem(f)
+    except OSError as exc:
+        return f"cannot read ({exc.strerror})", 0
+    if problem is not None and begin:
+        problem = f"{problem}, counting from byte {begin}"
+    return problem, begin
+
+
+def _line_start(f: BinaryIO, end: int, block: int = 1 << 16) -> int:
+    """The offset just past the last newline before `end` (0 if there is none): where
+    the line holding byte `end - 1` begins, or `end` itself after a newline."""
+    pos = end
+    while pos > 0:
+        size = min(block, pos)
+        f.seek(pos - size)
+        at = f.read(size).rfind(b"\n")
+        if at >= 0:
+            return pos - size + at + 1
+        pos -= size
+    return 0
+
+
 def check_sqlite(path: Path, *, read_only: bool) -> str | None:
     """read_only: the capture checks its staged copy without changing it (CHECK
     constraints are then skipped by SQLite); a restore test opens its sandbox copy
     read-write, as the agent would, so a restored WAL is applied and CHECKs verified."""
-    problems = integrity_problems(str(path), read_only=read_only)
+    return sqlite_problem(integrity_problems(str(path), read_only=read_only))
+
+
+def sqlite_problem(problems: list[str]) -> str | None:
+    """integrity_problems()'s list as the one line a verdict holds (None: fine)."""
     if not problems:
         return None
     if problems[0].startswith(("cannot open", "integrity_check failed")):

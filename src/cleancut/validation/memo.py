@@ -29,6 +29,8 @@ from cleancut import jsonparse
 from cleancut.fsio.racy import is_racy
 from cleancut.repository.verdicts import Stat
 
+from .formats import JSONL
+
 VERSION = 1
 
 
@@ -55,6 +57,22 @@ class Memo:
         if found is None or found.stat != st:
             return None
         if is_racy(found.stat[2], self.made_ns):  # ctime within a tick of the check
+            return None
+        return found
+
+
+    def prefix(self, rel: str, st: Stat) -> Remembered | None:
+        """The verdict on the first bytes of `rel` when it only grew since it was judged
+        valid as JSONL: same inode, larger size, and not judged within the racy window.
+        Staging changes a staged file's bytes in place only by appending a tail (a rewrite
+        is a new file under a new inode, hot/stage.py), so those first bytes are the
+        ones judged."""
+        found = self.files.get(rel)
+        if found is None or found.kind != JSONL or found.problem is not None:
+            return None
+        if found.stat[3] != st[3] or st[0] <= found.stat[0]:
+            return None
+        if is_racy(found.stat[2], self.made_ns):
             return None
         return found
 
