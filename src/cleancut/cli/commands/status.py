@@ -20,6 +20,7 @@ from cleancut import clock
 from cleancut.cli.cells import cell
 from cleancut.cli.context import Common, common_options
 from cleancut.ops.health import SourceHealth
+from cleancut.ops.health_text import restore_test_text, success_rate_text
 from cleancut.ops.status import StatusOutcome, status
 from cleancut.pathtext import shown_path
 
@@ -55,28 +56,8 @@ def _age(seconds: float | None) -> str:
     return "-" if seconds is None else f"{clock.age_text(seconds)} ago"
 
 
-def _seconds(value: float) -> str:
-    """A restore time: sub-second precision while it is short, like an age once it is long."""
-    if value < 10:
-        return f"{value:.2f}s"
-    return f"{value:.0f}s" if value < 120 else clock.age_text(value)
-
-
 def _rate(h: SourceHealth, window: str) -> str:
-    rate = h.success_rate.get(window)
-    if rate is None:
-        return "-"
-    ok = round(rate * h.attempts[window])
-    return f"{rate * 100:.0f}% ({ok}/{h.attempts[window]})"
-
-
-def _restore_test(h: SourceHealth) -> str:
-    test = h.last_restore_test
-    if test is None:
-        return "never"
-    result = "passed" if test.passed else "FAILED"
-    rto = f", RTO {_seconds(test.rto_s)}" if test.rto_s is not None else ""
-    return f"{result} {clock.age_text(test.age_s)} ago{rto}"
+    return success_rate_text(h, window, none="-")
 
 
 def _print(sources: list[SourceHealth]) -> None:
@@ -105,7 +86,7 @@ def _print(sources: list[SourceHealth]) -> None:
             _age(h.last_full_age_s),
             chain,
             _age(h.last_incremental_age_s),
-            _restore_test(h),
+            restore_test_text(h),
             _rate(h, "7d"),
             _rate(h, "30d"),
             str(h.consecutive_quiesce_misses),

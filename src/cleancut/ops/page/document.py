@@ -17,6 +17,7 @@ from cleancut import clock
 from cleancut.settings.units import DAY
 
 from ..health import SEVERITY, SourceHealth
+from ..health_text import duration_text, restore_test_text, success_rate_text
 from ..history import BackupEntry, History, RestoreTestEntry, SourceHistory
 from ..status import StatusOutcome
 from .charts import Mark, Span, area_chart, bar_chart, esc, series_chart, timeline_chart
@@ -93,20 +94,7 @@ def _age(seconds: float | None) -> str:
 
 
 def _rate(h: SourceHealth, window: str) -> str:
-    rate = h.success_rate.get(window)
-    if rate is None:
-        return "no attempts"
-    ok = round(rate * h.attempts[window])
-    return f"{rate * 100:.0f}% ({ok}/{h.attempts[window]})"
-
-
-def _restore_test(h: SourceHealth) -> str:
-    test = h.last_restore_test
-    if test is None:
-        return "never"
-    result = "passed" if test.passed else "FAILED"
-    rto = f", RTO {_seconds(test.rto_s)}" if test.rto_s is not None else ""
-    return f"{result} {clock.age_text(test.age_s)} ago{rto}"
+    return success_rate_text(h, window, none="no attempts")
 
 
 def _overview(sources: Sequence[SourceHealth]) -> str:
@@ -127,7 +115,7 @@ def _overview(sources: Sequence[SourceHealth]) -> str:
             f"<td>{esc(_age(h.last_full_age_s))}</td>"
             f"<td>{esc(_age(h.last_incremental_age_s))}</td>"
             f"<td>{esc(_chain(h))}</td>"
-            f"<td>{esc(_restore_test(h))}</td>"
+            f"<td>{esc(restore_test_text(h))}</td>"
             f"<td>{esc(_rate(h, '7d'))}</td>"
             f"<td>{h.consecutive_quiesce_misses}</td>"
             f'<td class="reasons">{f"<ul>{reasons}</ul>" if reasons else "all well"}</td></tr>'
@@ -406,7 +394,4 @@ def _bytes(n: float | None) -> str:
 
 
 def _seconds(value: float | None) -> str:
-    v = value or 0.0
-    if v < 10:
-        return f"{v:.2f}s"
-    return f"{v:.0f}s" if v < 120 else clock.age_text(v)
+    return duration_text(value or 0.0)
