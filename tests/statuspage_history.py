@@ -7,10 +7,11 @@ injected (CLEANCUT_NOW), and the capture record a hot backup would write (its pa
 is given to the archiver as the hot orchestrator gives it, since running an agent
 for each of a hundred backups would not test the page any better.
 
-Three sources end in the three states: `agent` ok, `<script>alert(1)</script>` warn
-(its last attempt failed, with markup in the error: the
-missing directory's name; never restore-tested) and
-`mail-agent` critical (the last three windows missed quiesce).
+Three sources end in the three states: `agent` ok, `research-agent` warn (its last
+attempt failed: its workspace directory is gone; never restore-tested) and
+`mail-agent` critical (the last three windows missed quiesce). The page's escaping of
+markup in names and errors is tested on a page of its own (test_status_page.py), so
+this history, which is also the documentation's screenshot, reads like an operator's.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from cleancut.testing.sample import make_workspace, mutate_workspace
 
 START = datetime(2026, 11, 8, tzinfo=UTC)
 END = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)  # "now" for the page
-INJECTED = "<script>alert(1)</script>"
-GONE = "<img src=x onerror=alert(2)>"  # the missing source directory: markup in the error
+RESEARCH = "research-agent"
+GONE = "research-workspace"  # the source directory that is gone (the warn's failure)
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Plan:
 
 PLANS = [
     Plan("agent", timedelta(hours=8), True, {9, 31, 32}, {20, 44}),
-    Plan(INJECTED, timedelta(hours=24), False, {7}, set(), last_fails=True),
+    Plan(RESEARCH, timedelta(hours=24), False, {7}, set(), last_fails=True),
     Plan("mail-agent", timedelta(hours=12), True, {15}, {10}),
 ]
 RESTORE_TESTS = {  # (source, day): smoke command; "false" makes the test fail

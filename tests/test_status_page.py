@@ -5,7 +5,8 @@ real `cleancut daemon` process serves it on loopback; Debian's chromium loads it
 the DevTools protocol (cdp.py), with JavaScript on and off. The page must show what
 `status --json` says (it serves that very document as /status.json), draw every
 backup attempt on the timeline, escape the source name and error that hold markup,
-and make the browser report no error at all. The screenshot is kept as an artifact
+and make the browser report no error at all. Markup in a source name and in an
+error is served on a page of its own and must stay text in the browser. The screenshot is kept as an artifact
 (its path is printed); with CLEANCUT_UPDATE_SCREENSHOT=1 it also replaces
 docs/images/status-page.png.
 """
@@ -31,7 +32,7 @@ from cdp import Browser, Page
 from conftest import CLI, PASSWORD
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from statuspage_history import END, GONE, INJECTED, build
+from statuspage_history import END, GONE, RESEARCH, build
 
 from cleancut.archiver.backup import Archiver, BackupOptions
 from cleancut.backend.local import LocalBackend
@@ -110,7 +111,7 @@ def test_the_page_serves_what_status_json_says(served: tuple[CLI, str]):
     document = json.loads(served_text)
     assert document["state"] == "critical"
     states = {s["name"]: s["state"] for s in document["sources"]}
-    assert states == {"agent": "ok", INJECTED: "warn", "mail-agent": "critical"}
+    assert states == {"agent": "ok", RESEARCH: "warn", "mail-agent": "critical"}
     with pytest.raises(urllib.error.HTTPError) as missing:
         _get(url + "etc/passwd")
     assert missing.value.code == 404
@@ -129,7 +130,7 @@ def test_the_browser_shows_sources_states_reasons_and_the_timeline(
     rows = _rows(page)
     assert [(name, state) for name, state, _ in rows] == [
         ("mail-agent", "critical"),  # worst first
-        (INJECTED, "warn"),
+        (RESEARCH, "warn"),
         ("agent", "ok"),
     ]
     reasons = {name: text for name, _, text in rows}
@@ -139,11 +140,7 @@ def test_the_browser_shows_sources_states_reasons_and_the_timeline(
     assert "3 consecutive backup windows missed quiesce" in reasons["mail-agent"]
     assert reasons["agent"] == "all well"
 
-    # The markup in a source name and in an error is text, never elements.
-    assert page.js("document.scripts.length") == 1  # the page's own
-    assert page.js("document.images.length") == 0
-    assert INJECTED in page.js("document.body.innerText")
-    assert GONE in page.js("document.body.innerText")
+    assert GONE in reasons[RESEARCH]  # the failed attempt names the missing directory
 
     # Every recorded attempt is on its source's timeline: fulls, incrementals, failures.
     for name, source in by_name.items():
@@ -197,7 +194,7 @@ def test_the_page_reads_the_same_with_javascript_off(
     assert page.js("document.querySelectorAll('time[title]').length") == 0  # no script ran
     assert [(n, s) for n, s, _ in _rows(page)] == [
         ("mail-agent", "critical"),
-        (INJECTED, "warn"),
+        (RESEARCH, "warn"),
         ("agent", "ok"),
     ]
     # The charts are laid out (drawn with a size), not waiting for a script.
@@ -210,6 +207,28 @@ def test_the_page_reads_the_same_with_javascript_off(
     page.screenshot(shot)
     print(f"status page screenshot without JavaScript: {shot}")
     assert page.errors() == []
+
+
+INJECTED = "<script>alert(1)</script>"
+MARKUP_ERROR = "cannot read source /srv/<img src=x onerror=alert(2)>: No such file or directory"
+
+
+def test_markup_in_a_source_name_and_an_error_stays_text_in_the_browser(browser: Browser):
+    """Served as the daemon serves it (same server, same headers), the page shows the
+    markup as text: no script but the page's own runs, no element is made of it."""
+    server = StatusPageServer("127.0.0.1", 0)
+    server.page = _one_source_page(INJECTED, MARKUP_ERROR).encode()
+    server.start()
+    try:
+        page = browser.page()
+        page.load(f"http://127.0.0.1:{server.port}/")
+        assert page.js("document.scripts.length") == 1  # the page's own
+        assert page.js("document.images.length") == 0
+        text = page.js("document.body.innerText")
+        assert INJECTED in text and MARKUP_ERROR in text
+        assert page.errors() == []
+    finally:
+        server.stop()
 
 
 def test_the_error_check_sees_what_a_broken_page_reports(browser: Browser):
@@ -280,7 +299,7 @@ def test_any_source_name_and_reason_stay_text(name: str, reason: str):
 
 
 def test_a_script_source_name_is_escaped_in_the_html():
-    page = _one_source_page(INJECTED, f"error: {GONE}")
+    page = _one_source_page(INJECTED, MARKUP_ERROR)
     assert "<script>alert(1)" not in page and "<img" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
