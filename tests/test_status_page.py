@@ -4,11 +4,10 @@ Three weeks of injected-clock history (statuspage_history.py) in a real reposito
 real `cleancut daemon` process serves it on loopback; Debian's chromium loads it over
 the DevTools protocol (cdp.py), with JavaScript on and off. The page must show what
 `status --json` says (it serves that very document as /status.json), draw every
-backup attempt on the timeline, escape the source name and error that hold markup,
-and make the browser report no error at all. Markup in a source name and in an
-error is served on a page of its own and must stay text in the browser. The screenshot is kept as an artifact
-(its path is printed); with CLEANCUT_UPDATE_SCREENSHOT=1 it also replaces
-docs/images/status-page.png.
+backup attempt on the timeline, and make the browser report no error at all.
+Markup in a source name and in an error is served on a page of its own and must stay
+text in the browser. The screenshot is kept as an artifact (its path is printed);
+with CLEANCUT_UPDATE_SCREENSHOT=1 it also replaces docs/images/status-page.png.
 """
 
 from __future__ import annotations
