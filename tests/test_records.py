@@ -7,6 +7,7 @@ from pathlib import Path
 
 from conftest import CLI, PASSWORD
 
+from cleancut.backend.local import LocalBackend
 from cleancut.backend.location import backend_for
 from cleancut.clock import from_iso, iso
 from cleancut.repository.records import (
@@ -62,3 +63,47 @@ def test_prune_reports_the_records_it_deleted(repo_cli: CLI, workspace: Path):
     repo_cli.ok("backup", str(workspace))
     report = repo_cli.ok("prune", "--json").json()
     assert report["records_deleted"] == 0
+
+
+class _CountingBackend(LocalBackend):
+    """The real local backend, counting whole-object reads under records/."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.record_reads = 0
+
+    def get(self, name: str) -> bytes:
+        if name.startswith(RECORDS_PREFIX):
+            self.record_reads += 1
+        return super().get(name)
+
+
+def test_each_record_is_read_once_per_open_repository(repo_cli: CLI, tmp_path: Path):
+    """Status, history and metrics each list the records on every daemon tick: a record
+    is immutable (its name is its hash), so after the first listing only new ones are
+    read, every caller gets its own copy, and a deleted record drops out."""
+    backend = _CountingBackend(repo_cli.repo)
+    repo = Repository.open(backend, PASSWORD, tmp_path / "c")
+    try:
+        first, second = _attempt(repo, 2), _attempt(repo, 1)
+        assert [r["id"] for r in list_records(repo)] == [first, second]
+        assert backend.record_reads == 2
+
+        mine = list_records(repo)
+        mine[0]["ok"] = False  # a caller changing its copy changes no other caller's
+        third = _attempt(repo, 0.5)
+        again = list_records(repo, BACKUP_ATTEMPT)
+        assert [r["id"] for r in again] == [first, second, third]
+        assert again[0]["ok"] is True
+        assert backend.record_reads == 3  # only the new one was read
+
+        (repo_cli.repo / RECORDS_PREFIX / second).unlink()
+        assert [r["id"] for r in list_records(repo)] == [first, third]
+    finally:
+        repo.close()
+
+    fresh = Repository.open(_CountingBackend(repo_cli.repo), PASSWORD, tmp_path / "c")
+    try:
+        assert [r["id"] for r in list_records(fresh)] == [first, third]
+    finally:
+        fresh.close()

@@ -11,6 +11,8 @@ than RECORD_RETENTION that nothing reads any more (see its docstring).
 
 from __future__ import annotations
 
+import copy
+import weakref
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,18 +44,32 @@ def write_record(repo: Repository, record: dict[str, Any]) -> str:
     return record_id
 
 
+_opened: weakref.WeakKeyDictionary[Repository, dict[str, Any]] = weakref.WeakKeyDictionary()
+"""Records already read and verified, per open repository. A record's name is the hash
+of its stored bytes and it is never rewritten, so one read per process is enough: the
+status page, metrics and health each list the records on every daemon tick, and on S3
+each read is a GET. Only the listing is repeated, so a deleted record drops out."""
+
+
 def _read_records(repo: Repository) -> Iterator[tuple[str, Any, str | None]]:
     """(record id, record or None, why it is unreadable or None) for every record under
     records/; a record deleted between the listing and its read (prune's bookkeeping) is
-    left out."""
-    for rid in repo.names(RECORDS_PREFIX):
-        try:
-            stored = repo.read_object(RECORDS_PREFIX + rid)
-            yield rid, open_json(repo.keys, RECORD_KIND, rid, stored), None
-        except ObjectNotFound:
-            continue
-        except IntegrityError as exc:
-            yield rid, None, str(exc)
+    left out. Each caller gets its own copy of a record."""
+    opened = _opened.setdefault(repo, {})
+    names = repo.names(RECORDS_PREFIX)
+    for gone in opened.keys() - set(names):
+        del opened[gone]
+    for rid in names:
+        if rid not in opened:
+            try:
+                stored = repo.read_object(RECORDS_PREFIX + rid)
+                opened[rid] = open_json(repo.keys, RECORD_KIND, rid, stored)
+            except ObjectNotFound:
+                continue
+            except IntegrityError as exc:
+                yield rid, None, str(exc)  # damaged ones are read again: a repair shows
+                continue
+        yield rid, copy.deepcopy(opened[rid]), None
 
 
 def list_records(repo: Repository, record_type: str | None = None) -> list[dict[str, Any]]:
