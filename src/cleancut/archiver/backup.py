@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fnmatch
 import getpass
 import operator
 import os
@@ -52,7 +51,7 @@ from cleancut.fsio.treewalk import walk
 from cleancut.repository.chain import snapshot_state, verified_chain
 from cleancut.repository.chunker import chunk_fd
 from cleancut.repository.pack import DATA, DELTA, TREE
-from cleancut.repository.records import JOURNAL_GAP, failed_snapshots, list_records
+from cleancut.repository.records import JOURNAL_GAP, failed_among, list_records
 from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import Snapshot, stamp
 from cleancut.repository.sourcedirs import Dirs, Source, default_name, dirs_record, source_paths
@@ -61,6 +60,7 @@ from cleancut.repository.statecache import load_state, relabel_state, save_state
 from cleancut.repository.tree import DIR, FILE, SYMLINK, Node, encode_tree
 
 from .content import POOL_THRESHOLD, NewContent
+from .excludes import is_excluded
 from .policy import Decision, chain_failure, decide, latest_of
 from .pool import FileJob
 from .prefetch import MetadataPrefetcher
@@ -137,16 +137,6 @@ class BackupResult:
             "warnings": self.warnings,
             "notes": self.notes,
         }
-
-
-def is_excluded(rel: str, patterns: list[str]) -> bool:
-    """A pattern with a "/" matches the path relative to the source, else the base name."""
-    base = rel.rsplit("/", 1)[-1]
-    for pattern in patterns:
-        target = rel if "/" in pattern.strip("/") else base
-        if fnmatch.fnmatchcase(target, pattern.strip("/")):
-            return True
-    return False
 
 
 class _OpenDir:
@@ -229,8 +219,12 @@ class Archiver:
 
     def _plan(self, name: str) -> None:
         """Decide full or incremental, and load the state files are compared with."""
-        failed = failed_snapshots(self.repo)
+        # The catalog first: the blob index then loads on a side thread (it holds the
+        # cache's connection while it reads) beside the records' reads and the state's.
         snapshots = self.repo.snapshots()
+        _start_loading_index(self.repo)
+        records = list_records(self.repo)  # read once: restore tests and journal gaps
+        failed = failed_among(records)
         decision = decide(
             snapshots,
             name,
@@ -238,7 +232,7 @@ class Archiver:
             self.options.max_full_age,
             failed,
             self.options.force_full,
-            list_records(self.repo, JOURNAL_GAP),
+            [r for r in records if r.get("type") == JOURNAL_GAP],
         )
         latest = latest_of(snapshots, name)
         prev_state: State = {}
@@ -341,7 +335,6 @@ class Archiver:
             name = self.options.name or default_name(source)
             if root_fd >= 0:  # several directories: no one descriptor to warm below
                 self.prefetcher.start(root_fd)
-            _start_loading_index(self.repo)
             self._plan(name)
         except BaseException:
             for fd in [root_fd, *(fd for _, fd in opened)]:
@@ -517,6 +510,7 @@ class Archiver:
         self, saver: BlobSaver, stack: list[tuple[_OpenDir, list[os.DirEntry[str]]]]
     ) -> None:
         self.dirs += 1
+        excludes = self.options.excludes
         while stack:
             current, entries = stack[-1]
             if not entries:
@@ -527,15 +521,18 @@ class Archiver:
                 continue
             entry = entries.pop()
             rel = f"{current.rel}/{entry.name}" if current.rel else entry.name
-            if is_excluded(rel, self.options.excludes):
+            if excludes and is_excluded(rel, excludes):
                 continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError as exc:
-                self._warn(f"{rel}: cannot stat ({exc.strerror}), skipped")
-                continue
-            prev = current.prev.get(entry.name)
-            if stat.S_ISDIR(st.st_mode):
+            # A directory by the listing's type (d_type) needs no lstat: its open refuses
+            # anything that is no longer a directory, and its fstat is the node's metadata.
+            st = None
+            if not entry.is_dir(follow_symlinks=False):
+                try:
+                    st = entry.stat(follow_symlinks=False)  # a file's was taken by _listed
+                except OSError as exc:
+                    self._warn(f"{rel}: cannot stat ({exc.strerror}), skipped")
+                    continue
+            if st is None or stat.S_ISDIR(st.st_mode):
                 child = self._open_dir(current, entry.name, rel)
                 if child is None:
                     continue
@@ -543,7 +540,7 @@ class Archiver:
                 self.dirs += 1
                 stack.append((child, self._listed(child)))
             elif stat.S_ISREG(st.st_mode):
-                self._file(saver, current, entry.name, rel, st, prev)
+                self._file(saver, current, entry.name, rel, st, current.prev.get(entry.name))
             elif stat.S_ISLNK(st.st_mode):
                 try:
                     target = os.readlink(entry.name, dir_fd=current.fd)
