@@ -142,7 +142,7 @@ class BackupResult:
 class _OpenDir:
     """A directory being walked: its entries, and the jobs its files wait on."""
 
-    __slots__ = ("rel", "node", "nodes", "jobs", "pooled", "prev", "parent", "fd", "unchanged")
+    __slots__ = ("rel", "node", "nodes", "jobs", "pooled", "prev", "parent", "fd")
 
     def __init__(
         self, rel: str, node: Node, prev: dict[str, Node], parent: _OpenDir | None, fd: int
@@ -157,8 +157,6 @@ class _OpenDir:
         self.pooled: list[_Pooled] = []
         self.prev = prev
         self.parent = parent
-        # Files judged unchanged when the directory was listed (from the listing's stat).
-        self.unchanged: set[str] = set()
 
 
 @dataclass(eq=False)
@@ -582,25 +580,45 @@ class Archiver:
             self._warn(f"{rel}: {what} ({exc.strerror}), skipped")
 
     def _listed(self, d: _OpenDir) -> list[os.DirEntry[str]]:
-        """A directory's entries; files that will be read are handed to the readahead thread,
-        the names of those that will not are kept in `d.unchanged`."""
+        """A directory's entries still to walk. Each file is judged here, once, from the
+        listing's lstat: an unchanged one gets its node now and leaves the list (the
+        walk has nothing more to do for it); those that will be read are handed to the
+        readahead thread."""
         entries = self._list(d)
         wanted = []
         prev = d.prev
+        excludes = self.options.excludes
+        rest: list[os.DirEntry[str]] = []
+        files = size = 0
         for entry in entries:
             try:
                 if not entry.is_file(follow_symlinks=False):
+                    rest.append(entry)
                     continue
                 st = entry.stat(follow_symlinks=False)  # cached on the entry for the walk
             except OSError:
+                rest.append(entry)  # the walk warns
                 continue
-            if self._unchanged(prev.get(entry.name), st):
-                d.unchanged.add(entry.name)
-            elif st.st_size:
-                wanted.append((entry.name, min(st.st_size, READAHEAD_BYTES)))
+            name = entry.name
+            before = prev.get(name)
+            if before is not None and self._unchanged(before, st):
+                if excludes and is_excluded(f"{d.rel}/{name}" if d.rel else name, excludes):
+                    continue
+                d.nodes.append(_same_file(before, st))
+                files += 1
+                size += st.st_size
+                continue
+            rest.append(entry)
+            if st.st_size:
+                wanted.append((name, min(st.st_size, READAHEAD_BYTES)))
+        self.files += files
+        self.files_unchanged += files
+        self.bytes_total += size
+        self.progress.files_done += files
+        self.progress.bytes_done += size
         if wanted and self.content.pool is None:  # workers read ahead of their own files
             self.prefetcher.readahead(d.rel, wanted)
-        return entries
+        return rest
 
     def _list(self, d: _OpenDir) -> list[os.DirEntry[str]]:
         try:
@@ -622,15 +640,6 @@ class Archiver:
         prev: Node | None,
     ) -> None:
         self.progress.current = rel
-        if name in current.unchanged:
-            assert prev is not None
-            current.nodes.append(_same_file(prev, st))
-            self.files += 1
-            self.files_unchanged += 1
-            self.bytes_total += st.st_size
-            self.progress.files_done += 1
-            self.progress.bytes_done += st.st_size
-            return
         jobs: list[Job] = []
         if self.before_open is not None:
             self.before_open(rel)
