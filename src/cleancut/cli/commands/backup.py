@@ -6,7 +6,7 @@ taken by ops/runner.py (plain) or hot/orchestrator.py (hot); its outcome
 with a fallback snapshot, 19 when the agent broke its word.
 
 The engine's modules (the archiver, the repository and its cache's SQLAlchemy) are
-imported inside the command, after a thread has started warming the source's
+imported inside the command, after a forked child has started warming the source's
 metadata (fsio/warm.py): the imports, the key derivation and the plan then overlap
 the disk reads a cold walk would wait for (docs/decisions/0011-unchanged-backup-path.md).
 """
@@ -143,7 +143,7 @@ def command(
 
 
 def _warm(source: Source, excludes: list[str]) -> Warmer:
-    """Start reading the source's metadata on a side thread (fsio/warm.py)."""
+    """Start reading the source's metadata in a child process (fsio/warm.py)."""
     tops: list[tuple[str, str | os.PathLike[str]]] = (
         [(d.name, d.path) for d in source] if isinstance(source, tuple) else [("", source)]
     )
@@ -173,6 +173,7 @@ def _backup(
 ) -> BackupOutcome:
     from cleancut.archiver.backup import BackupOptions, Progress, estimate
     from cleancut.archiver.outcome import BackupOutcome
+    from cleancut.hot.options import HotResult
     from cleancut.ops.runner import cap_uploads, run_backup
 
     configured = target.configured
@@ -228,8 +229,6 @@ def _backup(
                 )
     finally:
         repo.close()
-    from cleancut.hot.options import HotResult
-
     if isinstance(outcome.hot, HotResult):
         _report_hot(common, outcome.hot)
     else:
