@@ -221,3 +221,24 @@ def test_a_backup_that_changed_nothing_relabels_the_state_cache(repo_cli: CLI, t
     restored = tmp_path / "restored"
     repo_cli.ok("restore", "latest", "--target", str(restored))
     assert tree_state(restored) == tree_state(src)
+
+
+def test_an_unchanged_backup_keeps_excluded_files_out_and_lists_the_rest(
+    repo_cli: CLI, tmp_path: Path
+):
+    """Unchanged files are finished when their directory is listed: an excluded one must
+    stay out there too, and a directory swapped in for a file is walked as one."""
+    src = _source(tmp_path)
+    (src / "notes" / "secret.key").write_text("k\n")
+    (src / "cache").mkdir()
+    (src / "cache" / "blob.bin").write_text("b\n")
+    _aged(src)
+    args = ("--exclude", "*.key", "--exclude", "cache")
+    repo_cli.ok("backup", str(src), "--json", *args)
+    (src / "top.json").unlink()
+    (src / "top.json").mkdir()  # a file replaced by a directory
+    (src / "top.json" / "inner.txt").write_text("i\n")
+    out = repo_cli.ok("backup", str(src), "--json", *args).json()
+    assert (out["files_unchanged"], out["files_new"], out["bytes_read"]) == (2, 1, 2)
+    names = {e["path"] for e in repo_cli.ok("ls", "latest", "--json").json()}
+    assert names == {"notes", "notes/a.md", "notes/b.md", "top.json", "top.json/inner.txt"}

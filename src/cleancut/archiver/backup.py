@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fnmatch
 import getpass
 import operator
 import os
@@ -52,7 +51,7 @@ from cleancut.fsio.treewalk import walk
 from cleancut.repository.chain import snapshot_state, verified_chain
 from cleancut.repository.chunker import chunk_fd
 from cleancut.repository.pack import DATA, DELTA, TREE
-from cleancut.repository.records import JOURNAL_GAP, failed_snapshots, list_records
+from cleancut.repository.records import JOURNAL_GAP, failed_among, list_records
 from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import Snapshot, stamp
 from cleancut.repository.sourcedirs import Dirs, Source, default_name, dirs_record, source_paths
@@ -61,6 +60,7 @@ from cleancut.repository.statecache import load_state, relabel_state, save_state
 from cleancut.repository.tree import DIR, FILE, SYMLINK, Node, encode_tree
 
 from .content import POOL_THRESHOLD, NewContent
+from .excludes import is_excluded
 from .policy import Decision, chain_failure, decide, latest_of
 from .pool import FileJob
 from .prefetch import MetadataPrefetcher
@@ -139,20 +139,10 @@ class BackupResult:
         }
 
 
-def is_excluded(rel: str, patterns: list[str]) -> bool:
-    """A pattern with a "/" matches the path relative to the source, else the base name."""
-    base = rel.rsplit("/", 1)[-1]
-    for pattern in patterns:
-        target = rel if "/" in pattern.strip("/") else base
-        if fnmatch.fnmatchcase(target, pattern.strip("/")):
-            return True
-    return False
-
-
 class _OpenDir:
     """A directory being walked: its entries, and the jobs its files wait on."""
 
-    __slots__ = ("rel", "node", "nodes", "jobs", "pooled", "prev", "parent", "fd", "unchanged")
+    __slots__ = ("rel", "node", "nodes", "jobs", "pooled", "prev", "parent", "fd")
 
     def __init__(
         self, rel: str, node: Node, prev: dict[str, Node], parent: _OpenDir | None, fd: int
@@ -167,8 +157,6 @@ class _OpenDir:
         self.pooled: list[_Pooled] = []
         self.prev = prev
         self.parent = parent
-        # Files judged unchanged when the directory was listed (from the listing's stat).
-        self.unchanged: set[str] = set()
 
 
 @dataclass(eq=False)
@@ -229,8 +217,12 @@ class Archiver:
 
     def _plan(self, name: str) -> None:
         """Decide full or incremental, and load the state files are compared with."""
-        failed = failed_snapshots(self.repo)
+        # The catalog first: the blob index then loads on a side thread (it holds the
+        # cache's connection while it reads) beside the records' reads and the state's.
         snapshots = self.repo.snapshots()
+        _start_loading_index(self.repo)
+        records = list_records(self.repo)  # read once: restore tests and journal gaps
+        failed = failed_among(records)
         decision = decide(
             snapshots,
             name,
@@ -238,7 +230,7 @@ class Archiver:
             self.options.max_full_age,
             failed,
             self.options.force_full,
-            list_records(self.repo, JOURNAL_GAP),
+            [r for r in records if r.get("type") == JOURNAL_GAP],
         )
         latest = latest_of(snapshots, name)
         prev_state: State = {}
@@ -341,7 +333,6 @@ class Archiver:
             name = self.options.name or default_name(source)
             if root_fd >= 0:  # several directories: no one descriptor to warm below
                 self.prefetcher.start(root_fd)
-            _start_loading_index(self.repo)
             self._plan(name)
         except BaseException:
             for fd in [root_fd, *(fd for _, fd in opened)]:
@@ -517,6 +508,7 @@ class Archiver:
         self, saver: BlobSaver, stack: list[tuple[_OpenDir, list[os.DirEntry[str]]]]
     ) -> None:
         self.dirs += 1
+        excludes = self.options.excludes
         while stack:
             current, entries = stack[-1]
             if not entries:
@@ -527,15 +519,18 @@ class Archiver:
                 continue
             entry = entries.pop()
             rel = f"{current.rel}/{entry.name}" if current.rel else entry.name
-            if is_excluded(rel, self.options.excludes):
+            if excludes and is_excluded(rel, excludes):
                 continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError as exc:
-                self._warn(f"{rel}: cannot stat ({exc.strerror}), skipped")
-                continue
-            prev = current.prev.get(entry.name)
-            if stat.S_ISDIR(st.st_mode):
+            # A directory by the listing's type (d_type) needs no lstat: its open refuses
+            # anything that is no longer a directory, and its fstat is the node's metadata.
+            st = None
+            if not entry.is_dir(follow_symlinks=False):
+                try:
+                    st = entry.stat(follow_symlinks=False)  # a file's was taken by _listed
+                except OSError as exc:
+                    self._warn(f"{rel}: cannot stat ({exc.strerror}), skipped")
+                    continue
+            if st is None or stat.S_ISDIR(st.st_mode):
                 child = self._open_dir(current, entry.name, rel)
                 if child is None:
                     continue
@@ -543,7 +538,7 @@ class Archiver:
                 self.dirs += 1
                 stack.append((child, self._listed(child)))
             elif stat.S_ISREG(st.st_mode):
-                self._file(saver, current, entry.name, rel, st, prev)
+                self._file(saver, current, entry.name, rel, st, current.prev.get(entry.name))
             elif stat.S_ISLNK(st.st_mode):
                 try:
                     target = os.readlink(entry.name, dir_fd=current.fd)
@@ -585,25 +580,45 @@ class Archiver:
             self._warn(f"{rel}: {what} ({exc.strerror}), skipped")
 
     def _listed(self, d: _OpenDir) -> list[os.DirEntry[str]]:
-        """A directory's entries; files that will be read are handed to the readahead thread,
-        the names of those that will not are kept in `d.unchanged`."""
+        """A directory's entries still to walk. Each file is judged here, once, from the
+        listing's lstat: an unchanged one gets its node now and leaves the list (the
+        walk has nothing more to do for it); those that will be read are handed to the
+        readahead thread."""
         entries = self._list(d)
         wanted = []
         prev = d.prev
+        excludes = self.options.excludes
+        rest: list[os.DirEntry[str]] = []
+        files = size = 0
         for entry in entries:
             try:
                 if not entry.is_file(follow_symlinks=False):
+                    rest.append(entry)
                     continue
                 st = entry.stat(follow_symlinks=False)  # cached on the entry for the walk
             except OSError:
+                rest.append(entry)  # the walk warns
                 continue
-            if self._unchanged(prev.get(entry.name), st):
-                d.unchanged.add(entry.name)
-            elif st.st_size:
-                wanted.append((entry.name, min(st.st_size, READAHEAD_BYTES)))
+            name = entry.name
+            before = prev.get(name)
+            if before is not None and self._unchanged(before, st):
+                if excludes and is_excluded(f"{d.rel}/{name}" if d.rel else name, excludes):
+                    continue
+                d.nodes.append(_same_file(before, st))
+                files += 1
+                size += st.st_size
+                continue
+            rest.append(entry)
+            if st.st_size:
+                wanted.append((name, min(st.st_size, READAHEAD_BYTES)))
+        self.files += files
+        self.files_unchanged += files
+        self.bytes_total += size
+        self.progress.files_done += files
+        self.progress.bytes_done += size
         if wanted and self.content.pool is None:  # workers read ahead of their own files
             self.prefetcher.readahead(d.rel, wanted)
-        return entries
+        return rest
 
     def _list(self, d: _OpenDir) -> list[os.DirEntry[str]]:
         try:
@@ -625,15 +640,6 @@ class Archiver:
         prev: Node | None,
     ) -> None:
         self.progress.current = rel
-        if name in current.unchanged:
-            assert prev is not None
-            current.nodes.append(_same_file(prev, st))
-            self.files += 1
-            self.files_unchanged += 1
-            self.bytes_total += st.st_size
-            self.progress.files_done += 1
-            self.progress.bytes_done += st.st_size
-            return
         jobs: list[Job] = []
         if self.before_open is not None:
             self.before_open(rel)

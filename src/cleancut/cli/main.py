@@ -15,10 +15,15 @@ CleancutError becomes its message and its own code; a usage error, 2; an interru
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import ctypes
 import gc
+import os
 import resource
 import sys
+import threading
+from typing import NoReturn
 
 import click
 
@@ -87,7 +92,29 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("cleancut: interrupted", err=True)
         sys.exit(130)
-    sys.exit(exit_code_of(returned))
+    leave(exit_code_of(returned))
+
+
+def leave(code: int) -> NoReturn:
+    """Exit after a command completed, without tearing the interpreter down.
+
+    Everything the command wrote is closed by then (the repository, its cache, the
+    worker pool); what remains is freeing memory object by object (the blob index,
+    the tree's state: 0.09-0.19 s after an unchanged backup of the 1 GiB corpus,
+    docs/decisions/0011-unchanged-backup-path.md), which the kernel does at once.
+    The interpreter's own exit steps that matter are kept, in its order: other
+    non-daemon threads are joined, the atexit handlers run, the standard streams
+    are flushed.
+    """
+    me = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is not me and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

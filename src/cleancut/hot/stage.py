@@ -53,7 +53,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cleancut.archiver.backup import DIR_FLAGS, FILE_FLAGS, is_excluded
+from cleancut.archiver.backup import DIR_FLAGS, FILE_FLAGS
+from cleancut.archiver.excludes import is_excluded
 from cleancut.errors import CleancutError, NoSpace, NotOurs
 from cleancut.fsio.filekind import kind_of
 from cleancut.fsio.racy import is_racy

@@ -22,7 +22,7 @@ def cap_uploads(repo: Repository, explicit_upload: bool, mbit: float | None) -> 
     """Uploads go at most at the cap of the profile this backup settled on (--profile,
     --set, the source's), under the one cap policy (settings/caps.py): an explicit
     --limit-upload stands, a local disk is not a shared link."""
-    repo.backend = settle_upload_cap(repo.backend, explicit_upload, mbit)
+    repo.use_backend(settle_upload_cap(repo.backend, explicit_upload, mbit))
 
 
 def run_backup(

@@ -128,9 +128,15 @@ def damaged_records(repo: Repository) -> list[tuple[str, str]]:
 
 def failed_snapshots(repo: Repository) -> set[str]:
     """Snapshots whose latest restore test failed: never a parent again."""
+    return failed_among(list_records(repo, RESTORE_TEST))
+
+
+def failed_among(records: list[dict[str, Any]]) -> set[str]:
+    """failed_snapshots from records already read (list_records, oldest first)."""
     latest: dict[str, dict[str, Any]] = {}
-    for record in list_records(repo, RESTORE_TEST):
-        latest[record["snapshot"]] = record
+    for record in records:
+        if record.get("type") == RESTORE_TEST:
+            latest[record["snapshot"]] = record
     return {sid for sid, record in latest.items() if not record.get("passed")}
 
 

@@ -114,6 +114,16 @@ class Repository(EngineAccess):
     def close(self) -> None:
         self.cache.close()
 
+    def use_backend(self, backend: Backend) -> None:
+        """Go through `backend` from now on: the same store wrapped for this run (an
+        upload cap settled after the repository was opened, settings/caps.py). Another
+        location is refused: the config, keys and cache here belong to this one."""
+        if backend.location != self.backend.location:
+            raise ValueError(
+                f"{backend.location} is not this repository's store ({self.backend.location})"
+            )
+        self.backend = backend
+
     @property
     def keyring(self) -> KeyRing:
         return KeyRing(self.backend, self.config.id)

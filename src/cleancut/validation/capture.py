@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cleancut.archiver.backup import is_excluded
+from cleancut.archiver.excludes import is_excluded
 from cleancut.archiver.policy import latest_of
 from cleancut.errors import CleancutError
 from cleancut.fsio.treewalk import walk

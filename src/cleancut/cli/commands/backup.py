@@ -4,26 +4,36 @@ SOURCE and the profile are resolved by settings/run_settings.py; the snapshot is
 taken by ops/runner.py (plain) or hot/orchestrator.py (hot); its outcome
 (archiver/outcome.py) gives the exit code: 3 with warnings, 7 on a quiesce miss
 with a fallback snapshot, 19 when the agent broke its word.
+
+The engine's modules (the archiver, the repository and its cache's SQLAlchemy) are
+imported inside the command, after a forked child has started warming the source's
+metadata (fsio/warm.py): the imports, the key derivation and the plan then overlap
+the disk reads a cold walk would wait for (docs/decisions/0011-unchanged-backup-path.md).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from cleancut.archiver.backup import BackupOptions, BackupResult, Progress, estimate
-from cleancut.archiver.outcome import BackupOutcome
+from cleancut.archiver.excludes import is_excluded
 from cleancut.cli.context import Common, common_options
 from cleancut.cli.progress import format_bytes, progress_line
 from cleancut.errors import UsageError
-from cleancut.hot.options import DEFAULT_HOOK_TIMEOUT, HotOptions, HotResult
-from cleancut.ops.runner import cap_uploads, run_backup
-from cleancut.repository.sourcedirs import default_name
+from cleancut.fsio.warm import Warmer
+from cleancut.repository.sourcedirs import Source, default_name
 from cleancut.settings.config_file import SourceConfig
 from cleancut.settings.profiles import parse_duration
-from cleancut.settings.run_settings import backup_profile, backup_source
+from cleancut.settings.run_settings import BackupSource, backup_profile, backup_source
+
+if TYPE_CHECKING:
+    from cleancut.archiver.backup import BackupResult
+    from cleancut.archiver.outcome import BackupOutcome
+    from cleancut.hot.options import HotOptions, HotResult
 
 
 @click.command("backup")
@@ -121,6 +131,51 @@ def command(
     snapshot, captured in the same cut: each is the directory NAME at its root.
     """
     target = backup_source(common.config, source, name, excludes, tags, dir_args)
+    warmer = _warm(target.path, list(target.excludes))
+    try:
+        return _backup(
+            common, target, warmer, force_full, profile, assignments, agent, agent_token_file,
+            quiesce_timeout, horizon, fallback, freeze_pid, pre, post, hook_timeout, staging,
+            lease, alert_command, journal_dir,
+        )
+    finally:
+        warmer.stop()
+
+
+def _warm(source: Source, excludes: list[str]) -> Warmer:
+    """Start reading the source's metadata in a child process (fsio/warm.py)."""
+    tops: list[tuple[str, str | os.PathLike[str]]] = (
+        [(d.name, d.path) for d in source] if isinstance(source, tuple) else [("", source)]
+    )
+    return Warmer(tops, lambda rel: is_excluded(rel, excludes)).start()
+
+
+def _backup(
+    common: Common,
+    target: BackupSource,
+    warmer: Warmer,
+    force_full: bool,
+    profile: str | None,
+    assignments: tuple[str, ...],
+    agent: str | None,
+    agent_token_file: Path | None,
+    quiesce_timeout: str | None,
+    horizon: str | None,
+    fallback: str | None,
+    freeze_pid: int | None,
+    pre: str | None,
+    post: str | None,
+    hook_timeout: str | None,
+    staging: Path | None,
+    lease: str | None,
+    alert_command: str | None,
+    journal_dir: Path | None,
+) -> BackupOutcome:
+    from cleancut.archiver.backup import BackupOptions, Progress, estimate
+    from cleancut.archiver.outcome import BackupOutcome
+    from cleancut.hot.options import HotResult
+    from cleancut.ops.runner import cap_uploads, run_backup
+
     configured = target.configured
     repo = common.open()
     try:
@@ -167,6 +222,8 @@ def command(
             else:
                 from cleancut.hot.orchestrator import hot_backup  # only a hot backup needs it
 
+                warmer.stop()  # nothing beside the pause: it reads a staged copy anyway
+
                 outcome = BackupOutcome.of_hot(
                     hot_backup(repo, target.path, options, hot, progress)
                 )
@@ -192,6 +249,8 @@ def _hot_options(
     config_alert: str | None = None,
 ) -> HotOptions:
     """Command line first, then the source's table in the config file."""
+    from cleancut.hot.options import DEFAULT_HOOK_TIMEOUT, HotOptions
+
     limit = _duration("--hook-timeout", hook_timeout) if hook_timeout else DEFAULT_HOOK_TIMEOUT
     c = configured
     hot = HotOptions(
