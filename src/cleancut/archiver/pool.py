@@ -11,7 +11,7 @@ the BlobSaver, which keeps every decision of the main process: deduplication
 against the index, pack assembly, pack writes, index segments. The snapshot is
 written by the caller only after `close()` saw every worker exit cleanly.
 
-Memory is bounded: at most `MAX_FILES` files per worker in flight (their
+Memory is bounded: at most `max_files()` files per worker in flight (their
 descriptors stay open here until done), each worker holds one read window, a
 pipe holds at most one message in transit, and the saver holds one open pack
 per worker salt plus the packs waiting for the disk.
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -39,7 +40,10 @@ from cleancut.repository.repository import Repository
 from . import wire
 from .saver import BlobSaver
 
-MAX_FILES = 8  # files in flight per worker
+# Files in flight per worker. Many, so the walk goes on listing and handing over small
+# files while a worker compresses a large one (with 8 the walk stalled behind the first
+# large files and walked the rest of the tree after them, alone: decision 0019).
+MAX_FILES = 64
 
 
 @dataclass(eq=False)
@@ -74,6 +78,18 @@ def core_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def max_files(workers: int) -> int:
+    """Files in flight per worker: MAX_FILES, or fewer if the descriptor limit is low
+    (each holds a descriptor here and one in the worker; a quarter of the limit is theirs)."""
+    try:
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):
+        limit = 1024
+    if limit == resource.RLIM_INFINITY:
+        return MAX_FILES
+    return max(1, min(MAX_FILES, limit // 4 // max(1, workers)))
+
+
 def worker_count() -> int:
     """One worker per core but one: the main process's walk, reader threads and pack
     writes keep a core busy (decision 0010: on two cores a second worker bought no
@@ -91,8 +107,10 @@ class ChunkPool:
         self.failure: BaseException | None = None
         self.closing = False
         self.finished = False  # closed or aborted: workers reaped, descriptors closed
+        count = workers or worker_count()
+        self.max_files = max_files(count)
         try:
-            for _ in range(workers or worker_count()):
+            for _ in range(count):
                 self.workers.append(self._spawn())
         except BaseException:
             self.abort()
@@ -178,11 +196,16 @@ class ChunkPool:
             raise
         return job
 
+    def has_room(self) -> bool:
+        """Whether a file submitted now would be taken without waiting."""
+        with self.cond:
+            return any(len(w.jobs) < self.max_files for w in self.workers)
+
     def _free_worker(self) -> _Worker:
         with self.cond:
             while True:
                 self._check_locked()
-                free = [w for w in self.workers if len(w.jobs) < MAX_FILES]
+                free = [w for w in self.workers if len(w.jobs) < self.max_files]
                 if free:
                     return min(free, key=lambda w: w.outstanding)
                 self.cond.wait()

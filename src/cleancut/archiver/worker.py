@@ -37,8 +37,11 @@ from cleancut.repository.pack import DATA, blob_aad, pack_sealer
 
 from . import wire
 
-# How much of each queued file to ask the kernel to read ahead.
+# How much of each queued file to ask the kernel to read ahead, and of all queued files
+# together (the parent queues up to 64: asking for all of them at once would have the
+# disk seek between files the worker reaches only seconds later).
 READAHEAD_BYTES = 32 << 20
+READAHEAD_BUDGET = 64 << 20
 
 
 class ChunkWorker:
@@ -110,6 +113,7 @@ class _File:
     offset: int
     size: int
     known: set[bytes]
+    advised: bool = False  # its readahead was asked for
 
 
 def serve(ctl: socket.socket, out: int) -> None:
@@ -122,6 +126,7 @@ def serve(ctl: socket.socket, out: int) -> None:
         item = queue.popleft()
         if item is None:
             break
+        _advise(queue)
         worker.file(item.job, item.fd, item.offset, item.size, item.known)
     for item in queue:
         if item is not None:
@@ -130,18 +135,28 @@ def serve(ctl: socket.socket, out: int) -> None:
 
 
 def _drain(ctl: socket.socket, queue: deque[_File | None]) -> None:
-    """Take every file already sent and ask the kernel to read ahead of them all (the
-    parent sends several): their first bytes are in memory when their turn comes."""
+    """Take every file already sent (the parent sends several)."""
     while queue[-1] is not None:
         try:
             item = _receive(ctl, socket.MSG_DONTWAIT)
         except BlockingIOError:
             return
-        if item is not None:
-            with contextlib.suppress(OSError):
-                length = min(item.size, READAHEAD_BYTES)
-                os.posix_fadvise(item.fd, item.offset, length, os.POSIX_FADV_WILLNEED)
         queue.append(item)
+
+
+def _advise(queue: deque[_File | None]) -> None:
+    """Ask the kernel to read ahead of the next queued files, up to READAHEAD_BUDGET bytes
+    in all: their first bytes are in memory when their turn comes."""
+    budget = READAHEAD_BUDGET
+    for item in queue:
+        if item is None or budget <= 0:
+            return
+        length = min(item.size, READAHEAD_BYTES, budget)
+        budget -= length
+        if not item.advised:
+            item.advised = True
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(item.fd, item.offset, length, os.POSIX_FADV_WILLNEED)
 
 
 def _receive(ctl: socket.socket, flags: int) -> _File | None:
