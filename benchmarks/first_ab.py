@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -34,9 +35,11 @@ def one(tool: Tool, label: str, tree: Path) -> str:
     tool.init()
     drop_caches()
     step = run_step(tool.backup_cmd(tree, "first"), tool.env(), tool.logs / "first", cwd=tool.dir)
+    stored = repo_bytes(tool.repo)
+    shutil.rmtree(tool.dir, ignore_errors=True)  # one repository on the disk at a time
     return (
         f"| {label} | {step.seconds:.2f} | {step.cpu_seconds:.2f} "
-        f"| {step.peak_rss / 2**20:.0f} | {repo_bytes(tool.repo):,} | {os.getloadavg()[0]:.1f} |"
+        f"| {step.peak_rss / 2**20:.0f} | {stored:,} | {os.getloadavg()[0]:.1f} |"
     )
 
 
@@ -60,8 +63,6 @@ def main() -> None:
     for _ in range(args.rounds):
         for label, tool in tools:
             print(one(tool, label, args.tree), flush=True)
-    for _, tool in tools:
-        tool.reset()
 
 
 if __name__ == "__main__":

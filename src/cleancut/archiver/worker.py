@@ -42,6 +42,7 @@ from . import wire
 # disk seek between files the worker reaches only seconds later).
 READAHEAD_BYTES = 32 << 20
 READAHEAD_BUDGET = 64 << 20
+READ_WINDOW = 4 << 20  # bytes read per window (at least a largest chunk)
 
 
 class ChunkWorker:
@@ -56,7 +57,9 @@ class ChunkWorker:
         self.sent: set[bytes] = set()  # blobs sealed by this worker in this backup
         self.salt = b""
         self.sealed = 0
-        self.buf = window_buffer(params)  # every window of every file is read into it
+        # Every window of every file is read into it; a window of one largest chunk
+        # (8 MiB in all with the default 4 MiB chunks, not 12) costs only more reads.
+        self.buf = window_buffer(params, READ_WINDOW)
         self._new_salt()
 
     def _new_salt(self) -> None:
