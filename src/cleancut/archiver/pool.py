@@ -12,7 +12,7 @@ against the index, pack assembly, pack writes, index segments. The snapshot is
 written by the caller only after `close()` saw every worker exit cleanly.
 
 Memory is bounded: at most `max_files()` files per worker in flight (their
-descriptors stay open here until done), each worker holds one read window, a
+descriptors are the worker's: closed here once sent), each worker holds one read window, a
 pipe holds at most one message in transit, and the saver holds one open pack
 per worker salt plus the packs waiting for the disk.
 
@@ -33,6 +33,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from cleancut.errors import CleancutError, WorkerDied
 from cleancut.repository.repository import Repository
@@ -46,16 +47,23 @@ from .saver import BlobSaver
 MAX_FILES = 64
 
 
+class FileStatus(NamedTuple):
+    """What the change check needs of a file's status after it was read (a worker's
+    fstat of its descriptor, sent back with DONE)."""
+
+    st_mtime_ns: int
+    st_size: int
+
+
 @dataclass(eq=False)
 class FileJob:
     """One file handed to a worker; filled in by the worker's reader thread."""
 
     job: int
-    fd: int  # the walk's descriptor: fstat'ed once done, then closed
     size: int
     ids: list[bytes] = field(default_factory=list)
     read: int = 0
-    after: os.stat_result | None = None
+    after: FileStatus | None = None
     error: OSError | None = None
     done: bool = False
 
@@ -80,7 +88,8 @@ def core_count() -> int:
 
 def max_files(workers: int) -> int:
     """Files in flight per worker: MAX_FILES, or fewer if the descriptor limit is low
-    (each holds a descriptor here and one in the worker; a quarter of the limit is theirs)."""
+    (each holds a descriptor in the worker, which has this process's limit; a quarter of
+    it is theirs)."""
     try:
         limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     except (OSError, ValueError):
@@ -172,7 +181,8 @@ class ChunkPool:
     # --- the walk's side --------------------------------------------------------
 
     def submit(self, fd: int, offset: int, size: int, known: list[bytes]) -> FileJob:
-        """Hand an open file to a worker (the pool owns `fd` from here on)."""
+        """Hand an open file to a worker (the pool owns `fd` from here on: it is closed
+        once sent, the worker holding its own)."""
         try:
             worker = self._free_worker()
         except BaseException:
@@ -180,7 +190,7 @@ class ChunkPool:
             raise
         with self.cond:
             self.next_job += 1
-            job = FileJob(self.next_job, fd, size)
+            job = FileJob(self.next_job, size)
             worker.jobs[job.job] = job
             worker.outstanding += size
         ids = b"".join(known[: wire.MAX_KNOWN])
@@ -188,12 +198,14 @@ class ChunkPool:
         try:
             socket.send_fds(worker.ctl, [msg], [fd])
         except OSError:
+            os.close(fd)
             # A dead worker's socket: wait for its reader to say how it died.
             with self.cond:
                 while not worker.ended:
                     self.cond.wait()
                 self._check_locked()
             raise
+        os.close(fd)
         return job
 
     def has_room(self) -> bool:
@@ -282,25 +294,26 @@ class ChunkPool:
         elif kind == b"R":
             self.saver.retire_salt(wire.RETIRE.unpack_from(msg)[1])
         elif kind == b"E":
-            _, job_id, read = wire.DONE.unpack_from(msg)
-            self._finished(worker, job_id, read, None)
+            _, job_id, read, mtime_ns, size = wire.DONE.unpack_from(msg)
+            self._finished(worker, job_id, read, FileStatus(mtime_ns, size), None)
         elif kind == b"X":
             _, job_id, err = wire.FAILED.unpack_from(msg)
             text = msg[wire.FAILED.size :].decode(errors="replace")
-            self._finished(worker, job_id, 0, OSError(err, text))
+            self._finished(worker, job_id, 0, None, OSError(err, text))
         else:
             raise CleancutError(f"backup worker {worker.proc.pid} sent an unknown message")
 
-    def _finished(self, worker: _Worker, job_id: int, read: int, error: OSError | None) -> None:
+    def _finished(
+        self,
+        worker: _Worker,
+        job_id: int,
+        read: int,
+        after: FileStatus | None,
+        error: OSError | None,
+    ) -> None:
         job = worker.jobs[job_id]
-        try:
-            job.after = os.fstat(job.fd)
-        except OSError as exc:
-            error = error or exc
-        finally:
-            os.close(job.fd)
         with self.cond:
-            job.read, job.error, job.done = read, error, True
+            job.read, job.after, job.error, job.done = read, after, error, True
             del worker.jobs[job_id]
             worker.outstanding -= job.size
             self.cond.notify_all()
@@ -329,7 +342,7 @@ class ChunkPool:
         self._check()
 
     def abort(self) -> None:
-        """Stop at once (the backup failed): workers are killed and reaped, descriptors closed."""
+        """Stop at once (the backup failed): workers are killed and reaped."""
         if self.finished:
             return
         with self.cond:
@@ -341,9 +354,6 @@ class ChunkPool:
                 worker.proc.kill()
         self._join()
         for worker in self.workers:
-            for job in worker.jobs.values():
-                with contextlib.suppress(OSError):
-                    os.close(job.fd)
             worker.jobs.clear()
         self.finished = True
 

@@ -78,13 +78,14 @@ class ChunkWorker:
             for chunk in chunk_fd_into(fd, self.params, self.buf):
                 self._chunk(job, chunk, known)
                 read += len(chunk)
+            after = os.fstat(fd)  # the parent's change check (it closed its descriptor)
         except OSError as exc:
             text = (exc.strerror or str(exc)).encode()
             wire.send(self.out, wire.FAILED.pack(b"X", job, exc.errno or 0) + text)
             return
         finally:
             os.close(fd)
-        wire.send(self.out, wire.DONE.pack(b"E", job, read))
+        wire.send(self.out, wire.DONE.pack(b"E", job, read, after.st_mtime_ns, after.st_size))
 
     def _chunk(self, job: int, chunk: memoryview, known: set[bytes]) -> None:
         blob_id = self.keys.blob_id(chunk)
