@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import resource
 import signal
 import subprocess
 import tempfile
@@ -26,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from s3server import BUCKET, WEED, FaultProxy, s3_env, start_seaweed
 
+from cleancut.archiver import pool as pool_module
 from cleancut.archiver.backup import Archiver, BackupOptions
 from cleancut.archiver.content import POOL_THRESHOLD
 from cleancut.backend.local import LocalBackend
@@ -324,3 +326,42 @@ def test_the_command_line_exits_22_when_a_worker_is_killed(tmp_path: Path):
     finally:
         proxy.close()
         server.kill()
+
+
+def test_small_files_chunked_here_while_the_workers_are_full_are_stored_as_the_pool_would(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch
+):
+    # One file in flight per worker: while the large files are queued, a small file (one
+    # blob, below the chunker's minimum) is chunked by the walk itself instead of waiting.
+    # Which path takes a file depends on how fast the workers are; what is stored does not.
+    monkeypatch.setattr(pool_module, "MAX_FILES", 1)
+    rng = random.Random(7)
+    files = {f"a/large{i}.bin": _data(rng, 150_000, text=i % 2 == 0) for i in range(3)}
+    files |= {f"b/small{i:03d}.txt": _data(rng, i * 40, text=True) for i in range(100)}
+    files["b/again.txt"] = files["b/small050.txt"]  # equal content on both paths: stored once
+    for rel, data in files.items():
+        (bench.src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (bench.src / rel).write_bytes(data)
+    archiver = bench.archiver(threshold=0)
+    result = archiver.run()
+    assert archiver.content.pool is not None and archiver.content.pool.max_files == 1
+    assert result.files == len(files)
+    assert result.bytes_read == sum(len(d) for d in files.values())
+    target = bench.restored(result.snapshot.id)
+    for rel, data in files.items():
+        assert (target / rel).read_bytes() == data, rel
+        assert bench.content(result.snapshot.id, rel) == bench.ids(data), rel
+    bench.check()
+    assert worker_pids() == []
+
+
+def test_files_in_flight_per_worker_follow_the_descriptor_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        assert pool_module.max_files(1) == 64  # a quarter of the limit
+        assert pool_module.max_files(2) == 32
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 100_000), hard))
+        assert pool_module.max_files(1) == min(pool_module.MAX_FILES, min(hard, 100_000) // 4)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

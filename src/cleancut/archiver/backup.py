@@ -62,7 +62,7 @@ from cleancut.repository.tree import DIR, FILE, SYMLINK, Node, encode_tree
 from .content import POOL_THRESHOLD, NewContent
 from .excludes import is_excluded
 from .policy import Decision, chain_failure, decide, latest_of
-from .pool import FileJob
+from .pool import FileJob, FileStatus
 from .prefetch import MetadataPrefetcher
 from .saver import BlobSaver, Job
 from .tail import blob_lengths, content_defined, matching_prefix
@@ -721,7 +721,7 @@ class Archiver:
         self._count_file(read, p.prev)
 
     def _note_change(
-        self, rel: str, before: os.stat_result, after: os.stat_result, read: int
+        self, rel: str, before: os.stat_result, after: os.stat_result | FileStatus, read: int
     ) -> None:
         if (before.st_mtime_ns, before.st_size) == (
             after.st_mtime_ns,

@@ -5,12 +5,15 @@ imports per worker: about 0.1 s of CPU each (decision 0010 has the
 measurement). A backup that reads little never pays it: the first
 `POOL_THRESHOLD` bytes of files to read are chunked here, in the owner thread,
 and the pool starts only when a file would take the total past it. From then
-on every file goes to the pool. A machine with one core keeps everything here.
+on every file goes to the pool, but for a small one (below the chunker's minimum
+size: one blob) while every worker has its fill of files queued: the walk
+chunks that one here instead of waiting, so it keeps going through a tree of
+small files while the workers compress the large ones before them (decision
+0019). A machine with one core keeps everything here.
 """
 
 from __future__ import annotations
 
-from cleancut.repository.pack import DATA
 from cleancut.repository.repository import Repository
 
 from .pool import ChunkPool, FileJob, core_count, worker_count
@@ -32,6 +35,7 @@ class NewContent:
         self.threshold = threshold
         self.cores = core_count()
         self.workers = workers or worker_count()
+        self.small = repo.config.chunker.min_size  # a file below it is one blob
         self.in_process = 0  # bytes chunked here so far
         self.pool: ChunkPool | None = None
         self.closed = False
@@ -40,12 +44,14 @@ class NewContent:
         """Whether a file of `size` bytes still to read goes to the pool (which starts now
         if this file takes the backup past the threshold)."""
         if self.pool is not None:
+            if size < self.small and not self.pool.has_room():
+                self.in_process += size
+                return False
             return True
         if self.cores < 2 or self.in_process + size <= self.threshold:
             self.in_process += size
             return False
         self.pool = ChunkPool(self.repo, self.saver, self.workers)
-        self.saver.store_open_pack(DATA)
         return True
 
     def submit(self, fd: int, offset: int, size: int, known: list[bytes]) -> FileJob:

@@ -11,8 +11,8 @@ the BlobSaver, which keeps every decision of the main process: deduplication
 against the index, pack assembly, pack writes, index segments. The snapshot is
 written by the caller only after `close()` saw every worker exit cleanly.
 
-Memory is bounded: at most `MAX_FILES` files per worker in flight (their
-descriptors stay open here until done), each worker holds one read window, a
+Memory is bounded: at most `max_files()` files per worker in flight (their
+descriptors are the worker's: closed here once sent), each worker holds one read window, a
 pipe holds at most one message in transit, and the saver holds one open pack
 per worker salt plus the packs waiting for the disk.
 
@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from cleancut.errors import CleancutError, WorkerDied
 from cleancut.repository.repository import Repository
@@ -39,7 +41,18 @@ from cleancut.repository.repository import Repository
 from . import wire
 from .saver import BlobSaver
 
-MAX_FILES = 8  # files in flight per worker
+# Files in flight per worker. Many, so the walk goes on listing and handing over small
+# files while a worker compresses a large one (with 8 the walk stalled behind the first
+# large files and walked the rest of the tree after them, alone: decision 0019).
+MAX_FILES = 64
+
+
+class FileStatus(NamedTuple):
+    """What the change check needs of a file's status after it was read (a worker's
+    fstat of its descriptor, sent back with DONE)."""
+
+    st_mtime_ns: int
+    st_size: int
 
 
 @dataclass(eq=False)
@@ -47,11 +60,10 @@ class FileJob:
     """One file handed to a worker; filled in by the worker's reader thread."""
 
     job: int
-    fd: int  # the walk's descriptor: fstat'ed once done, then closed
     size: int
     ids: list[bytes] = field(default_factory=list)
     read: int = 0
-    after: os.stat_result | None = None
+    after: FileStatus | None = None
     error: OSError | None = None
     done: bool = False
 
@@ -74,6 +86,19 @@ def core_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def max_files(workers: int) -> int:
+    """Files in flight per worker: MAX_FILES, or fewer if the descriptor limit is low
+    (each holds a descriptor in the worker, which has this process's limit; a quarter of
+    it is theirs)."""
+    try:
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):
+        limit = 1024
+    if limit == resource.RLIM_INFINITY:
+        return MAX_FILES
+    return max(1, min(MAX_FILES, limit // 4 // max(1, workers)))
+
+
 def worker_count() -> int:
     """One worker per core but one: the main process's walk, reader threads and pack
     writes keep a core busy (decision 0010: on two cores a second worker bought no
@@ -91,8 +116,10 @@ class ChunkPool:
         self.failure: BaseException | None = None
         self.closing = False
         self.finished = False  # closed or aborted: workers reaped, descriptors closed
+        count = workers or worker_count()
+        self.max_files = max_files(count)
         try:
-            for _ in range(workers or worker_count()):
+            for _ in range(count):
                 self.workers.append(self._spawn())
         except BaseException:
             self.abort()
@@ -154,7 +181,8 @@ class ChunkPool:
     # --- the walk's side --------------------------------------------------------
 
     def submit(self, fd: int, offset: int, size: int, known: list[bytes]) -> FileJob:
-        """Hand an open file to a worker (the pool owns `fd` from here on)."""
+        """Hand an open file to a worker (the pool owns `fd` from here on: it is closed
+        once sent, the worker holding its own)."""
         try:
             worker = self._free_worker()
         except BaseException:
@@ -162,7 +190,7 @@ class ChunkPool:
             raise
         with self.cond:
             self.next_job += 1
-            job = FileJob(self.next_job, fd, size)
+            job = FileJob(self.next_job, size)
             worker.jobs[job.job] = job
             worker.outstanding += size
         ids = b"".join(known[: wire.MAX_KNOWN])
@@ -170,19 +198,26 @@ class ChunkPool:
         try:
             socket.send_fds(worker.ctl, [msg], [fd])
         except OSError:
+            os.close(fd)
             # A dead worker's socket: wait for its reader to say how it died.
             with self.cond:
                 while not worker.ended:
                     self.cond.wait()
                 self._check_locked()
             raise
+        os.close(fd)
         return job
+
+    def has_room(self) -> bool:
+        """Whether a file submitted now would be taken without waiting."""
+        with self.cond:
+            return any(len(w.jobs) < self.max_files for w in self.workers)
 
     def _free_worker(self) -> _Worker:
         with self.cond:
             while True:
                 self._check_locked()
-                free = [w for w in self.workers if len(w.jobs) < MAX_FILES]
+                free = [w for w in self.workers if len(w.jobs) < self.max_files]
                 if free:
                     return min(free, key=lambda w: w.outstanding)
                 self.cond.wait()
@@ -259,25 +294,26 @@ class ChunkPool:
         elif kind == b"R":
             self.saver.retire_salt(wire.RETIRE.unpack_from(msg)[1])
         elif kind == b"E":
-            _, job_id, read = wire.DONE.unpack_from(msg)
-            self._finished(worker, job_id, read, None)
+            _, job_id, read, mtime_ns, size = wire.DONE.unpack_from(msg)
+            self._finished(worker, job_id, read, FileStatus(mtime_ns, size), None)
         elif kind == b"X":
             _, job_id, err = wire.FAILED.unpack_from(msg)
             text = msg[wire.FAILED.size :].decode(errors="replace")
-            self._finished(worker, job_id, 0, OSError(err, text))
+            self._finished(worker, job_id, 0, None, OSError(err, text))
         else:
             raise CleancutError(f"backup worker {worker.proc.pid} sent an unknown message")
 
-    def _finished(self, worker: _Worker, job_id: int, read: int, error: OSError | None) -> None:
+    def _finished(
+        self,
+        worker: _Worker,
+        job_id: int,
+        read: int,
+        after: FileStatus | None,
+        error: OSError | None,
+    ) -> None:
         job = worker.jobs[job_id]
-        try:
-            job.after = os.fstat(job.fd)
-        except OSError as exc:
-            error = error or exc
-        finally:
-            os.close(job.fd)
         with self.cond:
-            job.read, job.error, job.done = read, error, True
+            job.read, job.after, job.error, job.done = read, after, error, True
             del worker.jobs[job_id]
             worker.outstanding -= job.size
             self.cond.notify_all()
@@ -306,7 +342,7 @@ class ChunkPool:
         self._check()
 
     def abort(self) -> None:
-        """Stop at once (the backup failed): workers are killed and reaped, descriptors closed."""
+        """Stop at once (the backup failed): workers are killed and reaped."""
         if self.finished:
             return
         with self.cond:
@@ -318,9 +354,6 @@ class ChunkPool:
                 worker.proc.kill()
         self._join()
         for worker in self.workers:
-            for job in worker.jobs.values():
-                with contextlib.suppress(OSError):
-                    os.close(job.fd)
             worker.jobs.clear()
         self.finished = True
 

@@ -1,6 +1,7 @@
 """The blob saver: hashing, deduplication, compression, encryption and packing, in parallel.
 
-Worker threads take a blob from submission to sealed bytes in a pack: they
+Worker threads take a blob from submission to sealed bytes in a pack (a blob
+below INLINE_BELOW is taken there by the submitting thread itself): they
 hash it with the keyed BLAKE3, claim its ID (so two equal blobs in flight are
 stored once), skip it if the index already has it, compress it, and seal it
 under the key of the pack it joins. BLAKE3, zstd and AES-GCM release the GIL,
@@ -36,6 +37,10 @@ from .allocator import fix_mmap_threshold
 
 SEGMENT_PACKS = 256
 MAX_PACKS_IN_WRITE = 1
+# Blobs below this are compressed and sealed in the submitting thread (decision 0019): a
+# thread hand-off (future, queue, wake-up, GIL round trip) cost more than their work, and
+# the futures of 12,000 tree blobs held 9 MiB until collected.
+INLINE_BELOW = 256 << 10
 
 
 class Job:
@@ -43,7 +48,7 @@ class Job:
 
     __slots__ = ("size", "future", "id")
 
-    def __init__(self, size: int, future: Future[bytes]) -> None:
+    def __init__(self, size: int, future: Future[bytes] | None) -> None:
         self.size = size
         self.future: Future[bytes] | None = future
         self.id: bytes | None = None
@@ -99,6 +104,11 @@ class BlobSaver:
     # --- owner thread ---------------------------------------------------------
 
     def submit(self, blob_type: int, data: bytes | memoryview, blob_id: bytes | None = None) -> Job:
+        if len(data) < INLINE_BELOW:
+            # A tree or a small file: handing it to a thread would cost more than the work.
+            job = Job(len(data), None)
+            job.id = self._process(blob_type, data, blob_id)
+            return job
         job = Job(len(data), self.pool.submit(self._process, blob_type, data, blob_id))
         self.pending.append(job)
         self.pending_bytes += len(data)
@@ -118,19 +128,6 @@ class BlobSaver:
         job.future = None
         self.pending_bytes -= job.size
         self._reap_writes(block=False)
-
-    def store_open_pack(self, blob_type: int) -> None:
-        """Store the open pack of a type now, however full (the backup goes on in worker
-        processes, whose blobs go to packs of their own: this one would only wait)."""
-        with self.lock:
-            pack = self.current.pop(blob_type, None)
-            if pack is None:
-                return
-            pack.closed = True  # a blob still being sealed into it stores it when done
-            if pack.sealing or pack.stored or not pack.builder.entries:
-                return
-            pack.stored = True
-        self._store_pack(pack.builder)
 
     def reap(self) -> None:
         """Collect finished pack writes (raising a write's error) without waiting."""

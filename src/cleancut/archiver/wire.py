@@ -16,7 +16,7 @@ Worker to parent, one message each on a pipe, framed by its length (u32) first:
 
     BLOB   "B" | job (u64) | pack salt (16) | blob ID (32) | raw length (u32) | sealed box
     KNOWN  "K" | job (u64) | blob ID (32) | raw length (u32)   (no box: already known)
-    DONE   "E" | job (u64) | bytes read (u64)
+    DONE   "E" | job (u64) | bytes read (u64) | after reading: mtime ns (i64), size (u64)
     FAILED "X" | job (u64) | errno (i32) | message (UTF-8)
     RETIRE "R" | pack salt (16)   (no more blobs under this salt)
 """
@@ -34,7 +34,7 @@ QUIT = b"Q"
 
 BLOB = struct.Struct("<cQ16s32sI")
 KNOWN = struct.Struct("<cQ32sI")
-DONE = struct.Struct("<cQQ")
+DONE = struct.Struct("<cQQqQ")
 FAILED = struct.Struct("<cQi")
 RETIRE = struct.Struct("<c16s")
 

@@ -65,9 +65,10 @@ def chunk_fd(fd: int, params: ChunkerParams, size_hint: int = 0) -> Iterator[mem
         window = full_window
 
 
-def window_buffer(params: ChunkerParams) -> bytearray:
-    """A buffer for `chunk_fd_into`: a full window after a carried chunk."""
-    return bytearray(max(WINDOW, 2 * params.max_size) + params.max_size)
+def window_buffer(params: ChunkerParams, window: int = WINDOW) -> bytearray:
+    """A buffer for `chunk_fd_into`: a full window (at least `window` bytes, never less
+    than the largest chunk) after a carried chunk."""
+    return bytearray(max(window, params.max_size) + params.max_size)
 
 
 def chunk_fd_into(fd: int, params: ChunkerParams, buf: bytearray) -> Iterator[memoryview]:
