@@ -29,13 +29,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cleancut.backend.base import Backend
-from cleancut.backend.local import LocalBackend
-from cleancut.errors import CleancutError, NotInSnapshot, ObjectNotFound, PathNotFound
+from cleancut.errors import NotInSnapshot, PathNotFound
 from cleancut.pathtext import shown_path
-from cleancut.repository.cache import BlobLocation
 from cleancut.repository.chain import snapshot_state
-from cleancut.repository.pack import pack_name
+from cleancut.repository.packread import PackReader
 from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import Snapshot
 from cleancut.repository.sourcedirs import recorded_dirs
@@ -44,37 +41,6 @@ from cleancut.repository.tree import DIR, FILE, SYMLINK, Node
 
 from .files import DirFds, FileWriter, data_segments
 from .plan import FileJob, Plan, Run, make_plan
-
-LOCAL_READERS = 4  # ranges read, opened and written at once from a local repository
-REMOTE_READERS = 8  # ... from an object store, where each request waits on the network
-HINT_AHEAD = 4  # packs of a local repository the kernel is asked to read ahead
-
-
-def _workers(backend: Backend) -> int:
-    return LOCAL_READERS if isinstance(backend, LocalBackend) else REMOTE_READERS
-
-
-class _PackHints:
-    """Asks a local backend's kernel to read the next packs while this one is written
-    (posix_fadvise: page cache, not this process's memory). An object store gets no
-    hint: its read-ahead would fetch whole packs that restore reads by ranges anyway."""
-
-    def __init__(self, backend: Backend, packs: list[str]) -> None:
-        self.backend = backend
-        self.packs = packs if isinstance(backend, LocalBackend) else []
-        self.position = {pack_id: i for i, pack_id in enumerate(self.packs)}
-        self.hinted = 0
-        self.lock = threading.Lock()
-
-    def reached(self, pack_id: str) -> None:
-        at = self.position.get(pack_id)
-        if at is None:
-            return
-        with self.lock:
-            start, end = self.hinted, min(at + 1 + HINT_AHEAD, len(self.packs))
-            self.hinted = max(self.hinted, end)
-        for pack in self.packs[start:end]:
-            self.backend.prefetch(pack_name(pack))
 
 
 @dataclass
@@ -124,8 +90,7 @@ class Restorer:
         # first; names that cannot be paths are refused, not written.
         # Trees live in packs of their own: ask for them first, so an object store serves
         # whole packs instead of one ranged GET per directory.
-        for pack_id in self.repo.tree_packs()[:64]:
-            self.repo.prefetch_pack(pack_id)
+        PackReader(self.repo).prefetch_trees()
         state = snapshot_state(self.repo, self.snapshot, self.result.refused)
         self.repo.drop_tree_cache()  # the state holds every node now: room for file data
         if self.only_dir is not None:
@@ -238,7 +203,7 @@ class Restorer:
         runs = iter(plan.runs)
         take = threading.Lock()
         stop = threading.Event()
-        hints = _PackHints(self.repo.backend, plan.packs)
+        reader = PackReader(self.repo, plan.packs)
 
         def work() -> None:
             fds = DirFds(self.root_fd, limit=64)
@@ -248,15 +213,14 @@ class Restorer:
                         run = next(runs, None)
                     if run is None:
                         return
-                    hints.reached(run.pack_id)
-                    self._restore_run(run, writer, fds)
+                    self._restore_run(reader, run, writer, fds)
             except BaseException:
                 stop.set()
                 raise
             finally:
                 fds.close()
 
-        workers = _workers(self.repo.backend)
+        workers = reader.readers
         try:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 futures = [pool.submit(work) for _ in range(min(workers, len(plan.runs)))]
@@ -266,30 +230,16 @@ class Restorer:
         for future in futures:
             future.result()  # the first failure (a full disk) stops the restore
 
-    def _restore_run(self, run: Run, writer: FileWriter, fds: DirFds) -> None:
-        """One request for a range of a pack; each blob in it opened, verified and written."""
-        try:
-            box = memoryview(
-                self.repo.backend.get_range(pack_name(run.pack_id), run.offset, run.length)
-            )
-        except CleancutError as exc:
-            missing = isinstance(exc, ObjectNotFound)
-            for planned in run.blobs:
-                what = f"blob {planned.entry.id.hex()[:12]} in pack {run.pack_id[:12]}"
-                why = f"{what}: the pack is missing" if missing else f"{what}: {exc}"
+    def _restore_run(
+        self, reader: PackReader, run: Run, writer: FileWriter, fds: DirFds
+    ) -> None:
+        """One request for a range of a pack; each blob in it verified and written to every
+        place that holds it, or each of those files failed."""
+        for entry, data in reader.read(run.range):
+            planned = run.blobs[entry.id]
+            if isinstance(data, str):
                 for job, offsets in planned.targets:
-                    writer.fail(job, why, len(offsets), fds)
-            return
-        for planned in run.blobs:
-            entry = planned.entry
-            start = entry.offset - run.offset
-            try:
-                data = self.repo.open_box(
-                    BlobLocation(run.pack_id, run.salt, entry), box[start : start + entry.length]
-                )
-            except CleancutError as exc:
-                for job, offsets in planned.targets:
-                    writer.fail(job, str(exc), len(offsets), fds)
+                    writer.fail(job, data, len(offsets), fds)
                 continue
             segments = data_segments(data)
             for job, offsets in planned.targets:
