@@ -40,6 +40,7 @@ from cleancut.repository.state import State
 from cleancut.repository.tree import DIR, FILE, SYMLINK, Node
 
 from .files import DirFds, FileWriter, data_segments
+from .levels import by_level
 from .plan import FileJob, Plan, Run, make_plan
 
 
@@ -111,8 +112,11 @@ class Restorer:
             self._write_files(files)
             for dir_rel, rel, node in links:
                 self._symlink(dir_rel, rel, node)
-            for rel, node in reversed(dirs):  # deepest first: children change a dir's mtime
-                self._dir_metadata(rel, node)
+            # After every entry is in place (an entry made changes its directory's mtime);
+            # deepest first, so no directory is made unsearchable above one still to do.
+            nodes = dict(dirs)
+            by_level(root_fd, list(nodes), lambda fds, rel: self._dir_metadata(fds, rel,
+                     nodes[rel]), deepest_first=True)  # fmt: skip
         finally:
             self.fds.close()
             os.close(root_fd)
@@ -134,7 +138,7 @@ class Restorer:
         prefix = name + "/"
         return {rel[len(prefix):]: n for rel, n in state.items() if rel.startswith(prefix)}
 
-    # --- planning: directories are created in path order ------------------
+    # --- planning: directories are created depth by depth ------------------
 
     def _plan(
         self,
@@ -143,20 +147,29 @@ class Restorer:
         links: list[tuple[str, str, Node]],
         dirs: list[tuple[str, Node]],
     ) -> None:
-        made = {""}  # directories that exist in the target and may hold entries
+        """Create the directories (levels.py), then list the files and symlinks that go in
+        them; an entry under a directory refused or left out is left out."""
         for rel in state:
             dir_rel, _, name = rel.rpartition("/")
             self.names.setdefault(dir_rel, set()).add(name)
-        for rel in sorted(state, key=lambda p: p.split("/")):
+        entries = [rel for rel in sorted(state, key=lambda p: p.split("/"))
+                   if _included(rel, self.includes)]  # fmt: skip
+        made = {""}  # directories that exist in the target and may hold entries
+        made_lock = threading.Lock()
+
+        def mkdir(fds: DirFds, rel: str) -> None:
+            if rel.rpartition("/")[0] in made and self._mkdir(fds, rel):
+                with made_lock:
+                    made.add(rel)
+
+        by_level(self.root_fd, [rel for rel in entries if state[rel].type == DIR], mkdir)
+        for rel in entries:
             node = state[rel]
             dir_rel = rel.rpartition("/")[0]
             if dir_rel not in made:
                 continue  # its directory was refused or left out
-            if not _included(rel, self.includes):
-                continue
             if node.type == DIR:
-                if self._mkdir(dir_rel, rel, node):
-                    made.add(rel)
+                if rel in made:
                     dirs.append((rel, node))
                     self.result.dirs += 1
             elif node.type == FILE:
@@ -164,17 +177,18 @@ class Restorer:
             elif node.type == SYMLINK:
                 links.append((dir_rel, rel, node))
 
-    def _mkdir(self, dir_rel: str, rel: str, node: Node) -> bool:
-        parent = self.fds.get(dir_rel)
-        name = rel.rpartition("/")[2]  # entries are created by their path, never the node
+    def _mkdir(self, fds: DirFds, rel: str) -> bool:
+        dir_rel, _, name = rel.rpartition("/")  # created by the path, never the node
+        parent = fds.get(dir_rel)
         try:
             os.mkdir(name, 0o700, dir_fd=parent)
         except FileExistsError:
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
             if not stat.S_ISDIR(st.st_mode):
-                self.result.refused.append(
-                    f"{rel!r}: something that is not a directory (a symlink?) is in the way"
-                )
+                with self.lock:
+                    self.result.refused.append(
+                        f"{rel!r}: something that is not a directory (a symlink?) is in the way"
+                    )
                 return False
         return True
 
@@ -283,8 +297,8 @@ class Restorer:
         os.utime(name, ns=(node.mtime_ns, node.mtime_ns), dir_fd=parent, follow_symlinks=False)
         self.result.symlinks += 1
 
-    def _dir_metadata(self, rel: str, node: Node) -> None:
-        fd = self.fds.get(rel)
+    def _dir_metadata(self, fds: DirFds, rel: str, node: Node) -> None:
+        fd = fds.get(rel)
         if self.is_root:
             with contextlib.suppress(OSError):
                 os.fchown(fd, node.uid, node.gid)
