@@ -103,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     for rnd in range(args.rounds):
         order = tools if rnd % 2 == 0 else list(reversed(tools))
         for name, cmd, env in order:
-            # A fresh target each step, all removed at the end: ext4 skips inodes freed in
-            # the last 30 s when it allocates (recently_deleted), so removing the previous
-            # restore just before a step would make that step pay for it.
+            # Each restore is removed once verified (1 GiB a step fills a shared disk
+            # fast). ext4 skips inodes freed in the last 30 s when it allocates
+            # (recently_deleted), so each step pays for its predecessor's removal: the
+            # tools alternate, so both pay alike.
             target = args.scratch / "targets" / f"{name}-{rnd}"
             shutil.rmtree(target, ignore_errors=True)
             target.mkdir(parents=True)
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             load = os.getloadavg()[0]
             step = run_step([*cmd, str(target)], env, args.scratch / "logs" / f"{name}-{rnd}")
             restored = verify(target, corpus, ref, hashes)
+            shutil.rmtree(target)
             seconds[name].append(step.seconds)
             rss[name].append(step.peak_rss)
             print(

@@ -38,6 +38,7 @@ class FileJob:
     fd: int = -1  # the temporary file, while open
     tmp: str = ""  # its name in the directory, once created
     identity: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the temporary file
+    owned: bool = False  # the temporary file was created with the recorded owner and group
     failure: str = ""  # why the file will not be renamed into place, once known
     damaged: bool = False  # the failure is damaged data (not a write error)
     done: bool = False  # renamed into place, or removed
