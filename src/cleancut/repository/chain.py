@@ -10,8 +10,6 @@ a clock stepped back under an old version) are found by `find_forks`.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -25,7 +23,6 @@ from .walk import load_tree
 
 DELTA_READERS = 8  # delta manifests read at once while a chain's end state is built
 DELTA_WINDOW = 64  # manifests held in memory at once, at most
-PREFETCH_THREADS = 4  # threads hinting a chain's delta packs ahead of their reads
 
 
 def _broken(snap: Snapshot, seq: int, detail: str) -> ChainBroken:
@@ -34,12 +31,9 @@ def _broken(snap: Snapshot, seq: int, detail: str) -> ChainBroken:
 
 
 def _prefetch_chain(repo: Repository, snapshot: Snapshot) -> None:
-    """Start reading the chain's delta packs, and return at once: a long chain reads
-    hundreds of small deltas, and a cold disk makes each wait. The hints run on
-    PREFETCH_THREADS daemon threads while the links are checked and the full's trees
-    walked; nothing waits for them (a hint only warms the page cache, or a remote
-    backend's read-ahead). (The records come from the cache, checked by their hashes:
-    see verified_chain.)"""
+    """Start reading the chain's delta packs at once: a long chain reads hundreds of
+    small deltas one after another, and a cold disk makes each wait. (Its records come
+    from the cache, checked by their hashes: see verified_chain.)"""
     if snapshot.is_full:
         return
     names = set()
@@ -48,15 +42,11 @@ def _prefetch_chain(repo: Repository, snapshot: Snapshot) -> None:
             loc = repo.find_blob(bytes.fromhex(s.delta)) if s.delta else None
             if loc is not None:
                 names.add(pack_name(loc.pack_id))
-    ordered = sorted(names)
-    for part in range(min(PREFETCH_THREADS, len(ordered))):
-        share = ordered[part::PREFETCH_THREADS]
-        threading.Thread(target=_hint_all, args=(repo, share), daemon=True).start()
-
-
-def _hint_all(repo: Repository, names: list[str]) -> None:
-    for name in names:
-        with contextlib.suppress(Exception):  # a hint that fails only loses its head start
+    if len(names) > 4:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(repo.prefetch, sorted(names)))
+    else:
+        for name in names:
             repo.prefetch(name)
 
 
