@@ -3,11 +3,12 @@
 Every path is built from directory file descriptors opened with O_NOFOLLOW,
 one validated name at a time, so no entry ("../x", "/etc/passwd", a name with
 a slash, a symlink followed by a path under it) can make a write land outside
-the target. File data is restored pack by pack (restore_plan.py): each needed
-range of a pack is read once, by a few threads at once, each blob in it
-decrypted and verified against its ID once and written to every file that
-holds it (restore_files.py). Each file is written under a short random
-temporary name created exclusively (safeio.py: nothing planted there is
+the target. Directories are created first, depth by depth over a few threads
+(levels.py). File data is restored pack by pack (plan.py): each needed range
+of a pack is read once, by a few threads at once, through the one pack reader
+(repository/packread.py), each blob in it decrypted and verified against its
+ID once and written to every file that holds it (files.py). Each file is
+written under a short random temporary name created exclusively (safeio.py: nothing planted there is
 opened, followed or waited on, and no name, however long, can collide with
 it), and only a complete, verified file is renamed into place: a damaged blob
 leaves no corrupted file behind. Blocks of zeros are skipped over rather than
