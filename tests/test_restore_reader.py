@@ -140,3 +140,23 @@ def test_a_file_in_the_way_of_one_directory_refuses_only_that_directory(
     for i in range(PARALLEL_MIN * 2):
         if i != 7:
             assert (target / f"d{i:03d}" / "sub" / "f").read_text() == str(i)
+
+
+def test_owners_are_restored_whether_or_not_the_file_was_created_with_them(
+    repo_cli: CLI, tmp_path: Path
+) -> None:
+    """Restore skips chown for a file created with its recorded owner already; a file of
+    another owner still gets its own (tests run as root, as CI does)."""
+    assert os.geteuid() == 0, "restoring owners needs root; CI runs as root"
+    src = tmp_path / "src"
+    src.mkdir()
+    owners = {"mine": (0, 0), "theirs": (1234, 5678), "group-only": (0, 4321)}
+    for name, (uid, gid) in owners.items():
+        (src / name).write_text(name)
+        os.chown(src / name, uid, gid)
+    repo_cli.ok("backup", str(src))
+    target = tmp_path / "out"
+    repo_cli.ok("restore", "latest", "--target", str(target))
+    for name, (uid, gid) in owners.items():
+        st = (target / name).stat()
+        assert (st.st_uid, st.st_gid) == (uid, gid), name
