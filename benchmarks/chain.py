@@ -14,6 +14,11 @@ It drives cleancut's library in-process, so what is timed is the backup itself, 
 interpreter start-ups. Usage:
 
     python benchmarks/chain.py [--size 100M] [--length 1000] [--work DIR] [--results FILE]
+    python benchmarks/chain.py --restore-only [--rounds 3] --work DIR   # a DIR built before
+
+`--restore-only` reuses a work directory a full run left behind: it restores the chain's
+end and the equal full alternately, the page cache dropped before each, and prints the
+median of each and their ratio (an A/B of restore changes without rebuilding the chain).
 """
 
 from __future__ import annotations
@@ -95,13 +100,45 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def restore_only(work: Path, rounds: int) -> int:
+    """Time restoring the chain's end and the newest full of a work directory built before,
+    alternately, `rounds` times each; print every time, the medians and their ratio."""
+    os.environ["CLEANCUT_CACHE_DIR"] = str(work / "cache")
+    repo = Repository.open(LocalBackend(work / "repo"), PASSWORD, work / "cache")
+    snaps = repo.snapshots()
+    end = max((s for s in snaps if not s.is_full), key=lambda s: s.seq)
+    full = max((s for s in snaps if s.is_full), key=lambda s: s.time)
+    times: dict[str, list[float]] = {"chain": [], "full": []}
+    for rnd in range(rounds):
+        order = [("chain", end), ("full", full)]
+        for label, snap in order if rnd % 2 == 0 else reversed(order):
+            seconds = timed_restore(repo, snap.id, work / f"r-{label}", drop_caches())
+            times[label].append(seconds)
+            print(
+                f"round {rnd} {label} (seq {snap.seq}): {seconds:.3f} s, "
+                f"load {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
+    chain_s, full_s = statistics.median(times["chain"]), statistics.median(times["full"])
+    print(
+        f"median chain {chain_s:.3f} s, full {full_s:.3f} s: {chain_s / full_s:.2f}x "
+        "(target <= 1.2x, issue 14)"
+    )
+    repo.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="100M")
     parser.add_argument("--length", type=int, default=1000)
     parser.add_argument("--work", type=Path, default=Path(__file__).parent / "work" / "chain")
     parser.add_argument("--results", type=Path)
+    parser.add_argument("--restore-only", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
+    if args.restore_only:
+        return restore_only(args.work.absolute(), args.rounds)
 
     work = args.work.absolute()
     shutil.rmtree(work, ignore_errors=True)

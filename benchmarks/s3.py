@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Benchmark cleancut against restic on one S3 server (SeaweedFS `weed mini` on loopback).
 
-Why: issue 5 asks that backing up to object storage be limited by the link, not by
-waiting, and sets targets against restic's S3 backend: first-backup throughput >= 1.5x
-restic's and restore throughput >= 1x. Both tools write to the same server, started once
-for the run, into their own prefixes of one bucket, with no bandwidth cap on either
-(cleancut gets `--limit-upload unlimited`; its standard profile would otherwise cap uploads
-to a remote repository at 100 Mbit/s).
+Why: issue 14 sets one target against restic's S3 backend: restore throughput >= 1.2x
+restic's (the RTO of an agent kept in object storage). The rest is printed for
+information, among it issue 5's earlier bound on the first backup (>= 1.5x restic's
+throughput, a backup limited by the link, not by waiting). Both tools write to the same
+server, started once for the run, into their own prefixes of one bucket, with no bandwidth
+cap on either (cleancut gets `--limit-upload unlimited`; its standard profile would
+otherwise cap uploads to a remote repository at 100 Mbit/s).
 
 Each round, every tool in turn within a phase (as in run.py):
   1. first backup of the corpus into a fresh repository (a new prefix per round)
@@ -44,10 +45,10 @@ import s3server  # noqa: E402  (tests/s3server.py: `weed mini` with a bucket and
 
 BUCKET = "bench"
 
-# (metric key of run.metrics, description, comparison, threshold, is an issue-5 target)
+# (metric key of run.metrics, description, comparison, threshold, is an issue-14 target)
 TARGETS = (
-    ("first_tput", "first-backup throughput", ">=", 1.5, True),
-    ("restore_tput", "restore throughput", ">=", 1.0, True),
+    ("restore_tput", "restore throughput", ">=", 1.2, True),
+    ("first_tput", "first-backup throughput (issue 5's bound)", ">=", 1.5, False),
     ("unchanged_s", "unchanged-backup time", "<=", 1.0, False),
     ("repo_bytes", "bucket bytes", "<=", 1.05, False),
 )
@@ -312,7 +313,7 @@ def ratios(rounds: list[Round], names: list[str], src: int) -> tuple[str, list[s
             per_round.append(
                 _ratio(run.metrics(a, src, src), run.metrics(b, src, src), key) if ok else None
             )
-        kind = "target (issue 5)" if target else "for information"
+        kind = "target (issue 14)" if target else "for information"
         met = _met(ratio, op, thr)
         rows.append(
             [

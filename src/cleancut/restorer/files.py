@@ -216,6 +216,7 @@ class FileWriter:
             try:
                 st = os.fstat(fd)
                 job.identity = (st.st_dev, st.st_ino)
+                job.owned = (st.st_uid, st.st_gid) == (job.node.uid, job.node.gid)
                 os.ftruncate(fd, job.node.size)  # the final size, as holes: no blocks used
             except BaseException:
                 os.close(fd)
@@ -252,7 +253,7 @@ class FileWriter:
         name = job.rel.rpartition("/")[2]  # the path decides where, never the node
         try:
             if not job.failure:
-                self._set_metadata(job.fd, job.node)
+                self._set_metadata(job.fd, job.node, job.owned)
             self._close(job)
             parent = fds.get(job.dir_rel)
             if job.failure:
@@ -265,8 +266,8 @@ class FileWriter:
                 unlink_quietly(job.tmp, fds.get(job.dir_rel))
             self._write_failed(job, exc)
 
-    def _set_metadata(self, fd: int, node: Node) -> None:
-        if self.is_root:
+    def _set_metadata(self, fd: int, node: Node, owned: bool) -> None:
+        if self.is_root and not owned:  # a file created with its owner already needs none
             with contextlib.suppress(OSError):
                 os.fchown(fd, node.uid, node.gid)
         os.fchmod(fd, node.mode)

@@ -3,8 +3,9 @@
 Restore reads each pack once, not each file's blobs one by one (after restic's
 filerestorer): every file's content list is looked up in the index, the blobs
 are grouped by pack, and each pack's needed blobs are cut into *runs*, byte
-ranges read with one request (adjacent blobs, and blobs separated by a gap
-small enough that reading it costs less than another request). A blob is read,
+ranges read with one request (repository/packread.py: adjacent blobs, and blobs
+separated by a gap small enough that reading it costs less than another
+request). A blob is read,
 decrypted and verified once and written to every offset of every file that
 holds it, however many files share it. Packs come in the order files first need
 them, so a file's blobs tend to arrive together and few files are in progress
@@ -21,10 +22,8 @@ from dataclasses import dataclass, field
 
 from cleancut.repository.cache import Cache
 from cleancut.repository.pack import BlobEntry
+from cleancut.repository.packread import PackRange, coalesce
 from cleancut.repository.tree import Node
-
-RUN_MAX = 4 << 20  # bytes read with one request at most (a larger blob is read alone)
-GAP_MAX = 256 << 10  # unneeded bytes between two needed blobs read rather than skipped
 
 
 @dataclass(eq=False)
@@ -39,6 +38,7 @@ class FileJob:
     fd: int = -1  # the temporary file, while open
     tmp: str = ""  # its name in the directory, once created
     identity: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the temporary file
+    owned: bool = False  # the temporary file was created with the recorded owner and group
     failure: str = ""  # why the file will not be renamed into place, once known
     damaged: bool = False  # the failure is damaged data (not a write error)
     done: bool = False  # renamed into place, or removed
@@ -52,13 +52,15 @@ class PlannedBlob:
 
 @dataclass(eq=False)
 class Run:
-    """A byte range of one pack read with one request, and the blobs in it."""
+    """A byte range of one pack read with one request (packread.py cuts it), and where
+    each of its blobs goes."""
 
-    pack_id: str
-    salt: bytes
-    offset: int
-    length: int
-    blobs: list[PlannedBlob]
+    range: PackRange
+    blobs: dict[bytes, PlannedBlob]  # blob id -> its targets
+
+    @property
+    def pack_id(self) -> str:
+        return self.range.pack_id
 
 
 @dataclass
@@ -116,25 +118,12 @@ def make_plan(cache: Cache, jobs: list[FileJob]) -> Plan:
             planned.targets.append((job, at))
     runs: list[Run] = []
     for pack_id, blobs in by_pack.items():
-        runs.extend(_cut_runs(pack_id, salts[pack_id], list(blobs.values())))
+        runs.extend(_cut_runs(pack_id, salts[pack_id], blobs))
     return Plan(runs, empty, unplanned, list(by_pack))
 
 
-def _cut_runs(pack_id: str, salt: bytes, blobs: list[PlannedBlob]) -> list[Run]:
-    """A pack's needed blobs as ranges to read: neighbours joined across small gaps, no
-    range longer than RUN_MAX unless one blob is."""
-    blobs.sort(key=lambda b: b.entry.offset)
-    runs: list[Run] = []
-    current: Run | None = None
-    for planned in blobs:
-        entry = planned.entry
-        if current is not None:
-            end = current.offset + current.length
-            gap = entry.offset - end
-            if 0 <= gap <= GAP_MAX and entry.offset + entry.length - current.offset <= RUN_MAX:
-                current.length = entry.offset + entry.length - current.offset
-                current.blobs.append(planned)
-                continue
-        current = Run(pack_id, salt, entry.offset, entry.length, [planned])
-        runs.append(current)
-    return runs
+def _cut_runs(pack_id: str, salt: bytes, blobs: dict[bytes, PlannedBlob]) -> list[Run]:
+    """A pack's needed blobs as ranges to read (packread.coalesce), each with its
+    blobs' targets."""
+    ranges = coalesce(pack_id, salt, [planned.entry for planned in blobs.values()])
+    return [Run(rng, {entry.id: blobs[entry.id] for entry in rng.entries}) for rng in ranges]

@@ -3,11 +3,12 @@
 Every path is built from directory file descriptors opened with O_NOFOLLOW,
 one validated name at a time, so no entry ("../x", "/etc/passwd", a name with
 a slash, a symlink followed by a path under it) can make a write land outside
-the target. File data is restored pack by pack (restore_plan.py): each needed
-range of a pack is read once, by a few threads at once, each blob in it
-decrypted and verified against its ID once and written to every file that
-holds it (restore_files.py). Each file is written under a short random
-temporary name created exclusively (safeio.py: nothing planted there is
+the target. Directories are created first, depth by depth over a few threads
+(levels.py). File data is restored pack by pack (plan.py): each needed range
+of a pack is read once, by a few threads at once, through the one pack reader
+(repository/packread.py), each blob in it decrypted and verified against its
+ID once and written to every file that holds it (files.py). Each file is
+written under a short random temporary name created exclusively (safeio.py: nothing planted there is
 opened, followed or waited on, and no name, however long, can collide with
 it), and only a complete, verified file is renamed into place: a damaged blob
 leaves no corrupted file behind. Blocks of zeros are skipped over rather than
@@ -21,21 +22,19 @@ contents straight into the target (the way each goes back to its own place).
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cleancut.backend.base import Backend
-from cleancut.backend.local import LocalBackend
-from cleancut.errors import CleancutError, NotInSnapshot, ObjectNotFound, PathNotFound
+from cleancut.errors import NotInSnapshot, PathNotFound
 from cleancut.pathtext import shown_path
-from cleancut.repository.cache import BlobLocation
 from cleancut.repository.chain import snapshot_state
-from cleancut.repository.pack import pack_name
+from cleancut.repository.packread import PackReader
 from cleancut.repository.repository import Repository
 from cleancut.repository.snapshot import Snapshot
 from cleancut.repository.sourcedirs import recorded_dirs
@@ -43,38 +42,22 @@ from cleancut.repository.state import State
 from cleancut.repository.tree import DIR, FILE, SYMLINK, Node
 
 from .files import DirFds, FileWriter, data_segments
+from .levels import by_level
 from .plan import FileJob, Plan, Run, make_plan
 
-LOCAL_READERS = 4  # ranges read, opened and written at once from a local repository
-REMOTE_READERS = 8  # ... from an object store, where each request waits on the network
-HINT_AHEAD = 4  # packs of a local repository the kernel is asked to read ahead
 
-
-def _workers(backend: Backend) -> int:
-    return LOCAL_READERS if isinstance(backend, LocalBackend) else REMOTE_READERS
-
-
-class _PackHints:
-    """Asks a local backend's kernel to read the next packs while this one is written
-    (posix_fadvise: page cache, not this process's memory). An object store gets no
-    hint: its read-ahead would fetch whole packs that restore reads by ranges anyway."""
-
-    def __init__(self, backend: Backend, packs: list[str]) -> None:
-        self.backend = backend
-        self.packs = packs if isinstance(backend, LocalBackend) else []
-        self.position = {pack_id: i for i, pack_id in enumerate(self.packs)}
-        self.hinted = 0
-        self.lock = threading.Lock()
-
-    def reached(self, pack_id: str) -> None:
-        at = self.position.get(pack_id)
-        if at is None:
-            return
-        with self.lock:
-            start, end = self.hinted, min(at + 1 + HINT_AHEAD, len(self.packs))
-            self.hinted = max(self.hinted, end)
-        for pack in self.packs[start:end]:
-            self.backend.prefetch(pack_name(pack))
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """The cycle collector off while a restore runs: the state holds a node object per
+    entry (tens of thousands), which every full collection walked again, for nothing:
+    restore makes no cycles to collect. Back on afterwards if it was on."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 @dataclass
@@ -120,12 +103,15 @@ class Restorer:
         self.names: dict[str, set[str]] = {}  # directory -> the names restore puts in it
 
     def run(self) -> RestoreResult:
+        with _no_cycle_collection():
+            return self._run()
+
+    def _run(self) -> RestoreResult:
         # An incremental's state is its chain replayed from the full, every link verified
         # first; names that cannot be paths are refused, not written.
         # Trees live in packs of their own: ask for them first, so an object store serves
         # whole packs instead of one ranged GET per directory.
-        for pack_id in self.repo.tree_packs()[:64]:
-            self.repo.prefetch_pack(pack_id)
+        PackReader(self.repo).prefetch_trees()
         state = snapshot_state(self.repo, self.snapshot, self.result.refused)
         self.repo.drop_tree_cache()  # the state holds every node now: room for file data
         if self.only_dir is not None:
@@ -146,8 +132,11 @@ class Restorer:
             self._write_files(files)
             for dir_rel, rel, node in links:
                 self._symlink(dir_rel, rel, node)
-            for rel, node in reversed(dirs):  # deepest first: children change a dir's mtime
-                self._dir_metadata(rel, node)
+            # After every entry is in place (an entry made changes its directory's mtime);
+            # deepest first, so no directory is made unsearchable above one still to do.
+            nodes = dict(dirs)
+            by_level(root_fd, list(nodes), lambda fds, rel: self._dir_metadata(fds, rel,
+                     nodes[rel]), deepest_first=True)  # fmt: skip
         finally:
             self.fds.close()
             os.close(root_fd)
@@ -169,7 +158,7 @@ class Restorer:
         prefix = name + "/"
         return {rel[len(prefix):]: n for rel, n in state.items() if rel.startswith(prefix)}
 
-    # --- planning: directories are created in path order ------------------
+    # --- planning: directories are created depth by depth ------------------
 
     def _plan(
         self,
@@ -178,20 +167,29 @@ class Restorer:
         links: list[tuple[str, str, Node]],
         dirs: list[tuple[str, Node]],
     ) -> None:
-        made = {""}  # directories that exist in the target and may hold entries
+        """Create the directories (levels.py), then list the files and symlinks that go in
+        them; an entry under a directory refused or left out is left out."""
         for rel in state:
             dir_rel, _, name = rel.rpartition("/")
             self.names.setdefault(dir_rel, set()).add(name)
-        for rel in sorted(state, key=lambda p: p.split("/")):
+        entries = [rel for rel in sorted(state, key=lambda p: p.split("/"))
+                   if _included(rel, self.includes)]  # fmt: skip
+        made = {""}  # directories that exist in the target and may hold entries
+        made_lock = threading.Lock()
+
+        def mkdir(fds: DirFds, rel: str) -> None:
+            if rel.rpartition("/")[0] in made and self._mkdir(fds, rel):
+                with made_lock:
+                    made.add(rel)
+
+        by_level(self.root_fd, [rel for rel in entries if state[rel].type == DIR], mkdir)
+        for rel in entries:
             node = state[rel]
             dir_rel = rel.rpartition("/")[0]
             if dir_rel not in made:
                 continue  # its directory was refused or left out
-            if not _included(rel, self.includes):
-                continue
             if node.type == DIR:
-                if self._mkdir(dir_rel, rel, node):
-                    made.add(rel)
+                if rel in made:
                     dirs.append((rel, node))
                     self.result.dirs += 1
             elif node.type == FILE:
@@ -199,17 +197,18 @@ class Restorer:
             elif node.type == SYMLINK:
                 links.append((dir_rel, rel, node))
 
-    def _mkdir(self, dir_rel: str, rel: str, node: Node) -> bool:
-        parent = self.fds.get(dir_rel)
-        name = rel.rpartition("/")[2]  # entries are created by their path, never the node
+    def _mkdir(self, fds: DirFds, rel: str) -> bool:
+        dir_rel, _, name = rel.rpartition("/")  # created by the path, never the node
+        parent = fds.get(dir_rel)
         try:
             os.mkdir(name, 0o700, dir_fd=parent)
         except FileExistsError:
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
             if not stat.S_ISDIR(st.st_mode):
-                self.result.refused.append(
-                    f"{rel!r}: something that is not a directory (a symlink?) is in the way"
-                )
+                with self.lock:
+                    self.result.refused.append(
+                        f"{rel!r}: something that is not a directory (a symlink?) is in the way"
+                    )
                 return False
         return True
 
@@ -238,7 +237,7 @@ class Restorer:
         runs = iter(plan.runs)
         take = threading.Lock()
         stop = threading.Event()
-        hints = _PackHints(self.repo.backend, plan.packs)
+        reader = PackReader(self.repo, plan.packs)
 
         def work() -> None:
             fds = DirFds(self.root_fd, limit=64)
@@ -248,15 +247,14 @@ class Restorer:
                         run = next(runs, None)
                     if run is None:
                         return
-                    hints.reached(run.pack_id)
-                    self._restore_run(run, writer, fds)
+                    self._restore_run(reader, run, writer, fds)
             except BaseException:
                 stop.set()
                 raise
             finally:
                 fds.close()
 
-        workers = _workers(self.repo.backend)
+        workers = reader.readers
         try:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 futures = [pool.submit(work) for _ in range(min(workers, len(plan.runs)))]
@@ -266,30 +264,16 @@ class Restorer:
         for future in futures:
             future.result()  # the first failure (a full disk) stops the restore
 
-    def _restore_run(self, run: Run, writer: FileWriter, fds: DirFds) -> None:
-        """One request for a range of a pack; each blob in it opened, verified and written."""
-        try:
-            box = memoryview(
-                self.repo.backend.get_range(pack_name(run.pack_id), run.offset, run.length)
-            )
-        except CleancutError as exc:
-            missing = isinstance(exc, ObjectNotFound)
-            for planned in run.blobs:
-                what = f"blob {planned.entry.id.hex()[:12]} in pack {run.pack_id[:12]}"
-                why = f"{what}: the pack is missing" if missing else f"{what}: {exc}"
+    def _restore_run(
+        self, reader: PackReader, run: Run, writer: FileWriter, fds: DirFds
+    ) -> None:
+        """One request for a range of a pack; each blob in it verified and written to every
+        place that holds it, or each of those files failed."""
+        for entry, data in reader.read(run.range):
+            planned = run.blobs[entry.id]
+            if isinstance(data, str):
                 for job, offsets in planned.targets:
-                    writer.fail(job, why, len(offsets), fds)
-            return
-        for planned in run.blobs:
-            entry = planned.entry
-            start = entry.offset - run.offset
-            try:
-                data = self.repo.open_box(
-                    BlobLocation(run.pack_id, run.salt, entry), box[start : start + entry.length]
-                )
-            except CleancutError as exc:
-                for job, offsets in planned.targets:
-                    writer.fail(job, str(exc), len(offsets), fds)
+                    writer.fail(job, data, len(offsets), fds)
                 continue
             segments = data_segments(data)
             for job, offsets in planned.targets:
@@ -333,8 +317,8 @@ class Restorer:
         os.utime(name, ns=(node.mtime_ns, node.mtime_ns), dir_fd=parent, follow_symlinks=False)
         self.result.symlinks += 1
 
-    def _dir_metadata(self, rel: str, node: Node) -> None:
-        fd = self.fds.get(rel)
+    def _dir_metadata(self, fds: DirFds, rel: str, node: Node) -> None:
+        fd = fds.get(rel)
         if self.is_root:
             with contextlib.suppress(OSError):
                 os.fchown(fd, node.uid, node.gid)
