@@ -59,7 +59,7 @@ from cleancut.fsio.filekind import kind_of
 from cleancut.fsio.racy import is_racy
 from cleancut.fsio.treewalk import remove_tree
 
-from . import sqlite_clone, sqlite_copy, stage_manifest
+from . import fine_ctime, sqlite_clone, sqlite_copy, stage_manifest
 from .changes import Changes, ChangeTracker
 from .stage_copy import Copier
 from .stage_manifest import (
@@ -105,6 +105,7 @@ class StageStats:
     bytes_after_resume: int = 0  # of bytes_copied, what finish() copied (pinned databases)
     scan: str = "full"  # "full" or "tracked" (only the directories that changed)
     scan_reason: str = ""  # why a full scan, or what the tracker said
+    ctime_why: str = ""  # "": an unchanged ctime proves a copy current (fine_ctime.py)
     dirs_scanned: int = 0
     warnings: list[str] = field(default_factory=list)
 
@@ -125,6 +126,7 @@ class StageStats:
             "scan": self.scan,
             "scan_reason": self.scan_reason,
             "dirs_scanned": self.dirs_scanned,
+            "racy_rule": self.ctime_why or "not needed: fine-grained ctimes",
             "warnings": list(self.warnings),
         }
 
@@ -140,6 +142,8 @@ class StageStats:
             "tails": self.tails,
             "after_resume_s": round(self.finish_s, 6),
             "bytes_after_resume": self.bytes_after_resume,
+            # Whether a file written within a tick of its last copy is copied again.
+            "racy_rule": self.ctime_why or "not needed: fine-grained ctimes",
         }
 
 
@@ -220,6 +224,9 @@ class Stager:
         self._tracker: ChangeTracker | None = None
         self._tracked_base = False  # a pass succeeded since tracking began: the next may track
         self._carry = Changes()  # taken by changed_since_capture(), not yet scanned
+        # Why an unchanged ctime does not prove a copy current ("" when it does: every write
+        # after a stat moves it, fine_ctime.py). Probed by track(); the racy rule otherwise.
+        self._ctime_why = "no change tracking"
         self._visited: set[str] = set()  # directories walked in this pass
         # Each staged directory's listing as JSON, kept until it changes: a pass that
         # copies a few files re-encodes a few directories, not the whole manifest.
@@ -292,6 +299,7 @@ class Stager:
             return None
         self._tracker = ChangeTracker(self._src)
         self._tracked_base = False
+        self._ctime_why = fine_ctime.probe(self._src, self._lock_fd) or ""
         return self._tracker.start()
 
     def _stop_tracking(self) -> None:
@@ -300,6 +308,7 @@ class Stager:
         self._tracker = None
         self._tracked_base = False
         self._carry = Changes()
+        self._ctime_why = "no change tracking"
 
     def _take_changes(self) -> Changes | None:
         """What the tracker saw since the last pass (None: no tracking), with what
@@ -319,10 +328,14 @@ class Stager:
         with the live source. Copies count as made at `taken_ns`, when their data was
         frozen, so the racy rule (fsio/racy.py) still sees a write right after it."""
         self._read, self._frozen_ns = os.path.abspath(frozen), taken_ns
+        # A snapshot's inodes are not the live ones: reading them proves nothing about
+        # the live files' next ctime, so the racy rule applies to what is copied now.
+        why, self._ctime_why = self._ctime_why, "copies made from a filesystem snapshot"
         try:
             yield
         finally:
             self._read, self._frozen_ns = self._src, None
+            self._ctime_why = why
 
     def prepare(self) -> StageStats:
         """Outside the pause: bring staging up to date with the live workspace.
@@ -456,7 +469,7 @@ class Stager:
         started = time.monotonic()
         self._abandon_pending()  # a deferred capture that was never finished
         changes = self._take_changes()  # before anything is read: later events are kept
-        stats = self._stats = StageStats()
+        stats = self._stats = StageStats(ctime_why=self._ctime_why)
         self._strict = strict
         self._modified = set()
         self._current = self._staging
@@ -693,6 +706,9 @@ class Stager:
         excluded = self._excluded
         prefix = scan.prefix
         scanned = 0
+        # With fine-grained ctimes an unchanged ctime proves a copy current; else a file
+        # written within a tick of its copy may have been written again unseen.
+        racy_rule = bool(self._ctime_why)
         for entry in entries:
             name = entry.name
             if stash_sidecars and name.endswith(sqlite_copy.SIDECARS):
@@ -721,7 +737,7 @@ class Stager:
                     and old[_INO] == st.st_ino
                     and old[_MTIME] == st.st_mtime_ns
                     and old[_SIZE] == st.st_size
-                    and not is_racy(old[_CTIME], old[_COPIED])
+                    and not (racy_rule and is_racy(old[_CTIME], old[_COPIED]))
                 ):
                     if old[0] == FILE:
                         seen.add(name)
