@@ -65,11 +65,14 @@ def btrfs() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _racy_then_capture(src: Path, staging: Path) -> tuple[str, int, dict[str, object]]:
-    """A transcript appended to just before the last pass outside the pause copied it, and
-    not since: what the in-pause capture copies of it. Returns the stager's racy rule (""
-    when ctimes are fine), the files the capture copied besides the sibling written to
-    name the directory, and its strategy record."""
+def _racy_then_capture(
+    src: Path, staging: Path, *, named: bool = False
+) -> tuple[str, int, dict[str, object]]:
+    """A transcript appended to just before the last pass outside the pause copied it (a
+    racy copy), and not written since; with `named`, opened for writing and closed, which
+    raises an event naming it and changes nothing. What the in-pause capture copies of it.
+    Returns the stager's racy rule ("" when ctimes are fine), the files the capture copied
+    besides the sibling written to name the directory, and its strategy record."""
     transcript = src / "session.jsonl"
     transcript.write_bytes(b'{"turn": 0}\n' * 50_000)
     stager = Stager(src, staging)
@@ -79,6 +82,8 @@ def _racy_then_capture(src: Path, staging: Path) -> tuple[str, int, dict[str, ob
         with open(transcript, "ab") as f:
             f.write(b'{"turn": 1}\n')
         stager.prepare()  # copies the tail within a tick of the append: a racy copy
+        if named:
+            open(transcript, "ab").close()  # IN_CLOSE_WRITE, no write
         # Another file of the same directory changes, so the tracked capture visits it
         # (a directory without events is not visited at all).
         (src / "sessions.json").write_bytes(b"{}")
@@ -88,45 +93,63 @@ def _racy_then_capture(src: Path, staging: Path) -> tuple[str, int, dict[str, ob
         return stats.ctime_why, stats.files_copied - 1, stats.strategy()
 
 
-def test_a_racy_copy_is_trusted_only_where_the_probe_saw_fine_ctimes(ext4: Path) -> None:
+ELSEWHERE = "the staging directory is on another filesystem than the source"
+
+
+def test_a_racy_copy_no_event_named_since_is_not_copied_again(
+    ext4: Path, tmp_path: Path
+) -> None:
     src = ext4 / "src"
     src.mkdir()
-    why, copied, record = _racy_then_capture(src, ext4 / "staging")
+    why, copied, record = _racy_then_capture(src, tmp_path / "staging")
+    assert why == ELSEWHERE  # no multigrain probe: the tracker's word alone
+    assert copied == 0
+    assert record["racy_rule"] == ELSEWHERE
+    assert record["racy_vouched_by_tracker"] == 1
+
+
+def test_a_racy_copy_an_event_named_since_is_copied_again(ext4: Path, tmp_path: Path) -> None:
+    src = ext4 / "src"
+    src.mkdir()
+    why, copied, record = _racy_then_capture(src, tmp_path / "staging", named=True)
+    assert why == ELSEWHERE
+    assert copied == 1  # the racy rule: the whole file again
+    assert record["racy_vouched_by_tracker"] == 0
+
+
+def test_fine_ctimes_prove_a_racy_copy_current_where_the_probe_saw_them(ext4: Path) -> None:
+    src = ext4 / "src"
+    src.mkdir()
+    why, copied, record = _racy_then_capture(src, ext4 / "staging", named=True)
     if why == "":  # this kernel stamps a write after a stat with a new, finer ctime
         assert copied == 0
         assert record["racy_rule"] == "not needed: fine-grained ctimes"
     else:
-        assert copied == 1, why  # the racy rule copies the whole file again
+        assert copied == 1, why
         assert record["racy_rule"] == why
     assert not (ext4 / "staging" / ".lock").read_bytes()  # the probe left the lock empty
 
 
-def test_staging_on_another_filesystem_keeps_the_racy_rule(ext4: Path, tmp_path: Path) -> None:
-    src = ext4 / "src"
-    src.mkdir()
-    why, copied, record = _racy_then_capture(src, tmp_path / "staging")
-    assert why == "the staging directory is on another filesystem than the source"
-    assert copied == 1
-    assert record["racy_rule"] == why
-
-
-def test_a_btrfs_source_keeps_the_racy_rule(btrfs: Path) -> None:
+def test_a_btrfs_source_is_not_probed_for_fine_ctimes(btrfs: Path) -> None:
     src = btrfs / "src"
     src.mkdir()
-    why, copied, _ = _racy_then_capture(src, btrfs / "staging")
+    why, copied, _ = _racy_then_capture(src, btrfs / "staging", named=True)
     assert why.startswith("the source's filesystem") and "no multigrain ctime" in why
     assert copied == 1
 
 
+@pytest.mark.parametrize("where", ["same", "other"])
 @pytest.mark.parametrize("track", [True, False])
-def test_every_write_right_after_a_capture_is_staged(ext4: Path, track: bool) -> None:
+def test_every_write_right_after_a_capture_is_staged(
+    ext4: Path, tmp_path: Path, track: bool, where: str
+) -> None:
     """Soundness, whichever rule applies: a same-size rewrite, in place, within the tick
     of the capture that read the file, and an append, are both staged by the next pass."""
     src = ext4 / "src"
     src.mkdir()
     target, log = src / "state.json", src / "log.jsonl"
     log.write_bytes(b"x" * 20_000)
-    stager = Stager(src, ext4 / "staging")
+    stager = Stager(src, ext4 / "staging" if where == "same" else tmp_path / "staging")
     with stager.lock():
         if track:
             stager.track()

@@ -4,10 +4,11 @@ The in-pause pass should visit only what changed since the pass before it, not s
 the whole workspace. A ChangeTracker watches every directory of the source (inotify,
 through libc with ctypes) from before the first pass of a backup, and `take()` says
 which directories saw an event since the previous `take()`: a file written, created,
-deleted, renamed, its mode or times changed. A directory created or moved into the
-tree is returned as a *fresh* subtree (watched from the moment its creation was
-seen, and to be walked whole, since what was put in it before the watch exists
-raised no event).
+deleted, renamed, its mode or times changed; and which entries the events named (a file
+no event named since its copy is unchanged, whatever its timestamps say). A directory
+created or moved into the tree is returned as a *fresh* subtree (watched from the moment
+its creation was seen, and to be walked whole, since what was put in it before the watch
+exists raised no event).
 
 It never claims more than it knows. An overflowed event queue, a watch that could
 not be added (the watch limit, a permission), a directory renamed inside the tree
@@ -73,11 +74,13 @@ class Changes:
 
     dirs: set[str] = field(default_factory=set)  # directories (relative; "" the root)
     fresh: set[str] = field(default_factory=set)  # subtrees created or moved in: walk whole
+    names: set[str] = field(default_factory=set)  # entries an event named (relative paths)
     reason: str | None = None
 
     def merge(self, other: Changes) -> None:
         self.dirs |= other.dirs
         self.fresh |= other.fresh
+        self.names |= other.names
         self.reason = self.reason or other.reason
 
 
@@ -275,9 +278,12 @@ class ChangeTracker:
                 self._give_up(f"directory {rel} was renamed (its watch names a stale path)")
             return
         changes.dirs.add(rel)
-        if not mask & IN_ISDIR or not name:
+        if not name:
             return
         child = f"{rel}/{name}" if rel else name
+        changes.names.add(child)
+        if not mask & IN_ISDIR:
+            return
         if mask & IN_MOVED_FROM:
             self._give_up(f"directory {child} was renamed (its watch names a stale path)")
         elif mask & (IN_CREATE | IN_MOVED_TO):

@@ -106,6 +106,7 @@ class StageStats:
     scan: str = "full"  # "full" or "tracked" (only the directories that changed)
     scan_reason: str = ""  # why a full scan, or what the tracker said
     ctime_why: str = ""  # "": an unchanged ctime proves a copy current (fine_ctime.py)
+    racy_vouched: int = 0  # written within a tick of their copy, unchanged says the tracker
     dirs_scanned: int = 0
     warnings: list[str] = field(default_factory=list)
 
@@ -127,6 +128,7 @@ class StageStats:
             "scan_reason": self.scan_reason,
             "dirs_scanned": self.dirs_scanned,
             "racy_rule": self.ctime_why or "not needed: fine-grained ctimes",
+            "racy_vouched": self.racy_vouched,
             "warnings": list(self.warnings),
         }
 
@@ -144,6 +146,7 @@ class StageStats:
             "bytes_after_resume": self.bytes_after_resume,
             # Whether a file written within a tick of its last copy is copied again.
             "racy_rule": self.ctime_why or "not needed: fine-grained ctimes",
+            "racy_vouched_by_tracker": self.racy_vouched,
         }
 
 
@@ -227,6 +230,11 @@ class Stager:
         # Why an unchanged ctime does not prove a copy current ("" when it does: every write
         # after a stat moves it, fine_ctime.py). Probed by track(); the racy rule otherwise.
         self._ctime_why = "no change tracking"
+        # Files copied while the tracker watched, with no event naming them since the take
+        # before their copy: unchanged since that copy, however recent their ctime. Only
+        # for passes that track (a tracker that gave up vouches for nothing it saw before).
+        self._vouched: set[str] = set()
+        self._vouching = False  # this pass takes the tracker's word (set by _pass)
         self._visited: set[str] = set()  # directories walked in this pass
         # Each staged directory's listing as JSON, kept until it changes: a pass that
         # copies a few files re-encodes a few directories, not the whole manifest.
@@ -309,6 +317,7 @@ class Stager:
         self._tracked_base = False
         self._carry = Changes()
         self._ctime_why = "no change tracking"
+        self._vouched = set()
 
     def _take_changes(self) -> Changes | None:
         """What the tracker saw since the last pass (None: no tracking), with what
@@ -469,6 +478,7 @@ class Stager:
         started = time.monotonic()
         self._abandon_pending()  # a deferred capture that was never finished
         changes = self._take_changes()  # before anything is read: later events are kept
+        self._vouch(changes)
         stats = self._stats = StageStats(ctime_why=self._ctime_why)
         self._strict = strict
         self._modified = set()
@@ -501,6 +511,19 @@ class Stager:
             self._tracked_base = self._tracker is not None
         stats.duration_s = time.monotonic() - started
         return stats
+
+    def _vouch(self, changes: Changes | None) -> None:
+        """Forget the vouch for every file an event named since the last take; for all of
+        them when the tracker gave up or is not running (events may have been lost)."""
+        if changes is None or changes.reason is not None:
+            self._vouched = set()
+            # A tracker that gave up was re-armed by take(): copies from now on are watched.
+            self._vouching = changes is not None and self._frozen_ns is None
+            return
+        self._vouched -= changes.names
+        # Not from a snapshot: a write between the snapshot and this take would be in the
+        # names just forgotten, and the copy from the snapshot would not hold it.
+        self._vouching = self._frozen_ns is None
 
     def _choose_scan(self, changes: Changes | None) -> bool:
         """Whether this pass may visit only what the tracker named; says why in the stats."""
@@ -706,9 +729,11 @@ class Stager:
         excluded = self._excluded
         prefix = scan.prefix
         scanned = 0
-        # With fine-grained ctimes an unchanged ctime proves a copy current; else a file
-        # written within a tick of its copy may have been written again unseen.
+        # With fine-grained ctimes an unchanged ctime proves a copy current, and so does the
+        # tracker's silence about a file since its copy; else a file written within a tick
+        # of its copy may have been written again unseen (the racy rule).
         racy_rule = bool(self._ctime_why)
+        vouched = self._vouched
         for entry in entries:
             name = entry.name
             if stash_sidecars and name.endswith(sqlite_copy.SIDECARS):
@@ -737,7 +762,7 @@ class Stager:
                     and old[_INO] == st.st_ino
                     and old[_MTIME] == st.st_mtime_ns
                     and old[_SIZE] == st.st_size
-                    and not (racy_rule and is_racy(old[_CTIME], old[_COPIED]))
+                    and not (racy_rule and self._racy(prefix + name, old, vouched))
                 ):
                     if old[0] == FILE:
                         seen.add(name)
@@ -767,6 +792,17 @@ class Stager:
             # Sockets, fifos and devices are not staged (the Archiver skips them too).
         self._stats.files_scanned += scanned
 
+    def _racy(self, rel: str, old: Entry, vouched: set[str]) -> bool:
+        """Whether a file whose metadata did not move since its copy must be copied again:
+        written within a tick of that copy (fsio/racy.py), and not vouched for by the
+        tracker (no event named it since the take before the copy)."""
+        if not is_racy(old[_CTIME], old[_COPIED]):
+            return False
+        if rel in vouched:
+            self._stats.racy_vouched += 1
+            return False
+        return True
+
     def _settle(self, scan: _Scan) -> None:
         """Check databases against their -wal, then copy what the scan found changed."""
         for name, st in scan.dbs_to_check:
@@ -782,6 +818,8 @@ class Stager:
         for name, st in scan.to_copy:
             kind = self._stage_file(scan, name, st)
             if kind is not None:
+                if self._vouching:  # copied after this pass's take: events from here on
+                    self._vouched.add(scan.prefix + name)
                 scan.seen.add(name)
                 if kind == DB:
                     scan.dbs.add(name)
