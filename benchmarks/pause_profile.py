@@ -16,7 +16,7 @@ end, even on error.
    under the read lock, on btrfs and XFS reflink=1).
 3. capture (ext4): the simulated agent runs flat out for --agent-seconds, then each round
    runs what a hot backup runs around the pause, in this process: prepare, the racy
-   window's sleep, prepare again, SIGSTOP of the agent's process group (the pause),
+   window's sleep, prepare again, 20 ms for the hello, quiesce and flush, SIGSTOP of the agent's process group (the pause),
    capture(defer=True) and changed_since_capture(), SIGCONT, finish(). Two stagers take
    turns on the same agent, each with its own staging directory on the same filesystem:
    one as built, one that copies every racy file again (the rule before decision 0020).
@@ -303,10 +303,16 @@ def _start_agent(root: Path) -> subprocess.Popen[str]:
     return proc
 
 
+# Between the last prepare and the capture a hot backup says hello, quiesces and flushes
+# the agent, which writes meanwhile: so many ms of the agent running stand in for that.
+QUIESCE_GAP_S = 0.02
+
+
 def _capture_round(stager: Stager, timer: PieceTimer, agent: int) -> dict[str, float]:
     stager.prepare()
     time.sleep(FINE_WINDOW_NS / 1e9)  # as hot/orchestrator.py does after a copying prepare
     stager.prepare()
+    time.sleep(QUIESCE_GAP_S)
     timer.ms, timer.on = {}, True
     os.killpg(agent, signal.SIGSTOP)
     t0 = time.perf_counter()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from cleancut.hot.changes import ChangeTracker
 from cleancut.hot.stage import Stager
 
 IMAGE_BYTES = {"btrfs": 320 << 20, "ext4": 64 << 20}
@@ -167,3 +168,26 @@ def test_every_write_right_after_a_capture_is_staged(
             assert (stager.tree / "state.json").read_bytes() == target.read_bytes()
             assert (stager.tree / "log.jsonl").read_bytes() == log.read_bytes()
     assert os.path.getsize(log) > 20_000
+
+
+def test_a_held_tracker_still_reports_every_event_and_names_the_files(tmp_path: Path) -> None:
+    """Held around the pause, the tracker's thread leaves events in the kernel's queue;
+    take() drains them itself, so nothing is lost, and each event names its file."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    tracker = ChangeTracker(str(src))
+    assert tracker.start() is None
+    try:
+        tracker.take()
+        tracker.hold(True)
+        (src / "sub" / "a.jsonl").write_bytes(b"x")
+        os.chmod(src / "sub", 0o700)
+        held = tracker.take()
+        tracker.hold(False)
+        (src / "b.json").write_bytes(b"y")
+        released = tracker.take()
+    finally:
+        tracker.close()
+    assert held.reason is None and released.reason is None
+    assert held.dirs == {"", "sub"} and "sub/a.jsonl" in held.names and "sub" in held.names
+    assert released.dirs == {""} and released.names == {"b.json"}

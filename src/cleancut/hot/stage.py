@@ -310,6 +310,19 @@ class Stager:
         self._ctime_why = fine_ctime.probe(self._src, self._lock_fd) or ""
         return self._tracker.start()
 
+    @contextlib.contextmanager
+    def tracking_held(self) -> Iterator[None]:
+        """Around the pause: the tracker's thread does not wake for events (they wait in
+        the kernel's queue for the next take), so it does not compete with the capture."""
+        tracker = self._tracker
+        if tracker is not None:
+            tracker.hold(True)
+        try:
+            yield
+        finally:
+            if tracker is not None:
+                tracker.hold(False)
+
     def _stop_tracking(self) -> None:
         if self._tracker is not None:
             self._tracker.close()
