@@ -16,8 +16,9 @@ end, even on error.
    under the read lock, on btrfs and XFS reflink=1).
 3. capture (ext4): the simulated agent runs flat out for --agent-seconds, then each round
    runs what a hot backup runs around the pause, in this process: prepare, the racy
-   window's sleep, prepare again, 20 ms for the hello, quiesce and flush, SIGSTOP of the agent's process group (the pause),
-   capture(defer=True) and changed_since_capture(), SIGCONT, finish(). Two stagers take
+   window's sleep, prepare again, 20 ms for the hello, quiesce and flush, SIGSTOP of
+   the agent's process group (the pause), capture(defer=True) and
+   changed_since_capture(), SIGCONT, finish(). Two stagers take
    turns on the same agent, each with its own staging directory on the same filesystem:
    one as built, one that copies every racy file again (the rule before decision 0020).
    Inside the pause, each piece is timed: whole copies, tails, WAL pins, the check.
