@@ -18,9 +18,10 @@ end, even on error.
    runs what a hot backup runs around the pause, in this process: prepare, the racy
    window's sleep, prepare again, 20 ms for the hello, quiesce and flush, SIGSTOP of
    the agent's process group (the pause), capture(defer=True) and
-   changed_since_capture(), SIGCONT, finish(). Two stagers take
+   changed_since_capture(), SIGCONT, finish(). Three stagers take
    turns on the same agent, each with its own staging directory on the same filesystem:
-   one as built, one that copies every racy file again (the rule before decision 0020).
+   as built, with the tracker's vouch only (as on a kernel without multigrain ctimes),
+   and one that copies every racy file again (the rule before decision 0020).
    Inside the pause, each piece is timed: whole copies, tails, WAL pins, the check.
 4. pin (ext4): a live WAL database of 10 MB and of 2 GB (pause_cases.LiveDb, 1 MiB row
    rewritten per round): the time to pin it (open, read transaction) and to release it.
@@ -267,6 +268,16 @@ class RacyRuleStager(Stager):
         return is_racy(old[_CTIME], old[_COPIED])
 
 
+class TrackerOnlyStager(Stager):
+    """The stager as built on a kernel without multigrain ctimes: only the tracker's
+    silence vouches for a racy copy (decision 0020, proof 1)."""
+
+    def track(self) -> str | None:
+        why = super().track()
+        self._ctime_why = "profile: fine ctimes not used"
+        return why
+
+
 class PieceTimer:
     """Times the pieces of a stager's in-pause pass by wrapping its methods."""
 
@@ -338,7 +349,11 @@ def profile_capture(work: Path, rounds: int, agent_seconds: float) -> list[str]:
         agent = _start_agent(mnt)
         try:
             time.sleep(agent_seconds)
-            variants = {"as built": Stager, "racy rule (before 0020)": RacyRuleStager}
+            variants = {
+                "as built": Stager,
+                "tracker's vouch only": TrackerOnlyStager,
+                "racy rule (before 0020)": RacyRuleStager,
+            }
             stagers = {k: cls(mnt / "agent", mnt / f"staging-{i}")
                        for i, (k, cls) in enumerate(variants.items())}  # fmt: skip
             timers = {k: PieceTimer(st) for k, st in stagers.items()}
