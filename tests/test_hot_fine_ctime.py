@@ -191,3 +191,41 @@ def test_a_held_tracker_still_reports_every_event_and_names_the_files(tmp_path: 
     assert held.reason is None and released.reason is None
     assert held.dirs == {"", "sub"} and "sub/a.jsonl" in held.names and "sub" in held.names
     assert released.dirs == {""} and released.names == {"b.json"}
+
+
+def test_an_append_just_before_the_copy_read_it_keeps_the_vouch(
+    ext4: Path, tmp_path: Path
+) -> None:
+    """An append that lands between the pass's start and the copy's read is in the copy:
+    its event, taken just before the read, does not withdraw the vouch; one after does."""
+    src = ext4 / "src"
+    src.mkdir()
+    transcript = src / "session.jsonl"
+    transcript.write_bytes(b'{"turn": 0}\n' * 50_000)
+    stager = Stager(src, tmp_path / "staging")  # another filesystem: the tracker alone
+    with stager.lock():
+        stager.track()
+        stager.prepare()
+
+        def append(rel: str) -> None:
+            if rel == "session.jsonl":
+                with open(transcript, "ab") as f:
+                    f.write(b'{"turn": 1}\n')
+
+        with open(transcript, "ab") as f:
+            f.write(b'{"turn": 0.5}\n')
+        stager.before_open = append  # after the pass's take, before the copy's read
+        stager.prepare()
+        stager.before_open = None
+        (src / "sessions.json").write_bytes(b"{}")  # so the capture visits the directory
+        stats = stager.capture(defer=True)
+        stager.finish()
+        assert stats.ctime_why == ELSEWHERE
+        assert stats.files_copied == 1 and stats.racy_vouched == 1  # sessions.json only
+        assert (stager.tree / "session.jsonl").read_bytes() == transcript.read_bytes()
+        with open(transcript, "r+b") as f:  # in place, same size: only its event tells
+            f.write(b"{")
+        stats = stager.capture(defer=True)
+        stager.finish()
+        assert stats.files_copied == 1  # the transcript, whole (sessions.json is vouched)
+        assert (stager.tree / "session.jsonl").read_bytes() == transcript.read_bytes()

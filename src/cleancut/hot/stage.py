@@ -449,9 +449,11 @@ class Stager:
         dirs: Iterable[str] = self._dirs
         if self._tracker is not None:
             since = self._tracker.take()
-            self._carry.merge(since)  # the next pass, if any, must scan them too
-            if since.reason is None:
-                dirs = since.dirs | since.fresh
+            # The carry holds what the capture itself took after its start (events absorbed
+            # before its copies): everything since the capture began, for the next pass too.
+            self._carry.merge(since)
+            if self._carry.reason is None:
+                dirs = self._carry.dirs | self._carry.fresh
         for rel in dirs:
             listing = self._dirs.get(rel)
             if listing is None or rel in self._skipped:
@@ -537,6 +539,21 @@ class Stager:
         # Not from a snapshot: a write between the snapshot and this take would be in the
         # names just forgotten, and the copy from the snapshot would not hold it.
         self._vouching = self._frozen_ns is None
+
+    def _absorb_events(self, rel: str) -> None:
+        """Just before a recently written file is read: take the events raised so far, so
+        that those naming it (writes the copy about to begin will hold) do not withdraw
+        its vouch at the next pass. The rest is kept for the next pass, as
+        changed_since_capture() keeps what it takes. A write that has not returned yet
+        raises its event after this, and that event withdraws the vouch."""
+        if self._tracker is None:
+            return
+        early = self._tracker.take()
+        if early.reason is not None:
+            self._vouching = False  # the tracker gave up: the next pass clears every vouch
+        else:
+            early.names.discard(rel)
+        self._carry.merge(early)
 
     def _choose_scan(self, changes: Changes | None) -> bool:
         """Whether this pass may visit only what the tracker named; says why in the stats."""
@@ -846,6 +863,8 @@ class Stager:
         started = self._frozen_ns or time.time_ns()
         if self.before_open is not None:
             self.before_open(rel)
+        if self._vouching and is_racy(st.st_ctime_ns, started):
+            self._absorb_events(rel)
         try:
             fd = os.open(name, FILE_FLAGS, dir_fd=scan.fd)
         except (FileNotFoundError, NotADirectoryError):
