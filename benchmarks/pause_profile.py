@@ -14,8 +14,20 @@ end, even on error.
 2. SQLite: a rollback-journal database of S MB; time sqlite_copy.copy_database (the
    backup API, what runs in the pause on ext4) and sqlite_clone.clone_database (FICLONE
    under the read lock, on btrfs and XFS reflink=1).
+3. capture (ext4): the simulated agent runs flat out for --agent-seconds, then each round
+   runs what a hot backup runs around the pause, in this process: prepare, the racy
+   window's sleep, prepare again, 20 ms for the hello, quiesce and flush, SIGSTOP of
+   the agent's process group (the pause), capture(defer=True) and
+   changed_since_capture(), SIGCONT, finish(). Three stagers take
+   turns on the same agent, each with its own staging directory on the same filesystem:
+   as built, with the tracker's vouch only (as on a kernel without multigrain ctimes),
+   and one that copies every racy file again (the rule before decision 0020).
+   Inside the pause, each piece is timed: whole copies, tails, WAL pins, the check.
+4. pin (ext4): a live WAL database of 10 MB and of 2 GB (pause_cases.LiveDb, 1 MiB row
+   rewritten per round): the time to pin it (open, read transaction) and to release it.
 
 Usage: python benchmarks/pause_profile.py [--work DIR] [--rounds 5] [--results FILE]
+                                          [--only snapshot|settle|sqlite|capture|pin]
 """
 
 from __future__ import annotations
@@ -24,7 +36,9 @@ import argparse
 import contextlib
 import datetime as dt
 import os
+import random
 import shlex
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -34,8 +48,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from cleancut.fsio.racy import FINE_WINDOW_NS, is_racy
 from cleancut.hot import btrfs, sqlite_clone, sqlite_copy
+from cleancut.hot.stage import Stager
 from cleancut.hot.stage_copy import Copier
+from cleancut.hot.stage_manifest import _COPIED, _CTIME, Entry
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pause_cases import LiveDb  # noqa: E402  (sibling module; benchmarks/ is not a package)
 
 MIB = 1 << 20
 DIRTY_MIB = (0, 1, 8, 32)
@@ -241,12 +261,193 @@ def profile_sqlite(work: Path, rounds: int) -> list[str]:
     ]
 
 
+class RacyRuleStager(Stager):
+    """The stager as it was before decision 0020: every racy file is copied again."""
+
+    def _racy(self, rel: str, old: Entry, vouched: set[str]) -> bool:
+        return is_racy(old[_CTIME], old[_COPIED])
+
+
+class TrackerOnlyStager(Stager):
+    """The stager as built on a kernel without multigrain ctimes: only the tracker's
+    silence vouches for a racy copy (decision 0020, proof 1)."""
+
+    def track(self) -> str | None:
+        why = super().track()
+        self._ctime_why = "profile: fine ctimes not used"
+        return why
+
+
+class PieceTimer:
+    """Times the pieces of a stager's in-pause pass by wrapping its methods."""
+
+    PIECES = ("_copy_plain", "_append_tail", "_pin_db", "changed_since_capture")
+
+    def __init__(self, stager: Stager) -> None:
+        self.ms: dict[str, float] = {}
+        self.on = False
+        for name in self.PIECES:
+            setattr(stager, name, self._wrap(name, getattr(stager, name)))
+
+    def _wrap(self, name: str, fn: object) -> object:
+        def timed(*args: object, **kwargs: object) -> object:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)  # type: ignore[operator]
+            finally:
+                if self.on:
+                    self.ms[name] = self.ms.get(name, 0.0) + ms(t0)
+
+        return timed
+
+
+def _start_agent(root: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cleancut.testing.simulated", "run", "--root", str(root / "agent"),
+         "--socket", str(root / "agent.sock"), "--oracle", str(root / "agent.oracle"),
+         "--seed", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    if not proc.stdout.readline().startswith("ready"):
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise RuntimeError("the simulated agent did not start")
+    return proc
+
+
+# Between the last prepare and the capture a hot backup says hello, quiesces and flushes
+# the agent, which writes meanwhile: so many ms of the agent running stand in for that.
+QUIESCE_GAP_S = 0.02
+
+
+def _capture_round(stager: Stager, timer: PieceTimer, agent: int) -> dict[str, float]:
+    stager.prepare()
+    time.sleep(FINE_WINDOW_NS / 1e9)  # as hot/orchestrator.py does after a copying prepare
+    stager.prepare()
+    time.sleep(QUIESCE_GAP_S)
+    timer.ms, timer.on = {}, True
+    os.killpg(agent, signal.SIGSTOP)
+    t0 = time.perf_counter()
+    try:
+        stats = stager.capture(defer=True)
+        stager.changed_since_capture()
+    finally:
+        took = ms(t0)
+        os.killpg(agent, signal.SIGCONT)
+        timer.on = False
+    stager.finish()
+    return {
+        "pause": took, "bytes": stats.bytes_copied - stats.bytes_after_resume,
+        "files": stats.files_copied, "tails": stats.tails, "vouched": stats.racy_vouched,
+        **{k.strip("_"): v for k, v in timer.ms.items()},
+    }  # fmt: skip
+
+
+def profile_capture(work: Path, rounds: int, agent_seconds: float) -> list[str]:
+    rows = []
+    with mounted(work, "ext4", 4 << 30) as mnt:
+        agent = _start_agent(mnt)
+        try:
+            time.sleep(agent_seconds)
+            variants = {
+                "as built": Stager,
+                "tracker's vouch only": TrackerOnlyStager,
+                "racy rule (before 0020)": RacyRuleStager,
+            }
+            stagers = {k: cls(mnt / "agent", mnt / f"staging-{i}")
+                       for i, (k, cls) in enumerate(variants.items())}  # fmt: skip
+            timers = {k: PieceTimer(st) for k, st in stagers.items()}
+            samples: dict[str, list[dict[str, float]]] = {k: [] for k in stagers}
+            with contextlib.ExitStack() as stack:
+                for st in stagers.values():
+                    stack.enter_context(st.lock())
+                    st.track()
+                    st.prepare()
+                for _ in range(rounds):
+                    for k, st in stagers.items():  # turn by turn, under the same load
+                        samples[k].append(_capture_round(st, timers[k], agent.pid))
+            size = sum(f.stat().st_size for f in (mnt / "agent").rglob("*.jsonl"))
+        finally:
+            os.killpg(agent.pid, signal.SIGTERM)
+            agent.wait()
+    for k, got in samples.items():
+
+        def col(key: str, got: list[dict[str, float]] = got) -> list[float]:
+            return [g.get(key, 0.0) for g in got]
+
+        def p50(key: str) -> float:
+            return statistics.median(col(key))
+
+        rows.append(
+            f"| {k} | {p50('pause'):.1f} | {max(col('pause')):.1f} | "
+            f"{p50('bytes') / 1e6:.2f} | {max(col('bytes')) / 1e6:.2f} | {p50('files'):.0f} | "
+            f"{p50('tails'):.0f} | {p50('vouched'):.0f} | {p50('copy_plain'):.2f} | "
+            f"{p50('append_tail'):.2f} | {p50('pin_db'):.2f} | "
+            f"{p50('changed_since_capture'):.2f} | {os.getloadavg()[0]:.1f} |"
+        )
+        print(rows[-1], flush=True)
+    return [
+        f"ext4, the in-pause pass on the simulated agent after {agent_seconds:.0f} s of "
+        f"running flat out (its JSONL files: {size / 1e6:.1f} MB at the end), {rounds} rounds "
+        "per stager taken in turns: the pass and the check, timed from SIGSTOP to SIGCONT "
+        "(ms); bytes copied in it (MB); files copied, tails, racy files vouched for by the "
+        "tracker (p50); and the pieces inside it (ms, p50 of each round's sum):",
+        "",
+        "| stager | pause p50 | max | MB copied p50 | max | files | tails | vouched "
+        "| whole copies | tails ms | WAL pins | check | load |",
+        "| ------ | --------- | --- | ------------- | --- | ----- | ----- | ------- "
+        "| ------------ | -------- | -------- | ----- | ---- |",
+        *rows,
+    ]
+
+
+def profile_pin(work: Path, rounds: int) -> list[str]:
+    rows = []
+    with mounted(work, "ext4", 4 << 30) as mnt:
+        for label, size in (("10 MB", 10 * 1000 * 1000), ("2 GB", 2 * 1000 * 1000 * 1000)):
+            live = LiveDb(mnt / f"live-{label.replace(' ', '')}.sqlite", size)
+            pin_ms, release_ms = [], []
+            rng = random.Random(1)
+            try:
+                for _ in range(rounds):
+                    live.change(rng)
+                    t0 = time.perf_counter()
+                    pin = sqlite_copy.pin(str(live.path), live.path.name)
+                    pin_ms.append(ms(t0))
+                    assert pin is not None
+                    t0 = time.perf_counter()
+                    pin.release()
+                    release_ms.append(ms(t0))
+            finally:
+                live.close()
+            wal = live.path.with_name(live.path.name + "-wal")
+            rows.append(
+                f"| {label} | {live.path.stat().st_size / 1e6:.0f} | "
+                f"{wal.stat().st_size / 1e6 if wal.exists() else 0:.1f} | "
+                f"{statistics.median(pin_ms):.2f} | {max(pin_ms):.2f} | "
+                f"{statistics.median(release_ms):.2f} | {os.getloadavg()[0]:.1f} |"
+            )
+            print(rows[-1], flush=True)
+            live.path.unlink()
+    return [
+        "ext4, pinning a live WAL database (open read-only, BEGIN, read sqlite_master) after "
+        "a 1 MiB row was rewritten, as the in-pause capture does (ms):",
+        "",
+        "| database | file MB | -wal MB | pin p50 | pin max | release p50 | load |",
+        "| -------- | ------- | ------- | ------- | ------- | ----------- | ---- |",
+        *rows,
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, default=Path("benchmarks/work/pause-profile"))
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--results", type=Path)
-    ap.add_argument("--only", choices=("snapshot", "settle", "sqlite"), help="one part only")
+    ap.add_argument(
+        "--only", choices=("snapshot", "settle", "sqlite", "capture", "pin"), help="one part only"
+    )
+    ap.add_argument("--agent-seconds", type=float, default=60.0, help="capture: agent's head start")
     args = ap.parse_args(argv)
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -263,7 +464,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "settle"):
         parts += [*profile_settle(work, args.rounds), ""]
     if args.only in (None, "sqlite"):
-        parts += profile_sqlite(work, args.rounds)
+        parts += [*profile_sqlite(work, args.rounds), ""]
+    if args.only in (None, "capture"):
+        parts += [*profile_capture(work, args.rounds, args.agent_seconds), ""]
+    if args.only in (None, "pin"):
+        parts += profile_pin(work, args.rounds)
     text = "\n".join(parts) + "\n"
     print(text)
     if args.results:

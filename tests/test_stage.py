@@ -363,8 +363,10 @@ def test_a_damaged_staged_copy_is_not_trusted_by_a_new_stager(src: Path, staging
     Stager(src, staging).capture()
     tree = staging / "tree"
     (tree / "SOUL.md").unlink()  # a staged copy gone
-    (tree / "memory" / "2026-11-05.md").unlink()
-    _write(tree / "memory" / "2026-11-05.md", b"replaced by someone")  # another inode
+    # Another inode: written beside it, then renamed over it (an unlink first would let
+    # the filesystem hand the same inode number to the new file).
+    _write(tree / "memory" / "replacement", b"replaced by someone")
+    os.replace(tree / "memory" / "replacement", tree / "memory" / "2026-11-05.md")
     _write(tree / "memory" / (TEMP_PREFIX + "0123456789abcdef"), b"left by a crash")
     stats = Stager(src, staging).capture()
     assert stats.files_copied == 2

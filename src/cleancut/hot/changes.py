@@ -4,10 +4,11 @@ The in-pause pass should visit only what changed since the pass before it, not s
 the whole workspace. A ChangeTracker watches every directory of the source (inotify,
 through libc with ctypes) from before the first pass of a backup, and `take()` says
 which directories saw an event since the previous `take()`: a file written, created,
-deleted, renamed, its mode or times changed. A directory created or moved into the
-tree is returned as a *fresh* subtree (watched from the moment its creation was
-seen, and to be walked whole, since what was put in it before the watch exists
-raised no event).
+deleted, renamed, its mode or times changed; and which entries the events named (a file
+no event named since its copy is unchanged, whatever its timestamps say). A directory
+created or moved into the tree is returned as a *fresh* subtree (watched from the moment
+its creation was seen, and to be walked whole, since what was put in it before the watch
+exists raised no event).
 
 It never claims more than it knows. An overflowed event queue, a watch that could
 not be added (the watch limit, a permission), a directory renamed inside the tree
@@ -25,6 +26,7 @@ IN_ATTRIB on its -wal, which only makes that directory be looked at again.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -73,11 +75,13 @@ class Changes:
 
     dirs: set[str] = field(default_factory=set)  # directories (relative; "" the root)
     fresh: set[str] = field(default_factory=set)  # subtrees created or moved in: walk whole
+    names: set[str] = field(default_factory=set)  # entries an event named (relative paths)
     reason: str | None = None
 
     def merge(self, other: Changes) -> None:
         self.dirs |= other.dirs
         self.fresh |= other.fresh
+        self.names |= other.names
         self.reason = self.reason or other.reason
 
 
@@ -111,6 +115,8 @@ class ChangeTracker:
         self._wds: dict[int, str] = {}
         self._changes = Changes()
         self._stop_r, self._stop_w = -1, -1
+        self._kick_r, self._kick_w = -1, -1  # tells the thread that `_held` changed
+        self._held = False
         self._thread: threading.Thread | None = None
 
     # --- life cycle ----------------------------------------------------------
@@ -130,6 +136,7 @@ class ChangeTracker:
             return self._changes.reason
         self._fd = fd
         self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
+        self._kick_r, self._kick_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._watch_tree("")
         self._thread = threading.Thread(target=self._drain_loop, name="cleancut-inotify",
                                         daemon=True)
@@ -141,11 +148,21 @@ class ChangeTracker:
             os.write(self._stop_w, b"x")
             self._thread.join()
             self._thread = None
-        for fd in (self._fd, self._stop_r, self._stop_w):
+        for fd in (self._fd, self._stop_r, self._stop_w, self._kick_r, self._kick_w):
             if fd >= 0:
                 os.close(fd)
-        self._fd = self._stop_r = self._stop_w = -1
+        self._fd = self._stop_r = self._stop_w = self._kick_r = self._kick_w = -1
         self._wds = {}
+
+    def hold(self, held: bool) -> None:
+        """While held, the background thread leaves events in the kernel's queue instead
+        of waking for each (inside the pause, a thread waking competes with the capture
+        for the interpreter); take() still drains them all. Hold only for a short time:
+        a queue that overflows meanwhile makes the next take() give up."""
+        self._held = held
+        if self._kick_w >= 0:
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._kick_w, b"k")
 
     def take(self) -> Changes:
         """What changed since the last take() (or start()), and forget it. When the result
@@ -220,14 +237,25 @@ class ChangeTracker:
 
     def _drain_loop(self) -> None:
         poller = select.poll()
-        poller.register(self._fd, select.POLLIN)
         poller.register(self._stop_r, select.POLLIN)
+        poller.register(self._kick_r, select.POLLIN)
+        watching = False
         while True:
+            if watching == self._held:  # held: stop polling the events; released: resume
+                if watching:
+                    poller.unregister(self._fd)
+                else:
+                    poller.register(self._fd, select.POLLIN)
+                watching = not watching
             ready = {fd for fd, _ in poller.poll()}
             if self._stop_r in ready:
                 return
-            with self._lock:
-                self._drain()
+            if self._kick_r in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._kick_r, 64)
+            if watching and self._fd in ready:
+                with self._lock:
+                    self._drain()
 
     def _drain(self) -> None:
         """Read every queued event (the lock held)."""
@@ -275,9 +303,12 @@ class ChangeTracker:
                 self._give_up(f"directory {rel} was renamed (its watch names a stale path)")
             return
         changes.dirs.add(rel)
-        if not mask & IN_ISDIR or not name:
+        if not name:
             return
         child = f"{rel}/{name}" if rel else name
+        changes.names.add(child)
+        if not mask & IN_ISDIR:
+            return
         if mask & IN_MOVED_FROM:
             self._give_up(f"directory {child} was renamed (its watch names a stale path)")
         elif mask & (IN_CREATE | IN_MOVED_TO):

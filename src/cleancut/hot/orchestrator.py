@@ -332,10 +332,11 @@ def _quiesced_capture(
         return stats, stager.changed_since_capture()  # still inside the pause
 
     try:
-        stats, changed = quiesced(
-            hot.agent, hot.quiesce_timeout, hot.horizon, capture_and_check, report, hot.lease,
-            runtime=runtime,
-        )
+        with stager.tracking_held():  # no tracker thread waking inside the pause
+            stats, changed = quiesced(
+                hot.agent, hot.quiesce_timeout, hot.horizon, capture_and_check, report,
+                hot.lease, runtime=runtime,
+            )
         with _timed(capture["steps_ms"], "finish"):
             stager.finish()  # resumed: the staged tree is complete once this returns
         # What the captured state itself says is in flight, when the runtime reads it there

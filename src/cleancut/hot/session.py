@@ -56,6 +56,10 @@ class _Renewer:
         self.lease_s = lease_s
         self.step_s = step_s
         self.stop = threading.Event()
+        # Set when the capture ends: no renewal starts after it. A flag, not the event:
+        # setting the event wakes the thread, and inside the pause that wake-up competes
+        # with the main thread for the interpreter (ms under load); join() sets the event.
+        self.stopping = False
         self.lost: str | None = None
         self.misbehaved: AgentMisbehaved | None = None
         # Set while a renewal wants or holds the connection it shares with the main thread.
@@ -64,6 +68,8 @@ class _Renewer:
 
     def _run(self) -> None:
         while not self.stop.wait(self.runtime.renew_every(self.lease_s)):
+            if self.stopping:
+                return  # the final renew after the capture is the lease's proof
             self.renewing.set()
             try:
                 self.runtime.renew(self.step_s, self.lease_s)
@@ -84,7 +90,7 @@ class _Renewer:
         """A renewal failed. Once stopped (the capture is over) its failure is not the
         lease's verdict: the final renew after the capture is, and this renewal may have
         been answered after that renew and the resume behind it."""
-        if not self.stop.is_set():
+        if not (self.stopping or self.stop.is_set()):
             self.lost = why
 
     def let_renewal_go_first(self, timeout: float) -> None:
@@ -107,13 +113,15 @@ class _Renewer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Stop renewing, without waiting for the thread: a renewal in flight holds the
-        connection, so the final renew queues behind it anyway, and waking the thread
-        up to join it would cost the pause a thread switch (ms under load). join()
-        comes after the resume is sent."""
-        self.stop.set()
+        """Stop renewing, without waking or waiting for the thread: a renewal in flight
+        holds the connection, so the final renew queues behind it anyway, and waking the
+        thread up would cost the pause a thread switch (ms under load). join(), after
+        the resume is sent, wakes it."""
+        self.stopping = True
 
     def join(self) -> None:
+        self.stopping = True
+        self.stop.set()
         self.thread.join()
 
 

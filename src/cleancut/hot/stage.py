@@ -60,7 +60,7 @@ from cleancut.fsio.filekind import kind_of
 from cleancut.fsio.racy import is_racy
 from cleancut.fsio.treewalk import remove_tree
 
-from . import sqlite_clone, sqlite_copy, stage_manifest
+from . import fine_ctime, sqlite_clone, sqlite_copy, stage_manifest
 from .changes import Changes, ChangeTracker
 from .stage_copy import Copier
 from .stage_manifest import (
@@ -106,6 +106,8 @@ class StageStats:
     bytes_after_resume: int = 0  # of bytes_copied, what finish() copied (pinned databases)
     scan: str = "full"  # "full" or "tracked" (only the directories that changed)
     scan_reason: str = ""  # why a full scan, or what the tracker said
+    ctime_why: str = ""  # "": an unchanged ctime proves a copy current (fine_ctime.py)
+    racy_vouched: int = 0  # written within a tick of their copy, unchanged says the tracker
     dirs_scanned: int = 0
     warnings: list[str] = field(default_factory=list)
 
@@ -126,6 +128,8 @@ class StageStats:
             "scan": self.scan,
             "scan_reason": self.scan_reason,
             "dirs_scanned": self.dirs_scanned,
+            "racy_rule": self.ctime_why or "not needed: fine-grained ctimes",
+            "racy_vouched": self.racy_vouched,
             "warnings": list(self.warnings),
         }
 
@@ -141,6 +145,9 @@ class StageStats:
             "tails": self.tails,
             "after_resume_s": round(self.finish_s, 6),
             "bytes_after_resume": self.bytes_after_resume,
+            # Whether a file written within a tick of its last copy is copied again.
+            "racy_rule": self.ctime_why or "not needed: fine-grained ctimes",
+            "racy_vouched_by_tracker": self.racy_vouched,
         }
 
 
@@ -221,6 +228,14 @@ class Stager:
         self._tracker: ChangeTracker | None = None
         self._tracked_base = False  # a pass succeeded since tracking began: the next may track
         self._carry = Changes()  # taken by changed_since_capture(), not yet scanned
+        # Why an unchanged ctime does not prove a copy current ("" when it does: every write
+        # after a stat moves it, fine_ctime.py). Probed by track(); the racy rule otherwise.
+        self._ctime_why = "no change tracking"
+        # Files copied while the tracker watched, with no event naming them since the take
+        # before their copy: unchanged since that copy, however recent their ctime. Only
+        # for passes that track (a tracker that gave up vouches for nothing it saw before).
+        self._vouched: set[str] = set()
+        self._vouching = False  # this pass takes the tracker's word (set by _pass)
         self._visited: set[str] = set()  # directories walked in this pass
         # Each staged directory's listing as JSON, kept until it changes: a pass that
         # copies a few files re-encodes a few directories, not the whole manifest.
@@ -293,7 +308,21 @@ class Stager:
             return None
         self._tracker = ChangeTracker(self._src)
         self._tracked_base = False
+        self._ctime_why = fine_ctime.probe(self._src, self._lock_fd) or ""
         return self._tracker.start()
+
+    @contextlib.contextmanager
+    def tracking_held(self) -> Iterator[None]:
+        """Around the pause: the tracker's thread does not wake for events (they wait in
+        the kernel's queue for the next take), so it does not compete with the capture."""
+        tracker = self._tracker
+        if tracker is not None:
+            tracker.hold(True)
+        try:
+            yield
+        finally:
+            if tracker is not None:
+                tracker.hold(False)
 
     def _stop_tracking(self) -> None:
         if self._tracker is not None:
@@ -301,6 +330,8 @@ class Stager:
         self._tracker = None
         self._tracked_base = False
         self._carry = Changes()
+        self._ctime_why = "no change tracking"
+        self._vouched = set()
 
     def _take_changes(self) -> Changes | None:
         """What the tracker saw since the last pass (None: no tracking), with what
@@ -320,10 +351,14 @@ class Stager:
         with the live source. Copies count as made at `taken_ns`, when their data was
         frozen, so the racy rule (fsio/racy.py) still sees a write right after it."""
         self._read, self._frozen_ns = os.path.abspath(frozen), taken_ns
+        # A snapshot's inodes are not the live ones: reading them proves nothing about
+        # the live files' next ctime, so the racy rule applies to what is copied now.
+        why, self._ctime_why = self._ctime_why, "copies made from a filesystem snapshot"
         try:
             yield
         finally:
             self._read, self._frozen_ns = self._src, None
+            self._ctime_why = why
 
     def prepare(self) -> StageStats:
         """Outside the pause: bring staging up to date with the live workspace.
@@ -415,9 +450,11 @@ class Stager:
         dirs: Iterable[str] = self._dirs
         if self._tracker is not None:
             since = self._tracker.take()
-            self._carry.merge(since)  # the next pass, if any, must scan them too
-            if since.reason is None:
-                dirs = since.dirs | since.fresh
+            # The carry holds what the capture itself took after its start (events absorbed
+            # before its copies): everything since the capture began, for the next pass too.
+            self._carry.merge(since)
+            if self._carry.reason is None:
+                dirs = self._carry.dirs | self._carry.fresh
         for rel in dirs:
             listing = self._dirs.get(rel)
             if listing is None or rel in self._skipped:
@@ -457,7 +494,8 @@ class Stager:
         started = time.monotonic()
         self._abandon_pending()  # a deferred capture that was never finished
         changes = self._take_changes()  # before anything is read: later events are kept
-        stats = self._stats = StageStats()
+        self._vouch(changes)
+        stats = self._stats = StageStats(ctime_why=self._ctime_why)
         self._strict = strict
         self._modified = set()
         self._current = self._staging
@@ -489,6 +527,34 @@ class Stager:
             self._tracked_base = self._tracker is not None
         stats.duration_s = time.monotonic() - started
         return stats
+
+    def _vouch(self, changes: Changes | None) -> None:
+        """Forget the vouch for every file an event named since the last take; for all of
+        them when the tracker gave up or is not running (events may have been lost)."""
+        if changes is None or changes.reason is not None:
+            self._vouched = set()
+            # A tracker that gave up was re-armed by take(): copies from now on are watched.
+            self._vouching = changes is not None and self._frozen_ns is None
+            return
+        self._vouched -= changes.names
+        # Not from a snapshot: a write between the snapshot and this take would be in the
+        # names just forgotten, and the copy from the snapshot would not hold it.
+        self._vouching = self._frozen_ns is None
+
+    def _absorb_events(self, rel: str) -> None:
+        """Just before a recently written file is read: take the events raised so far, so
+        that those naming it (writes the copy about to begin will hold) do not withdraw
+        its vouch at the next pass. The rest is kept for the next pass, as
+        changed_since_capture() keeps what it takes. A write that has not returned yet
+        raises its event after this, and that event withdraws the vouch."""
+        if self._tracker is None:
+            return
+        early = self._tracker.take()
+        if early.reason is not None:
+            self._vouching = False  # the tracker gave up: the next pass clears every vouch
+        else:
+            early.names.discard(rel)
+        self._carry.merge(early)
 
     def _choose_scan(self, changes: Changes | None) -> bool:
         """Whether this pass may visit only what the tracker named; says why in the stats."""
@@ -694,6 +760,11 @@ class Stager:
         excluded = self._excluded
         prefix = scan.prefix
         scanned = 0
+        # With fine-grained ctimes an unchanged ctime proves a copy current, and so does the
+        # tracker's silence about a file since its copy; else a file written within a tick
+        # of its copy may have been written again unseen (the racy rule).
+        racy_rule = bool(self._ctime_why)
+        vouched = self._vouched
         for entry in entries:
             name = entry.name
             if stash_sidecars and name.endswith(sqlite_copy.SIDECARS):
@@ -722,7 +793,7 @@ class Stager:
                     and old[_INO] == st.st_ino
                     and old[_MTIME] == st.st_mtime_ns
                     and old[_SIZE] == st.st_size
-                    and not is_racy(old[_CTIME], old[_COPIED])
+                    and not (racy_rule and self._racy(prefix + name, old, vouched))
                 ):
                     if old[0] == FILE:
                         seen.add(name)
@@ -752,6 +823,17 @@ class Stager:
             # Sockets, fifos and devices are not staged (the Archiver skips them too).
         self._stats.files_scanned += scanned
 
+    def _racy(self, rel: str, old: Entry, vouched: set[str]) -> bool:
+        """Whether a file whose metadata did not move since its copy must be copied again:
+        written within a tick of that copy (fsio/racy.py), and not vouched for by the
+        tracker (no event named it since the take before the copy)."""
+        if not is_racy(old[_CTIME], old[_COPIED]):
+            return False
+        if rel in vouched:
+            self._stats.racy_vouched += 1
+            return False
+        return True
+
     def _settle(self, scan: _Scan) -> None:
         """Check databases against their -wal, then copy what the scan found changed."""
         for name, st in scan.dbs_to_check:
@@ -767,6 +849,8 @@ class Stager:
         for name, st in scan.to_copy:
             kind = self._stage_file(scan, name, st)
             if kind is not None:
+                if self._vouching:  # copied after this pass's take: events from here on
+                    self._vouched.add(scan.prefix + name)
                 scan.seen.add(name)
                 if kind == DB:
                     scan.dbs.add(name)
@@ -780,6 +864,8 @@ class Stager:
         started = self._frozen_ns or time.time_ns()
         if self.before_open is not None:
             self.before_open(rel)
+        if self._vouching and is_racy(st.st_ctime_ns, started):
+            self._absorb_events(rel)
         try:
             fd = os.open(name, FILE_FLAGS, dir_fd=scan.fd)
         except (FileNotFoundError, NotADirectoryError):

@@ -86,6 +86,13 @@ class DirsStager:
         missing = [_named(n, why) if n else why for n, why in reasons if why is not None]
         return "; ".join(missing) if missing else None
 
+    @contextlib.contextmanager
+    def tracking_held(self) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for stager in self.stagers.values():
+                stack.enter_context(stager.tracking_held())
+            yield
+
     def prepare(self) -> StageStats:
         return _merged({n: s.prepare() for n, s in self.stagers.items()})
 
