@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,46 +23,24 @@ from typing import Any
 
 import pytest
 from conftest import CLI
+from loopfs import loop_mounted, run
 from test_hot_backup import hot, restore, start_agent, stop_agent, violations
 
 from cleancut.hot import btrfs
 from cleancut.hot.fs_snapshot import PLACE, RECORD
 from cleancut.sdk.server import ControlServer
 
-IMAGE_BYTES = 400 << 20  # btrfs wants at least ~115 MiB; sparse, so nearly free
-
-
-def _run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True)
-
 
 @pytest.fixture
 def fs() -> Iterator[Path]:
     """A freshly made btrfs filesystem, loop-mounted at a short path (sockets live on it)."""
-    assert shutil.which("mkfs.btrfs") and shutil.which("btrfs"), (
-        "btrfs-progs is missing: `make test` installs it (scripts/test-tools)"
-    )
-    base = Path(tempfile.mkdtemp(prefix="cc-btrfs-", dir="/tmp"))
-    image, mnt = base / "fs.img", base / "mnt"
-    mnt.mkdir()
-    with open(image, "wb") as f:
-        f.truncate(IMAGE_BYTES)
-    made = _run("mkfs.btrfs", "-q", str(image))
-    assert made.returncode == 0, made.stderr
-    mounted = _run("mount", "-o", "loop", str(image), str(mnt))
-    if mounted.returncode != 0:
-        _run("modprobe", "btrfs")
-        mounted = _run("mount", "-o", "loop", str(image), str(mnt))
-    assert mounted.returncode == 0, f"root cannot loop-mount a btrfs image: {mounted.stderr}"
-    try:
+    assert shutil.which("btrfs"), "btrfs-progs is missing: `make test` installs it"
+    with loop_mounted("btrfs") as mnt:
         yield mnt
-    finally:
-        _run("umount", "-l", str(mnt))
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _subvolume(path: Path) -> Path:
-    made = _run("btrfs", "subvolume", "create", str(path))
+    made = run("btrfs", "subvolume", "create", str(path))
     assert made.returncode == 0, made.stderr
     return path
 
@@ -198,17 +175,17 @@ def test_a_snapshot_left_by_a_killed_backup_is_removed_next_run_and_no_other(
         left = _subvolumes_in(staging / PLACE)
         assert len(left) == 1 and (staging / RECORD).exists(), left
         # A snapshot of the same workspace that cleancut did not take, beside its own.
-        theirs = _run("btrfs", "subvolume", "snapshot", "-r", str(workspace),
+        theirs = run("btrfs", "subvolume", "snapshot", "-r", str(workspace),
                       str(staging / PLACE / "theirs"))
         assert theirs.returncode == 0, theirs.stderr
 
         # A leftover that cannot be deleted (its directory immutable: EPERM even for root)
         # stops snapshots until it can be: none piles up beside it.
-        assert _run("chattr", "+i", str(staging / PLACE)).returncode == 0
+        assert run("chattr", "+i", str(staging / PLACE)).returncode == 0
         try:
             blocked = json.loads(repo_cli.ok(*args).out)["capture"]["strategy"]
         finally:
-            _run("chattr", "-i", str(staging / PLACE))
+            run("chattr", "-i", str(staging / PLACE))
         assert blocked["capture"] == "staging-scan"
         assert "cannot be deleted" in blocked["capture_why"]
         assert _subvolumes_in(staging / PLACE) == sorted([left[0], "theirs"])
@@ -245,11 +222,11 @@ def test_a_snapshot_refused_in_the_pause_is_staged_the_old_way(
     try:
         first = json.loads(repo_cli.ok(*args).out)
         assert first["capture"]["strategy"]["capture"] == "btrfs-snapshot"
-        assert _run("chattr", "+i", str(staging / PLACE)).returncode == 0
+        assert run("chattr", "+i", str(staging / PLACE)).returncode == 0
         try:
             summary = json.loads(repo_cli.ok(*args).out)
         finally:
-            _run("chattr", "-i", str(staging / PLACE))
+            run("chattr", "-i", str(staging / PLACE))
         strategy = summary["capture"]["strategy"]
         assert summary["consistency"] == "quiesced"
         assert strategy["capture"] == "staging-scan"

@@ -10,60 +10,26 @@ the tests hold the stager to whichever answer it gave, and to soundness under bo
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from loopfs import loop_mounted
 
 from cleancut.hot.changes import ChangeTracker
 from cleancut.hot.stage import Stager
 
-IMAGE_BYTES = {"btrfs": 320 << 20, "ext4": 64 << 20}
-MKFS = {"btrfs": ["mkfs.btrfs", "-q"], "ext4": ["mkfs.ext4", "-q", "-F"]}
-
-
-def _run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True)
-
-
-def _mount(kind: str) -> tuple[Path, Path]:
-    assert shutil.which(MKFS[kind][0]), f"{MKFS[kind][0]} is missing: `make test` installs it"
-    base = Path(tempfile.mkdtemp(prefix=f"cc-ctime-{kind}-", dir="/tmp"))
-    image, mnt = base / "fs.img", base / "mnt"
-    mnt.mkdir()
-    with open(image, "wb") as f:
-        f.truncate(IMAGE_BYTES[kind])
-    made = _run(*MKFS[kind], str(image))
-    assert made.returncode == 0, made.stderr
-    mounted = _run("mount", "-o", "loop", str(image), str(mnt))
-    if mounted.returncode != 0:
-        _run("modprobe", kind)
-        mounted = _run("mount", "-o", "loop", str(image), str(mnt))
-    assert mounted.returncode == 0, f"root cannot loop-mount a {kind} image: {mounted.stderr}"
-    return base, mnt
-
 
 @pytest.fixture
 def ext4() -> Iterator[Path]:
-    base, mnt = _mount("ext4")
-    try:
+    with loop_mounted("ext4", "cc-ctime-") as mnt:
         yield mnt
-    finally:
-        _run("umount", "-l", str(mnt))
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
 def btrfs() -> Iterator[Path]:
-    base, mnt = _mount("btrfs")
-    try:
+    with loop_mounted("btrfs", "cc-ctime-") as mnt:
         yield mnt
-    finally:
-        _run("umount", "-l", str(mnt))
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _racy_then_capture(

@@ -11,53 +11,25 @@ in the -journal and in its cache) is not in it.
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from loopfs import loop_mounted
 
 from cleancut.errors import CleancutError
 from cleancut.hot.stage import Stager
 
-IMAGE_BYTES = {"xfs": 320 << 20, "btrfs": 320 << 20, "ext4": 64 << 20}
-MKFS = {
-    "xfs": ["mkfs.xfs", "-q", "-m", "reflink=1"],
-    "btrfs": ["mkfs.btrfs", "-q"],
-    "ext4": ["mkfs.ext4", "-q", "-F"],
-}
 ROWS = 400
 BLOB = 4096  # about 1.7 MB of rows: many pages, a few extents
-
-
-def _run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True)
 
 
 @pytest.fixture(params=["xfs", "btrfs", "ext4"])
 def fs(request: pytest.FixtureRequest) -> Iterator[tuple[str, Path]]:
     kind = request.param
-    assert shutil.which(MKFS[kind][0]), f"{MKFS[kind][0]} is missing: `make test` installs it"
-    base = Path(tempfile.mkdtemp(prefix=f"cc-{kind}-", dir="/tmp"))
-    image, mnt = base / "fs.img", base / "mnt"
-    mnt.mkdir()
-    with open(image, "wb") as f:
-        f.truncate(IMAGE_BYTES[kind])
-    made = _run(*MKFS[kind], str(image))
-    assert made.returncode == 0, made.stderr
-    mounted = _run("mount", "-o", "loop", str(image), str(mnt))
-    if mounted.returncode != 0:
-        _run("modprobe", kind)
-        mounted = _run("mount", "-o", "loop", str(image), str(mnt))
-    assert mounted.returncode == 0, f"root cannot loop-mount a {kind} image: {mounted.stderr}"
-    try:
+    with loop_mounted(kind) as mnt:
         yield kind, mnt
-    finally:
-        _run("umount", "-l", str(mnt))
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _make_db(path: Path) -> None:
