@@ -102,8 +102,29 @@ def test_each_record_is_read_once_per_open_repository(repo_cli: CLI, tmp_path: P
     finally:
         repo.close()
 
-    fresh = Repository.open(_CountingBackend(repo_cli.repo), PASSWORD, tmp_path / "c")
+    # The next process (a backup's plan, say) finds them in the local cache.
+    counted = _CountingBackend(repo_cli.repo)
+    fresh = Repository.open(counted, PASSWORD, tmp_path / "c")
     try:
         assert [r["id"] for r in list_records(fresh)] == [first, third]
+        assert counted.record_reads == 0
     finally:
         fresh.close()
+
+
+def test_check_reads_every_record_afresh_whatever_was_cached(repo_cli: CLI, tmp_path: Path):
+    """The cache saves reads for those who list records; check authenticates each one
+    from the repository, so a record damaged after it was cached is still found."""
+    repo = Repository.open(backend_for(str(repo_cli.repo)), PASSWORD, repo_cli.cache)
+    try:
+        rid = _attempt(repo, 1)
+        assert [r["id"] for r in list_records(repo)] == [rid]  # read, verified, cached
+    finally:
+        repo.close()
+    stored = repo_cli.repo / RECORDS_PREFIX / rid
+    data = bytearray(stored.read_bytes())
+    data[-1] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    result = repo_cli.run("check")
+    assert result.code == 4, result.err
+    assert rid[:12] in result.out + result.err

@@ -89,6 +89,17 @@ snapshots = Table(
     Column("record", Text, nullable=False),
 )
 
+records_table = Table(
+    "records",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("record", Text, nullable=False),
+)
+"""Operational records already read and verified (repository/records.py): a record is
+named by the hash of its stored bytes and never rewritten, so a backup's plan does not
+decrypt every attempt record of the last month again. Added without a schema bump:
+create_all adds the table to an older cache, which then fills on its next listing."""
+
 # The whole blob index is read in one statement on the driver's own cursor: plain
 # tuples, without SQLAlchemy's Row objects (~150,000 rows on the 1 GiB corpus).
 _ALL_BLOBS = 'SELECT id, pack, type, "offset", length, raw_length FROM blobs'
@@ -392,6 +403,36 @@ class Cache:
             )
 
         if ids:
+            self._write(work)
+
+    # --- operational records ------------------------------------------
+
+    def records(self) -> dict[str, Any]:
+        """Every cached record by id, as it was when verified."""
+        with self._connect() as conn:
+            rows = conn.execute(select(records_table.c.id, records_table.c.record)).all()
+        return {row.id: jsonparse.loads(row.record) for row in rows}
+
+    def update_records(self, added: dict[str, Any], gone: Iterable[str]) -> None:
+        """Remember records read and verified; forget those no longer in the repository."""
+        gone_ids = list(gone)
+
+        def work(conn: Connection) -> None:
+            if gone_ids:
+                conn.execute(
+                    delete(records_table).where(records_table.c.id == bindparam("rid")),
+                    [{"rid": rid} for rid in gone_ids],
+                )
+            if added:
+                conn.execute(
+                    insert(records_table).prefix_with("OR REPLACE"),
+                    [
+                        {"id": rid, "record": json.dumps(r, sort_keys=True)}
+                        for rid, r in added.items()
+                    ],
+                )
+
+        if added or gone_ids:
             self._write(work)
 
     def snapshot_records(self) -> list[tuple[str, dict[str, Any]]]:

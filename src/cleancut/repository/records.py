@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import weakref
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,31 +44,42 @@ def write_record(repo: Repository, record: dict[str, Any]) -> str:
 
 
 _opened: weakref.WeakKeyDictionary[Repository, dict[str, Any]] = weakref.WeakKeyDictionary()
-"""Records already read and verified, per open repository. A record's name is the hash
-of its stored bytes and it is never rewritten, so one read per process is enough: the
-status page, metrics and health each list the records on every daemon tick, and on S3
-each read is a GET. Only the listing is repeated, so a deleted record drops out."""
+"""Records already read and verified, per open repository, seeded from the local cache
+(repository/cache.py). A record's name is the hash of its stored bytes and it is never
+rewritten, so one read is enough: a backup's plan lists the records (a month of attempt
+records at one backup every 5 minutes is about 8,900 objects), and the status page,
+metrics and health list them on every daemon tick; on S3 each read is a GET. Only the
+listing is repeated, so a deleted record drops out. `check` reads every one afresh."""
 
 
-def _read_records(repo: Repository) -> Iterator[tuple[str, Any, str | None]]:
+def _read_records(repo: Repository, fresh: bool = False) -> list[tuple[str, Any, str | None]]:
     """(record id, record or None, why it is unreadable or None) for every record under
     records/; a record deleted between the listing and its read (prune's bookkeeping) is
-    left out. Each caller gets its own copy of a record."""
-    opened = _opened.setdefault(repo, {})
+    left out. Each caller gets its own copy of a record. With `fresh`, every record is
+    read and authenticated from the repository, whatever was cached."""
+    opened = _opened.get(repo)
+    if opened is None or fresh:
+        opened = {} if fresh else repo.cache.records()
+        _opened[repo] = opened
     names = repo.names(RECORDS_PREFIX)
-    for gone in opened.keys() - set(names):
-        del opened[gone]
+    gone = opened.keys() - set(names)
+    for rid in gone:
+        del opened[rid]
+    added: dict[str, Any] = {}
+    out: list[tuple[str, Any, str | None]] = []
     for rid in names:
         if rid not in opened:
             try:
                 stored = repo.read_object(RECORDS_PREFIX + rid)
-                opened[rid] = open_json(repo.keys, RECORD_KIND, rid, stored)
+                opened[rid] = added[rid] = open_json(repo.keys, RECORD_KIND, rid, stored)
             except ObjectNotFound:
                 continue
             except IntegrityError as exc:
-                yield rid, None, str(exc)  # damaged ones are read again: a repair shows
+                out.append((rid, None, str(exc)))  # damaged ones are read again: a repair shows
                 continue
-        yield rid, copy.deepcopy(opened[rid]), None
+        out.append((rid, copy.deepcopy(opened[rid]), None))
+    repo.cache.update_records(added, gone if not fresh else set())
+    return out
 
 
 def list_records(repo: Repository, record_type: str | None = None) -> list[dict[str, Any]]:
@@ -118,7 +128,7 @@ def missing_tips(repo: Repository, present: set[str]) -> list[tuple[str, str, st
 def damaged_records(repo: Repository) -> list[tuple[str, str]]:
     """(record id, why) for every record under records/ that fails authentication."""
     out = []
-    for rid, record, problem in _read_records(repo):
+    for rid, record, problem in _read_records(repo, fresh=True):
         if problem is not None:
             out.append((rid, problem))
         elif not isinstance(record, dict) or "type" not in record or "time" not in record:
