@@ -32,6 +32,10 @@ SQLALCHEMY_DDL = (
     "CREATE INDEX ix_snapshots_name ON snapshots (name)",
     "CREATE INDEX ix_snapshots_time ON snapshots (time)",
 )
+RECORDS_DDL = (  # added later, without a schema bump: create_all adds it to an older cache
+    "CREATE TABLE records (\n\tid VARCHAR NOT NULL, \n\trecord TEXT NOT NULL, \n\tPRIMARY KEY "
+    "(id)\n)"
+)
 BLOB = bytes(range(32))
 OTHER = bytes(range(1, 33))
 
@@ -85,7 +89,25 @@ def test_a_fresh_cache_has_the_tables_earlier_releases_wrote(tmp_path: Path):
         ddl = db.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
     finally:
         db.close()
-    assert sorted(row[0] for row in ddl) == sorted(SQLALCHEMY_DDL)
+    assert sorted(row[0] for row in ddl) == sorted((*SQLALCHEMY_DDL, RECORDS_DDL))
+
+
+def test_a_cache_from_before_the_records_table_keeps_its_data_and_gains_it(tmp_path: Path):
+    _old_cache(tmp_path, str(SCHEMA_VERSION))  # this schema version, no records table
+    cache = Cache("repo-id", tmp_path)
+    try:
+        assert cache.has_blob(BLOB) and cache.snapshot_ids() == {"snap1"}
+        assert cache.records() == {}
+        cache.update_records({"r1": {"type": "backup-attempt", "time": "t"}}, [])
+    finally:
+        cache.close()
+    again = Cache("repo-id", tmp_path)
+    try:
+        assert again.records() == {"r1": {"type": "backup-attempt", "time": "t"}}
+        again.update_records({}, ["r1"])
+        assert again.records() == {}
+    finally:
+        again.close()
 
 
 def test_a_cache_of_another_schema_version_is_rebuilt_empty(tmp_path: Path):
