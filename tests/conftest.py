@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -77,6 +78,21 @@ def repo_cli(cli: CLI) -> CLI:
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     return make_workspace(tmp_path / "agent")
+
+
+def agent_hello(sock: Path, timeout: float = 10) -> dict[str, Any]:
+    """An agent's `hello` answer, asked over a connection of our own (as an operator could)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(sock))
+        s.sendall(b'{"id":1,"op":"hello","protocol":1}\n')
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return dict(json.loads(data))
 
 
 def assert_no_traceback(res: Result) -> None:

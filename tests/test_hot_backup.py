@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import CLI, assert_no_traceback
+from conftest import CLI, agent_hello, assert_no_traceback
 
 from cleancut.testing.simulated.checker import check_workspace
 
@@ -41,17 +41,7 @@ class Agent:
 
     def hello(self) -> dict[str, object]:
         """Ask the agent's state over a second connection (what an operator could do)."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(5)
-            s.connect(str(self.socket))
-            s.sendall(b'{"id":1,"op":"hello","protocol":1}\n')
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        return json.loads(data)
+        return agent_hello(self.socket, timeout=5)
 
     def progress(self) -> int:
         """How far the agent has got: the oracle's size grows with every write it makes."""

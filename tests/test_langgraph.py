@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLI
+from conftest import CLI, agent_hello
 from langchain_core.messages import HumanMessage
 from langgraph.types import Command
 from langgraph_agent import load_example
@@ -102,17 +101,7 @@ def start_agent(tmp_path: Path, *extra: str, name: str = "lg", pin: bool = False
 
 def state_of(agent: LGAgent) -> str:
     """The agent's state, asked over a connection of our own (as an operator could)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
-        s.connect(str(agent.socket))
-        s.sendall(b'{"id":1,"op":"hello","protocol":1}\n')
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return str(json.loads(data)["state"])
+    return str(agent_hello(agent.socket)["state"])
 
 
 def stop_agent(agent: LGAgent) -> None:
